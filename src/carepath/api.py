@@ -1,0 +1,31 @@
+"""The library API the CLI and the Prefect flows are thin shells over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from carepath.check.runner import Checked, check_file, check_paths
+from carepath.compile.compiled import CompiledPathway
+from carepath.compile.compiler import compile_pathway
+from carepath.diagnostics import Diagnostic
+
+
+class InvalidPathway(Exception):
+    """Raised by `load_pathway` with every diagnostic of the file."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        super().__init__(f"{len(diagnostics)} problem(s)")
+        self.diagnostics = diagnostics
+
+
+def validate(paths: list[str]) -> list[Checked]:
+    """Check files and directories of pathways; every problem, none raised."""
+    return check_paths(paths)
+
+
+def load_pathway(path: str | Path) -> CompiledPathway:
+    """A pathway ready for the engine, or InvalidPathway with all its problems."""
+    checked = check_file(path)
+    if not checked.ok or checked.pathway is None:
+        raise InvalidPathway(checked.diagnostics)
+    return compile_pathway(checked.pathway, Path(path).parent)

@@ -1,0 +1,1 @@
+"""Check layer: whole-pathway semantic rules, each problem a positioned Diagnostic."""

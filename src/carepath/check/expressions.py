@@ -1,0 +1,199 @@
+"""Static analysis of conditions and letter templates against the engine's context.
+
+A condition may read names, attributes, constants, compare, combine with and/or/not,
+do arithmetic and use a few filters; it must yield true or false. Anything else (calls,
+underscore attributes, unknown names) is refused here, before a patient is planned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from jinja2 import TemplateSyntaxError, nodes
+from jinja2.parser import Parser
+
+from carepath.codes import Code
+from carepath.compile.sandbox import CONDITION_FILTERS, condition_environment
+from carepath.model.context import Kind, Shape
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    code: Code
+    message: str
+    hint: str = ""
+    lineno: int = 1
+
+
+def parse_condition(source: str) -> nodes.Expr:
+    """Parse like `Environment.compile_expression` does; raises TemplateSyntaxError."""
+    env = condition_environment()
+    parser = Parser(env, source, state="variable")
+    expr = parser.parse_expression()
+    if not parser.stream.eos:
+        raise TemplateSyntaxError("unexpected text after the expression", parser.stream.current.lineno)
+    return expr
+
+
+_COMPARE_OPS = {"eq", "ne", "lt", "lteq", "gt", "gteq", "in", "notin"}
+_ARITH = (nodes.Add, nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.Pow)
+
+
+class _ConditionChecker:
+    def __init__(self, context: dict[str, Shape]) -> None:
+        self.context = context
+        self.findings: list[Finding] = []
+
+    def problem(self, code: Code, message: str, hint: str = "") -> Shape:
+        self.findings.append(Finding(code, message, hint))
+        return Kind.ANY
+
+    def shape(self, node: nodes.Node) -> Shape:  # noqa: PLR0911 - one branch per node kind
+        if isinstance(node, nodes.Name):
+            if node.name in ("true", "false", "True", "False"):
+                return Kind.BOOL
+            if node.name not in self.context:
+                return self.problem(Code.EXPR_UNKNOWN_NAME, f"unknown name {node.name!r}",
+                                    "available: " + ", ".join(sorted(self.context)))
+            return self.context[node.name]
+        if isinstance(node, nodes.Getattr):
+            return self.attribute(self.shape(node.node), node.attr, _dotted(node.node))
+        if isinstance(node, nodes.Getitem):
+            base = self.shape(node.node)
+            if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                return self.attribute(base, node.arg.value, _dotted(node.node))
+            self.shape(node.arg)
+            return Kind.ANY
+        if isinstance(node, nodes.Const):
+            value = node.value
+            if isinstance(value, bool):
+                return Kind.BOOL
+            if isinstance(value, int):
+                return Kind.INT
+            if isinstance(value, float):
+                return Kind.NUMBER
+            if value is None:
+                return Kind.ANY
+            return Kind.TEXT
+        if isinstance(node, (nodes.List, nodes.Tuple)):
+            for item in node.items:
+                self.shape(item)
+            return Kind.LIST
+        if isinstance(node, nodes.Compare):
+            self.shape(node.expr)
+            for op in node.ops:
+                if op.op not in _COMPARE_OPS:
+                    self.problem(Code.EXPR_UNSUPPORTED, f"comparison {op.op!r} is not allowed")
+                self.shape(op.expr)
+            return Kind.BOOL
+        if isinstance(node, (nodes.And, nodes.Or)):
+            word = "and" if isinstance(node, nodes.And) else "or"
+            for side in (node.left, node.right):
+                kind = self.shape(side)
+                if kind not in (Kind.BOOL, Kind.ANY):
+                    self.problem(Code.EXPR_NOT_BOOLEAN,
+                                 f"'{word}' joins a {_describe(kind)}, not true/false",
+                                 "compare it, e.g. 'x | length > 0'")
+            return Kind.BOOL
+        if isinstance(node, nodes.Not):
+            kind = self.shape(node.node)
+            if kind not in (Kind.BOOL, Kind.ANY):
+                self.problem(Code.EXPR_NOT_BOOLEAN, f"'not' applied to a {_describe(kind)}, not true/false",
+                             "compare it explicitly, e.g. 'x | length == 0'")
+            return Kind.BOOL
+        if isinstance(node, (nodes.Neg, nodes.Pos)):
+            self.shape(node.node)
+            return Kind.NUMBER
+        if isinstance(node, _ARITH):
+            self.shape(node.left)
+            self.shape(node.right)
+            return Kind.NUMBER
+        if isinstance(node, nodes.CondExpr):
+            self.shape(node.test)
+            a = self.shape(node.expr1)
+            b = self.shape(node.expr2) if node.expr2 is not None else Kind.ANY
+            return a if a == b else Kind.ANY
+        if isinstance(node, nodes.Filter):
+            if node.name not in CONDITION_FILTERS:
+                return self.problem(Code.EXPR_UNSUPPORTED, f"filter {node.name!r} is not allowed in a condition",
+                                    "allowed filters: " + ", ".join(sorted(CONDITION_FILTERS)))
+            if node.node is not None:
+                self.shape(node.node)
+            return Kind.INT if node.name in ("length", "count") else Kind.ANY
+        if isinstance(node, nodes.Test):
+            self.shape(node.node)
+            if node.name not in ("none", "defined", "undefined", "true", "false", "number", "string"):
+                self.problem(Code.EXPR_UNSUPPORTED, f"test 'is {node.name}' is not allowed in a condition")
+            return Kind.BOOL
+        if isinstance(node, nodes.Call):
+            return self.problem(Code.EXPR_UNSUPPORTED, "calls are not allowed in a condition",
+                                "conditions compare values; use a filter such as '| length'")
+        return self.problem(Code.EXPR_UNSUPPORTED, f"{type(node).__name__} is not allowed in a condition")
+
+    def attribute(self, base: Shape, attr: str, owner: str) -> Shape:
+        if attr.startswith("_"):
+            return self.problem(Code.EXPR_FORBIDDEN, f"attribute {attr!r} is forbidden by the sandbox",
+                                "conditions may only read pathway data")
+        if isinstance(base, dict):
+            if attr not in base:
+                return self.problem(Code.EXPR_UNKNOWN_ATTRIBUTE, f"{owner} has no attribute {attr!r}",
+                                    "available: " + ", ".join(sorted(base)) if base else "it has none")
+            return base[attr]
+        if base is Kind.ANY:
+            return Kind.ANY
+        return self.problem(Code.EXPR_UNKNOWN_ATTRIBUTE, f"{owner} is a {_describe(base)} and has no attribute {attr!r}")
+
+
+def _dotted(node: nodes.Node) -> str:
+    if isinstance(node, nodes.Name):
+        return node.name
+    if isinstance(node, nodes.Getattr):
+        return f"{_dotted(node.node)}.{node.attr}"
+    return "value"
+
+
+def _describe(kind: Shape) -> str:
+    return "group of values" if isinstance(kind, dict) else {
+        Kind.INT: "number", Kind.NUMBER: "number", Kind.TEXT: "text", Kind.DATETIME: "date-time",
+        Kind.LIST: "list", Kind.BOOL: "true/false", Kind.ANY: "value",
+    }[kind]
+
+
+def check_condition(source: str, context: dict[str, Shape]) -> list[Finding]:
+    try:
+        tree = parse_condition(source)
+    except TemplateSyntaxError as exc:
+        return [Finding(Code.EXPR_SYNTAX, f"condition does not parse: {exc.message}", lineno=exc.lineno or 1)]
+    checker = _ConditionChecker(context)
+    kind = checker.shape(tree)
+    if not checker.findings and kind not in (Kind.BOOL, Kind.ANY):
+        checker.problem(Code.EXPR_NOT_BOOLEAN, f"the condition yields a {_describe(kind)}, not true/false",
+                        "compare it, e.g. 'phq9.total >= params.relapse_threshold'")
+    return checker.findings
+
+
+def check_template_tree(tree: nodes.Template, context: dict[str, Shape]) -> Iterator[Finding]:
+    """Names and attribute chains in a letter template, against the letter context."""
+    from jinja2 import meta
+
+    from carepath.compile.sandbox import condition_environment as _env
+
+    local_names = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    for name in sorted(meta.find_undeclared_variables(tree) - set(context) - local_names - set(_env().globals)):
+        line = next((n.lineno for n in tree.find_all(nodes.Name) if n.name == name), 1)
+        yield Finding(Code.TEMPLATE_UNKNOWN_VARIABLE, f"template uses {name!r}, which the engine does not provide",
+                      "available: " + ", ".join(sorted(context)), lineno=line)
+    for node in tree.find_all(nodes.Getattr):
+        if node.attr.startswith("_"):
+            yield Finding(Code.TEMPLATE_FORBIDDEN, f"attribute {node.attr!r} is forbidden by the sandbox",
+                          lineno=node.lineno)
+            continue
+        if not isinstance(node.node, nodes.Name) or node.node.name in local_names:
+            continue
+        shape = context.get(node.node.name)
+        if isinstance(shape, dict) and node.attr not in shape:
+            yield Finding(Code.TEMPLATE_UNKNOWN_VARIABLE,
+                          f"template uses {node.node.name}.{node.attr}, which the engine does not provide",
+                          "available: " + ", ".join(f"{node.node.name}.{k}" for k in sorted(shape)),
+                          lineno=node.lineno)

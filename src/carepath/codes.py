@@ -1,0 +1,103 @@
+"""Stable diagnostic codes. Tests, editors and CI scripts key on these: never renumber.
+
+Each code is one kind of defect; its summary is what `carepath validate --explain` and
+the docs show. Ranges: 1xx the file itself, 2xx shape (model), 3xx references,
+4xx structure and time, 5xx expressions, 6xx templates.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Code(StrEnum):
+    # 1xx: reading the file
+    FILE_UNREADABLE = "CP100"
+    INVALID_UTF8 = "CP101"
+    TAB_INDENT = "CP102"
+    YAML_SYNTAX = "CP103"
+    DUPLICATE_KEY = "CP104"
+    FILE_TOO_LARGE = "CP105"
+    ALIAS_LIMIT = "CP106"
+    NOT_A_MAPPING = "CP107"
+    UNSUPPORTED_YAML = "CP108"
+    # 2xx: shape of the pathway (pydantic)
+    UNKNOWN_FIELD = "CP200"
+    MISSING_FIELD = "CP201"
+    INVALID_VALUE = "CP202"
+    INVALID_DURATION = "CP203"
+    # 3xx: references between parts of the pathway
+    UNKNOWN_STAGE = "CP301"
+    UNKNOWN_STEP = "CP302"
+    UNKNOWN_EVENT = "CP303"
+    UNKNOWN_TEMPLATE = "CP304"
+    UNKNOWN_PARAMETER = "CP305"
+    UNKNOWN_LETTER = "CP306"
+    UNKNOWN_FLAG = "CP307"
+    PARAMETER_KIND = "CP308"
+    UNKNOWN_ROLE = "CP309"
+    UNKNOWN_DATA_FIELD = "CP310"
+    UNUSED_PARAMETER = "CP311"
+    # 4xx: structure and time
+    UNREACHABLE_STAGE = "CP401"
+    WINDOW_ORDER = "CP402"
+    NEGATIVE_DURATION = "CP403"
+    UNBOUNDED_WAIT = "CP404"
+    INVALID_TIMEZONE = "CP405"
+    INVALID_HOURS = "CP406"
+    DUPLICATE_NAME = "CP407"
+    # 5xx: expressions
+    EXPR_SYNTAX = "CP501"
+    EXPR_UNKNOWN_NAME = "CP502"
+    EXPR_UNKNOWN_ATTRIBUTE = "CP503"
+    EXPR_FORBIDDEN = "CP504"
+    EXPR_NOT_BOOLEAN = "CP505"
+    EXPR_UNSUPPORTED = "CP506"
+    # 6xx: letter templates
+    TEMPLATE_SYNTAX = "CP601"
+    TEMPLATE_UNKNOWN_VARIABLE = "CP602"
+    TEMPLATE_FORBIDDEN = "CP603"
+
+
+SUMMARIES: dict[Code, str] = {
+    Code.FILE_UNREADABLE: "The file cannot be read (missing, a directory, or no permission).",
+    Code.INVALID_UTF8: "The file is not valid UTF-8 text.",
+    Code.TAB_INDENT: "A tab is used for indentation; YAML allows spaces only.",
+    Code.YAML_SYNTAX: "The YAML does not parse.",
+    Code.DUPLICATE_KEY: "A key appears twice in one mapping; YAML loaders silently keep the last.",
+    Code.FILE_TOO_LARGE: "The file exceeds the size cap for a pathway.",
+    Code.ALIAS_LIMIT: "YAML aliases expand to more nodes than a pathway may hold.",
+    Code.NOT_A_MAPPING: "The document is empty, not a mapping, or holds several documents.",
+    Code.UNSUPPORTED_YAML: "A YAML feature a pathway may not use (custom tags, non-string keys).",
+    Code.UNKNOWN_FIELD: "A key the pathway language does not define (often a typo).",
+    Code.MISSING_FIELD: "A required key is missing.",
+    Code.INVALID_VALUE: "A value has the wrong type or is not one of the allowed values.",
+    Code.INVALID_DURATION: "A duration, offset or time of day is malformed.",
+    Code.UNKNOWN_STAGE: "A reference names a stage the pathway does not define.",
+    Code.UNKNOWN_STEP: "A reference names a step the pathway does not define.",
+    Code.UNKNOWN_EVENT: "A reference names an event type that is neither core nor declared.",
+    Code.UNKNOWN_TEMPLATE: "A letter names a template file that does not exist.",
+    Code.UNKNOWN_PARAMETER: "A `$name` or `params.name` reference names no parameter.",
+    Code.UNKNOWN_LETTER: "A reference names a letter the pathway does not define.",
+    Code.UNKNOWN_FLAG: "A reference names a flag the pathway does not declare.",
+    Code.PARAMETER_KIND: "A parameter's value does not fit the place that uses it.",
+    Code.UNKNOWN_ROLE: "A step names a role the pathway does not declare.",
+    Code.UNKNOWN_DATA_FIELD: "An anchor or key names a data field the event type does not have.",
+    Code.UNUSED_PARAMETER: "A parameter is declared but nothing uses it.",
+    Code.UNREACHABLE_STAGE: "No transition or rule ever leads to this stage.",
+    Code.WINDOW_ORDER: "A window opens after it is due.",
+    Code.NEGATIVE_DURATION: "A duration is negative; write 'before' instead of a minus sign.",
+    Code.UNBOUNDED_WAIT: "A step has neither a due time nor an overdue escalation: it could wait forever.",
+    Code.INVALID_TIMEZONE: "Not an IANA time zone name.",
+    Code.INVALID_HOURS: "Opening hours are malformed (format, order or overlap).",
+    Code.DUPLICATE_NAME: "A name is declared twice (e.g. a rule id or a core event type).",
+    Code.EXPR_SYNTAX: "An expression does not parse.",
+    Code.EXPR_UNKNOWN_NAME: "An expression uses a name the engine does not provide.",
+    Code.EXPR_UNKNOWN_ATTRIBUTE: "An expression reads an attribute the named object does not have.",
+    Code.EXPR_FORBIDDEN: "An expression reaches for something the sandbox forbids.",
+    Code.EXPR_NOT_BOOLEAN: "A condition cannot yield true/false.",
+    Code.EXPR_UNSUPPORTED: "An expression uses a construct conditions may not use (calls, filters, assignments).",
+    Code.TEMPLATE_SYNTAX: "A letter template does not parse.",
+    Code.TEMPLATE_UNKNOWN_VARIABLE: "A template uses a variable the engine does not provide.",
+    Code.TEMPLATE_FORBIDDEN: "A template reaches for something the sandbox forbids.",
+}

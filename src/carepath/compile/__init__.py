@@ -1,0 +1,1 @@
+"""Compile layer: parameters resolved, windows made concrete, conditions compiled once."""

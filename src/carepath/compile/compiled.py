@@ -1,0 +1,193 @@
+"""The immutable, fully resolved form of a pathway that the engine runs.
+
+No `$parameter`, no duration string, no expression text survives compilation: the
+engine never parses anything and never looks at the model again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, time, timedelta
+from zoneinfo import ZoneInfo
+
+from carepath.compile.conditions import Condition
+from carepath.model.pathway import Basis, ClosedPolicy, PatientStatus, Priority
+
+
+@dataclass(frozen=True)
+class ClinicCalendar:
+    name: str
+    phone: str
+    crisis_line: str
+    zone: ZoneInfo
+    hours: tuple[tuple[tuple[time, time], ...], ...]  # index 0 = Monday
+    closed_dates: frozenset[date]
+
+
+@dataclass(frozen=True)
+class OffsetDue:
+    delta: timedelta
+
+
+@dataclass(frozen=True)
+class ClockDue:
+    at: time
+    days_later: int
+
+
+@dataclass(frozen=True)
+class BusinessDue:
+    business_days: int
+
+
+DueSpec = OffsetDue | ClockDue | BusinessDue
+
+
+@dataclass(frozen=True)
+class Window:
+    opens: timedelta
+    due: DueSpec | None
+    basis: Basis
+    when_clinic_closed: ClosedPolicy | None
+    conflict_step: str | None
+    unmet_flag: str | None
+
+
+@dataclass(frozen=True)
+class Overdue:
+    after: timedelta
+    flag: str | None
+    task: str | None
+    priority: Priority | None
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    title: str
+    role: str
+    priority: Priority
+    anchor_field: str | None  # None: the event's own time
+    key_field: str | None     # None: one task per triggering event
+    window: Window
+    done_by: frozenset[str]
+    cancelled_by: frozenset[str]
+    holds: tuple[str, ...]
+    overdue: Overdue | None
+
+
+@dataclass(frozen=True)
+class Letter:
+    name: str
+    template: str
+    anchor_field: str | None
+    send: timedelta
+
+
+@dataclass(frozen=True)
+class Task:
+    step: str
+    due: DueSpec | None
+
+
+@dataclass(frozen=True)
+class SendLetter:
+    letter: str
+
+
+@dataclass(frozen=True)
+class SetFlag:
+    flag: str
+
+
+@dataclass(frozen=True)
+class ClearFlag:
+    flag: str
+
+
+@dataclass(frozen=True)
+class Goto:
+    stage: str
+
+
+@dataclass(frozen=True)
+class SetStatus:
+    status: PatientStatus
+
+
+@dataclass(frozen=True)
+class Complete:
+    step: str
+
+
+Action = Task | SendLetter | SetFlag | ClearFlag | Goto | SetStatus | Complete
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    on: frozenset[str]
+    stages: frozenset[str] | None
+    when: Condition | None
+    consecutive: int | None
+    reset_by: frozenset[str]
+    until_confirmed: tuple[Action, ...]
+    then: tuple[Action, ...]
+
+
+@dataclass(frozen=True)
+class Transition:
+    to: str
+    on: frozenset[str] | None
+    when: Condition | None
+    then: tuple[Action, ...]
+
+
+@dataclass(frozen=True)
+class CalendarBlock:
+    first_week: int
+    last_week: int
+    per_week: int
+
+
+@dataclass(frozen=True)
+class Series:
+    sessions: int
+    calendar: tuple[CalendarBlock, ...]
+    step: str | None
+
+
+@dataclass(frozen=True)
+class Recurring:
+    step: str
+    every: timedelta
+    choices: tuple[tuple[str, timedelta], ...]  # decision → interval, when chosen by a decision
+    decision_of: str | None
+    starting: timedelta
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    on_enter: tuple[Action, ...]
+    series: Series | None
+    recurring: tuple[Recurring, ...]
+    transitions: tuple[Transition, ...]
+
+
+@dataclass(frozen=True)
+class CompiledPathway:
+    id: str
+    version: str
+    title: str
+    clinic: ClinicCalendar
+    template_dir: str
+    parameters: dict[str, object]
+    flags: tuple[str, ...]
+    event_types: frozenset[str]
+    min_session_gap: timedelta | None
+    start: str
+    stages: dict[str, Stage]
+    steps: dict[str, Step]
+    letters: dict[str, Letter]
+    rules: tuple[Rule, ...]

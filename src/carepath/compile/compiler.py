@@ -1,0 +1,128 @@
+"""Model → CompiledPathway. Runs only on a pathway the check layer passed."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from carepath.compile import compiled as c
+from carepath.compile.conditions import Condition
+from carepath.model import pathway as m
+from carepath.model.durations import parse_span
+from carepath.model.events import CORE_EVENTS
+from carepath.model.params import resolve_clock, resolve_count, resolve_enum, resolve_offset
+
+_WEEKDAYS = tuple(m.Weekday)
+
+
+def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
+    p = pathway
+
+    def offset(raw: str):
+        return resolve_offset(p, raw)
+
+    def due(raw) -> c.DueSpec | None:
+        if raw is None:
+            return None
+        if isinstance(raw, m.ClockDue):
+            return c.ClockDue(resolve_clock(p, raw.at), resolve_count(p, raw.days_later))
+        if isinstance(raw, m.BusinessDue):
+            return c.BusinessDue(resolve_count(p, raw.business_days))
+        return c.OffsetDue(offset(raw))
+
+    def action(a) -> c.Action:
+        if isinstance(a, m.TaskAction):
+            return c.Task(a.task, due(a.due))
+        if isinstance(a, m.LetterAction):
+            return c.SendLetter(a.letter)
+        if isinstance(a, m.FlagAction):
+            return c.SetFlag(a.flag)
+        if isinstance(a, m.UnflagAction):
+            return c.ClearFlag(a.unflag)
+        if isinstance(a, m.GotoAction):
+            return c.Goto(a.goto)
+        if isinstance(a, m.StatusAction):
+            return c.SetStatus(a.status)
+        return c.Complete(a.complete)
+
+    def actions(items) -> tuple[c.Action, ...]:
+        return tuple(action(a) for a in items)
+
+    def field_of(spec: str, default: str) -> str | None:
+        return None if spec == default else spec.removeprefix("data.")
+
+    hours = []
+    for day in _WEEKDAYS:
+        spec = p.clinic.hours.get(day, "closed")
+        spans = spec if isinstance(spec, list) else [spec]
+        hours.append(tuple(sorted(parse_span(s) for s in spans if s != "closed")))
+    clinic = c.ClinicCalendar(
+        name=p.clinic.name, phone=p.clinic.phone, crisis_line=p.clinic.crisis_line,
+        zone=ZoneInfo(p.clinic.timezone), hours=tuple(hours),
+        closed_dates=frozenset(date.fromisoformat(d) for d in p.clinic.closed_dates),
+    )
+
+    steps = {}
+    for name, s in p.steps.items():
+        w = s.window
+        steps[name] = c.Step(
+            name=name, title=s.title, role=s.role, priority=s.priority,
+            anchor_field=field_of(s.anchor, "at"), key_field=field_of(s.per, "event"),
+            window=c.Window(
+                opens=offset(w.opens), due=due(w.due), basis=resolve_enum(p, w.basis, m.Basis),
+                when_clinic_closed=(resolve_enum(p, w.when_clinic_closed, m.ClosedPolicy)
+                                    if w.when_clinic_closed is not None else None),
+                conflict_step=w.conflict_step, unmet_flag=w.unmet_flag,
+            ),
+            done_by=frozenset(s.done_by), cancelled_by=frozenset(s.cancelled_by), holds=tuple(s.holds),
+            overdue=(c.Overdue(offset(s.overdue.after), s.overdue.flag, s.overdue.task, s.overdue.priority)
+                     if s.overdue else None),
+        )
+
+    stages = {}
+    for name, st in p.stages.items():
+        series = None
+        if st.series is not None:
+            blocks = tuple(c.CalendarBlock(b.weeks[0], b.weeks[1], resolve_count(p, b.per_week))
+                           for b in st.series.calendar or [])
+            count = (resolve_count(p, st.series.sessions) if st.series.sessions is not None
+                     else sum((b.last_week - b.first_week + 1) * b.per_week for b in blocks))
+            series = c.Series(count, blocks, st.series.step)
+        recurring = []
+        for r in st.recurring:
+            if isinstance(r.every, m.Choice):
+                recurring.append(c.Recurring(r.step, offset(r.every.default),
+                                             tuple((k, offset(v)) for k, v in r.every.options.items()),
+                                             r.every.decision_of, offset(r.starting)))
+            else:
+                recurring.append(c.Recurring(r.step, offset(r.every), (), None, offset(r.starting)))
+        transitions = tuple(
+            c.Transition(t.to, frozenset(t.on) if t.on is not None else None,
+                         Condition.compile(t.when, f"stages.{name}.transitions[{k}].when") if t.when else None,
+                         actions(t.then))
+            for k, t in enumerate(st.transitions)
+        )
+        stages[name] = c.Stage(name, actions(st.on_enter), series, tuple(recurring), transitions)
+
+    rules = tuple(
+        c.Rule(
+            id=r.id, on=frozenset(r.on), stages=frozenset(r.stages) if r.stages is not None else None,
+            when=Condition.compile(r.when, f"rules[{i}].when ({r.id})") if r.when else None,
+            consecutive=resolve_count(p, r.consecutive) if r.consecutive is not None else None,
+            reset_by=frozenset(r.reset_by), until_confirmed=actions(r.until_confirmed), then=actions(r.then),
+        )
+        for i, r in enumerate(p.rules)
+    )
+    letters = {
+        name: c.Letter(name, l.template, field_of(l.anchor, "at"), offset(l.send))
+        for name, l in p.letters.items()
+    }
+    return c.CompiledPathway(
+        id=p.id, version=p.version, title=p.title, clinic=clinic,
+        template_dir=str((base_dir / p.templates).resolve()),
+        parameters={k: v.value for k, v in p.parameters.items()},
+        flags=tuple(p.flags), event_types=frozenset(CORE_EVENTS) | frozenset(p.events),
+        min_session_gap=offset(p.sessions.min_gap) if p.sessions.min_gap else None,
+        start=p.start, stages=stages, steps=steps, letters=letters, rules=rules,
+    )

@@ -1,0 +1,40 @@
+"""The core event catalogue: types the engine understands, with their typed data.
+
+A pathway may declare further types (`events:`); it may not redefine these.
+"""
+
+from __future__ import annotations
+
+from carepath.model.pathway import DataField, FieldType
+
+CORE_EVENTS: dict[str, dict[str, DataField]] = {
+    "enrolled": {},
+    "screening_recorded": {
+        "trd_trials": DataField(type=FieldType.INTEGER),
+        "contraindications": DataField(type=FieldType.TEXT_LIST, optional=True),
+        "cautions": DataField(type=FieldType.TEXT_LIST, optional=True),
+    },
+    "assessment_recorded": {
+        "instrument": DataField(type=FieldType.TEXT, one_of=("phq9",)),
+        "items": DataField(type=FieldType.INTEGER_LIST),
+        "total": DataField(type=FieldType.INTEGER, optional=True),
+    },
+    "vitals_recorded": {
+        "systolic": DataField(type=FieldType.INTEGER),
+        "diastolic": DataField(type=FieldType.INTEGER),
+        "phase": DataField(type=FieldType.TEXT, one_of=("pre_dose", "post_dose")),
+    },
+    "session_scheduled": {
+        "session": DataField(type=FieldType.TEXT),
+        "start": DataField(type=FieldType.DATETIME),
+    },
+    "session_completed": {"session": DataField(type=FieldType.TEXT)},
+    "session_missed": {"session": DataField(type=FieldType.TEXT)},
+    "session_cancelled": {"session": DataField(type=FieldType.TEXT)},
+    "task_completed": {"task": DataField(type=FieldType.TEXT)},
+    "decision_recorded": {
+        "task": DataField(type=FieldType.TEXT),
+        "decision": DataField(type=FieldType.TEXT),
+    },
+    "discharged": {},
+}

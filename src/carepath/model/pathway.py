@@ -1,0 +1,455 @@
+"""The pathway language as frozen, strict pydantic models.
+
+This is the single definition of what a pathway file may say; the JSON Schema editors
+use is generated from it. Cross-references (a step named by a rule, a `$parameter`)
+are plain names here and are resolved by the check layer, which can report them all
+with positions instead of stopping at the first.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, field_validator
+from pydantic_core import PydanticCustomError
+
+from carepath.model.durations import SyntaxProblem, param_name, parse_clock, parse_offset, referenced_name
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lower_snake_case name")]
+ParamRef = Annotated[str, Field(pattern=r"^\$[a-z][a-z0-9_]*$", description="a parameter, e.g. $min_session_gap")]
+
+
+def _offset(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise PydanticCustomError("duration", "expected a duration such as '24h', or a $parameter")
+    if referenced_name(value) is None:
+        try:
+            parse_offset(value)
+        except SyntaxProblem as exc:
+            kind = "negative_duration" if exc.negative else "duration"
+            raise PydanticCustomError(kind, str(exc)) from None
+    return value
+
+
+def _clock(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise PydanticCustomError("duration", "expected a clock time such as '23:59', or a $parameter")
+    if param_name(value) is None:
+        try:
+            parse_clock(value)
+        except SyntaxProblem as exc:
+            raise PydanticCustomError("duration", str(exc)) from None
+    return value
+
+
+class Offset(str):
+    """'24h', '40m after', '1h before', or a $parameter holding one."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_plain_validator_function(
+            _offset, json_schema_input_schema=core_schema.str_schema()
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
+        return {
+            "type": "string",
+            "pattern": r"^(\$[a-z][a-z0-9_]*(\s+(before|after))?|\d+\s*(m|min|minutes?|h|hours?|d|days?|w|weeks?)(\s+(before|after))?)$",
+            "description": "a duration such as '24h', '40m after', '1h before', or a $parameter",
+        }
+
+
+class Clock(str):
+    """'HH:MM' (24-hour clinic-local clock) or a $parameter holding one."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_plain_validator_function(
+            _clock, json_schema_input_schema=core_schema.str_schema()
+        )
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
+        return {"type": "string", "pattern": r"^(\$[a-z][a-z0-9_]*|([01]\d|2[0-3]):[0-5]\d)$",
+                "description": "a clinic-local clock time HH:MM, or a $parameter"}
+
+
+Count = int | ParamRef
+
+
+def _enum(enum: type[StrEnum]) -> Any:
+    """An enum field that accepts its plain string values (strict mode would not)."""
+    return Annotated[enum, Strict(False)]
+"""A whole number written out, or a $parameter holding one."""
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+# --- enums -------------------------------------------------------------------------
+
+
+class SourceTag(StrEnum):
+    """Where a parameter's default comes from (DOMAIN.md tags)."""
+
+    LABEL = "LABEL"
+    PUB = "PUB"
+    CLINIC = "CLINIC"
+
+
+class Priority(StrEnum):
+    ROUTINE = "routine"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class Basis(StrEnum):
+    """What '24h' means: true elapsed hours, or the same local clock time later."""
+
+    ELAPSED = "elapsed"
+    WALL_CLOCK = "wall_clock"
+
+
+class ClosedPolicy(StrEnum):
+    """What to do when a window contains no open clinic hours."""
+
+    ESCALATE = "escalate"
+    NEXT_OPEN_SLOT = "next_open_slot"
+
+
+class PatientStatus(StrEnum):
+    ACTIVE = "active"
+    PENDING_ELIGIBILITY = "pending_eligibility"
+    BLOCKED = "blocked"
+    DISCHARGED = "discharged"
+
+
+class FieldType(StrEnum):
+    TEXT = "text"
+    INTEGER = "integer"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    DATETIME = "datetime"
+    TEXT_LIST = "text_list"
+    INTEGER_LIST = "integer_list"
+
+
+class Weekday(StrEnum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+
+# --- parameters, clinic, events ----------------------------------------------------
+
+ParamValue = bool | int | float | str | list[str] | list[int]
+
+
+class Parameter(Frozen):
+    """A named, signed-off value. Every clinic policy lives here, never in code."""
+
+    value: ParamValue
+    source: SourceTag = Field(strict=False)
+    note: str | None = None
+
+
+class Clinic(Frozen):
+    name: str
+    phone: str
+    crisis_line: str = Field(default="988", description="shown in safety letters (US: call or text 988)")
+    timezone: str = Field(description="IANA zone, e.g. America/New_York")
+    hours: dict[_enum(Weekday), str | list[str]] = Field(
+        description="opening spans per weekday, e.g. '08:00-18:00', a list of spans, or 'closed'",
+    )
+    closed_dates: list[str] = Field(default_factory=list, description="ISO dates the clinic is closed")
+
+
+class DataField(Frozen):
+    type: FieldType = Field(strict=False)
+    optional: bool = False
+    one_of: tuple[str, ...] | None = Field(default=None, strict=False)
+
+
+def _field_spec(value: Any) -> Any:
+    return {"type": value} if isinstance(value, str) else value
+
+
+class EventType(Frozen):
+    description: str | None = None
+    data: dict[Name, Annotated[DataField, Field(strict=False)]] = Field(default_factory=dict)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        # `session: text` is shorthand for `session: {type: text}`.
+        if isinstance(value, dict):
+            return {k: _field_spec(v) for k, v in value.items()}
+        return value
+
+
+# --- windows -----------------------------------------------------------------------
+
+
+class ClockDue(Frozen):
+    """Due at a clinic-local clock time on the anchor's day (plus `days_later`)."""
+
+    at: Clock
+    days_later: Count = 0
+
+
+class BusinessDue(Frozen):
+    """Due at closing time on the Nth open clinic day after the anchor (0 = that day)."""
+
+    business_days: Count
+
+
+def _due_tag(value: Any) -> str:
+    if isinstance(value, dict):
+        return "clock" if "at" in value else "business"
+    return "offset"
+
+
+Due = Annotated[
+    Annotated[Offset, Tag("offset")] | Annotated[ClockDue, Tag("clock")] | Annotated[BusinessDue, Tag("business")],
+    Discriminator(_due_tag),
+]
+
+
+class Window(Frozen):
+    """When a task may be done: `opens` after its anchor, `due` by a deadline."""
+
+    opens: Offset = Offset("0h")
+    due: Due | None = None
+    basis: _enum(Basis) | ParamRef = Basis.ELAPSED
+    when_clinic_closed: _enum(ClosedPolicy) | ParamRef | None = Field(
+        default=None,
+        description="if the window holds no open clinic hours: escalate, or move to the next open slot",
+    )
+    conflict_step: Name | None = Field(default=None, description="step created under the escalate policy")
+    unmet_flag: Name | None = Field(default=None, description="flag raised when the window passes undone")
+
+
+class Overdue(Frozen):
+    """What happens when a task passes its due time undone."""
+
+    after: Offset = Offset("0h")
+    flag: Name | None = None
+    task: Name | None = Field(default=None, description="an escalation step to create")
+    priority: _enum(Priority) | None = Field(default=None, description="raise the task's own priority")
+
+
+# --- actions -----------------------------------------------------------------------
+
+
+class TaskAction(Frozen):
+    task: Name
+    due: Due | None = Field(default=None, description="tighter deadline for this occurrence (earliest wins)")
+
+
+class LetterAction(Frozen):
+    letter: Name
+
+
+class FlagAction(Frozen):
+    flag: Name
+
+
+class UnflagAction(Frozen):
+    unflag: Name
+
+
+class GotoAction(Frozen):
+    goto: Name
+
+
+class StatusAction(Frozen):
+    status: PatientStatus = Field(strict=False)
+
+
+class CompleteAction(Frozen):
+    complete: Name = Field(description="mark the patient's open tasks of this step done")
+
+
+_ACTION_KEYS = ("task", "letter", "flag", "unflag", "goto", "status", "complete")
+
+
+def _action_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for key in _ACTION_KEYS:
+            if key in value:
+                return key
+    return None
+
+
+Action = Annotated[
+    Annotated[TaskAction, Tag("task")]
+    | Annotated[LetterAction, Tag("letter")]
+    | Annotated[FlagAction, Tag("flag")]
+    | Annotated[UnflagAction, Tag("unflag")]
+    | Annotated[GotoAction, Tag("goto")]
+    | Annotated[StatusAction, Tag("status")]
+    | Annotated[CompleteAction, Tag("complete")],
+    Discriminator(
+        _action_tag,
+        custom_error_type="action",
+        custom_error_message="an action is one of: task, letter, flag, unflag, goto, status, complete",
+    ),
+]
+
+Expr = Annotated[str, Field(description="a condition, e.g. \"phq9.total >= params.relapse_threshold\"")]
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+# --- steps and letters -------------------------------------------------------------
+
+
+class Step(Frozen):
+    """A kind of clinician task. One task exists per occurrence key (see `per`)."""
+
+    title: str
+    role: Name
+    priority: Priority = Field(default=Priority.ROUTINE, strict=False)
+    description: str | None = None
+    anchor: str = Field(default="at", description="'at' (the event's time) or 'data.<field>' (a datetime in its data)")
+    per: str = Field(default="event", description="'event' (one task per triggering event) or 'data.<field>'")
+    window: Window
+    done_by: list[Name] = Field(default_factory=lambda: ["task_completed"],
+                                description="event types that complete the task")
+    cancelled_by: list[Name] = Field(default_factory=list,
+                                     description="event types that withdraw the task (matched by `per` key)")
+    holds: list[Name] = Field(default_factory=list, description="holds (e.g. dosing) active while the task is open")
+    overdue: Overdue | None = None
+
+    @field_validator("done_by", "cancelled_by", "holds", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _one_or_many(value)
+
+
+class Letter(Frozen):
+    """A patient letter: a template, sent at an offset from its anchor."""
+
+    template: Name
+    description: str | None = None
+    anchor: str = "at"
+    send: Offset = Offset("0h")
+
+
+# --- rules, stages -----------------------------------------------------------------
+
+
+class Rule(Frozen):
+    """A reaction to an event, in any stage unless `stages` narrows it."""
+
+    id: Name
+    description: str | None = None
+    on: list[Name] = Field(description="event type(s) that trigger the rule")
+    stages: list[Name] | None = Field(default=None, description="stages where the rule applies (default: all)")
+    when: Expr | None = None
+    consecutive: Count | None = Field(
+        default=None, description="fire only when this many matching events come in a row"
+    )
+    reset_by: list[Name] = Field(default_factory=list, description="event types that break a run of matches")
+    until_confirmed: list[Action] = Field(default_factory=list,
+                                          description="actions on a match before the run is long enough")
+    then: list[Action]
+
+    @field_validator("on", "stages", "reset_by", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _one_or_many(value)
+
+
+class Transition(Frozen):
+    to: Name
+    on: list[Name] | None = Field(default=None, description="event type(s); omitted = after any event")
+    when: Expr | None = None
+    then: list[Action] = Field(default_factory=list)
+
+    @field_validator("on", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _one_or_many(value)
+
+
+class CalendarBlock(Frozen):
+    """`per_week` sessions in each week from `weeks[0]` to `weeks[1]` (1-based, inclusive)."""
+
+    weeks: tuple[int, int]
+    per_week: Count
+
+
+class Series(Frozen):
+    """A counted run of dosing sessions within a stage."""
+
+    sessions: Count | None = Field(default=None, description="how many sessions make the series")
+    calendar: list[CalendarBlock] | None = Field(
+        default=None, description="a week-by-week schedule counted from the first dose"
+    )
+    step: Name | None = Field(default=None, description="step to create for each calendar slot")
+
+
+class Choice(Frozen):
+    """A value chosen by a recorded decision on a step's task, with a default."""
+
+    decision_of: Name
+    options: dict[str, Offset]
+    default: Offset
+
+
+class Recurring(Frozen):
+    step: Name
+    every: Annotated[Offset, Tag("offset")] | Choice = Field(union_mode="left_to_right")
+    starting: Offset = Field(default=Offset("0h"), description="first occurrence after entering the stage")
+
+
+class Stage(Frozen):
+    description: str | None = None
+    on_enter: list[Action] = Field(default_factory=list)
+    series: Series | None = None
+    recurring: list[Recurring] = Field(default_factory=list)
+    transitions: list[Transition] = Field(default_factory=list)
+
+
+class Sessions(Frozen):
+    min_gap: Offset | None = Field(default=None, description="reject bookings closer than this to another session")
+
+
+class Pathway(Frozen):
+    schema_: str | None = Field(default=None, alias="$schema", exclude=True)
+    id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")]
+    version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
+    title: str
+    description: str | None = None
+    templates: str = Field(default="../templates/letters",
+                           description="folder of letter templates, relative to this file")
+    clinic: Clinic
+    parameters: dict[Name, Parameter] = Field(default_factory=dict)
+    roles: dict[Name, str] = Field(description="who does the work; name → description")
+    flags: dict[Name, str] = Field(default_factory=dict, description="patient flags; name → meaning")
+    events: dict[Name, EventType] = Field(default_factory=dict, description="event types beyond the core ones")
+    sessions: Sessions = Sessions()
+    start: Name = Field(description="the stage a newly enrolled patient is in")
+    stages: dict[Name, Stage]
+    steps: dict[Name, Step]
+    letters: dict[Name, Letter] = Field(default_factory=dict)
+    rules: list[Rule] = Field(default_factory=list)
+
+
+def action_kind(action: BaseModel) -> Literal["task", "letter", "flag", "unflag", "goto", "status", "complete"]:
+    return _action_tag(action.model_dump())  # type: ignore[return-value]
