@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Set up the project-local environment if needed, then run the demo or the tests.
+
+    python3 dev.py demo     # the main job on the embedded default
+    python3 dev.py test     # the whole test suite (extra arguments go to pytest)
+
+Only the Python standard library is used here, so this works on a machine that has
+nothing but Python 3.11. Installs come from the hash-pinned `requirements.lock`; the
+environment is rebuilt when the lock or pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+STAMP = VENV / ".carepath-installed"
+
+
+def _fingerprint() -> str:
+    digest = hashlib.sha256()
+    for name in ("requirements.lock", "pyproject.toml"):
+        digest.update((ROOT / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _run_quietly(cmd: list[str], what: str) -> None:
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-4000:] + result.stderr[-8000:])
+        sys.exit(f"dev.py: {what} failed (exit {result.returncode}); see the output above")
+
+
+def ensure_environment() -> None:
+    if sys.version_info[:2] != (3, 11):
+        sys.exit(f"dev.py: carepath needs Python 3.11; this is {sys.version.split()[0]}")
+    wanted = _fingerprint()
+    if STAMP.exists() and STAMP.read_text() == wanted and (BIN / "carepath").exists():
+        return
+    if not (BIN / "python").exists():
+        print("Creating .venv ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("Installing pinned dependencies from requirements.lock (first run takes a minute) ...", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "install", "-q"]
+    _run_quietly([*pip, "--require-hashes", "-r", "requirements.lock"], "installing requirements.lock")
+    _run_quietly([*pip, "--no-deps", "--no-build-isolation", "-e", "."], "installing carepath")
+    STAMP.write_text(wanted)
+
+
+def demo() -> int:
+    """Validate the shipped pathways: what a pathway author runs before review."""
+    cli = str(BIN / "carepath")
+    print("$ carepath validate pathways/", flush=True)
+    code = subprocess.call([cli, "validate", "pathways/"], cwd=ROOT)
+    if code != 0:
+        return code
+    print("All shipped pathways are valid.")
+    return 0
+
+
+def test(extra: list[str]) -> int:
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.call([str(BIN / "python"), "-m", "pytest", *extra], cwd=ROOT, env=env)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("demo", "test", "setup"):
+        print(__doc__)
+        return 2
+    ensure_environment()
+    if argv[0] == "demo":
+        return demo()
+    if argv[0] == "test":
+        return test(argv[1:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
