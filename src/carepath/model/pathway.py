@@ -11,13 +11,21 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Strict, Tag, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from carepath.model.durations import SyntaxProblem, param_name, parse_clock, parse_offset, referenced_name
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lower_snake_case name")]
+_NAME_SCHEMA = {"type": "string", "pattern": NAME_PATTERN}
+NameList = Annotated[
+    list[Name],
+    BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
+    WithJsonSchema({"anyOf": [_NAME_SCHEMA, {"type": "array", "items": _NAME_SCHEMA}],
+                    "description": "a name, or a list of names"}),
+]
+"""One name or a list of them: `on: session_completed` reads better than a one-item list."""
 ParamRef = Annotated[str, Field(pattern=r"^\$[a-z][a-z0-9_]*$", description="a parameter, e.g. $min_session_gap")]
 
 
@@ -182,21 +190,24 @@ class DataField(Frozen):
     one_of: tuple[str, ...] | None = Field(default=None, strict=False)
 
 
-def _field_spec(value: Any) -> Any:
-    return {"type": value} if isinstance(value, str) else value
+DataFieldSpec = Annotated[
+    DataField,
+    # `session: text` is shorthand for `session: {type: text}`.
+    BeforeValidator(lambda v: {"type": v} if isinstance(v, str) else v),
+    WithJsonSchema({"anyOf": [
+        {"enum": [t.value for t in FieldType]},
+        {"type": "object", "additionalProperties": False, "required": ["type"], "properties": {
+            "type": {"enum": [t.value for t in FieldType]},
+            "optional": {"type": "boolean"},
+            "one_of": {"type": "array", "items": {"type": "string"}},
+        }},
+    ], "description": "a field type, e.g. 'text', or {type, optional, one_of}"}),
+]
 
 
 class EventType(Frozen):
     description: str | None = None
-    data: dict[Name, Annotated[DataField, Field(strict=False)]] = Field(default_factory=dict)
-
-    @field_validator("data", mode="before")
-    @classmethod
-    def _short_form(cls, value: Any) -> Any:
-        # `session: text` is shorthand for `session: {type: text}`.
-        if isinstance(value, dict):
-            return {k: _field_spec(v) for k, v in value.items()}
-        return value
+    data: dict[Name, DataFieldSpec] = Field(default_factory=dict)
 
 
 # --- windows -----------------------------------------------------------------------
@@ -216,8 +227,9 @@ class BusinessDue(Frozen):
 
 
 def _due_tag(value: Any) -> str:
-    if isinstance(value, dict):
-        return "clock" if "at" in value else "business"
+    # Called with raw YAML data when validating and with model instances when dumping.
+    if isinstance(value, (dict, ClockDue, BusinessDue)):
+        return "clock" if isinstance(value, ClockDue) or (isinstance(value, dict) and "at" in value) else "business"
     return "offset"
 
 
@@ -286,6 +298,8 @@ _ACTION_KEYS = ("task", "letter", "flag", "unflag", "goto", "status", "complete"
 
 
 def _action_tag(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        value = type(value).model_fields
     if isinstance(value, dict):
         for key in _ACTION_KEYS:
             if key in value:
@@ -311,10 +325,6 @@ Action = Annotated[
 Expr = Annotated[str, Field(description="a condition, e.g. \"phq9.total >= params.relapse_threshold\"")]
 
 
-def _one_or_many(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
-
-
 # --- steps and letters -------------------------------------------------------------
 
 
@@ -328,17 +338,13 @@ class Step(Frozen):
     anchor: str = Field(default="at", description="'at' (the event's time) or 'data.<field>' (a datetime in its data)")
     per: str = Field(default="event", description="'event' (one task per triggering event) or 'data.<field>'")
     window: Window
-    done_by: list[Name] = Field(default_factory=lambda: ["task_completed"],
+    done_by: NameList = Field(default_factory=lambda: ["task_completed"],
                                 description="event types that complete the task")
-    cancelled_by: list[Name] = Field(default_factory=list,
+    cancelled_by: NameList = Field(default_factory=list,
                                      description="event types that withdraw the task (matched by `per` key)")
-    holds: list[Name] = Field(default_factory=list, description="holds (e.g. dosing) active while the task is open")
+    holds: NameList = Field(default_factory=list, description="holds (e.g. dosing) active while the task is open")
     overdue: Overdue | None = None
 
-    @field_validator("done_by", "cancelled_by", "holds", mode="before")
-    @classmethod
-    def _lists(cls, value: Any) -> Any:
-        return _one_or_many(value)
 
 
 class Letter(Frozen):
@@ -358,39 +364,31 @@ class Rule(Frozen):
 
     id: Name
     description: str | None = None
-    on: list[Name] = Field(description="event type(s) that trigger the rule")
-    stages: list[Name] | None = Field(default=None, description="stages where the rule applies (default: all)")
+    on: NameList = Field(description="event type(s) that trigger the rule")
+    stages: NameList | None = Field(default=None, description="stages where the rule applies (default: all)")
     when: Expr | None = None
     consecutive: Count | None = Field(
         default=None, description="fire only when this many matching events come in a row"
     )
-    reset_by: list[Name] = Field(default_factory=list, description="event types that break a run of matches")
+    reset_by: NameList = Field(default_factory=list, description="event types that break a run of matches")
     until_confirmed: list[Action] = Field(default_factory=list,
                                           description="actions on a match before the run is long enough")
     then: list[Action]
 
-    @field_validator("on", "stages", "reset_by", mode="before")
-    @classmethod
-    def _lists(cls, value: Any) -> Any:
-        return _one_or_many(value)
 
 
 class Transition(Frozen):
     to: Name
-    on: list[Name] | None = Field(default=None, description="event type(s); omitted = after any event")
+    on: NameList | None = Field(default=None, description="event type(s); omitted = after any event")
     when: Expr | None = None
     then: list[Action] = Field(default_factory=list)
 
-    @field_validator("on", mode="before")
-    @classmethod
-    def _lists(cls, value: Any) -> Any:
-        return _one_or_many(value)
 
 
 class CalendarBlock(Frozen):
     """`per_week` sessions in each week from `weeks[0]` to `weeks[1]` (1-based, inclusive)."""
 
-    weeks: tuple[int, int]
+    weeks: list[int] = Field(min_length=2, max_length=2, description="[first, last], e.g. [1, 4]")
     per_week: Count
 
 

@@ -217,7 +217,7 @@ class _Builder:
     def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[str, object]:
         result: dict[str, object] = {}
         for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
+            if key_node.tag == "tag:yaml.org,2002:merge" or (key_node.value == "<<" and key_node.style is None):
                 self._report(key_node, Code.UNSUPPORTED_YAML, "merge keys ('<<') are not allowed in a pathway",
                              "write the keys out; reviewers must see every value where it applies")
                 continue
