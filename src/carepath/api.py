@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from carepath.check.runner import Checked, check_file, check_paths
-from carepath.compile.compiled import CompiledPathway
-from carepath.compile.compiler import compile_pathway
 from carepath.diagnostics import Diagnostic
+
+if TYPE_CHECKING:
+    from carepath.compile.compiled import CompiledPathway
 
 
 class InvalidPathway(Exception):
@@ -25,6 +28,8 @@ def validate(paths: list[str]) -> list[Checked]:
 
 def load_pathway(path: str | Path) -> CompiledPathway:
     """A pathway ready for the engine, or InvalidPathway with all its problems."""
+    from carepath.compile.compiler import compile_pathway
+
     checked = check_file(path)
     if not checked.ok or checked.pathway is None:
         raise InvalidPathway(checked.diagnostics)

@@ -6,15 +6,18 @@ from jinja2 import TemplateSyntaxError
 
 from carepath.check.context import CheckContext
 from carepath.check.expressions import check_condition
-from carepath.model.context import Shape, condition_context, data_shape
+from carepath.model.context import Kind, Shape, condition_context, data_shape
 from carepath.source.loader import KeyPath
 
 
-def _common_data(ctx: CheckContext, triggers: list[str] | None) -> dict[str, Shape] | None:
+def _common_data(ctx: CheckContext, triggers: list[str] | None) -> Shape | None:
     """Data fields every trigger type has with the same kind: only those are safe to read."""
     if triggers is None:
         return None
-    shapes = [data_shape(f) for t in triggers if (f := ctx.event_fields(t)) is not None]
+    fields = [ctx.event_fields(t) for t in triggers]
+    if any(f is None for f in fields):
+        return Kind.ANY  # an unknown event type is reported once, by the reference check
+    shapes = [data_shape(f) for f in fields if f is not None]
     if not shapes:
         return {}
     common = dict(shapes[0])
@@ -35,7 +38,7 @@ def check_conditions(ctx: CheckContext) -> None:
                      ("stages", name, "transitions", k, "when"))
 
 
-def _one(ctx: CheckContext, source: str, data: dict[str, Shape] | None, path: KeyPath) -> None:
+def _one(ctx: CheckContext, source: str, data: Shape | None, path: KeyPath) -> None:
     context = condition_context(ctx.pathway, data)
     for finding in check_condition(source, context):
         ctx.report(path, finding.code, f"{finding.message} in {source.strip()!r}", finding.hint)

@@ -81,11 +81,15 @@ class _ConditionChecker:
                 self.shape(item)
             return Kind.LIST
         if isinstance(node, nodes.Compare):
-            self.shape(node.expr)
+            left = self.shape(node.expr)
             for op in node.ops:
                 if op.op not in _COMPARE_OPS:
                     self.problem(Code.EXPR_UNSUPPORTED, f"comparison {op.op!r} is not allowed")
-                self.shape(op.expr)
+                right = self.shape(op.expr)
+                if op.op in ("lt", "lteq", "gt", "gteq") and {_family(left), _family(right)} == {"text", "number"}:
+                    self.problem(Code.EXPR_UNSUPPORTED, "compares text with a number",
+                                 "compare numbers with numbers, e.g. 'phq9.total >= 10'")
+                left = right
             return Kind.BOOL
         if isinstance(node, (nodes.And, nodes.Or)):
             word = "and" if isinstance(node, nodes.And) else "or"
@@ -118,8 +122,12 @@ class _ConditionChecker:
             if node.name not in CONDITION_FILTERS:
                 return self.problem(Code.EXPR_UNSUPPORTED, f"filter {node.name!r} is not allowed in a condition",
                                     "allowed filters: " + ", ".join(sorted(CONDITION_FILTERS)))
-            if node.node is not None:
-                self.shape(node.node)
+            subject = self.shape(node.node) if node.node is not None else Kind.ANY
+            for arg in [*node.args, *(kw.value for kw in node.kwargs)]:
+                self.shape(arg)
+            if node.name in ("length", "count") and subject in (Kind.INT, Kind.NUMBER, Kind.BOOL, Kind.DATETIME):
+                self.problem(Code.EXPR_UNSUPPORTED, f"'| {node.name}' of a {_describe(subject)}",
+                             "length applies to lists and text")
             return Kind.INT if node.name in ("length", "count") else Kind.ANY
         if isinstance(node, nodes.Test):
             self.shape(node.node)
@@ -136,6 +144,10 @@ class _ConditionChecker:
             return self.problem(Code.EXPR_FORBIDDEN, f"attribute {attr!r} is forbidden by the sandbox",
                                 "conditions may only read pathway data")
         if isinstance(base, dict):
+            if attr not in base and owner in _DECLARED:
+                code, kind = _DECLARED[owner]
+                return self.problem(code, f"unknown {kind} {attr!r} ({owner}.{attr})",
+                                    "declared: " + ", ".join(sorted(base)) if base else f"no {kind}s are declared")
             if attr not in base:
                 return self.problem(Code.EXPR_UNKNOWN_ATTRIBUTE, f"{owner} has no attribute {attr!r}",
                                     "available: " + ", ".join(sorted(base)) if base else "it has none")
@@ -143,6 +155,15 @@ class _ConditionChecker:
         if base is Kind.ANY:
             return Kind.ANY
         return self.problem(Code.EXPR_UNKNOWN_ATTRIBUTE, f"{owner} is a {_describe(base)} and has no attribute {attr!r}")
+
+
+_DECLARED = {"params": (Code.UNKNOWN_PARAMETER, "parameter"), "flags": (Code.UNKNOWN_FLAG, "flag")}
+
+
+def _family(kind: Shape) -> str:
+    if kind in (Kind.INT, Kind.NUMBER):
+        return "number"
+    return "text" if kind is Kind.TEXT else "other"
 
 
 def _dotted(node: nodes.Node) -> str:
@@ -184,16 +205,51 @@ def check_template_tree(tree: nodes.Template, context: dict[str, Shape]) -> Iter
         line = next((n.lineno for n in tree.find_all(nodes.Name) if n.name == name), 1)
         yield Finding(Code.TEMPLATE_UNKNOWN_VARIABLE, f"template uses {name!r}, which the engine does not provide",
                       "available: " + ", ".join(sorted(context)), lineno=line)
-    for node in tree.find_all(nodes.Getattr):
-        if node.attr.startswith("_"):
-            yield Finding(Code.TEMPLATE_FORBIDDEN, f"attribute {node.attr!r} is forbidden by the sandbox",
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        attr = node.attr if isinstance(node, nodes.Getattr) else _const_key(node)
+        if attr is None:
+            continue
+        if attr.startswith("_"):
+            yield Finding(Code.TEMPLATE_FORBIDDEN, f"attribute {attr!r} is forbidden by the sandbox",
                           lineno=node.lineno)
             continue
-        if not isinstance(node.node, nodes.Name) or node.node.name in local_names:
+        chain = _chain(node.node)
+        if chain is None or chain[0] in local_names:
             continue
-        shape = context.get(node.node.name)
-        if isinstance(shape, dict) and node.attr not in shape:
+        shape: Shape | None = context.get(chain[0])
+        for part in chain[1:]:
+            shape = shape.get(part) if isinstance(shape, dict) else None
+        owner = ".".join(chain)
+        if isinstance(shape, dict) and attr not in shape:
             yield Finding(Code.TEMPLATE_UNKNOWN_VARIABLE,
-                          f"template uses {node.node.name}.{node.attr}, which the engine does not provide",
-                          "available: " + ", ".join(f"{node.node.name}.{k}" for k in sorted(shape)),
-                          lineno=node.lineno)
+                          f"template uses {owner}.{attr}, which the engine does not provide",
+                          "available: " + ", ".join(f"{owner}.{k}" for k in sorted(shape)), lineno=node.lineno)
+        elif shape is not None and not isinstance(shape, dict) and shape is not Kind.ANY and shape is not Kind.LIST:
+            yield Finding(Code.TEMPLATE_UNKNOWN_VARIABLE,
+                          f"template uses {owner}.{attr}, but {owner} is a {_describe(shape)}", lineno=node.lineno)
+
+
+def _const_key(node: nodes.Getitem) -> str | None:
+    return node.arg.value if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str) else None
+
+
+def _chain(node: nodes.Node) -> list[str] | None:
+    """`a.b["c"]` → ["a", "b", "c"]; None for anything that is not a plain lookup chain."""
+    if isinstance(node, nodes.Name):
+        return [node.name]
+    if isinstance(node, nodes.Getattr):
+        head = _chain(node.node)
+        return None if head is None else [*head, node.attr]
+    if isinstance(node, nodes.Getitem) and (key := _const_key(node)) is not None:
+        head = _chain(node.node)
+        return None if head is None else [*head, key]
+    return None
+
+
+def included_templates(tree: nodes.Template) -> list[tuple[str, int]]:
+    """Names of templates pulled in by include/import/extends, with their lines."""
+    found = []
+    for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        if isinstance(node.template, nodes.Const) and isinstance(node.template.value, str):
+            found.append((node.template.value, node.lineno))
+    return found

@@ -7,7 +7,7 @@ from pathlib import Path
 from jinja2 import TemplateSyntaxError
 
 from carepath.check.context import CheckContext
-from carepath.check.expressions import check_template_tree
+from carepath.check.expressions import check_template_tree, included_templates
 from carepath.codes import Code
 from carepath.compile.sandbox import letter_environment
 from carepath.diagnostics import Diagnostic
@@ -39,6 +39,11 @@ def check_templates(ctx: CheckContext) -> None:
             ctx.diagnostics.append(Diagnostic(shown, exc.lineno or 1, 1, str(Code.TEMPLATE_SYNTAX),
                                               f"template does not parse: {exc.message}"))
             continue
+        for name, line in included_templates(tree):
+            if not (path.parent / name).is_file():
+                ctx.diagnostics.append(Diagnostic(shown, line, 1, str(Code.TEMPLATE_SYNTAX),
+                                                  f"template includes {name!r}, which does not exist",
+                                                  f"create {name} next to {path.name} or remove the include"))
         for finding in check_template_tree(tree, context):
             ctx.diagnostics.append(Diagnostic(shown, finding.lineno, 1, str(finding.code), finding.message,
                                               finding.hint))

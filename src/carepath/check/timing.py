@@ -39,6 +39,9 @@ def _clinic(ctx: CheckContext) -> None:
         spans = spec if isinstance(spec, list) else [spec]
         if spans == ["closed"]:
             continue
+        if not spans:
+            ctx.report(path, Code.INVALID_HOURS, f"{day}: no opening spans", "write 'closed' for a closed day")
+            continue
         parsed = []
         for k, text in enumerate(spans):
             here = (*path, k) if isinstance(spec, list) else path
@@ -50,7 +53,7 @@ def _clinic(ctx: CheckContext) -> None:
         for (_, end), (start, _) in zip(parsed, parsed[1:]):
             if start < end:
                 ctx.report(path, Code.INVALID_HOURS, f"{day}: opening spans overlap")
-    if not any(spec != "closed" for spec in clinic.hours.values()):
+    if not any(spec not in ("closed", []) for spec in clinic.hours.values()):
         ctx.report(("clinic", "hours"), Code.INVALID_HOURS, "the clinic is never open",
                    "give at least one weekday opening hours")
     for k, text in enumerate(clinic.closed_dates):
@@ -104,7 +107,7 @@ def _windows(ctx: CheckContext) -> None:
             ctx.report((*base, "due"), Code.WINDOW_ORDER,
                        f"step {name!r}: the window opens {window.opens} but is due {window.due}, before it opens",
                        "due must be at or after opens")
-        if due is not None and due < timedelta(0) and step.anchor == "at":
+        elif due is not None and due < timedelta(0) and step.anchor == "at":
             ctx.report((*base, "due"), Code.WINDOW_ORDER,
                        f"step {name!r} is due before the event that creates it happened")
         for key, enum in (("basis", Basis), ("when_clinic_closed", ClosedPolicy)):
@@ -141,7 +144,11 @@ def _offsets_elsewhere(ctx: CheckContext) -> None:
         if gap is not None and gap < timedelta(0):
             ctx.report(("sessions", "min_gap"), Code.NEGATIVE_DURATION, "the minimum gap cannot be negative")
     for name, letter in p.letters.items():
-        _resolve(ctx, letter.send, ("letters", name, "send"))
+        send = _resolve(ctx, letter.send, ("letters", name, "send"))
+        if send is not None and send < timedelta(0) and letter.anchor == "at":
+            ctx.report(("letters", name, "send"), Code.WINDOW_ORDER,
+                       f"letter {name!r} would be sent before the event that calls for it",
+                       "anchor it at a future time in the event's data (anchor: data.<field>) or send it after")
     for name, stage in p.stages.items():
         for k, recurring in enumerate(stage.recurring):
             base = ("stages", name, "recurring", k)

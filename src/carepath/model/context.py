@@ -80,7 +80,7 @@ def data_shape(fields: dict[str, DataField]) -> dict[str, Shape]:
     return {name: _FIELD_KINDS[f.type] for name, f in fields.items()}
 
 
-def condition_context(pathway: Pathway, event_data: dict[str, Shape] | None) -> dict[str, Shape]:
+def condition_context(pathway: Pathway, event_data: Shape | None) -> dict[str, Shape]:
     """Names a condition may use. `event_data` None: the trigger is any event (no data)."""
     event: dict[str, Shape] = {"id": Kind.TEXT, "type": Kind.TEXT, "at": Kind.DATETIME}
     if event_data is not None:

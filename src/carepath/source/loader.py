@@ -141,21 +141,16 @@ def load_source(path: str | Path, *, display: str | None = None, text: bytes | N
     if decoded.startswith("\ufeff"):
         decoded = decoded[1:]
 
-    tabs = [
-        Diagnostic(shown, n, m.start() + 1 + len(m.group(1)), str(Code.TAB_INDENT),
-                   "tab character in indentation", "indent with spaces")
-        for n, line in enumerate(decoded.splitlines(), start=1)
-        if (m := re.match(r"^( *)\t", line))
-    ]
-    if tabs:
-        src.diagnostics.extend(tabs)
-        return src
-
     try:
         documents = list(yaml.compose_all(decoded, Loader=_StrictLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         pos = _pos(mark) if mark else Position(1, 1)
+        # A tab only matters where YAML chokes on it; inside a block scalar it is content.
+        lines = decoded.splitlines()
+        if 0 < pos.line <= len(lines) and (tab := re.match(r"^ *\t", lines[pos.line - 1])):
+            return fail(Position(pos.line, tab.end()), Code.TAB_INDENT, "tab character in indentation",
+                        "indent with spaces")
         problem = exc.problem or "syntax error"
         if exc.context:
             problem = f"{problem} ({exc.context})"

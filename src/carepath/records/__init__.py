@@ -1,0 +1,18 @@
+"""Reading the patients and events files into validated, immutable records.
+
+No Prefect here: `carepath plan` reads records without starting any runtime.
+"""
+
+from carepath.records.readers import MAX_LINE_BYTES, iter_event_lines, read_events, read_patients
+from carepath.records.types import Event, Patient, RecordsFileError, Rejection
+
+__all__ = [
+    "MAX_LINE_BYTES",
+    "Event",
+    "Patient",
+    "RecordsFileError",
+    "Rejection",
+    "iter_event_lines",
+    "read_events",
+    "read_patients",
+]

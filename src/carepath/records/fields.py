@@ -1,0 +1,231 @@
+"""Checking an event's `data` against its declared fields, and PHQ-9 answers.
+
+Event types are compiled once into `TypeSpec`s so that the per-line work is a handful of
+`type(...) is ...` tests. Problems are appended to a list as plain sentences that say
+what to fix; a value the user wrote is never echoed unless it cannot identify anyone
+(numbers, timestamps), because rejections end up in logs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+
+from carepath.model.pathway import DataField, FieldType
+
+_TEXT, _INTEGER, _NUMBER, _BOOLEAN, _DATETIME, _TEXT_LIST, _INTEGER_LIST = (
+    FieldType.TEXT, FieldType.INTEGER, FieldType.NUMBER, FieldType.BOOLEAN,
+    FieldType.DATETIME, FieldType.TEXT_LIST, FieldType.INTEGER_LIST,
+)
+
+EXPECTED = {
+    _TEXT: "text",
+    _INTEGER: "a whole number",
+    _NUMBER: "a number",
+    _BOOLEAN: "true or false",
+    _DATETIME: "a date-time with a UTC offset, e.g. 2026-03-02T10:00:00-05:00",
+    _TEXT_LIST: "a list of text values",
+    _INTEGER_LIST: "a list of whole numbers",
+}
+
+EXAMPLE_TIME = "2026-03-02T10:00:00-05:00"
+_TIMESTAMP_CHARS = re.compile(r"[0-9T:.,+\- Z]{1,40}")
+_KEY_CHARS = re.compile(r"[A-Za-z0-9_\-.]{1,40}")
+
+EMPTY_DATA: Mapping[str, object] = MappingProxyType({})
+
+PHQ9_ITEMS = 9
+PHQ9_MAX_ITEM = 3
+
+
+def json_kind(value: object) -> str:
+    """What the user wrote, as a JSON type: safe to show, unlike the value itself."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__  # pragma: no cover - json gives no other types
+
+
+def shown_time(value: str) -> str:
+    """A timestamp as written, if it is made only of timestamp characters."""
+    return f" (got {value})" if _TIMESTAMP_CHARS.fullmatch(value) else ""
+
+
+def shown_key(key: str) -> str:
+    """A JSON key, quoted, if it looks like a field name; keys are schema, not data."""
+    return f"'{key}'" if _KEY_CHARS.fullmatch(key) else "an unrecognised field"
+
+
+def parse_time(value: object, what: str, problems: list[str]) -> datetime | None:
+    """An aware datetime from ISO text, or None after appending a problem."""
+    if type(value) is not str:
+        problems.append(f"{what} must be {EXPECTED[_DATETIME]}; got {json_kind(value)}")
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        problems.append(f"{what} is not a valid date-time{shown_time(value)}; write it like {EXAMPLE_TIME}")
+        return None
+    if parsed.tzinfo is None:
+        problems.append(
+            f"{what} has no UTC offset{shown_time(value)}; add the offset, e.g. {EXAMPLE_TIME} "
+            "(or Z for UTC), so the instant is not ambiguous"
+        )
+        return None
+    return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class TypeSpec:
+    """One event type, compiled for checking."""
+
+    name: str
+    fields: tuple[tuple[str, FieldType, bool, frozenset[str] | None], ...]
+    names: frozenset[str]
+    phq9: bool          # assessment_recorded: PHQ-9 rules apply when instrument is phq9
+
+    def describe_fields(self) -> str:
+        return ", ".join(self.names_in_order()) or "no data fields"
+
+    def names_in_order(self) -> list[str]:
+        return [name for name, *_ in self.fields]
+
+
+def compile_event_types(event_types: Mapping[str, Mapping[str, DataField]]) -> dict[str, TypeSpec]:
+    specs: dict[str, TypeSpec] = {}
+    for type_name, fields in event_types.items():
+        compiled = tuple(
+            (name, FieldType(field.type), bool(field.optional),
+             frozenset(field.one_of) if field.one_of is not None else None)
+            for name, field in fields.items()
+        )
+        specs[type_name] = TypeSpec(
+            name=type_name, fields=compiled, names=frozenset(fields),
+            phq9=type_name == "assessment_recorded",
+        )
+    return specs
+
+
+def check_data(spec: TypeSpec, data: dict[str, object], problems: list[str]) -> Mapping[str, object]:
+    """The validated, read-only data of one event; problems are appended to `problems`.
+
+    An optional field given as null counts as absent. Datetime fields become aware
+    datetimes; lists become tuples so that the result is read-only all the way down.
+    """
+    if not spec.fields:
+        if data:
+            _unknown_fields(spec, data, problems)
+        return EMPTY_DATA
+    out: dict[str, object] = {}
+    for name, kind, optional, allowed in spec.fields:
+        value = data.get(name)
+        if value is None:
+            if not optional:
+                problems.append(f"data.{name} is missing; {spec.name} events need it ({EXPECTED[kind]})")
+            continue
+        if kind is _TEXT:
+            if type(value) is not str:
+                problems.append(f"data.{name} must be text; got {json_kind(value)}")
+                continue
+            if allowed is not None and value not in allowed:
+                problems.append(f"data.{name} must be one of: {', '.join(sorted(allowed))}")
+                continue
+        elif kind is _INTEGER:
+            if type(value) is not int:
+                problems.append(f"data.{name} must be a whole number; got {_number_kind(value)}")
+                continue
+        elif kind is _INTEGER_LIST:
+            if type(value) is not list or not all(type(v) is int for v in value):
+                problems.append(f"data.{name} must be a list of whole numbers; {_list_problem(value, int)}")
+                continue
+            value = tuple(value)
+        elif kind is _TEXT_LIST:
+            if type(value) is not list or not all(type(v) is str for v in value):
+                problems.append(f"data.{name} must be a list of text values; {_list_problem(value, str)}")
+                continue
+            if allowed is not None and not allowed.issuperset(value):
+                problems.append(f"each entry of data.{name} must be one of: {', '.join(sorted(allowed))}")
+                continue
+            value = tuple(value)
+        elif kind is _DATETIME:
+            value = parse_time(value, f"data.{name}", problems)
+            if value is None:
+                continue
+        elif kind is _NUMBER:
+            if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
+                problems.append(f"data.{name} must be a finite number; got {_number_kind(value)}")
+                continue
+        elif kind is _BOOLEAN:
+            if type(value) is not bool:
+                problems.append(f"data.{name} must be true or false; got {json_kind(value)}")
+                continue
+        out[name] = value
+    if not spec.names.issuperset(data):
+        _unknown_fields(spec, data, problems)
+    if spec.phq9 and out.get("instrument") == "phq9":
+        check_phq9(data, out, problems)
+    return MappingProxyType(out)
+
+
+def check_phq9(data: Mapping[str, object], out: Mapping[str, object], problems: list[str]) -> None:
+    """DOMAIN.md §7: exactly 9 items, each a whole number 0..3; a stated total must agree.
+
+    `out` holds the fields that passed their type check; a field that failed it has
+    already been reported and is not checked again here.
+    """
+    items = out.get("items")
+    if not isinstance(items, tuple):
+        return
+    if len(items) != PHQ9_ITEMS:
+        problems.append(f"a PHQ-9 needs exactly {PHQ9_ITEMS} item scores; data.items has {len(items)}")
+        return
+    bad = [(i, v) for i, v in enumerate(items, start=1) if not 0 <= v <= PHQ9_MAX_ITEM]  # type: ignore[operator]
+    if bad:
+        listed = ", ".join(f"item {i} is {v}" for i, v in bad)
+        problems.append(f"each PHQ-9 item must be a whole number from 0 to {PHQ9_MAX_ITEM}; {listed}")
+        return
+    total = out.get("total")
+    if type(total) is int:
+        summed = sum(items)  # type: ignore[arg-type]
+        if total != summed:
+            problems.append(
+                f"the PHQ-9 total is {total} but the items add up to {summed}; "
+                "correct the total or the items, or leave the total out"
+            )
+
+
+def _number_kind(value: object) -> str:
+    if type(value) is float:
+        return "a number with a fraction" if math.isfinite(value) else "a number too large to use"
+    return json_kind(value)
+
+
+def _list_problem(value: object, want: type) -> str:
+    if type(value) is not list:
+        return f"got {json_kind(value)}"
+    for position, element in enumerate(value, start=1):
+        if type(element) is not want:
+            return f"entry {position} is {json_kind(element) if want is str else _number_kind(element)}"
+    return "got a list"  # pragma: no cover - only called when an entry is wrong
+
+
+def _unknown_fields(spec: TypeSpec, data: Mapping[str, object], problems: list[str]) -> None:
+    unknown = [key for key in data if key not in spec.names]
+    listed = ", ".join(shown_key(key) for key in unknown)
+    plural = "fields" if len(unknown) > 1 else "field"
+    problems.append(
+        f"data has an unknown {plural} {listed}; {spec.name} events take: {spec.describe_fields()}"
+    )

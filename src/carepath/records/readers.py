@@ -1,0 +1,405 @@
+"""Readers for the patients and events files (DESIGN.md, "Contracts" → "Input").
+
+Both files are JSON Lines. Each bad line becomes one `Rejection` (its 1-based line
+number, the id when readable, and a reason saying what to fix); every other line is
+still returned. Only a file that cannot be opened or read raises (`RecordsFileError`).
+
+Choices made here, beyond the contract's wording:
+
+- **Unknown keys are rejected in both files.** A misspelt `timezon` would otherwise
+  silently give the patient the clinic's zone and send letters at the wrong hour; a
+  misspelt `dta` would silently drop an event's data. The reason names the key.
+- **Null means absent for optional fields** (`timezone`, `email`, optional data fields);
+  for a required field it is reported as missing. An event without `data` is read as
+  `"data": {}`, so a type with no required fields (`enrolled`) may omit it.
+- **Duplicates compare parsed values, not text.** A later line with the same id and the
+  same patient, type, instant-and-offset and data (after the rules above) is an exact
+  duplicate and is skipped silently; same id with anything different is rejected and
+  the earlier line is kept. A rejected line does not claim its id.
+- **Lists in data become tuples** so that `Event.data` is read-only all the way down.
+- **Reasons never echo free text.** They may name the event id, the patient ref, field
+  names, numbers and timestamps; never a value that could be a name or an address
+  (a shifted column can put a family name into any field). Unknown event types get a
+  "did you mean" from the known types instead of an echo.
+- **Text hygiene:** a line that is not valid UTF-8, holds an unpaired `\\u` surrogate
+  escape, uses `NaN`/`Infinity`, or is longer than `MAX_LINE_BYTES` is rejected. A UTF-8
+  byte-order mark at the start of the file is ignored. Blank lines are skipped.
+- Ids and patient refs must be non-empty text without leading or trailing spaces (a
+  stray space would otherwise surface later as a confusing "unknown patient").
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Container, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from carepath.model.pathway import DataField
+from carepath.records.fields import EXAMPLE_TIME, TypeSpec, check_data, compile_event_types, json_kind, parse_time, shown_key
+from carepath.records.types import Event, Patient, RecordsFileError, Rejection
+
+MAX_LINE_BYTES = 1024 * 1024
+
+_BOM = b"\xef\xbb\xbf"
+_EVENT_KEYS = frozenset({"id", "patient", "type", "at", "data"})
+_PATIENT_KEYS = frozenset({"patient", "given_name", "family_name", "timezone", "email"})
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> object:
+    raise _NonFinite(name)
+
+
+# One decoder for every line: `json.loads(text, **kwargs)` would build a new one each call.
+_decode = json.JSONDecoder(parse_constant=_refuse_constant).decode
+
+
+# --- lines -------------------------------------------------------------------------
+
+
+def _open(path: str | Path) -> BinaryIO:
+    try:
+        return open(path, "rb")  # noqa: SIM115 - closed by the caller's `with`
+    except FileNotFoundError:
+        raise RecordsFileError(path, "file not found") from None
+    except IsADirectoryError:
+        raise RecordsFileError(path, "is a directory; expected a JSON Lines file") from None
+    except PermissionError:
+        raise RecordsFileError(path, "permission denied") from None
+    except OSError as exc:
+        raise RecordsFileError(path, f"cannot be opened ({exc.strerror or exc})") from None
+
+
+def _parse_line(number: int, raw: bytes) -> object:
+    """The parsed JSON of one line, `None` for a blank line, or a `Rejection`.
+
+    Hot path: one decode and one `json` call for an ordinary line.
+    """
+    if len(raw) > MAX_LINE_BYTES:
+        return Rejection(number, None, f"line is longer than {MAX_LINE_BYTES} bytes; one record per line")
+    if number == 1 and raw.startswith(_BOM):
+        raw = raw[len(_BOM):]
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        return Rejection(
+            number, None, f"line is not valid UTF-8 text (bad byte at column {exc.start + 1}); save the file as UTF-8"
+        )
+    try:
+        obj = _decode(text)
+    except _NonFinite as exc:
+        return Rejection(number, None, f"{exc} is not allowed in JSON; write a number or leave the field out")
+    except json.JSONDecodeError as exc:
+        if not text.strip():
+            return None
+        return Rejection(
+            number, None, f"line is not valid JSON ({exc.msg} at column {exc.colno}); each line must be one JSON object"
+        )
+    except (ValueError, RecursionError) as exc:  # e.g. an integer with thousands of digits, or deep nesting
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else "holds a number too long to read"
+        return Rejection(number, None, f"line is not usable JSON ({reason})")
+    if "\\u" in text and not _encodable(obj):
+        return Rejection(number, _id_of(obj), r"line holds an unpaired \u surrogate escape (\ud800-\udfff); fix the text")
+    if type(obj) is not dict:
+        return Rejection(number, None, f"each line must be one JSON object {{...}}; this line is {json_kind(obj)}")
+    return obj
+
+
+def _encodable(value: object) -> bool:
+    """False if any string holds a lone surrogate (valid JSON, but not writable as UTF-8)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+    return True
+
+
+def _id_of(obj: object, key: str = "id") -> str | None:
+    if type(obj) is dict:
+        value = obj.get(key)
+        if type(value) is str and value and _encodable(value):
+            return value
+    return None
+
+
+def _quote(value: str) -> str:
+    """An id or ref for a reason: quoted, escaped (no forged log lines), length-capped."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 82 else text[:79] + '..."'
+
+
+def _ref_problem(value: object, what: str) -> str | None:
+    if value is None:
+        return f"'{what}' is missing"
+    if type(value) is not str:
+        return f"'{what}' must be text; got {json_kind(value)}"
+    if not value:
+        return f"'{what}' is empty"
+    if value != value.strip():
+        return f"'{what}' has spaces before or after it; remove them"
+    return None
+
+
+def _unknown_keys(obj: dict[str, object], allowed: frozenset[str], kind: str) -> str:
+    unknown = [key for key in obj if key not in allowed]
+    listed = ", ".join(shown_key(key) for key in unknown)
+    plural = "fields" if len(unknown) > 1 else "field"
+    return f"unknown {plural} {listed}; {kind} lines take: {', '.join(sorted(allowed))}"
+
+
+# --- patients ----------------------------------------------------------------------
+
+
+def read_patients(path: str | Path, *, default_timezone: str) -> tuple[dict[str, Patient], list[Rejection]]:
+    """Patients by ref, in file order, and the rejected lines.
+
+    `default_timezone` (the clinic's zone) is given to patients whose line has none; it
+    must itself be a valid IANA name (the pathway check guarantees this), else ValueError.
+    """
+    if not _valid_zone(default_timezone):
+        raise ValueError(f"default_timezone {default_timezone!r} is not a known IANA time zone")
+    patients: dict[str, Patient] = {}
+    lines: dict[str, int] = {}
+    rejected: list[Rejection] = []
+    zones: dict[str, bool] = {default_timezone: True}
+    with _open(path) as handle:
+        try:
+            for number, raw in enumerate(handle, start=1):
+                obj = _parse_line(number, raw)
+                if obj is None:
+                    continue
+                if type(obj) is Rejection:
+                    rejected.append(obj)
+                    continue
+                found = _patient(obj, default_timezone, zones)  # type: ignore[arg-type]
+                if type(found) is str:
+                    rejected.append(Rejection(number, _id_of(obj, "patient"), found))
+                    continue
+                assert isinstance(found, Patient)
+                earlier = patients.get(found.ref)
+                if earlier is None:
+                    patients[found.ref] = found
+                    lines[found.ref] = number
+                elif earlier != found:
+                    differs = [name for name in ("given_name", "family_name", "timezone", "email")
+                               if getattr(earlier, name) != getattr(found, name)]
+                    rejected.append(Rejection(
+                        number, found.ref,
+                        f"patient {_quote(found.ref)} already appears on line {lines[found.ref]} with a different "
+                        f"{', '.join(differs)}; keep one line per patient (the earlier line is used)",
+                    ))
+        except OSError as exc:
+            raise RecordsFileError(path, f"could not be read ({exc.strerror or exc})") from None
+    return patients, rejected
+
+
+def _valid_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: e.g. a directory name like "America"
+        return False
+    return True
+
+
+def _patient(obj: dict[str, object], default_timezone: str, zones: dict[str, bool]) -> Patient | str:
+    problems: list[str] = []
+    ref = obj.get("patient")
+    if (problem := _ref_problem(ref, "patient")) is not None:
+        problems.append(problem + " (the patient's pseudonymous ref)")
+    names = []
+    for key in ("given_name", "family_name"):
+        value = obj.get(key)
+        if value is None:
+            problems.append(f"'{key}' is missing")
+        elif type(value) is not str:
+            problems.append(f"'{key}' must be text; got {json_kind(value)}")
+        names.append(value)
+    if all(type(v) is str and not v.strip() for v in names):
+        problems.append("'given_name' and 'family_name' are both empty; give at least one")
+    zone = obj.get("timezone")
+    if zone is None:
+        zone = default_timezone
+    elif type(zone) is not str:
+        problems.append(f"'timezone' must be text, an IANA name such as America/New_York; got {json_kind(zone)}")
+    else:
+        known = zones.get(zone)
+        if known is None:
+            known = zones[zone] = _valid_zone(zone)
+        if not known:
+            problems.append(
+                "'timezone' is not a known IANA time zone name; use one such as America/New_York or "
+                "Europe/London, or leave it out for the clinic's zone"
+            )
+    email = obj.get("email")
+    if email is not None and type(email) is not str:
+        problems.append(f"'email' must be text; got {json_kind(email)}")
+    if not _PATIENT_KEYS.issuperset(obj):
+        problems.append(_unknown_keys(obj, _PATIENT_KEYS, "patient"))
+    if problems:
+        return "; ".join(problems)
+    return Patient(ref=ref, given_name=names[0], family_name=names[1],  # type: ignore[arg-type]
+                   timezone=zone, email=email)  # type: ignore[arg-type]
+
+
+# --- events ------------------------------------------------------------------------
+
+
+def read_events(
+    path: str | Path,
+    *,
+    event_types: Mapping[str, Mapping[str, DataField]],
+    patients: Container[str],
+) -> tuple[list[Event], list[Rejection]]:
+    """Valid events in file order, and the rejected lines (see the module notes)."""
+    events: list[Event] = []
+    rejected: list[Rejection] = []
+    add_event, add_rejection = events.append, rejected.append
+    for item in iter_event_lines(path, event_types=event_types, patients=patients):
+        if type(item) is Event:
+            add_event(item)
+        else:
+            add_rejection(item)  # type: ignore[arg-type]
+    return events, rejected
+
+
+def iter_event_lines(
+    path: str | Path,
+    *,
+    event_types: Mapping[str, Mapping[str, DataField]],
+    patients: Container[str],
+) -> Iterator[Event | Rejection]:
+    """Each event or rejection in file order, streamed; exact duplicates are skipped.
+
+    Memory is one dict entry per accepted event id (for duplicate detection).
+    The file is opened on the first `next()`; a `RecordsFileError` is raised from there.
+    """
+    specs = compile_event_types(event_types)
+    known_patients: dict[str, str] = {}   # membership cache that also shares one str per ref
+    seen: dict[str, Event] = {}
+    parse_line, make_event = _parse_line, _event
+    with _open(path) as handle:
+        try:
+            for number, raw in enumerate(handle, start=1):
+                obj = parse_line(number, raw)
+                if obj is None:
+                    continue
+                if type(obj) is Rejection:
+                    yield obj
+                    continue
+                event = make_event(number, obj, specs, patients, known_patients)  # type: ignore[arg-type]
+                if type(event) is str:
+                    yield Rejection(number, _id_of(obj), event)
+                    continue
+                earlier = seen.setdefault(event.id, event)  # type: ignore[union-attr]
+                if earlier is event:
+                    yield event  # type: ignore[misc]
+                elif (differs := _differences(earlier, event)):  # type: ignore[arg-type]
+                    yield Rejection(
+                        number, earlier.id,
+                        f"event id {_quote(earlier.id)} was already used on line {earlier.line} with a different "
+                        f"{', '.join(differs)}; give each event its own id (the earlier line is used)",
+                    )
+                # else: an exact duplicate of an earlier line, skipped silently
+        except OSError as exc:
+            raise RecordsFileError(path, f"could not be read ({exc.strerror or exc})") from None
+
+
+def _event(
+    number: int,
+    obj: dict[str, object],
+    specs: dict[str, TypeSpec],
+    patients: Container[str],
+    known_patients: dict[str, str],
+) -> Event | str:
+    """One event, or the reason its line is rejected (every problem on the line)."""
+    problems: list[str] = []
+    event_id = obj.get("id")
+    if (problem := _ref_problem(event_id, "id")) is not None:
+        problems.append(problem)
+    if not _EVENT_KEYS.issuperset(obj):
+        problems.append(_unknown_keys(obj, _EVENT_KEYS, "event"))
+
+    at_text = obj.get("at")
+    at = None
+    if at_text is None:
+        problems.append(f"'at' is missing; give the event's date-time with its UTC offset, e.g. {EXAMPLE_TIME}")
+    else:
+        at = parse_time(at_text, "'at'", problems)
+
+    patient = obj.get("patient")
+    canonical = known_patients.get(patient) if type(patient) is str else None  # type: ignore[arg-type]
+    if canonical is None:
+        if (problem := _ref_problem(patient, "patient")) is not None:
+            problems.append(problem)
+        elif patient in patients:
+            canonical = known_patients[patient] = patient  # type: ignore[index,assignment]
+        else:
+            problems.append(
+                f"patient {_quote(patient)} is not in the patients file (or its line there was rejected); "  # type: ignore[arg-type]
+                "add the patient or correct the ref"
+            )
+
+    type_name = obj.get("type")
+    spec = specs.get(type_name) if type(type_name) is str else None  # type: ignore[arg-type]
+    data: object = obj.get("data")
+    if spec is None:
+        if (problem := _ref_problem(type_name, "type")) is not None:
+            problems.append(problem)
+        else:
+            problems.append(_unknown_type(type_name, specs))  # type: ignore[arg-type]
+    elif data is None:
+        data = check_data(spec, {}, problems)
+    elif type(data) is not dict:
+        problems.append(f"'data' must be a JSON object {{...}}; got {json_kind(data)}")
+    else:
+        data = check_data(spec, data, problems)  # type: ignore[arg-type]
+
+    if problems:
+        return "; ".join(problems)
+    return Event(event_id, canonical, spec.name, at, data, number)  # type: ignore[arg-type,union-attr]
+
+
+def _unknown_type(type_name: str, specs: Mapping[str, TypeSpec]) -> str:
+    # The value itself is not echoed (a shifted column could put a name here).
+    close = difflib.get_close_matches(type_name, list(specs), n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"unknown event type{hint} (known types: {', '.join(sorted(specs))})"
+
+
+def _differences(earlier: Event, later: Event) -> list[str]:
+    differs = []
+    if earlier.patient != later.patient:
+        differs.append("patient")
+    if earlier.type != later.type:
+        differs.append("type")
+    if earlier.at != later.at or earlier.at.utcoffset() != later.at.utcoffset():
+        differs.append("time ('at')")
+    if not _same_data(earlier.data, later.data):
+        differs.append("data")
+    return differs
+
+
+def _same_data(a: Mapping[str, object], b: Mapping[str, object]) -> bool:
+    if a != b:
+        return False
+    # Equal datetimes may still be written with different offsets: that is different content.
+    return all(
+        not isinstance(value, datetime) or value.utcoffset() == b[key].utcoffset()  # type: ignore[attr-defined]
+        for key, value in a.items()
+    )

@@ -1,0 +1,62 @@
+"""The records a pathway is evaluated against: patients, events, and rejected lines.
+
+Plain frozen, slotted dataclasses rather than pydantic models: millions of events are
+read per run and each object here is created once per line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+
+class RecordsFileError(Exception):
+    """A records file that cannot be read at all (missing, a directory, no permission).
+
+    Bad *content* never raises: it becomes a `Rejection` of the line concerned.
+    """
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        self.path = str(path)
+        self.message = message
+        super().__init__(f"{self.path}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class Patient:
+    ref: str                 # the "patient" field: a pseudonymous ref
+    given_name: str
+    family_name: str
+    timezone: str            # IANA name; the clinic's zone when the file gives none
+    email: str | None = None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)  # validated when read; ZoneInfo caches by name
+
+    def __repr__(self) -> str:
+        # Keep names and addresses out of logs and tracebacks: only the ref is shown.
+        return f"Patient(ref={self.ref!r}, timezone={self.timezone!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    patient: str
+    type: str
+    at: datetime                                            # aware, with the offset as given
+    data: Mapping[str, object] = field(hash=False)  # read-only (MappingProxyType); lists become tuples
+    line: int                                       # 1-based line number in the events file
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    line: int
+    id: str | None           # the event id or patient ref, when it could be read
+    reason: str              # what is wrong and what to fix; never names or addresses
+
+    def as_json(self) -> dict[str, object]:
+        return {"line": self.line, "id": self.id, "reason": self.reason}
