@@ -54,14 +54,22 @@ def ensure_environment() -> None:
     STAMP.write_text(wanted)
 
 
+DEMO_AS_OF = "2026-03-03T17:00:00+00:00"
+
+
 def demo() -> int:
-    """Validate the shipped pathways: what a pathway author runs before review."""
+    """Validate the shipped pathways, then plan the demo cohort (examples/) as of a fixed instant."""
     cli = str(BIN / "carepath")
-    print("$ carepath validate pathways/", flush=True)
-    code = subprocess.call([cli, "validate", "pathways/"], cwd=ROOT)
-    if code != 0:
-        return code
-    print("All shipped pathways are valid.")
+    steps = [
+        ["validate", "pathways/"],
+        ["plan", "pathways/ketamine-iv.yaml", "--patients", "examples/patients.jsonl",
+         "--events", "examples/events.jsonl", "--as-of", DEMO_AS_OF, "--format", "text"],
+    ]
+    for args in steps:
+        print(f"\n$ carepath {' '.join(args)}", flush=True)
+        code = subprocess.call([cli, *args], cwd=ROOT)
+        if code != 0:
+            return code
     return 0
 
 

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 
 from carepath import __version__
 
@@ -31,6 +32,32 @@ def _validate(args: argparse.Namespace) -> int:
             bad = sum(1 for r in results if has_errors(r.diagnostics))
             print(f"{len(results)} file(s) checked, {bad} with errors", file=sys.stderr)
     return EXIT_INVALID if has_errors(diagnostics) else EXIT_OK
+
+
+def _as_of(text: str) -> datetime:
+    """An aware instant; naive or malformed values are a usage error (exit 2)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date-time, e.g. 2026-03-05T17:00:00+00:00") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add one, e.g. {text}+00:00 or {text}-05:00")
+    return value
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from carepath import api
+    from carepath.planning import write_plan_json, write_plan_text
+
+    try:
+        compiled, cohort = api.load_cohort(args.pathway, args.patients, args.events)
+    except api.InvalidInput as exc:
+        for d in exc.diagnostics:
+            print(d.render(), file=sys.stderr)
+        return EXIT_INVALID
+    writer = write_plan_text if args.format == "text" else write_plan_json
+    writer(sys.stdout, compiled, args.as_of, cohort)
+    return EXIT_OK
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -70,6 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line on stderr")
     p.set_defaults(func=_validate)
+
+    p = sub.add_parser("plan", help="plan every patient's work as of an instant (pure; no Prefect)",
+                       description="Fold each patient's events through the pathway and print the plan: stage, "
+                                   "status, flags, holds, tasks with due windows (clinic zone) and letters "
+                                   "(patient zone). Rejected input lines are listed with their line numbers; "
+                                   "every valid line is still planned.")
+    p.add_argument("pathway", metavar="PATHWAY")
+    p.add_argument("--patients", required=True, metavar="FILE", help="patients, JSON Lines")
+    p.add_argument("--events", required=True, metavar="FILE", help="events, JSON Lines")
+    p.add_argument("--as-of", required=True, type=_as_of, metavar="ISO", help="an instant with a UTC offset")
+    p.add_argument("--format", choices=("json", "text"), default="json",
+                   help="json (the contract; default) or a text summary for people")
+    p.set_defaults(func=_plan)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the pathway language",
                        description="Print the JSON Schema generated from the pathway models "

@@ -11,7 +11,7 @@ from datetime import date, time, timedelta
 from zoneinfo import ZoneInfo
 
 from carepath.compile.conditions import Condition
-from carepath.model.pathway import Basis, ClosedPolicy, PatientStatus, Priority
+from carepath.model.pathway import Basis, ClosedPolicy, DataField, PatientStatus, Priority
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ class CompiledPathway:
     template_dir: str
     parameters: dict[str, object]
     flags: tuple[str, ...]
-    event_types: frozenset[str]
+    event_fields: dict[str, dict[str, DataField]]  # core and declared event types with their data
     min_session_gap: timedelta | None
     start: str
     stages: dict[str, Stage]

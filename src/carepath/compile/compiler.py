@@ -122,7 +122,7 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
         id=p.id, version=p.version, title=p.title, clinic=clinic,
         template_dir=str((base_dir / p.templates).resolve()),
         parameters={k: v.value for k, v in p.parameters.items()},
-        flags=tuple(p.flags), event_types=frozenset(CORE_EVENTS) | frozenset(p.events),
+        flags=tuple(p.flags), event_fields={**CORE_EVENTS, **{k: dict(v.data) for k, v in p.events.items()}},
         min_session_gap=offset(p.sessions.min_gap) if p.sessions.min_gap else None,
         start=p.start, stages=stages, steps=steps, letters=letters, rules=rules,
     )

@@ -8,7 +8,6 @@ what to fix; a value the user wrote is never echoed unless it cannot identify an
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +36,10 @@ _TIMESTAMP_CHARS = re.compile(r"[0-9T:.,+\- Z]{1,40}")
 _KEY_CHARS = re.compile(r"[A-Za-z0-9_\-.]{1,40}")
 
 EMPTY_DATA: Mapping[str, object] = MappingProxyType({})
+
+MAX_SAFE_INTEGER = 2**53 - 1
+"""Numbers in data must lie within +/- this (JavaScript's safe range): beyond it JSON
+readers disagree (some read a float), and no clinical value comes near it."""
 
 PHQ9_ITEMS = 9
 PHQ9_MAX_ITEM = 3
@@ -144,11 +147,13 @@ def check_data(spec: TypeSpec, data: dict[str, object], problems: list[str]) -> 
                 problems.append(f"data.{name} must be one of: {', '.join(sorted(allowed))}")
                 continue
         elif kind is _INTEGER:
-            if type(value) is not int:
+            if type(value) is not int or not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
                 problems.append(f"data.{name} must be a whole number; got {_number_kind(value)}")
                 continue
         elif kind is _INTEGER_LIST:
-            if type(value) is not list or not all(type(v) is int for v in value):
+            if type(value) is not list or not all(
+                type(v) is int and -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER for v in value
+            ):
                 problems.append(f"data.{name} must be a list of whole numbers; {_list_problem(value, int)}")
                 continue
             value = tuple(value)
@@ -165,8 +170,8 @@ def check_data(spec: TypeSpec, data: dict[str, object], problems: list[str]) -> 
             if value is None:
                 continue
         elif kind is _NUMBER:
-            if type(value) not in (int, float) or not math.isfinite(value):  # type: ignore[arg-type]
-                problems.append(f"data.{name} must be a finite number; got {_number_kind(value)}")
+            if type(value) not in (int, float) or not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:  # type: ignore[operator]
+                problems.append(f"data.{name} must be a number; got {_number_kind(value)}")
                 continue
         elif kind is _BOOLEAN:
             if type(value) is not bool:
@@ -208,8 +213,10 @@ def check_phq9(data: Mapping[str, object], out: Mapping[str, object], problems: 
 
 
 def _number_kind(value: object) -> str:
+    if type(value) in (int, float) and not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:  # type: ignore[operator]
+        return "a number too large to be a real value"
     if type(value) is float:
-        return "a number with a fraction" if math.isfinite(value) else "a number too large to use"
+        return "a number with a decimal point"
     return json_kind(value)
 
 
@@ -217,7 +224,7 @@ def _list_problem(value: object, want: type) -> str:
     if type(value) is not list:
         return f"got {json_kind(value)}"
     for position, element in enumerate(value, start=1):
-        if type(element) is not want:
+        if type(element) is not want or (want is int and not -MAX_SAFE_INTEGER <= element <= MAX_SAFE_INTEGER):
             return f"entry {position} is {json_kind(element) if want is str else _number_kind(element)}"
     return "got a list"  # pragma: no cover - only called when an entry is wrong
 

@@ -77,10 +77,11 @@ def _open(path: str | Path) -> BinaryIO:
         raise RecordsFileError(path, f"cannot be opened ({exc.strerror or exc})") from None
 
 
-def _parse_line(number: int, raw: bytes) -> object:
+def _parse_line_stdlib(number: int, raw: bytes) -> object:
     """The parsed JSON of one line, `None` for a blank line, or a `Rejection`.
 
-    Hot path: one decode and one `json` call for an ordinary line.
+    This is the reference behaviour; `_parse_line_fast` only shortcuts lines that both
+    parsers read identically.
     """
     if len(raw) > MAX_LINE_BYTES:
         return Rejection(number, None, f"line is longer than {MAX_LINE_BYTES} bytes; one record per line")
@@ -110,6 +111,34 @@ def _parse_line(number: int, raw: bytes) -> object:
     if type(obj) is not dict:
         return Rejection(number, None, f"each line must be one JSON object {{...}}; this line is {json_kind(obj)}")
     return obj
+
+
+def _parse_line_fast(number: int, raw: bytes) -> object:
+    """orjson for the ordinary line; anything it refuses or that is not an object goes
+    to the reference parser, which words the rejection.
+
+    orjson is stricter than `json` (no NaN, no lone surrogates, UTF-8 checked, no BOM),
+    keeps the last of duplicate keys as `json` does, and differs only in reading integers
+    beyond 64 bits as floats; typed data fields accept integers only within
+    +/-(2**53 - 1), so both parsers accept and reject the same lines.
+    """
+    if len(raw) <= MAX_LINE_BYTES:
+        try:
+            obj = _orjson_loads(raw)
+        except Exception:  # noqa: BLE001 - orjson.JSONDecodeError and friends: reword below
+            pass
+        else:
+            if type(obj) is dict:
+                return obj
+    return _parse_line_stdlib(number, raw)
+
+
+try:  # orjson comes with prefect (a dependency); it halves the time spent parsing JSON.
+    from orjson import loads as _orjson_loads
+except ImportError:  # pragma: no cover - exercised by forcing the stdlib parser in tests
+    _parse_line = _parse_line_stdlib
+else:
+    _parse_line = _parse_line_fast
 
 
 def _encodable(value: object) -> bool:

@@ -1,0 +1,104 @@
+"""Clinic-time arithmetic: DST-safe local times, opening hours, business days.
+
+Python trap this module exists for: adding a timedelta to an aware datetime in a
+ZoneInfo zone adds *wall-clock* time. Elapsed arithmetic is therefore done in UTC, and
+wall-clock arithmetic is done explicitly on local fields, then re-localised so that a
+non-existent local time (the spring-forward gap) moves forward, never lands in the gap.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from carepath.compile.compiled import BusinessDue, ClinicCalendar, ClockDue, DueSpec, OffsetDue
+from carepath.model.pathway import Basis
+
+_MAX_SCAN_DAYS = 366
+
+
+def localize(day: date, clock: time, zone: ZoneInfo) -> datetime:
+    """The instant a local clock shows `clock` on `day`; in a DST gap, the first valid instant after."""
+    naive = datetime.combine(day, clock)
+    candidate = naive.replace(tzinfo=zone, fold=0)
+    round_trip = candidate.astimezone(UTC).astimezone(zone)
+    # In a spring-forward gap the round trip lands after the gap (02:30 EST is 03:30 EDT):
+    # exactly the forward move we want. Elsewhere it is the candidate itself.
+    return round_trip if round_trip.replace(tzinfo=None) != naive else candidate
+
+
+def shift(anchor: datetime, delta: timedelta, basis: Basis, zone: ZoneInfo) -> datetime:
+    """anchor + delta, in `zone`: true elapsed time, or the same wall-clock time later."""
+    if basis is Basis.ELAPSED:
+        return (anchor.astimezone(UTC) + delta).astimezone(zone)
+    local = anchor.astimezone(zone).replace(tzinfo=None) + delta
+    return localize(local.date(), local.time(), zone)
+
+
+def open_spans(cal: ClinicCalendar, day: date) -> tuple[tuple[time, time], ...]:
+    if day in cal.closed_dates:
+        return ()
+    return cal.hours[day.weekday()]
+
+
+def is_open_day(cal: ClinicCalendar, day: date) -> bool:
+    return bool(open_spans(cal, day))
+
+
+def closing_time(cal: ClinicCalendar, day: date) -> datetime:
+    return localize(day, open_spans(cal, day)[-1][1], cal.zone)
+
+
+def business_due(cal: ClinicCalendar, anchor: datetime, days: int) -> datetime:
+    """Closing time of the Nth open day after the anchor's local day (0: that day, if still open)."""
+    local = anchor.astimezone(cal.zone)
+    day = local.date()
+    if days == 0:
+        for _ in range(_MAX_SCAN_DAYS):
+            if is_open_day(cal, day) and closing_time(cal, day) > local:
+                return closing_time(cal, day)
+            day += timedelta(days=1)
+        raise ValueError("the clinic has no opening hours within a year")
+    remaining = days
+    for _ in range(_MAX_SCAN_DAYS):
+        day += timedelta(days=1)
+        if is_open_day(cal, day):
+            remaining -= 1
+            if remaining == 0:
+                return closing_time(cal, day)
+    raise ValueError("the clinic has no opening hours within a year")
+
+
+def resolve_due(cal: ClinicCalendar, spec: DueSpec, anchor: datetime, basis: Basis) -> datetime:
+    if isinstance(spec, OffsetDue):
+        return shift(anchor, spec.delta, basis, cal.zone)
+    if isinstance(spec, ClockDue):
+        day = anchor.astimezone(cal.zone).date() + timedelta(days=spec.days_later)
+        return localize(day, spec.at, cal.zone)
+    assert isinstance(spec, BusinessDue)
+    return business_due(cal, anchor, spec.business_days)
+
+
+def has_open_hours(cal: ClinicCalendar, start: datetime, end: datetime) -> bool:
+    """Whether [start, end] overlaps any opening span."""
+    day = start.astimezone(cal.zone).date()
+    last = end.astimezone(cal.zone).date()
+    while day <= last:
+        for open_at, close_at in open_spans(cal, day):
+            if localize(day, open_at, cal.zone) < end and localize(day, close_at, cal.zone) > start:
+                return True
+        day += timedelta(days=1)
+    return False
+
+
+def next_opening(cal: ClinicCalendar, after: datetime) -> tuple[datetime, datetime]:
+    """The next opening span (open, close) that is still open at or after `after`."""
+    local = after.astimezone(cal.zone)
+    day = local.date()
+    for _ in range(_MAX_SCAN_DAYS):
+        for open_at, close_at in open_spans(cal, day):
+            opens, closes = localize(day, open_at, cal.zone), localize(day, close_at, cal.zone)
+            if closes > local:
+                return max(opens, local), closes
+        day += timedelta(days=1)
+    raise ValueError("the clinic has no opening hours within a year")

@@ -1,0 +1,514 @@
+"""The planner: fold a patient's events, in time order, through the compiled pathway.
+
+plan(compiled, patient, events, as_of) is a pure function (DESIGN decision 1): no clock
+reads, no I/O; the same inputs give the same plan, whatever order the events came in.
+Only events at or before `as_of` are known; recurring work and overdue status are
+evaluated at `as_of`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from carepath.compile import compiled as c
+from carepath.compile.conditions import ConditionError
+from carepath.engine import calendar as cal
+from carepath.engine.ids import output_id
+from carepath.engine.result import EngineRejection, PatientPlan, PlannedLetter, PlannedSession, PlannedTask
+from carepath.model.pathway import ClosedPolicy, PatientStatus, Priority
+
+_PHQ9_BANDS = ((4, "minimal"), (9, "mild"), (14, "moderate"), (19, "moderately_severe"), (27, "severe"))
+_PRIORITY_RANK = {Priority.ROUTINE: 0, Priority.HIGH: 1, Priority.URGENT: 2}
+
+
+class EventLike(Protocol):
+    id: str
+    patient: str
+    type: str
+    at: datetime
+    data: Mapping[str, object]
+    line: int
+
+
+class PatientLike(Protocol):
+    ref: str
+    timezone: str
+
+
+@dataclass
+class _Task:
+    id: str
+    step: c.Step
+    key: str
+    trigger: str
+    created_at: datetime          # completion events must come at or after this
+    earliest: datetime
+    due: datetime | None
+    priority: Priority
+    source: str
+    out_of_window: bool = False
+    done_at: datetime | None = None
+    cancelled_at: datetime | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.done_at is None and self.cancelled_at is None
+
+
+@dataclass
+class _Session:
+    id: str
+    status: str = "scheduled"
+    start: datetime | None = None
+    completed_at: datetime | None = None
+    scheduled_by: str | None = None
+
+
+@dataclass
+class _Visit:
+    """One stay in a stage: when it began and what recurring work it has produced."""
+
+    stage: c.Stage
+    entered_at: datetime
+    trigger: str
+    occurrences: dict[str, int] = field(default_factory=dict)  # recurring step → occurrences produced
+    completed: int = 0
+    missed: int = 0
+    scheduled: int = 0
+
+
+class _Fold:
+    def __init__(self, compiled: c.CompiledPathway, patient: PatientLike) -> None:
+        self.p = compiled
+        self.patient = patient
+        self.zone = compiled.clinic.zone
+        from zoneinfo import ZoneInfo
+
+        self.patient_zone = ZoneInfo(patient.timezone)
+        self.status = PatientStatus.ACTIVE
+        self.flags: set[str] = set()
+        self.tasks: dict[str, _Task] = {}
+        self.letters: dict[str, PlannedLetter] = {}
+        self.sessions: dict[str, _Session] = {}
+        self.streaks: dict[str, int] = {}
+        self.decisions: dict[str, str] = {}  # task id → decision
+        self.phq9: dict[str, object] = {"recorded": False, "total": 0, "item9": 0, "items": [], "band": "none"}
+        self.screening: dict[str, object] = {"recorded": False, "trd_trials": 0, "contraindications": [],
+                                             "cautions": []}
+        self.consecutive_missed = 0
+        self.completed_total = 0
+        self.missed_total = 0
+        self.visit: _Visit | None = None
+        self.rejected: list[EngineRejection] = []
+        self.rules_by_type: dict[str, list[c.Rule]] = {}
+        for rule in compiled.rules:
+            for event_type in rule.on:
+                self.rules_by_type.setdefault(event_type, []).append(rule)
+
+    # --- context for conditions --------------------------------------------------
+
+    def context(self, event: EventLike) -> dict[str, object]:
+        visit = self.visit
+        series = visit.stage.series if visit else None
+        return {
+            "event": {"id": event.id, "type": event.type, "at": event.at, "data": event.data},
+            "params": self.p.parameters,
+            "flags": {name: name in self.flags for name in self.p.flags},
+            "holds": sorted(self.holds()),
+            "stage": visit.stage.name if visit else self.p.start,
+            "status": str(self.status),
+            "phq9": self.phq9,
+            "series": {
+                "completed": visit.completed if visit else 0,
+                "missed": visit.missed if visit else 0,
+                "scheduled": visit.scheduled if visit else 0,
+                "complete": bool(series and visit and visit.completed >= series.sessions),
+            },
+            "sessions": {"completed": self.completed_total, "missed": self.missed_total,
+                         "consecutive_missed": self.consecutive_missed},
+            "screening": self.screening,
+        }
+
+    def holds(self) -> set[str]:
+        return {h for t in self.tasks.values() if t.is_open for h in t.step.holds}
+
+    # --- the fold ------------------------------------------------------------------
+
+    def run(self, events: list[EventLike], as_of: datetime) -> None:
+        for event in events:
+            self.materialise_recurring(event.at)
+            self.apply(event)
+        self.materialise_recurring(as_of, include_next=True)
+
+    def apply(self, event: EventLike) -> None:
+        if self.visit is None:
+            self.enter(self.p.start, event)
+        if event.type == "session_scheduled" and not self.accept_booking(event):
+            return
+        self.record(event)
+        self.close_tasks(event)
+        if self.status is PatientStatus.DISCHARGED:
+            return
+        stage_before = self.visit.stage.name if self.visit else None
+        ctx: dict[str, object] | None = None
+        for rule in self.rules_by_type.get(event.type, ()):
+            if rule.stages is not None and (self.visit is None or self.visit.stage.name not in rule.stages):
+                continue
+            if rule.when is not None:
+                ctx = self.context(event)
+                matched = self.decide(rule.when, ctx, event)
+            else:
+                matched = True
+            if rule.consecutive is None:
+                if matched:
+                    self.act(rule.then, event, f"rule:{rule.id}")
+                continue
+            streak = self.streaks.get(rule.id, 0) + 1 if matched else 0
+            self.streaks[rule.id] = streak
+            if matched:
+                actions = rule.then if streak >= rule.consecutive else rule.until_confirmed
+                self.act(actions, event, f"rule:{rule.id}")
+        for rule in self.p.rules:
+            if event.type in rule.reset_by:
+                self.streaks[rule.id] = 0
+        if self.visit is not None and self.visit.stage.name == stage_before:
+            for k, transition in enumerate(self.visit.stage.transitions):
+                if transition.on is not None and event.type not in transition.on:
+                    continue
+                if transition.when is not None and not self.decide(transition.when, self.context(event), event):
+                    continue
+                self.act(transition.then, event, f"stage:{stage_before}:transition:{k}")
+                self.enter(transition.to, event)
+                break
+
+    def decide(self, condition, ctx: dict[str, object], event: EventLike) -> bool:
+        try:
+            return condition(ctx)
+        except ConditionError as exc:
+            # A condition that cannot be decided is reported, never taken as false silently.
+            self.rejected.append(EngineRejection(event.line, event.id, f"not evaluated: {exc}"))
+            return False
+
+    def accept_booking(self, event: EventLike) -> bool:
+        gap = self.p.min_session_gap
+        start = event.data.get("start")
+        session_id = str(event.data.get("session"))
+        if gap is None or not isinstance(start, datetime):
+            return True
+        for other in self.sessions.values():
+            if other.id == session_id or other.status in ("cancelled", "missed"):
+                continue
+            when = other.completed_at if other.status == "completed" else other.start
+            if when is None:
+                continue
+            apart = abs(start.astimezone(UTC) - when.astimezone(UTC))
+            if apart < gap:
+                hours = apart.total_seconds() / 3600
+                self.rejected.append(EngineRejection(
+                    event.line, event.id,
+                    f"session {session_id} would start {hours:g} h from session {other.id}; "
+                    f"the minimum gap between sessions is {_hours(gap)} — book it later or change the other session",
+                ))
+                return False
+        return True
+
+    def record(self, event: EventLike) -> None:
+        """Update the facts conditions read, before any rule sees the event."""
+        data, visit = event.data, self.visit
+        kind = event.type
+        if kind == "session_scheduled":
+            session = self.sessions.setdefault(str(data["session"]), _Session(str(data["session"])))
+            if session.status != "completed":
+                if session.status != "scheduled" or session.scheduled_by is None:
+                    if visit:
+                        visit.scheduled += 1
+                session.status = "scheduled"
+            session.start = data["start"]  # type: ignore[assignment]
+            session.scheduled_by = event.id
+        elif kind in ("session_completed", "session_missed", "session_cancelled"):
+            session = self.sessions.setdefault(str(data["session"]), _Session(str(data["session"])))
+            if kind == "session_completed":
+                if session.status != "completed" and visit:
+                    visit.completed += 1
+                if session.status != "completed":
+                    self.completed_total += 1
+                session.status, session.completed_at = "completed", event.at
+                self.consecutive_missed = 0
+            elif kind == "session_missed":
+                session.status = "missed"
+                self.missed_total += 1
+                self.consecutive_missed += 1
+                if visit:
+                    visit.missed += 1
+            else:
+                session.status = "cancelled"
+        elif kind == "assessment_recorded" and data.get("instrument") == "phq9":
+            items = list(data["items"])  # type: ignore[arg-type]
+            total = sum(items)
+            band = next(name for limit, name in _PHQ9_BANDS if total <= limit)
+            self.phq9 = {"recorded": True, "total": total, "item9": items[8], "items": items, "band": band}
+        elif kind == "screening_recorded":
+            self.screening = {"recorded": True, "trd_trials": data.get("trd_trials", 0),
+                              "contraindications": list(data.get("contraindications") or []),
+                              "cautions": list(data.get("cautions") or [])}
+        elif kind == "decision_recorded":
+            self.decisions[str(data["task"])] = str(data["decision"])
+        elif kind == "discharged":
+            self.status = PatientStatus.DISCHARGED
+            for task in self.tasks.values():
+                if task.is_open:
+                    task.cancelled_at = event.at
+
+    def close_tasks(self, event: EventLike) -> None:
+        """Completion and withdrawal of open tasks by this event."""
+        target = event.data.get("task") if event.type in ("task_completed", "decision_recorded") else None
+        for task in self.tasks.values():
+            if not task.is_open:
+                continue
+            if target is not None:
+                if task.id == target and event.type in task.step.done_by | {"task_completed", "decision_recorded"}:
+                    task.done_at = event.at
+                continue
+            if event.at < task.created_at or event.id == task.trigger:
+                continue
+            key_matches = task.step.key_field is None or _key(event, task.step.key_field) == task.key
+            if event.type in task.step.done_by and key_matches:
+                task.done_at = event.at
+            elif event.type in task.step.cancelled_by and key_matches:
+                task.cancelled_at = event.at
+
+    # --- stages and actions ------------------------------------------------------------
+
+    def enter(self, stage_name: str, event: EventLike) -> None:
+        stage = self.p.stages[stage_name]
+        if self.visit is not None:
+            # Recurring work belongs to its stay: leaving the stage withdraws what is still open.
+            left = f"stage:{self.visit.stage.name}:recurring"
+            for task in self.tasks.values():
+                if task.is_open and task.source == left:
+                    task.cancelled_at = event.at
+        self.visit = _Visit(stage, event.at, event.id)
+        self.act(stage.on_enter, event, f"stage:{stage_name}:on_enter")
+
+    def act(self, actions: Iterable[c.Action], event: EventLike, source: str) -> None:
+        for action in actions:
+            if isinstance(action, c.Task):
+                self.create_task(action.step, event, source, action.due)
+            elif isinstance(action, c.SendLetter):
+                self.create_letter(action.letter, event, source)
+            elif isinstance(action, c.SetFlag):
+                self.flags.add(action.flag)
+            elif isinstance(action, c.ClearFlag):
+                self.flags.discard(action.flag)
+            elif isinstance(action, c.SetStatus):
+                self.status = action.status
+            elif isinstance(action, c.Goto):
+                self.enter(action.stage, event)
+            elif isinstance(action, c.Complete):
+                for task in self.tasks.values():
+                    if task.step.name == action.step and task.is_open:
+                        task.done_at = event.at
+
+    def anchor(self, field_name: str | None, event: EventLike) -> datetime:
+        if field_name is None:
+            return event.at
+        value = event.data.get(field_name)
+        return value if isinstance(value, datetime) else event.at
+
+    def create_task(self, step_name: str, event: EventLike, source: str, due_override: c.DueSpec | None = None,
+                    *, key: str | None = None, anchor: datetime | None = None) -> _Task:
+        step = self.p.steps[step_name]
+        if key is None:
+            key = _key(event, step.key_field) if step.key_field else f"event:{event.id}"
+        task_id = output_id("t", self.p.id, self.p.version, self.patient.ref, step_name, key)
+        start = anchor if anchor is not None else self.anchor(step.anchor_field, event)
+        window = step.window
+        earliest = cal.shift(start, window.opens, window.basis, self.zone)
+        due = cal.resolve_due(self.p.clinic, window.due, start, window.basis) if window.due else None
+        if due_override is not None:
+            tighter = cal.resolve_due(self.p.clinic, due_override, start, window.basis)
+            due = tighter if due is None or tighter < due else due
+        existing = self.tasks.get(task_id)
+        if existing is not None:
+            if existing.trigger == event.id:
+                # Several rules on one event for one occurrence: the earliest due wins.
+                if due is not None and (existing.due is None or due < existing.due):
+                    existing.due = due
+                return existing
+            if existing.done_at is not None:
+                return existing
+            # Otherwise the occurrence moves to its new anchor (a corrected completion
+            # time, or a cancelled session that happened after all).
+        task = _Task(task_id, step, key, event.id, event.at if anchor is None else earliest, earliest, due,
+                     step.priority, source)
+        self.tasks[task_id] = task
+        if window.when_clinic_closed is not None and due is not None:
+            self.apply_clinic_policy(task, event, source)
+        return task
+
+    def apply_clinic_policy(self, task: _Task, event: EventLike, source: str) -> None:
+        window = task.step.window
+        assert task.due is not None
+        if cal.has_open_hours(self.p.clinic, task.earliest, task.due):
+            return
+        if window.when_clinic_closed is ClosedPolicy.NEXT_OPEN_SLOT:
+            opens, closes = cal.next_opening(self.p.clinic, task.due)
+            task.earliest, task.due, task.out_of_window = opens, closes, True
+        elif window.conflict_step is not None:
+            self.create_task(window.conflict_step, event, f"{source}:window_conflict",
+                             key=f"conflict:{task.id}", anchor=event.at)
+
+    def create_letter(self, letter_name: str, event: EventLike, source: str) -> None:
+        letter = self.p.letters[letter_name]
+        letter_id = output_id("l", self.p.id, self.p.version, self.patient.ref, letter_name, f"event:{event.id}")
+        if letter_id in self.letters:
+            return
+        planned = self.anchor(letter.anchor_field, event).astimezone(UTC) + letter.send
+        # A letter cannot go out before the event that calls for it was recorded.
+        send_at = max(planned, event.at.astimezone(UTC)).astimezone(self.patient_zone)
+        session = event.data.get("session")
+        self.letters[letter_id] = PlannedLetter(letter_id, letter_name, letter.template, send_at, event.id, source,
+                                                str(session) if session is not None else None)
+
+    # --- time-driven work -----------------------------------------------------------------
+
+    def materialise_recurring(self, until: datetime, *, include_next: bool = False) -> None:
+        """Recurring tasks whose windows have opened by `until` (and, at as_of, the next one ahead)."""
+        visit = self.visit
+        if visit is None or self.status is PatientStatus.DISCHARGED:
+            return
+        for recurring in visit.stage.recurring:
+            step = self.p.steps[recurring.step]
+            every = self.interval(recurring)
+            while True:
+                n = visit.occurrences.get(recurring.step, 0)
+                anchor = visit.entered_at + recurring.starting + n * every
+                opens = cal.shift(anchor, step.window.opens, step.window.basis, self.zone)
+                ahead = opens > until
+                if ahead and not include_next:
+                    break
+                visit.occurrences[recurring.step] = n + 1
+                task = self.create_task(recurring.step, _Marker(visit.trigger, anchor),
+                                        f"stage:{visit.stage.name}:recurring",
+                                        key=f"{visit.stage.name}:{visit.trigger}:{n + 1}", anchor=anchor)
+                task.created_at = opens
+                if ahead:
+                    break
+
+    def interval(self, recurring: c.Recurring) -> timedelta:
+        if recurring.decision_of is None:
+            return recurring.every
+        chosen = [self.decisions[t.id] for t in self.tasks.values()
+                  if t.step.name == recurring.decision_of and t.id in self.decisions]
+        options = dict(recurring.choices)
+        return options.get(chosen[-1], recurring.every) if chosen else recurring.every
+
+    # --- the result -------------------------------------------------------------------------
+
+    def result(self, as_of: datetime) -> PatientPlan:
+        flags = set(self.flags)
+        tasks: list[PlannedTask] = []
+        for task in self.tasks.values():
+            status = _status(task, as_of)
+            priority = task.priority
+            window = task.step.window
+            if window.unmet_flag and task.due is not None and task.cancelled_at is None:
+                finished = task.done_at
+                if (finished is None and as_of > task.due) or (finished is not None and finished > task.due):
+                    flags.add(window.unmet_flag)
+            overdue = task.step.overdue
+            if overdue is not None and status == "overdue" and task.due is not None and as_of > task.due + overdue.after:
+                if overdue.flag:
+                    flags.add(overdue.flag)
+                if overdue.priority and _PRIORITY_RANK[overdue.priority] > _PRIORITY_RANK[priority]:
+                    priority = overdue.priority
+            tasks.append(PlannedTask(
+                id=task.id, step=task.step.name, title=task.step.title, role=task.step.role, priority=str(priority),
+                earliest=task.earliest.astimezone(self.zone),
+                due=task.due.astimezone(self.zone) if task.due else None,
+                status=status, trigger=task.trigger, out_of_window=task.out_of_window, source=task.source,
+                completed_at=task.done_at.astimezone(self.zone) if task.done_at else None,
+            ))
+        tasks.extend(self.escalations(as_of, tasks))
+        tasks.sort(key=lambda t: (t.due or t.earliest, t.earliest, t.step, t.id))
+        letters = sorted(self.letters.values(), key=lambda l: (l.send_at, l.id))
+        sessions = sorted(
+            (PlannedSession(s.id, s.status, s.start.astimezone(self.zone) if s.start else None,
+                            s.completed_at.astimezone(self.zone) if s.completed_at else None)
+             for s in self.sessions.values()),
+            key=lambda s: (s.start or s.completed_at or datetime.min.replace(tzinfo=UTC), s.id),
+        )
+        holds = {h for t in self.tasks.values() if t.is_open for h in t.step.holds}
+        return PatientPlan(
+            patient=self.patient.ref, stage=self.visit.stage.name if self.visit else self.p.start,
+            status=str(self.status), flags=tuple(sorted(flags)), holds=tuple(sorted(holds)),
+            tasks=tuple(tasks), letters=tuple(letters), sessions=tuple(sessions), rejected=tuple(self.rejected),
+        )
+
+    def escalations(self, as_of: datetime, planned: list[PlannedTask]) -> list[PlannedTask]:
+        """Overdue escalation steps, created when a task passes due + `after` undone."""
+        out = []
+        for task in self.tasks.values():
+            overdue = task.step.overdue
+            if overdue is None or overdue.task is None or task.due is None or not task.is_open:
+                continue
+            at = task.due + overdue.after
+            if as_of <= at:
+                continue
+            marker = _Marker(task.trigger, at)
+            step = self.p.steps[overdue.task]
+            key = f"overdue:{task.id}"
+            task_id = output_id("t", self.p.id, self.p.version, self.patient.ref, step.name, key)
+            due = cal.resolve_due(self.p.clinic, step.window.due, at, step.window.basis) if step.window.due else None
+            escalation = _Task(task_id, step, key, marker.id, at, at, due, step.priority, f"step:{task.step.name}:overdue")
+            out.append(PlannedTask(
+                id=task_id, step=step.name, title=step.title, role=step.role, priority=str(step.priority),
+                earliest=at.astimezone(self.zone), due=due.astimezone(self.zone) if due else None,
+                status=_status(escalation, as_of), trigger=task.trigger, out_of_window=False,
+                source=escalation.source,
+            ))
+        return out
+
+
+@dataclass(frozen=True)
+class _Marker:
+    """A point in time that acts as a trigger for time-driven work (no event behind it)."""
+
+    id: str
+    at: datetime
+    type: str = "recurring"
+    data: Mapping[str, object] = field(default_factory=dict)
+    line: int = 0
+
+
+def _key(event: EventLike, field_name: str) -> str:
+    return f"{field_name}:{event.data.get(field_name)}"
+
+
+def _status(task: _Task, as_of: datetime) -> str:
+    if task.cancelled_at is not None:
+        return "cancelled"
+    if task.done_at is not None:
+        return "done"
+    if task.due is not None and as_of > task.due:
+        return "overdue"
+    return "open"
+
+
+def _hours(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:g} h"
+
+
+def plan(compiled: c.CompiledPathway, patient: PatientLike, events: Iterable[EventLike],
+         as_of: datetime) -> PatientPlan:
+    """The patient's plan as of `as_of`, from the full event history."""
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware")
+    known = sorted((e for e in events if e.at <= as_of), key=lambda e: (e.at.astimezone(UTC), e.id))
+    fold = _Fold(compiled, patient)
+    fold.run(known, as_of)
+    return fold.result(as_of)

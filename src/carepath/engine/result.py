@@ -1,0 +1,95 @@
+"""What the engine returns: frozen plan objects with their JSON form (the plan contract)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedTask:
+    id: str
+    step: str
+    title: str
+    role: str
+    priority: str
+    earliest: datetime
+    due: datetime | None
+    status: str             # open | done | overdue | cancelled
+    trigger: str            # the event id that created (or last re-anchored) the task
+    out_of_window: bool
+    source: str             # the rule/stage/transition that produced it (provenance)
+    completed_at: datetime | None = None
+
+    def as_json(self, pathway_version: str) -> dict[str, object]:
+        return {
+            "id": self.id, "step": self.step, "title": self.title, "role": self.role, "priority": self.priority,
+            "earliest": self.earliest.isoformat(), "due": self.due.isoformat() if self.due else None,
+            "status": self.status, "trigger": self.trigger, "out_of_window": self.out_of_window,
+            "source": self.source, "pathway_version": pathway_version,
+            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedLetter:
+    id: str
+    letter: str
+    template: str
+    send_at: datetime
+    trigger: str
+    source: str
+    session: str | None = None
+
+    def as_json(self, pathway_version: str) -> dict[str, object]:
+        return {
+            "id": self.id, "letter": self.letter, "template": self.template, "send_at": self.send_at.isoformat(),
+            "trigger": self.trigger, "source": self.source, "pathway_version": pathway_version,
+            "session": self.session,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedSession:
+    id: str
+    status: str             # scheduled | completed | missed | cancelled
+    start: datetime | None  # booked start (clinic zone)
+    completed_at: datetime | None
+
+    def as_json(self) -> dict[str, object]:
+        return {"id": self.id, "status": self.status, "start": self.start.isoformat() if self.start else None,
+                "completed_at": self.completed_at.isoformat() if self.completed_at else None}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineRejection:
+    """An event the engine refused (e.g. a booking inside the minimum gap)."""
+
+    line: int
+    id: str
+    reason: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"line": self.line, "id": self.id, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class PatientPlan:
+    patient: str
+    stage: str
+    status: str
+    flags: tuple[str, ...]
+    holds: tuple[str, ...]
+    tasks: tuple[PlannedTask, ...]
+    letters: tuple[PlannedLetter, ...]
+    sessions: tuple[PlannedSession, ...] = ()
+    rejected: tuple[EngineRejection, ...] = field(default=())
+
+    def as_json(self, pathway_version: str) -> dict[str, object]:
+        return {
+            "patient": self.patient, "stage": self.stage, "status": self.status,
+            "flags": list(self.flags), "holds": list(self.holds),
+            "tasks": [t.as_json(pathway_version) for t in self.tasks],
+            "letters": [l.as_json(pathway_version) for l in self.letters],
+            "sessions": [s.as_json() for s in self.sessions],
+        }
