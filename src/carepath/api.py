@@ -33,14 +33,41 @@ def validate(paths: list[str]) -> list[Checked]:
     return check_paths(paths)
 
 
-def load_pathway(path: str | Path) -> CompiledPathway:
-    """A pathway ready for the engine, or InvalidPathway with all its problems."""
+def load_pathway(path: str | Path, overrides: dict[str, object] | None = None) -> CompiledPathway:
+    """A pathway ready for the engine, or InvalidPathway with all its problems.
+
+    `overrides` replaces parameter values (scenario tests try both policies this way);
+    the result is checked like a file, so a misfit override is reported, not run.
+    """
     from carepath.compile.compiler import compile_pathway
 
     checked = check_file(path)
+    if checked.ok and overrides:
+        checked = _with_overrides(checked, overrides, path)
     if not checked.ok or checked.pathway is None:
         raise InvalidPathway(checked.diagnostics)
     return compile_pathway(checked.pathway, Path(path).parent)
+
+
+def _with_overrides(checked: Checked, overrides: dict[str, object], path: str | Path) -> Checked:
+    import copy
+
+    from carepath.codes import Code
+    from carepath.source.dumper import dump_yaml
+
+    data = copy.deepcopy(checked.source.data)
+    assert isinstance(data, dict)
+    parameters = data.get("parameters", {})
+    unknown = [name for name in overrides if name not in parameters]
+    if unknown:
+        return Checked(checked.path, None, checked.source, [
+            Diagnostic(str(path), 1, 1, str(Code.UNKNOWN_PARAMETER), f"override of unknown parameter {name!r}")
+            for name in unknown
+        ])
+    for name, value in overrides.items():
+        parameters[name]["value"] = value
+    # Checked in place of the file so templates and relative paths resolve the same way.
+    return check_file(path, display=f"{path} (with overrides)", text=dump_yaml(data).encode())
 
 
 def load_cohort(pathway: str | Path, patients: str | Path, events: str | Path):

@@ -60,6 +60,41 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _test(args: argparse.Namespace) -> int:
+    from carepath import api
+    from carepath.testing.coverage import coverage, scenario_files
+    from carepath.testing.scenarios import run_scenario
+
+    files = scenario_files(args.paths)
+    if not files:
+        print("no *.scenario.yaml files found", file=sys.stderr)
+        return EXIT_INVALID
+    outcomes = [run_scenario(f) for f in files]
+    for outcome in outcomes:
+        print(f"{'PASS' if outcome.passed else 'FAIL'}  {outcome.path}")
+        for failure in outcome.failures:
+            print("      " + failure.replace("\n", "\n      "))
+    failed = sum(1 for o in outcomes if not o.passed)
+    by_pathway: dict = {}
+    for outcome in outcomes:
+        if outcome.pathway_file is not None:
+            by_pathway.setdefault(outcome.pathway_file, []).append(outcome)
+    short = False
+    for pathway_file, group in sorted(by_pathway.items()):
+        try:
+            compiled = api.load_pathway(pathway_file)
+        except api.InvalidPathway:
+            continue
+        cov = coverage(compiled, group)
+        print(f"\ncoverage of {compiled.id} {compiled.version}: {cov.exercised}/{cov.total} "
+              f"({cov.percent:.0f}%) by {len(group)} scenario(s)")
+        for kind, names in cov.unexercised.items():
+            print(f"  not exercised {kind}: {', '.join(names)}")
+        short = short or (args.fail_under is not None and cov.percent < args.fail_under)
+    print(f"\n{len(outcomes) - failed} passed, {failed} failed")
+    return EXIT_INVALID if failed or short else EXIT_OK
+
+
 def _schema(args: argparse.Namespace) -> int:
     from carepath.model.schema import pathway_schema_text
 
@@ -110,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "text"), default="json",
                    help="json (the contract; default) or a text summary for people")
     p.set_defaults(func=_plan)
+
+    p = sub.add_parser("test", help="run scenario files and report what of the pathway they did not exercise",
+                       description="Run *.scenario.yaml files (or every one under a directory) and report, per "
+                                   "pathway, the steps, letters, rules and transitions no scenario exercised.")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--fail-under", type=float, metavar="PERCENT",
+                   help="exit 1 when a pathway's coverage is below this")
+    p.set_defaults(func=_test)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the pathway language",
                        description="Print the JSON Schema generated from the pathway models "

@@ -103,6 +103,7 @@ class _Fold:
         self.missed_total = 0
         self.visit: _Visit | None = None
         self.rejected: list[EngineRejection] = []
+        self.fired: set[str] = set()
         self.rules_by_type: dict[str, list[c.Rule]] = {}
         for rule in compiled.rules:
             for event_type in rule.on:
@@ -294,6 +295,7 @@ class _Fold:
         self.act(stage.on_enter, event, f"stage:{stage_name}:on_enter")
 
     def act(self, actions: Iterable[c.Action], event: EventLike, source: str) -> None:
+        self.fired.add(source)
         for action in actions:
             if isinstance(action, c.Task):
                 self.create_task(action.step, event, source, action.due)
@@ -446,6 +448,7 @@ class _Fold:
             patient=self.patient.ref, stage=self.visit.stage.name if self.visit else self.p.start,
             status=str(self.status), flags=tuple(sorted(flags)), holds=tuple(sorted(holds)),
             tasks=tuple(tasks), letters=tuple(letters), sessions=tuple(sessions), rejected=tuple(self.rejected),
+            fired=frozenset(self.fired),
         )
 
     def escalations(self, as_of: datetime, planned: list[PlannedTask]) -> list[PlannedTask]:

@@ -84,6 +84,7 @@ class PatientPlan:
     letters: tuple[PlannedLetter, ...]
     sessions: tuple[PlannedSession, ...] = ()
     rejected: tuple[EngineRejection, ...] = field(default=())
+    fired: frozenset[str] = frozenset()  # rules and transitions that acted (scenario coverage)
 
     def as_json(self, pathway_version: str) -> dict[str, object]:
         return {

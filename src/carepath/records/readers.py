@@ -31,8 +31,10 @@ Choices made here, beyond the contract's wording:
 from __future__ import annotations
 
 import difflib
+import gc
 import json
 from collections.abc import Container, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -40,7 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from carepath.model.pathway import DataField
 from carepath.records.fields import EXAMPLE_TIME, TypeSpec, check_data, compile_event_types, json_kind, parse_time, shown_key
-from carepath.records.types import Event, Patient, RecordsFileError, Rejection
+from carepath.records.types import Event, Patient, RecordsFileError, Rejection, new_event
 
 MAX_LINE_BYTES = 1024 * 1024
 
@@ -62,6 +64,23 @@ _decode = json.JSONDecoder(parse_constant=_refuse_constant).decode
 
 
 # --- lines -------------------------------------------------------------------------
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building millions of acyclic records.
+
+    Every few hundred allocations the collector re-walks the young objects, and the
+    whole heap from time to time: measured here, 40% of read_events' time. Nothing the
+    readers build has a reference cycle, so pausing it frees nothing late.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _open(path: str | Path) -> BinaryIO:
@@ -207,7 +226,7 @@ def read_patients(path: str | Path, *, default_timezone: str) -> tuple[dict[str,
     lines: dict[str, int] = {}
     rejected: list[Rejection] = []
     zones: dict[str, bool] = {default_timezone: True}
-    with _open(path) as handle:
+    with _open(path) as handle, _gc_paused():
         try:
             for number, raw in enumerate(handle, start=1):
                 obj = _parse_line(number, raw)
@@ -299,11 +318,12 @@ def read_events(
     events: list[Event] = []
     rejected: list[Rejection] = []
     add_event, add_rejection = events.append, rejected.append
-    for item in iter_event_lines(path, event_types=event_types, patients=patients):
-        if type(item) is Event:
-            add_event(item)
-        else:
-            add_rejection(item)  # type: ignore[arg-type]
+    with _gc_paused():
+        for item in iter_event_lines(path, event_types=event_types, patients=patients):
+            if type(item) is Event:
+                add_event(item)
+            else:
+                add_rejection(item)  # type: ignore[arg-type]
     return events, rejected
 
 
@@ -356,6 +376,50 @@ def _event(
     patients: Container[str],
     known_patients: dict[str, str],
 ) -> Event | str:
+    """One event, or the reason its line is rejected.
+
+    Hot path for the ordinary line (patient already seen, nothing wrong); anything else
+    goes to `_event_checked`, which is the reference and words every problem.
+    """
+    try:
+        event_id = obj["id"]
+        type_name = obj["type"]
+        patient = obj["patient"]
+        at_text = obj["at"]
+        data = obj["data"]
+    except KeyError:
+        pass
+    else:
+        if (
+            type(event_id) is str and type(type_name) is str and type(patient) is str and type(at_text) is str
+            and type(data) is dict and event_id and event_id.strip() == event_id
+            and _EVENT_KEYS.issuperset(obj)
+        ):
+            spec = specs.get(type_name)
+            canonical = known_patients.get(patient)
+            if spec is not None and canonical is not None:
+                try:
+                    at = _fromisoformat(at_text)
+                except ValueError:
+                    at = None
+                if at is not None and at.tzinfo is not None:
+                    problems: list[str] = []
+                    checked = check_data(spec, data, problems)
+                    if not problems:
+                        return new_event(event_id, canonical, spec.name, at, checked, number)
+    return _event_checked(number, obj, specs, patients, known_patients)
+
+
+_fromisoformat = datetime.fromisoformat
+
+
+def _event_checked(
+    number: int,
+    obj: dict[str, object],
+    specs: dict[str, TypeSpec],
+    patients: Container[str],
+    known_patients: dict[str, str],
+) -> Event | str:
     """One event, or the reason its line is rejected (every problem on the line)."""
     problems: list[str] = []
     event_id = obj.get("id")
@@ -401,7 +465,7 @@ def _event(
 
     if problems:
         return "; ".join(problems)
-    return Event(event_id, canonical, spec.name, at, data, number)  # type: ignore[arg-type,union-attr]
+    return new_event(event_id, canonical, spec.name, at, data, number)  # type: ignore[arg-type,union-attr]
 
 
 def _unknown_type(type_name: str, specs: Mapping[str, TypeSpec]) -> str:

@@ -60,3 +60,30 @@ class Rejection:
 
     def as_json(self) -> dict[str, object]:
         return {"line": self.line, "id": self.id, "reason": self.reason}
+
+
+def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple:
+    return tuple(cls.__dict__[name].__set__ for name in names)
+
+
+_EVENT_FIELDS = ("id", "patient", "type", "at", "data", "line")
+_set_id, _set_patient, _set_type, _set_at, _set_data, _set_line = _slot_setters(Event, _EVENT_FIELDS)
+_new = object.__new__
+
+
+def new_event(id: str, patient: str, type: str, at: datetime, data: Mapping[str, object], line: int) -> Event:  # noqa: A002
+    """`Event(...)` for the reader's hot loop, about twice as fast.
+
+    A frozen dataclass's `__init__` sets each field through `object.__setattr__`, which
+    costs ~0.5 µs per event here (a tenth of the per-line budget); setting the slots
+    through their descriptors does the same thing directly. Event has no defaults and
+    no `__post_init__`, so the result is identical (tests compare the two).
+    """
+    event = _new(Event)
+    _set_id(event, id)
+    _set_patient(event, patient)
+    _set_type(event, type)
+    _set_at(event, at)
+    _set_data(event, data)
+    _set_line(event, line)
+    return event

@@ -1,0 +1,1 @@
+"""Scenario tests for pathways: YAML files of events, an instant and the expected plan."""

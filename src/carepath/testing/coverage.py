@@ -1,0 +1,64 @@
+"""Which parts of a pathway no scenario exercised: steps, letters, rules, transitions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from carepath.compile.compiled import CompiledPathway
+from carepath.testing.scenarios import Outcome
+
+
+@dataclass
+class Coverage:
+    pathway: str
+    unexercised: dict[str, list[str]] = field(default_factory=dict)
+    total: int = 0
+    exercised: int = 0
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.exercised / self.total if self.total else 100.0
+
+
+def coverage(compiled: CompiledPathway, outcomes: list[Outcome]) -> Coverage:
+    steps, letters, fired = set(), set(), set()
+    for outcome in outcomes:
+        for result in outcome.plans:
+            steps.update(t.step for t in result.tasks)
+            letters.update(letter.letter for letter in result.letters)
+            fired.update(result.fired)
+    wanted = {
+        "steps": sorted(compiled.steps),
+        "letters": sorted(compiled.letters),
+        "rules": sorted(r.id for r in compiled.rules),
+        "transitions": sorted(
+            f"{name} -> {t.to} (#{k + 1})" for name, stage in compiled.stages.items()
+            for k, t in enumerate(stage.transitions)
+        ),
+    }
+    seen = {
+        "steps": steps,
+        "letters": letters,
+        "rules": {f.removeprefix("rule:") for f in fired if f.startswith("rule:")},
+        "transitions": {
+            f"{name} -> {t.to} (#{k + 1})" for name, stage in compiled.stages.items()
+            for k, t in enumerate(stage.transitions) if f"stage:{name}:transition:{k}" in fired
+        },
+    }
+    result = Coverage(compiled.id)
+    for kind, names in wanted.items():
+        missing = [n for n in names if n not in seen[kind]]
+        if missing:
+            result.unexercised[kind] = missing
+        result.total += len(names)
+        result.exercised += len(names) - len(missing)
+    return result
+
+
+def scenario_files(paths: list[str]) -> list[Path]:
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        found.extend(sorted(p.rglob("*.scenario.yaml")) if p.is_dir() else [p])
+    return found
