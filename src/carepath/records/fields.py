@@ -33,7 +33,7 @@ EXPECTED = {
 
 EXAMPLE_TIME = "2026-03-02T10:00:00-05:00"
 _TIMESTAMP_CHARS = re.compile(r"[0-9T:.,+\- Z]{1,40}")
-_KEY_CHARS = re.compile(r"[A-Za-z0-9_\-.]{1,40}")
+_KEY_CHARS = re.compile(r"[a-z][a-z0-9_]{0,39}")  # schema-style names only: "Ada" is not echoed
 
 EMPTY_DATA: Mapping[str, object] = MappingProxyType({})
 
@@ -68,23 +68,27 @@ def shown_time(value: str) -> str:
 
 
 def shown_key(key: str) -> str:
-    """A JSON key, quoted, if it looks like a field name; keys are schema, not data."""
+    """A JSON key, quoted, if it is written like a field name (lower_snake_case).
+
+    Keys are schema rather than data, but a hand-built line can still use a name as a
+    key; anything not written like a field name is not echoed.
+    """
     return f"'{key}'" if _KEY_CHARS.fullmatch(key) else "an unrecognised field"
 
 
 def parse_time(value: object, what: str, problems: list[str]) -> datetime | None:
     """An aware datetime from ISO text, or None after appending a problem."""
     if type(value) is not str:
-        problems.append(f"{what} must be {EXPECTED[_DATETIME]}; got {json_kind(value)}")
+        problems.append(f"{what} must be {EXPECTED[_DATETIME]} (got {json_kind(value)})")
         return None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        problems.append(f"{what} is not a valid date-time{shown_time(value)}; write it like {EXAMPLE_TIME}")
+        problems.append(f"{what} is not a valid date-time{shown_time(value)}: write it like {EXAMPLE_TIME}")
         return None
     if parsed.tzinfo is None:
         problems.append(
-            f"{what} has no UTC offset{shown_time(value)}; add the offset, e.g. {EXAMPLE_TIME} "
+            f"{what} has no UTC offset{shown_time(value)}: add one, e.g. {EXAMPLE_TIME} "
             "(or Z for UTC), so the instant is not ambiguous"
         )
         return None
@@ -96,7 +100,7 @@ class TypeSpec:
     """One event type, compiled for checking."""
 
     name: str
-    fields: tuple[tuple[str, FieldType, bool, frozenset[str] | None], ...]
+    fields: tuple[tuple[str, FieldType, bool, dict[str, str] | None], ...]  # allowed: value -> shared str
     names: frozenset[str]
     phq9: bool          # assessment_recorded: PHQ-9 rules apply when instrument is phq9
 
@@ -112,7 +116,7 @@ def compile_event_types(event_types: Mapping[str, Mapping[str, DataField]]) -> d
     for type_name, fields in event_types.items():
         compiled = tuple(
             (name, FieldType(field.type), bool(field.optional),
-             frozenset(field.one_of) if field.one_of is not None else None)
+             {value: value for value in field.one_of} if field.one_of is not None else None)
             for name, field in fields.items()
         )
         specs[type_name] = TypeSpec(
@@ -137,31 +141,34 @@ def check_data(spec: TypeSpec, data: dict[str, object], problems: list[str]) -> 
         value = data.get(name)
         if value is None:
             if not optional:
-                problems.append(f"data.{name} is missing; {spec.name} events need it ({EXPECTED[kind]})")
+                problems.append(f"data.{name} is missing ({spec.name} events need it: {EXPECTED[kind]})")
             continue
         if kind is _TEXT:
             if type(value) is not str:
-                problems.append(f"data.{name} must be text; got {json_kind(value)}")
+                problems.append(f"data.{name} must be text (got {json_kind(value)})")
                 continue
-            if allowed is not None and value not in allowed:
-                problems.append(f"data.{name} must be one of: {', '.join(sorted(allowed))}")
-                continue
+            if allowed is not None:
+                # One shared str per allowed value instead of one per event.
+                value = allowed.get(value)  # type: ignore[assignment]
+                if value is None:
+                    problems.append(f"data.{name} must be one of: {', '.join(sorted(allowed))}")
+                    continue
         elif kind is _INTEGER:
             if type(value) is not int or not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-                problems.append(f"data.{name} must be a whole number; got {_number_kind(value)}")
+                problems.append(f"data.{name} must be a whole number (got {_number_kind(value)})")
                 continue
         elif kind is _INTEGER_LIST:
             if type(value) is not list or not all(
                 type(v) is int and -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER for v in value
             ):
-                problems.append(f"data.{name} must be a list of whole numbers; {_list_problem(value, int)}")
+                problems.append(f"data.{name} must be a list of whole numbers ({_list_problem(value, int)})")
                 continue
             value = tuple(value)
         elif kind is _TEXT_LIST:
             if type(value) is not list or not all(type(v) is str for v in value):
-                problems.append(f"data.{name} must be a list of text values; {_list_problem(value, str)}")
+                problems.append(f"data.{name} must be a list of text values ({_list_problem(value, str)})")
                 continue
-            if allowed is not None and not allowed.issuperset(value):
+            if allowed is not None and not allowed.keys() >= set(value):
                 problems.append(f"each entry of data.{name} must be one of: {', '.join(sorted(allowed))}")
                 continue
             value = tuple(value)
@@ -170,22 +177,24 @@ def check_data(spec: TypeSpec, data: dict[str, object], problems: list[str]) -> 
             if value is None:
                 continue
         elif kind is _NUMBER:
-            if type(value) not in (int, float) or not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:  # type: ignore[operator]
-                problems.append(f"data.{name} must be a number; got {_number_kind(value)}")
+            if type(value) not in (int, float) or not (
+                -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER  # type: ignore[operator]
+            ):
+                problems.append(f"data.{name} must be a number (got {_number_kind(value)})")
                 continue
         elif kind is _BOOLEAN:
             if type(value) is not bool:
-                problems.append(f"data.{name} must be true or false; got {json_kind(value)}")
+                problems.append(f"data.{name} must be true or false (got {json_kind(value)})")
                 continue
         out[name] = value
     if not spec.names.issuperset(data):
         _unknown_fields(spec, data, problems)
     if spec.phq9 and out.get("instrument") == "phq9":
-        check_phq9(data, out, problems)
+        check_phq9(out, problems)
     return MappingProxyType(out)
 
 
-def check_phq9(data: Mapping[str, object], out: Mapping[str, object], problems: list[str]) -> None:
+def check_phq9(out: Mapping[str, object], problems: list[str]) -> None:
     """DOMAIN.md §7: exactly 9 items, each a whole number 0..3; a stated total must agree.
 
     `out` holds the fields that passed their type check; a field that failed it has
@@ -195,19 +204,19 @@ def check_phq9(data: Mapping[str, object], out: Mapping[str, object], problems: 
     if not isinstance(items, tuple):
         return
     if len(items) != PHQ9_ITEMS:
-        problems.append(f"a PHQ-9 needs exactly {PHQ9_ITEMS} item scores; data.items has {len(items)}")
+        problems.append(f"a PHQ-9 needs exactly {PHQ9_ITEMS} item scores, but data.items has {len(items)}")
         return
     bad = [(i, v) for i, v in enumerate(items, start=1) if not 0 <= v <= PHQ9_MAX_ITEM]  # type: ignore[operator]
     if bad:
         listed = ", ".join(f"item {i} is {v}" for i, v in bad)
-        problems.append(f"each PHQ-9 item must be a whole number from 0 to {PHQ9_MAX_ITEM}; {listed}")
+        problems.append(f"each PHQ-9 item must be a whole number from 0 to {PHQ9_MAX_ITEM} ({listed})")
         return
     total = out.get("total")
     if type(total) is int:
         summed = sum(items)  # type: ignore[arg-type]
         if total != summed:
             problems.append(
-                f"the PHQ-9 total is {total} but the items add up to {summed}; "
+                f"the PHQ-9 total is {total} but the items add up to {summed}: "
                 "correct the total or the items, or leave the total out"
             )
 
@@ -234,5 +243,5 @@ def _unknown_fields(spec: TypeSpec, data: Mapping[str, object], problems: list[s
     listed = ", ".join(shown_key(key) for key in unknown)
     plural = "fields" if len(unknown) > 1 else "field"
     problems.append(
-        f"data has an unknown {plural} {listed}; {spec.name} events take: {spec.describe_fields()}"
+        f"data has an unknown {plural} {listed} ({spec.name} events take: {spec.describe_fields()})"
     )

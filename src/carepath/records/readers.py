@@ -8,7 +8,8 @@ Choices made here, beyond the contract's wording:
 
 - **Unknown keys are rejected in both files.** A misspelt `timezon` would otherwise
   silently give the patient the clinic's zone and send letters at the wrong hour; a
-  misspelt `dta` would silently drop an event's data. The reason names the key.
+  misspelt `dta` would silently drop an event's data. The reason names the key when
+  it is written like a field name (lower_snake_case).
 - **Null means absent for optional fields** (`timezone`, `email`, optional data fields);
   for a required field it is reported as missing. An event without `data` is read as
   `"data": {}`, so a type with no required fields (`enrolled`) may omit it.
@@ -26,6 +27,12 @@ Choices made here, beyond the contract's wording:
   byte-order mark at the start of the file is ignored. Blank lines are skipped.
 - Ids and patient refs must be non-empty text without leading or trailing spaces (a
   stray space would otherwise surface later as a confusing "unknown patient").
+- Numbers in typed data must lie within +/-(2**53 - 1); see `fields.MAX_SAFE_INTEGER`.
+
+Speed (millions of event lines per run): orjson parses when installed (it comes with
+prefect) and the stdlib `json` words every rejection, so both accept the same lines; an
+ordinary line takes a fast path and only a doubtful one is re-checked in full to word
+its reason; the cyclic garbage collector is paused while the lists are built.
 """
 
 from __future__ import annotations
@@ -41,7 +48,9 @@ from typing import BinaryIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from carepath.model.pathway import DataField
-from carepath.records.fields import EXAMPLE_TIME, TypeSpec, check_data, compile_event_types, json_kind, parse_time, shown_key
+from carepath.records.fields import (
+    EXAMPLE_TIME, TypeSpec, check_data, compile_event_types, json_kind, parse_time, shown_key,
+)
 from carepath.records.types import Event, Patient, RecordsFileError, Rejection, new_event
 
 MAX_LINE_BYTES = 1024 * 1024
@@ -103,32 +112,32 @@ def _parse_line_stdlib(number: int, raw: bytes) -> object:
     parsers read identically.
     """
     if len(raw) > MAX_LINE_BYTES:
-        return Rejection(number, None, f"line is longer than {MAX_LINE_BYTES} bytes; one record per line")
+        return Rejection(number, None, f"line is longer than {MAX_LINE_BYTES} bytes (one record per line)")
     if number == 1 and raw.startswith(_BOM):
         raw = raw[len(_BOM):]
     try:
         text = raw.decode()
     except UnicodeDecodeError as exc:
         return Rejection(
-            number, None, f"line is not valid UTF-8 text (bad byte at column {exc.start + 1}); save the file as UTF-8"
+            number, None, f"line is not valid UTF-8 text (bad byte at column {exc.start + 1}): save the file as UTF-8"
         )
     try:
         obj = _decode(text)
     except _NonFinite as exc:
-        return Rejection(number, None, f"{exc} is not allowed in JSON; write a number or leave the field out")
+        return Rejection(number, None, f"{exc} is not allowed in JSON: write a number or leave the field out")
     except json.JSONDecodeError as exc:
         if not text.strip():
             return None
         return Rejection(
-            number, None, f"line is not valid JSON ({exc.msg} at column {exc.colno}); each line must be one JSON object"
+            number, None, f"line is not valid JSON ({exc.msg} at column {exc.colno}): each line must be one JSON object"
         )
     except (ValueError, RecursionError) as exc:  # e.g. an integer with thousands of digits, or deep nesting
         reason = "nested too deeply" if isinstance(exc, RecursionError) else "holds a number too long to read"
         return Rejection(number, None, f"line is not usable JSON ({reason})")
     if "\\u" in text and not _encodable(obj):
-        return Rejection(number, _id_of(obj), r"line holds an unpaired \u surrogate escape (\ud800-\udfff); fix the text")
+        return Rejection(number, _id_of(obj), r"line holds an unpaired \u surrogate escape (\ud800-\udfff): fix the text")
     if type(obj) is not dict:
-        return Rejection(number, None, f"each line must be one JSON object {{...}}; this line is {json_kind(obj)}")
+        return Rejection(number, None, f"each line must be one JSON object {{...}}, but this line is {json_kind(obj)}")
     return obj
 
 
@@ -196,11 +205,11 @@ def _ref_problem(value: object, what: str) -> str | None:
     if value is None:
         return f"'{what}' is missing"
     if type(value) is not str:
-        return f"'{what}' must be text; got {json_kind(value)}"
+        return f"'{what}' must be text (got {json_kind(value)})"
     if not value:
         return f"'{what}' is empty"
     if value != value.strip():
-        return f"'{what}' has spaces before or after it; remove them"
+        return f"'{what}' has spaces before or after it: remove them"
     return None
 
 
@@ -208,7 +217,7 @@ def _unknown_keys(obj: dict[str, object], allowed: frozenset[str], kind: str) ->
     unknown = [key for key in obj if key not in allowed]
     listed = ", ".join(shown_key(key) for key in unknown)
     plural = "fields" if len(unknown) > 1 else "field"
-    return f"unknown {plural} {listed}; {kind} lines take: {', '.join(sorted(allowed))}"
+    return f"unknown {plural} {listed} ({kind} lines take: {', '.join(sorted(allowed))})"
 
 
 # --- patients ----------------------------------------------------------------------
@@ -250,7 +259,7 @@ def read_patients(path: str | Path, *, default_timezone: str) -> tuple[dict[str,
                     rejected.append(Rejection(
                         number, found.ref,
                         f"patient {_quote(found.ref)} already appears on line {lines[found.ref]} with a different "
-                        f"{', '.join(differs)}; keep one line per patient (the earlier line is used)",
+                        f"{', '.join(differs)}: keep one line per patient (the earlier line is used)",
                     ))
         except OSError as exc:
             raise RecordsFileError(path, f"could not be read ({exc.strerror or exc})") from None
@@ -269,34 +278,34 @@ def _patient(obj: dict[str, object], default_timezone: str, zones: dict[str, boo
     problems: list[str] = []
     ref = obj.get("patient")
     if (problem := _ref_problem(ref, "patient")) is not None:
-        problems.append(problem + " (the patient's pseudonymous ref)")
+        problems.append(problem)
     names = []
     for key in ("given_name", "family_name"):
         value = obj.get(key)
         if value is None:
             problems.append(f"'{key}' is missing")
         elif type(value) is not str:
-            problems.append(f"'{key}' must be text; got {json_kind(value)}")
+            problems.append(f"'{key}' must be text (got {json_kind(value)})")
         names.append(value)
     if all(type(v) is str and not v.strip() for v in names):
-        problems.append("'given_name' and 'family_name' are both empty; give at least one")
+        problems.append("'given_name' and 'family_name' are both empty: give at least one")
     zone = obj.get("timezone")
     if zone is None:
         zone = default_timezone
     elif type(zone) is not str:
-        problems.append(f"'timezone' must be text, an IANA name such as America/New_York; got {json_kind(zone)}")
+        problems.append(f"'timezone' must be text, an IANA name such as America/New_York (got {json_kind(zone)})")
     else:
         known = zones.get(zone)
         if known is None:
             known = zones[zone] = _valid_zone(zone)
         if not known:
             problems.append(
-                "'timezone' is not a known IANA time zone name; use one such as America/New_York or "
+                "'timezone' is not a known IANA time zone name: use one such as America/New_York or "
                 "Europe/London, or leave it out for the clinic's zone"
             )
     email = obj.get("email")
     if email is not None and type(email) is not str:
-        problems.append(f"'email' must be text; got {json_kind(email)}")
+        problems.append(f"'email' must be text (got {json_kind(email)})")
     if not _PATIENT_KEYS.issuperset(obj):
         problems.append(_unknown_keys(obj, _PATIENT_KEYS, "patient"))
     if problems:
@@ -362,7 +371,7 @@ def iter_event_lines(
                     yield Rejection(
                         number, earlier.id,
                         f"event id {_quote(earlier.id)} was already used on line {earlier.line} with a different "
-                        f"{', '.join(differs)}; give each event its own id (the earlier line is used)",
+                        f"{', '.join(differs)}: give each event its own id (the earlier line is used)",
                     )
                 # else: an exact duplicate of an earlier line, skipped silently
         except OSError as exc:
@@ -431,7 +440,7 @@ def _event_checked(
     at_text = obj.get("at")
     at = None
     if at_text is None:
-        problems.append(f"'at' is missing; give the event's date-time with its UTC offset, e.g. {EXAMPLE_TIME}")
+        problems.append(f"'at' is missing: give the event's date-time with its UTC offset, e.g. {EXAMPLE_TIME}")
     else:
         at = parse_time(at_text, "'at'", problems)
 
@@ -444,7 +453,8 @@ def _event_checked(
             canonical = known_patients[patient] = patient  # type: ignore[index,assignment]
         else:
             problems.append(
-                f"patient {_quote(patient)} is not in the patients file (or its line there was rejected); "  # type: ignore[arg-type]
+                f"patient {_quote(patient)} is not in the patients file "  # type: ignore[arg-type]
+                "(or its line there was rejected): "
                 "add the patient or correct the ref"
             )
 
@@ -459,7 +469,7 @@ def _event_checked(
     elif data is None:
         data = check_data(spec, {}, problems)
     elif type(data) is not dict:
-        problems.append(f"'data' must be a JSON object {{...}}; got {json_kind(data)}")
+        problems.append(f"'data' must be a JSON object {{...}} (got {json_kind(data)})")
     else:
         data = check_data(spec, data, problems)  # type: ignore[arg-type]
 
@@ -471,8 +481,8 @@ def _event_checked(
 def _unknown_type(type_name: str, specs: Mapping[str, TypeSpec]) -> str:
     # The value itself is not echoed (a shifted column could put a name here).
     close = difflib.get_close_matches(type_name, list(specs), n=1)
-    hint = f"; did you mean {close[0]}?" if close else ""
-    return f"unknown event type{hint} (known types: {', '.join(sorted(specs))})"
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"unknown event type ({hint}known types: {', '.join(sorted(specs))})"
 
 
 def _differences(earlier: Event, later: Event) -> list[str]:
