@@ -50,7 +50,11 @@ def closing_time(cal: ClinicCalendar, day: date) -> datetime:
 
 
 def business_due(cal: ClinicCalendar, anchor: datetime, days: int) -> datetime:
-    """Closing time of the Nth open day after the anchor's local day (0: that day, if still open)."""
+    """Closing time of the Nth open day after the anchor's local day.
+
+    0 means the next closing at or after the anchor: that day's if the clinic is still
+    open, otherwise the next open day's.
+    """
     local = anchor.astimezone(cal.zone)
     day = local.date()
     if days == 0:

@@ -151,8 +151,7 @@ class _Fold:
             return
         self.record(event)
         self.close_tasks(event)
-        if self.status is PatientStatus.DISCHARGED:
-            return
+        # Rules still run after discharge: a positive PHQ-9 item 9 must be assessed in any stage.
         stage_before = self.visit.stage.name if self.visit else None
         ctx: dict[str, object] | None = None
         for rule in self.rules_by_type.get(event.type, ()):
@@ -258,6 +257,8 @@ class _Fold:
         elif kind == "decision_recorded":
             self.decisions[str(data["task"])] = str(data["decision"])
         elif kind == "discharged":
+            # Planned recurring work that earlier plans showed is withdrawn, not dropped.
+            self.materialise_recurring(event.at, include_next=True)
             self.status = PatientStatus.DISCHARGED
             for task in self.tasks.values():
                 if task.is_open:
@@ -285,8 +286,14 @@ class _Fold:
 
     def enter(self, stage_name: str, event: EventLike) -> None:
         stage = self.p.stages[stage_name]
+        for rule in self.p.rules:
+            # A run of matches only counts within stages where the rule applies.
+            if rule.stages is not None and stage_name not in rule.stages:
+                self.streaks[rule.id] = 0
         if self.visit is not None:
-            # Recurring work belongs to its stay: leaving the stage withdraws what is still open.
+            # Recurring work belongs to its stay: leaving the stage withdraws what is still
+            # open, including the occurrence earlier plans showed ahead.
+            self.materialise_recurring(event.at, include_next=True)
             left = f"stage:{self.visit.stage.name}:recurring"
             for task in self.tasks.values():
                 if task.is_open and task.source == left:
@@ -329,9 +336,9 @@ class _Fold:
         start = anchor if anchor is not None else self.anchor(step.anchor_field, event)
         window = step.window
         earliest = cal.shift(start, window.opens, window.basis, self.zone)
-        due = cal.resolve_due(self.p.clinic, window.due, start, window.basis) if window.due else None
+        due = self.due(window.due, start, window) if window.due else None
         if due_override is not None:
-            tighter = cal.resolve_due(self.p.clinic, due_override, start, window.basis)
+            tighter = self.due(due_override, start, window)
             due = tighter if due is None or tighter < due else due
         existing = self.tasks.get(task_id)
         if existing is not None:
@@ -351,6 +358,13 @@ class _Fold:
             self.apply_clinic_policy(task, event, source)
         return task
 
+    def due(self, spec: c.DueSpec, start: datetime, window: c.Window) -> datetime:
+        due = cal.resolve_due(self.p.clinic, spec, start, window.basis)
+        if not isinstance(spec, c.OffsetDue) and due < start:
+            # "Before closing today" after closing time, or 23:59 already past: due at once.
+            return start.astimezone(self.zone)
+        return due
+
     def apply_clinic_policy(self, task: _Task, event: EventLike, source: str) -> None:
         window = task.step.window
         assert task.due is not None
@@ -360,8 +374,12 @@ class _Fold:
             opens, closes = cal.next_opening(self.p.clinic, task.due)
             task.earliest, task.due, task.out_of_window = opens, closes, True
         elif window.conflict_step is not None:
-            self.create_task(window.conflict_step, event, f"{source}:window_conflict",
-                             key=f"conflict:{task.id}", anchor=event.at)
+            conflict = self.create_task(window.conflict_step, event, f"{source}:window_conflict",
+                                        key=f"conflict:{task.id}", anchor=event.at)
+            if conflict.due is not None and conflict.due > task.due:
+                # No clinic time is left before the window passes (e.g. a Friday-evening
+                # session): the conflict needs attention at once, not after the weekend.
+                conflict.due = event.at.astimezone(self.zone)
 
     def create_letter(self, letter_name: str, event: EventLike, source: str) -> None:
         letter = self.p.letters[letter_name]
