@@ -60,6 +60,31 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _letters(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from carepath import api
+    from carepath.planning import plan_cohort
+    from carepath.sinks.letters import LetterError, render_all
+
+    try:
+        compiled, cohort = api.load_cohort(args.pathway, args.patients, args.events)
+    except api.InvalidInput as exc:
+        for d in exc.diagnostics:
+            print(d.render(), file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        count = render_all(compiled, cohort.patients, plan_cohort(compiled, cohort, args.as_of), Path(args.out),
+                           pdf=not args.no_pdf)
+    except LetterError as exc:
+        print(f"carepath: {exc}; run 'carepath validate' on the pathway", file=sys.stderr)
+        return EXIT_INVALID
+    formats = "text and HTML" if args.no_pdf else "text, HTML and PDF"
+    print(f"{count} letter(s) written to {args.out} ({formats}, mode 0600); "
+          f"{len(cohort.rejected)} input line(s) rejected", file=sys.stderr)
+    return EXIT_OK
+
+
 def _test(args: argparse.Namespace) -> int:
     from carepath import api
     from carepath.testing.coverage import coverage, scenario_files
@@ -145,6 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "text"), default="json",
                    help="json (the contract; default) or a text summary for people")
     p.set_defaults(func=_plan)
+
+    p = sub.add_parser("letters", help="render every letter the plan holds to text, HTML and PDF (no Prefect)",
+                       description="Plan as of an instant and render every letter in the plan into "
+                                   "DIR/<letter-id>.{txt,html,pdf}, files with mode 0600, times in each "
+                                   "patient's zone.")
+    p.add_argument("pathway", metavar="PATHWAY")
+    p.add_argument("--patients", required=True, metavar="FILE")
+    p.add_argument("--events", required=True, metavar="FILE")
+    p.add_argument("--as-of", required=True, type=_as_of, metavar="ISO")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--no-pdf", action="store_true", help="skip PDF (faster; text and HTML only)")
+    p.set_defaults(func=_letters)
 
     p = sub.add_parser("test", help="run scenario files and report what of the pathway they did not exercise",
                        description="Run *.scenario.yaml files (or every one under a directory) and report, per "

@@ -1,0 +1,131 @@
+"""Patient letters: context from the plan, one template rendered to text, HTML and PDF.
+
+Times are written out in the patient's zone and say which zone. Files are named by
+letter id (never by patient) and created with mode 0600: they hold names.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from jinja2 import TemplateError
+
+from carepath.compile.compiled import CompiledPathway
+from carepath.compile.sandbox import letter_environment
+from carepath.engine.result import PatientPlan, PlannedLetter
+from carepath.sinks.markup import to_html, to_text
+
+
+class LetterError(Exception):
+    """A letter that could not be rendered (a template problem `validate` should have caught)."""
+
+
+@dataclass(frozen=True)
+class RenderedLetter:
+    id: str
+    text: str
+    html: str
+
+
+class PatientInfo:  # the attributes the letters need; carepath.records.Patient has them
+    ref: str
+    given_name: str
+    family_name: str
+    timezone: str
+
+
+def written_out(moment: datetime, zone: ZoneInfo) -> str:
+    """'Monday, March 2, 2026 at 7:00 AM PST (Los Angeles time)'."""
+    local = moment.astimezone(zone)
+    hour = local.hour % 12 or 12
+    city = zone.key.rsplit("/", 1)[-1].replace("_", " ")
+    return (f"{local:%A, %B} {local.day}, {local.year} at {hour}:{local:%M} "
+            f"{'AM' if local.hour < 12 else 'PM'} {local.tzname()} ({city} time)")
+
+
+def letter_context(compiled: CompiledPathway, patient: PatientInfo, plan: PatientPlan,
+                   letter: PlannedLetter) -> dict[str, object]:
+    zone = ZoneInfo(patient.timezone)
+    sessions = {s.id: s for s in plan.sessions}
+
+    def session_view(session_id: str) -> dict[str, object] | None:
+        s = sessions.get(session_id)
+        if s is None:
+            return None
+        when = s.start or s.completed_at
+        return {"id": s.id, "start": written_out(when, zone) if when else "a time we will confirm with you"}
+
+    return {
+        "patient": {"given_name": patient.given_name, "family_name": patient.family_name,
+                    "timezone": patient.timezone},
+        "clinic": {"name": compiled.clinic.name, "phone": compiled.clinic.phone,
+                   "crisis_line": compiled.clinic.crisis_line, "timezone": compiled.clinic.zone.key},
+        "letter": {"id": letter.id, "name": letter.letter, "send_at": written_out(letter.send_at, zone)},
+        "session": session_view(letter.session) if letter.session else None,
+        "scheduled_sessions": [session_view(s.id) for s in plan.sessions if s.status == "scheduled" and s.start],
+        "params": dict(compiled.parameters),
+        "pathway": {"id": compiled.id, "version": compiled.version, "title": compiled.title},
+    }
+
+
+def render_letter(compiled: CompiledPathway, patient: PatientInfo, plan: PatientPlan,
+                  letter: PlannedLetter) -> RenderedLetter:
+    env = letter_environment(Path(compiled.template_dir), html=False)
+    try:
+        markup = env.get_template(f"{letter.template}.md.j2").render(
+            letter_context(compiled, patient, plan, letter))
+    except TemplateError as exc:
+        # The message names the template, never the patient: it may reach logs.
+        raise LetterError(f"letter {letter.id} (template {letter.template!r}): {exc}") from None
+    return RenderedLetter(letter.id, to_text(markup), to_html(markup))
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write atomically with mode 0600 (a crash never leaves half a letter)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_letter(out_dir: Path, rendered: RenderedLetter, *, pdf: bool = True) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix, data in ((".txt", rendered.text.encode()), (".html", rendered.html.encode())):
+        path = out_dir / f"{rendered.id}{suffix}"
+        write_private(path, data)
+        written.append(path)
+    if pdf:
+        path = out_dir / f"{rendered.id}.pdf"
+        write_private(path, html_to_pdf(rendered.html))
+        written.append(path)
+    return written
+
+
+def html_to_pdf(document: str) -> bytes:
+    import weasyprint  # costly import (~0.5 s): only when PDFs are wanted
+
+    return weasyprint.HTML(string=document).write_pdf()
+
+
+def render_all(compiled: CompiledPathway, patients: dict[str, PatientInfo], plans: Iterable[PatientPlan],
+               out_dir: Path, *, pdf: bool = True) -> int:
+    count = 0
+    for plan in plans:
+        patient = patients[plan.patient]
+        for letter in plan.letters:
+            write_letter(out_dir, render_letter(compiled, patient, plan, letter), pdf=pdf)
+            count += 1
+    return count

@@ -1,0 +1,103 @@
+"""The letter markup: a tiny Markdown subset that renders to plain text and to HTML.
+
+One source per letter (DESIGN: templates): `# Subject` on the first line, paragraphs
+separated by blank lines, `- ` bullets, `**bold**`. Everything else is text. HTML is
+produced by escaping every text span here, so a value such as a name with `<` or `&`
+can never become markup, whether it came from the template or from the patient file.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+
+_CSS = """
+body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 12pt; line-height: 1.5;
+       color: #1a1a1a; max-width: 40em; margin: 2em auto; padding: 0 1em; }
+h1 { font-size: 16pt; margin: 0 0 1em; }
+ul { padding-left: 1.4em; }
+li { margin: 0.2em 0; }
+"""
+
+
+@dataclass(frozen=True)
+class Blocks:
+    subject: str
+    blocks: tuple[tuple[str, tuple[str, ...]], ...]  # ("p", lines) | ("ul", items)
+
+
+def parse(markup: str) -> Blocks:
+    lines = markup.replace("\r\n", "\n").split("\n")
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    subject = ""
+    if lines and lines[0].startswith("# "):
+        subject = lines.pop(0)[2:].strip()
+    blocks: list[tuple[str, tuple[str, ...]]] = []
+    current: list[str] = []
+    kind = ""
+
+    def flush() -> None:
+        nonlocal current, kind
+        if current:
+            blocks.append((kind, tuple(current)))
+        current, kind = [], ""
+
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            flush()
+        elif line.startswith("- "):
+            if kind != "ul":
+                flush()
+                kind = "ul"
+            current.append(line[2:].strip())
+        else:
+            if kind != "p":
+                flush()
+                kind = "p"
+            current.append(line)
+    flush()
+    return Blocks(subject, tuple(blocks))
+
+
+def to_text(markup: str) -> str:
+    doc = parse(markup)
+    parts = []
+    if doc.subject:
+        parts.append(f"{doc.subject}\n{'=' * len(doc.subject)}")
+    for kind, lines in doc.blocks:
+        if kind == "ul":
+            parts.append("\n".join("- " + _plain(item) for item in lines))
+        else:
+            parts.append(" ".join(_plain(line) for line in lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def _plain(text: str) -> str:
+    return _BOLD.sub(r"\1", text)
+
+
+def _inline(text: str) -> str:
+    return _BOLD.sub(r"<strong>\1</strong>", html.escape(text, quote=True))
+
+
+def to_html(markup: str) -> str:
+    doc = parse(markup)
+    body = []
+    if doc.subject:
+        body.append(f"<h1>{_inline(doc.subject)}</h1>")
+    for kind, lines in doc.blocks:
+        if kind == "ul":
+            body.append("<ul>\n" + "\n".join(f"  <li>{_inline(item)}</li>" for item in lines) + "\n</ul>")
+        else:
+            body.append(f"<p>{' '.join(_inline(line) for line in lines)}</p>")
+    title = html.escape(doc.subject or "Letter", quote=True)
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{title}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body) + "\n</body>\n</html>\n"
+    )
