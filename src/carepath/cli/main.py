@@ -45,16 +45,25 @@ def _as_of(text: str) -> datetime:
     return value
 
 
-def _plan(args: argparse.Namespace) -> int:
+def _load_cohort(args: argparse.Namespace):
+    """The pathway and cohort named on the command line, or None after printing why not."""
     from carepath import api
-    from carepath.planning import write_plan_json, write_plan_text
 
     try:
-        compiled, cohort = api.load_cohort(args.pathway, args.patients, args.events)
+        return api.load_cohort(args.pathway, args.patients, args.events)
     except api.InvalidInput as exc:
         for d in exc.diagnostics:
             print(d.render(), file=sys.stderr)
+        return None
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from carepath.planning import write_plan_json, write_plan_text
+
+    loaded = _load_cohort(args)
+    if loaded is None:
         return EXIT_INVALID
+    compiled, cohort = loaded
     writer = write_plan_text if args.format == "text" else write_plan_json
     writer(sys.stdout, compiled, args.as_of, cohort)
     return EXIT_OK
@@ -63,16 +72,13 @@ def _plan(args: argparse.Namespace) -> int:
 def _letters(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from carepath import api
     from carepath.planning import plan_cohort
     from carepath.sinks.letters import LetterError, render_all
 
-    try:
-        compiled, cohort = api.load_cohort(args.pathway, args.patients, args.events)
-    except api.InvalidInput as exc:
-        for d in exc.diagnostics:
-            print(d.render(), file=sys.stderr)
+    loaded = _load_cohort(args)
+    if loaded is None:
         return EXIT_INVALID
+    compiled, cohort = loaded
     try:
         count = render_all(compiled, cohort.patients, plan_cohort(compiled, cohort, args.as_of), Path(args.out),
                            pdf=not args.no_pdf)
