@@ -6,9 +6,7 @@ letter id (never by patient) and created with mode 0600: they hold names.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ from jinja2 import TemplateError
 from carepath.compile.compiled import CompiledPathway
 from carepath.compile.sandbox import letter_environment
 from carepath.engine.result import PatientPlan, PlannedLetter
+from carepath.sinks.base import Delivery, Output, OutputKind, write_atomic
 from carepath.sinks.markup import to_html, to_text
 
 
@@ -88,16 +87,7 @@ def render_letter(compiled: CompiledPathway, patient: PatientInfo, plan: Patient
 
 def write_private(path: Path, data: bytes) -> None:
     """Write atomically with mode 0600 (a crash never leaves half a letter)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, data, mode=0o600)
 
 
 def write_letter(out_dir: Path, rendered: RenderedLetter, *, pdf: bool = True) -> list[Path]:
@@ -129,3 +119,28 @@ def render_all(compiled: CompiledPathway, patients: dict[str, PatientInfo], plan
             write_letter(out_dir, render_letter(compiled, patient, plan, letter), pdf=pdf)
             count += 1
     return count
+
+
+class LetterFiles:
+    """The letters sink: each pending letter output rendered to
+    `<dir>/<letter-id>.{txt,html[,pdf]}`. Built per shard, where the patients' names and
+    plans are at hand; the ledger hands it only letters not yet written in their
+    current form."""
+
+    name = "letters"
+    delivery = Delivery.EACH
+    kinds = frozenset({OutputKind.LETTER})
+
+    def __init__(self, out_dir: Path, compiled: CompiledPathway, patients: Mapping[str, PatientInfo],
+                 plans: Mapping[str, PatientPlan], *, pdf: bool = True) -> None:
+        self.out_dir, self.compiled, self.patients, self.plans, self.pdf = out_dir, compiled, patients, plans, pdf
+
+    def write(self, outputs: Iterable[Output]) -> int:
+        count = 0
+        for output in outputs:
+            plan = self.plans[output.patient]
+            letter = next(l for l in plan.letters if l.id == output.id)
+            rendered = render_letter(self.compiled, self.patients[output.patient], plan, letter)
+            write_letter(self.out_dir, rendered, pdf=self.pdf)
+            count += 1
+        return count

@@ -1,0 +1,108 @@
+"""What every sink receives and the one Protocol sinks implement.
+
+An `Output` is one thing a run emits for one patient — a task, a letter, or the
+patient's care-plan summary — in the JSON form `carepath plan` prints. The outbox
+ledger (`carepath.sinks.ledger`) records each output under its deterministic id with a
+digest of its body; sinks are handed outputs only through the ledger, which is what makes
+emission exactly-once.
+
+Two kinds of delivery:
+- `EACH` — the sink gets only the outputs it has not yet been given in their current form
+  (new ids, or a changed digest). Letters: one file per letter id.
+- `SNAPSHOT` — the sink gets every current output and rewrites its whole document
+  atomically (tasks.jsonl, tasks.csv, worklist.html, fhir/bundle.json). The ledger only
+  calls it when something changed since its last delivery, or its file is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import orjson
+
+from carepath.engine.result import PatientPlan
+
+
+class OutputKind(StrEnum):
+    PATIENT = "patient"  # stage, status, flags, holds, sessions: the care-plan summary
+    TASK = "task"
+    LETTER = "letter"
+
+
+class Delivery(StrEnum):
+    EACH = "each"
+    SNAPSHOT = "snapshot"
+
+
+def _canonical(body: Mapping[str, object]) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One emitted output. `body` is the plan contract's JSON object for it; for a
+    `PATIENT` output it is the patient object without its tasks and letters."""
+
+    id: str
+    kind: OutputKind
+    patient: str  # the pseudonymous ref; never a name
+    body: Mapping[str, object]
+    digest: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.digest:
+            object.__setattr__(self, "digest", hashlib.sha256(_canonical(self.body)).hexdigest()[:32])
+
+
+def outputs_of(plan: PatientPlan, pathway_version: str) -> list[Output]:
+    """A patient's plan as outputs: the care-plan summary first, then tasks, then letters."""
+    body = plan.as_json(pathway_version)
+    tasks = body.pop("tasks")
+    letters = body.pop("letters")
+    body["pathway_version"] = pathway_version
+    outputs = [Output(f"careplan-{plan.patient}", OutputKind.PATIENT, plan.patient, body)]
+    outputs += [Output(t["id"], OutputKind.TASK, plan.patient, t) for t in tasks]
+    outputs += [Output(l["id"], OutputKind.LETTER, plan.patient, l) for l in letters]
+    return outputs
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """A destination for outputs. Errors must propagate (never swallowed): the ledger
+    records a delivery only after `write` returned, so a failed write is retried whole."""
+
+    name: str           # stable; the ledger records deliveries under it
+    delivery: Delivery
+    kinds: frozenset[OutputKind]  # the outputs it wants; the ledger filters
+
+    def write(self, outputs: Iterable[Output]) -> int:
+        """Deliver `outputs` (all current ones for SNAPSHOT, pending ones for EACH, in
+        (patient, kind, id) order); return how many were written."""
+        ...
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` with `data` in one step: a reader (or a run killed midway) sees the
+    old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

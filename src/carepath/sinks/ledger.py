@@ -1,0 +1,281 @@
+"""The outbox ledger: the durable record of what carepath has emitted.
+
+Prefect's temporary server is not a record (it drops queued events at exit) and its
+caching is at-least-once under concurrency, so exactly-once emission rests here:
+
+- every output is one row under its deterministic id (the primary key), with a digest of
+  its body; recording the same plan again changes nothing, a changed body (a task now
+  done, overdue) is updated in place;
+- every delivery is one row under (sink, output id) with the digest delivered. A sink is
+  handed an output only when that row is missing or stale, and the row is written only
+  after the sink returned: a sink that fails (and is retried by Prefect), or a run killed
+  midway, redelivers the same ids to the same files, never extra ones;
+- a `generation` counter moves with every change, so document sinks (SNAPSHOT) are
+  rewritten only when something changed (or the as-of they show did) since they were
+  last written.
+
+SQLite next to the outputs by default (WAL, so parallel shard tasks in other processes
+wait instead of failing); any SQLAlchemy URL selects another database, e.g.
+`postgresql+psycopg://…`. Bodies hold pseudonymous refs only, never names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from sqlalchemy import (
+    Column, Engine, Integer, MetaData, String, Table, Text, create_engine, event, func, select, update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from carepath.sinks.base import Output, OutputKind
+
+_metadata = MetaData()
+
+outputs_table = Table(
+    "outputs", _metadata,
+    Column("id", String(80), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("patient", String(200), nullable=False, index=True),
+    Column("pathway", String(200), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("retired", Integer, nullable=False, default=0),  # 1: no longer in the patient's plan
+    Column("first_run", String(64), nullable=False),
+    Column("updated_run", String(64), nullable=False),
+)
+
+deliveries_table = Table(
+    "deliveries", _metadata,
+    Column("sink", String(64), primary_key=True),
+    Column("output_id", String(80), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("run", String(64), nullable=False),
+)
+
+snapshots_table = Table(
+    "snapshots", _metadata,
+    Column("sink", String(64), primary_key=True),
+    Column("state", String(200), nullable=False),  # generation and as-of the document shows
+    Column("run", String(64), nullable=False),
+)
+
+meta_table = Table(
+    "meta", _metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Integer, nullable=False),
+)
+
+# Version pinning: the pathway version each patient enrolled under, and each version's
+# source, so a pinned patient can be re-planned under the rules they started with.
+pins_table = Table(
+    "pins", _metadata,
+    Column("patient", String(200), primary_key=True),
+    Column("pathway", String(200), primary_key=True),
+    Column("version", String(64), nullable=False),
+    Column("run", String(64), nullable=False),
+)
+
+versions_table = Table(
+    "pathway_versions", _metadata,
+    Column("pathway", String(200), primary_key=True),
+    Column("version", String(64), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+)
+
+_KIND_ORDER = {OutputKind.PATIENT.value: 0, OutputKind.TASK.value: 1, OutputKind.LETTER.value: 2}
+_BATCH = 500  # rows per statement: under SQLite's bound-parameter limit
+
+
+@dataclass(frozen=True)
+class Recorded:
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    retired: int = 0
+
+    def __add__(self, other: Recorded) -> Recorded:
+        return Recorded(self.new + other.new, self.changed + other.changed,
+                        self.unchanged + other.unchanged, self.retired + other.retired)
+
+
+def default_url(out_dir: Path) -> str:
+    return f"sqlite:///{(out_dir / 'ledger.sqlite').resolve()}"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()
+
+
+class Ledger:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._dialect = sqlite if url.startswith("sqlite") else postgresql
+        kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+        self.engine: Engine = create_engine(url, future=True, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        _metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            insert = self._dialect.insert(meta_table).values(key="generation", value=0)
+            conn.execute(insert.on_conflict_do_nothing(index_elements=["key"]))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- outputs ---------------------------------------------------------------------
+
+    def record(self, pathway: str, patients: Sequence[str], outputs: Sequence[Output], run: str) -> Recorded:
+        """Record the complete current outputs of `patients` in one transaction: new ids
+        inserted, changed bodies updated in place, ids no longer planned for these
+        patients retired. Idempotent."""
+        wanted = {o.id: o for o in outputs}
+        with self.engine.begin() as conn:
+            existing: dict[str, tuple[str, int]] = {}
+            for chunk in _chunks(list(patients)):
+                rows = conn.execute(select(outputs_table.c.id, outputs_table.c.digest, outputs_table.c.retired)
+                                    .where(outputs_table.c.patient.in_(chunk)))
+                existing.update((r.id, (r.digest, r.retired)) for r in rows)
+            new = [o for o in outputs if o.id not in existing]
+            changed = [o for o in outputs if o.id in existing and existing[o.id] != (o.digest, 0)]
+            gone = [i for i, (_, retired) in existing.items() if i not in wanted and not retired]
+            for chunk in _chunks(new):
+                conn.execute(outputs_table.insert(), [
+                    {"id": o.id, "kind": o.kind.value, "patient": o.patient, "pathway": pathway,
+                     "digest": o.digest, "body": orjson.dumps(o.body).decode(), "retired": 0,
+                     "first_run": run, "updated_run": run} for o in chunk])
+            for o in changed:
+                conn.execute(update(outputs_table).where(outputs_table.c.id == o.id).values(
+                    digest=o.digest, body=orjson.dumps(o.body).decode(), retired=0, updated_run=run))
+            for chunk in _chunks(gone):
+                conn.execute(update(outputs_table).where(outputs_table.c.id.in_(chunk))
+                             .values(retired=1, updated_run=run))
+            if new or changed or gone:
+                conn.execute(update(meta_table).where(meta_table.c.key == "generation")
+                             .values(value=meta_table.c.value + 1))
+        return Recorded(len(new), len(changed), len(outputs) - len(new) - len(changed), len(gone))
+
+    def current(self, kinds: Iterable[OutputKind] | None = None) -> Iterator[Output]:
+        """Every current (not retired) output in (patient, kind, id) order, streamed."""
+        query = select(outputs_table.c.id, outputs_table.c.kind, outputs_table.c.patient,
+                       outputs_table.c.body, outputs_table.c.digest).where(outputs_table.c.retired == 0)
+        if kinds is not None:
+            query = query.where(outputs_table.c.kind.in_([k.value for k in kinds]))
+        query = query.order_by(outputs_table.c.patient, outputs_table.c.kind, outputs_table.c.id)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=2000).execute(query)
+            rows = iter(result)
+            # SQL sorts kinds alphabetically; sinks want patient, tasks, letters per patient.
+            block: list = []
+            for row in rows:
+                if block and row.patient != block[0].patient:
+                    yield from _in_kind_order(block)
+                    block = []
+                block.append(row)
+            yield from _in_kind_order(block)
+
+    def undelivered(self, sink: str, outputs: Sequence[Output]) -> list[Output]:
+        """Those of `outputs` the sink has not received in their current form."""
+        delivered: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks([o.id for o in outputs]):
+                rows = conn.execute(select(deliveries_table.c.output_id, deliveries_table.c.digest)
+                                    .where(deliveries_table.c.sink == sink, deliveries_table.c.output_id.in_(chunk)))
+                delivered.update((r.output_id, r.digest) for r in rows)
+        return [o for o in outputs if delivered.get(o.id) != o.digest]
+
+    def mark_delivered(self, sink: str, outputs: Sequence[Output], run: str) -> None:
+        if not outputs:
+            return
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(outputs)):
+                stmt = self._dialect.insert(deliveries_table).values(
+                    [{"sink": sink, "output_id": o.id, "digest": o.digest, "run": run} for o in chunk])
+                stmt = stmt.on_conflict_do_update(index_elements=["sink", "output_id"],
+                                                  set_={"digest": stmt.excluded.digest, "run": stmt.excluded.run})
+                conn.execute(stmt)
+
+    # -- snapshots -------------------------------------------------------------------
+
+    def generation(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(meta_table.c.value).where(meta_table.c.key == "generation")).scalar_one()
+
+    def snapshot_state(self, sink: str) -> str | None:
+        """What the sink's document last showed (see `mark_snapshot`), or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(snapshots_table.c.state)
+                                .where(snapshots_table.c.sink == sink)).scalar_one_or_none()
+
+    def mark_snapshot(self, sink: str, state: str, run: str) -> None:
+        with self.engine.begin() as conn:
+            stmt = self._dialect.insert(snapshots_table).values(sink=sink, state=state, run=run)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["sink"],
+                                                    set_={"state": state, "run": run}))
+
+    # -- counts (for summaries and tests) --------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(outputs_table.c.kind, func.count()).where(outputs_table.c.retired == 0)
+                                .group_by(outputs_table.c.kind))
+            return {kind: n for kind, n in rows}
+
+    # -- version pinning -------------------------------------------------------------
+
+    def remember_version(self, pathway: str, version: str, digest: str, source: str) -> str | None:
+        """Archive a pathway version's source; returns the digest already archived under
+        that version when it differs (the same version number reused for other rules)."""
+        with self.engine.begin() as conn:
+            known = conn.execute(select(versions_table.c.digest).where(
+                versions_table.c.pathway == pathway, versions_table.c.version == version)).scalar_one_or_none()
+            if known is None:
+                conn.execute(versions_table.insert().values(pathway=pathway, version=version,
+                                                            digest=digest, source=source))
+                return None
+            return None if known == digest else known
+
+    def archived_source(self, pathway: str, version: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(versions_table.c.source).where(
+                versions_table.c.pathway == pathway, versions_table.c.version == version)).scalar_one_or_none()
+
+    def pins(self, pathway: str, patients: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(patients)):
+                rows = conn.execute(select(pins_table.c.patient, pins_table.c.version).where(
+                    pins_table.c.pathway == pathway, pins_table.c.patient.in_(chunk)))
+                found.update((r.patient, r.version) for r in rows)
+        return found
+
+    def pin(self, pathway: str, versions: dict[str, str], run: str) -> None:
+        """Pin (or, after a migration, re-pin) patients to versions."""
+        if not versions:
+            return
+        with self.engine.begin() as conn:
+            items = list(versions.items())
+            for chunk in _chunks(items):
+                stmt = self._dialect.insert(pins_table).values(
+                    [{"patient": p, "pathway": pathway, "version": v, "run": run} for p, v in chunk])
+                conn.execute(stmt.on_conflict_do_update(index_elements=["patient", "pathway"],
+                                                        set_={"version": stmt.excluded.version,
+                                                              "run": stmt.excluded.run}))
+
+
+def _in_kind_order(rows: list) -> Iterator[Output]:
+    for r in sorted(rows, key=lambda r: (_KIND_ORDER[r.kind], r.id)):
+        yield Output(r.id, OutputKind(r.kind), r.patient, orjson.loads(r.body), r.digest)
+
+
+def _chunks(items: list) -> Iterator[list]:
+    for start in range(0, len(items), _BATCH):
+        yield items[start:start + _BATCH]
