@@ -1,0 +1,208 @@
+"""`DIR/fhir/bundle.json`: the current plan as a FHIR R4 `collection` Bundle.
+
+Per patient, a `CarePlan` (stage and status), a `Task` per task and a
+`CommunicationRequest` per letter. Patients are referenced by their pseudonymous ref only;
+a letter is named by its template, never by its rendered text (which holds names).
+
+Resource ids are UUIDv5 of the pathway id and the output id, so the same output keeps the
+same `urn:uuid:` across runs and the bundle is byte-identical for identical input.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from carepath.compile.compiled import CompiledPathway
+from carepath.sinks._documents import instant, require_aware, task_record
+from carepath.sinks.base import Delivery, Output, OutputKind, write_atomic
+
+# Fixed forever: changing it changes every resource id consumers may have stored.
+NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:carepath:output")
+OUTPUT_SYSTEM = "urn:carepath:output"
+PATIENT_SYSTEM = "urn:carepath:patient"
+PRIORITY_SYSTEM = "urn:carepath:priority"
+
+# FHIR request-priority has no "high"; it sits between routine and urgent, so it is sent as
+# urgent and the exact carepath priority travels in meta.tag.
+TASK_PRIORITY = {"routine": "routine", "high": "urgent", "urgent": "urgent"}
+
+CAREPLAN_STATUS = {
+    "active": "active",
+    # Treatment waits for something outside the plan (records, a contraindication review).
+    "pending_eligibility": "on-hold",
+    "blocked": "on-hold",
+    "discharged": "completed",
+}
+
+_KIND_ORDER = {OutputKind.PATIENT: 0, OutputKind.TASK: 1, OutputKind.LETTER: 2}
+
+
+class FhirBundle:
+    """`DIR/fhir/bundle.json` for one pathway as of one instant."""
+
+    name = "fhir/bundle.json"
+    delivery = Delivery.SNAPSHOT
+    kinds = frozenset({OutputKind.PATIENT, OutputKind.TASK, OutputKind.LETTER})
+
+    def __init__(self, out_dir: Path, compiled: CompiledPathway, as_of: datetime) -> None:
+        self.path = Path(out_dir) / "fhir" / "bundle.json"
+        self.compiled = compiled
+        self.as_of = require_aware(as_of)
+
+    def write(self, outputs: Iterable[Output]) -> int:
+        bundle, count = self.bundle(outputs)
+        # orjson: the stdlib's indenting encoder is pure Python, ~30x slower at cohort scale.
+        write_atomic(self.path, orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n")
+        return count
+
+    def bundle(self, outputs: Iterable[Output]) -> tuple[dict[str, object], int]:
+        """The Bundle as JSON data, and how many outputs it holds."""
+        by_patient: dict[str, list[Output]] = {}
+        for output in outputs:
+            if output.kind not in _KIND_ORDER:
+                raise ValueError(f"output {output.id} has a kind the FHIR bundle does not know: {output.kind}")
+            by_patient.setdefault(output.patient, []).append(output)
+        entries: list[dict[str, object]] = []
+        count = 0
+        # Sorted here, not trusted from the caller, so the bytes depend only on the outputs.
+        for patient in sorted(by_patient):
+            members = sorted(by_patient[patient], key=lambda o: (_KIND_ORDER[o.kind], o.id))
+            count += len(members)
+            entries += self._patient_entries(patient, members)
+        as_of = self.as_of.isoformat()
+        bundle = {
+            "resourceType": "Bundle",
+            "id": str(uuid.uuid5(NAMESPACE, f"bundle/{self.compiled.id}/{self.compiled.version}/{as_of}")),
+            "meta": {"source": self._canonical()},
+            "type": "collection",
+            "timestamp": as_of,
+            "entry": entries,
+        }
+        return bundle, count
+
+    def _canonical(self) -> str:
+        return f"urn:carepath:pathway:{self.compiled.id}|{self.compiled.version}"
+
+    def _uuid(self, output_id: str) -> str:
+        return str(uuid.uuid5(NAMESPACE, f"{self.compiled.id}/{output_id}"))
+
+    def _patient_entries(self, patient: str, members: list[Output]) -> list[dict[str, object]]:
+        plans = [o for o in members if o.kind == OutputKind.PATIENT]
+        if len(plans) != 1:
+            # Tasks must be based on a CarePlan in the same bundle; a snapshot without it
+            # is not the whole current state, and writing it would publish dangling links.
+            raise ValueError(f"patient {patient}: expected one care-plan output, got {len(plans)}")
+        plan = plans[0]
+        plan_url = f"urn:uuid:{self._uuid(plan.id)}"
+        subject = {"reference": f"Patient/{patient}",
+                   "identifier": {"system": PATIENT_SYSTEM, "value": patient}}
+        resources = [self._task(o, subject, plan_url) for o in members if o.kind == OutputKind.TASK]
+        resources += [self._letter(o, subject, plan_url) for o in members if o.kind == OutputKind.LETTER]
+        entries = [self._entry(self._care_plan(plan, subject, [r["id"] for r in resources]))]
+        return entries + [self._entry(r) for r in resources]
+
+    @staticmethod
+    def _entry(resource: dict[str, object]) -> dict[str, object]:
+        return {"fullUrl": f"urn:uuid:{resource['id']}", "resource": resource}
+
+    def _identifier(self, output: Output) -> list[dict[str, str]]:
+        return [{"system": OUTPUT_SYSTEM, "value": output.id}]
+
+    def _care_plan(self, output: Output, subject: dict[str, object], activity_ids: list[object]) -> dict[str, object]:
+        body = output.body
+        status = str(body.get("status"))
+        if status not in CAREPLAN_STATUS:
+            raise ValueError(f"{output.id}: no CarePlan status for patient status {status!r}")
+        notes = [f"{key}: {', '.join(map(str, body[key]))}"
+                 for key in ("flags", "holds") if isinstance(body.get(key), list) and body[key]]
+        resource: dict[str, object] = {
+            "resourceType": "CarePlan",
+            "id": self._uuid(output.id),
+            "identifier": self._identifier(output),
+            "instantiatesCanonical": [self._canonical()],
+            "status": CAREPLAN_STATUS[status],
+            "intent": "plan",
+            "category": [{"text": str(body.get("stage"))}],
+            "title": f"{self.compiled.title} ({self.compiled.id} {self.compiled.version})",
+            "description": f"Stage {body.get('stage')}, status {status}",
+            "subject": subject,
+        }
+        if activity_ids:
+            resource["activity"] = [{"reference": {"reference": f"urn:uuid:{rid}"}} for rid in activity_ids]
+        if notes:
+            resource["note"] = [{"text": "; ".join(notes)}]
+        return resource
+
+    def _task(self, output: Output, subject: dict[str, object], plan_url: str) -> dict[str, object]:
+        task = task_record(output.patient, output.body)
+        owner = f"task {output.id}"
+        earliest = instant(task, "earliest", owner)
+        due = instant(task, "due", owner)
+        completed = instant(task, "completed_at", owner)
+        priority = str(task["priority"])
+        if priority not in TASK_PRIORITY:
+            raise ValueError(f"{owner}: no FHIR priority for {priority!r}")
+        resource: dict[str, object] = {
+            "resourceType": "Task",
+            "id": self._uuid(output.id),
+            "meta": {"tag": [{"system": PRIORITY_SYSTEM, "code": priority}]},
+            "identifier": self._identifier(output),
+            "basedOn": [{"reference": plan_url}],
+            **self._task_status(task, earliest, owner),
+            "intent": "order",
+            "priority": TASK_PRIORITY[priority],
+            "code": {"text": str(task["step"])},
+            "description": str(task["title"]),
+            "for": subject,
+        }
+        period: dict[str, str] = {}
+        if earliest is not None:
+            period["start"] = earliest.isoformat()
+        if due is not None:
+            period["end"] = due.isoformat()
+        if period:
+            resource["executionPeriod"] = period
+        if completed is not None:
+            resource["lastModified"] = completed.isoformat()
+        resource["performerType"] = [{"text": str(task["role"])}]
+        resource["reasonCode"] = {"text": f"{task['source']} (event {task['trigger']})"}
+        if task["out_of_window"]:
+            resource["note"] = [{"text": "Moved to the next clinic opening, outside its clinical window"}]
+        return resource
+
+    def _task_status(self, task: Mapping[str, object], earliest: datetime | None, owner: str) -> dict[str, object]:
+        status = task["status"]
+        if status == "open":
+            # Not yet actionable before its window opens.
+            return {"status": "requested" if earliest is not None and earliest > self.as_of else "ready"}
+        if status == "overdue":
+            return {"status": "ready", "businessStatus": {"text": "overdue"}}
+        if status == "done":
+            return {"status": "completed"}
+        if status == "cancelled":
+            return {"status": "cancelled"}
+        raise ValueError(f"{owner}: no FHIR status for task status {status!r}")
+
+    def _letter(self, output: Output, subject: dict[str, object], plan_url: str) -> dict[str, object]:
+        body = output.body
+        send_at = instant(body, "send_at", f"letter {output.id}")
+        if send_at is None:
+            raise ValueError(f"letter {output.id} has no send_at")
+        resource: dict[str, object] = {
+            "resourceType": "CommunicationRequest",
+            "id": self._uuid(output.id),
+            "identifier": self._identifier(output),
+            "basedOn": [{"reference": plan_url}],
+            "status": "active",
+            "category": [{"text": "patient letter"}],
+            "subject": subject,
+            "payload": [{"contentString": f"Letter {body.get('letter')} (template {body.get('template')})"}],
+            "occurrenceDateTime": send_at.isoformat(),
+            "reasonCode": [{"text": f"{body.get('source')} (event {body.get('trigger')})"}],
+        }
+        return resource

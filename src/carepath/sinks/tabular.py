@@ -1,0 +1,94 @@
+"""The task list as files other tools read: `tasks.jsonl` and `tasks.csv`.
+
+Both are SNAPSHOT documents: each delivery rewrites the whole file atomically from every
+current task. Patients appear only by their pseudonymous ref.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from carepath.compile.compiled import CompiledPathway
+from carepath.sinks._documents import TASK_FIELDS, TIME_FIELDS, instant, task_record
+from carepath.sinks.base import Delivery, Output, OutputKind, write_atomic
+
+CSV_COLUMNS: tuple[str, ...] = ("patient", *TASK_FIELDS)
+
+# A spreadsheet treats a cell starting with one of these as a formula (OWASP "CSV
+# injection"); tab and carriage return are on the list because some programs strip them
+# before looking.
+_FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+class TasksJsonl:
+    """`DIR/tasks.jsonl`: one task per line, the plan's task object plus `patient`."""
+
+    name = "tasks.jsonl"
+    delivery = Delivery.SNAPSHOT
+    kinds = frozenset({OutputKind.TASK})
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = Path(out_dir) / "tasks.jsonl"
+
+    def write(self, outputs: Iterable[Output]) -> int:
+        lines = []
+        for output in outputs:
+            if output.kind != OutputKind.TASK:
+                continue
+            record = task_record(output.patient, output.body)
+            lines.append(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+        write_atomic(self.path, "".join(lines).encode())
+        return len(lines)
+
+
+class TasksCsv:
+    """`DIR/tasks.csv`: the same fields with a header row (RFC 4180, UTF-8, CRLF), times in
+    the clinic's zone, text cells defused against spreadsheet formulas."""
+
+    name = "tasks.csv"
+    delivery = Delivery.SNAPSHOT
+    kinds = frozenset({OutputKind.TASK})
+
+    def __init__(self, out_dir: Path, compiled: CompiledPathway) -> None:
+        self.path = Path(out_dir) / "tasks.csv"
+        self.zone = compiled.clinic.zone
+
+    def write(self, outputs: Iterable[Output]) -> int:
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+        writer.writerow(CSV_COLUMNS)
+        count = 0
+        for output in outputs:
+            if output.kind != OutputKind.TASK:
+                continue
+            record = task_record(output.patient, output.body)
+            extra = [key for key in record if key not in CSV_COLUMNS]
+            if extra:
+                # A column cannot appear halfway down a file; the contract has to change first.
+                raise ValueError(f"task {output.id} has fields the CSV does not know: {', '.join(extra)}")
+            writer.writerow([self._cell(key, record, output.id) for key in CSV_COLUMNS])
+            count += 1
+        write_atomic(self.path, buffer.getvalue().encode())
+        return count
+
+    def _cell(self, key: str, record: dict[str, object], owner: str) -> str:
+        value = record[key]
+        if key in TIME_FIELDS:
+            moment = instant(record, key, f"task {owner}")
+            return "" if moment is None else moment.astimezone(self.zone).isoformat()
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str):
+            return defuse(value)
+        raise ValueError(f"task {owner}: {key} has an unexpected {type(value).__name__} value")
+
+
+def defuse(text: str) -> str:
+    """A text cell a spreadsheet shows as text: a leading formula character gets a quote."""
+    return "'" + text if text.startswith(_FORMULA_LEADS) else text
