@@ -86,8 +86,9 @@ def test_each_completed_session_has_exactly_one_integration_task_with_its_elapse
     assert {e.id for e in completed} == set(by_trigger)
     for event in completed:
         task = by_trigger[event.id]
-        assert task.earliest - event.at == window.opens       # aware subtraction across zones: elapsed
-        assert task.due - event.at == window.due.delta
+        # In UTC: subtracting two times in the *same* zone gives wall time, not elapsed time.
+        assert task.earliest.astimezone(UTC) - event.at.astimezone(UTC) == window.opens
+        assert task.due.astimezone(UTC) - event.at.astimezone(UTC) == window.due.delta
         assert task.earliest.tzinfo is not None and task.earliest.utcoffset() == task.earliest.astimezone(NY).utcoffset()
 
 

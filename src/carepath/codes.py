@@ -46,6 +46,7 @@ class Code(StrEnum):
     INVALID_TIMEZONE = "CP405"
     INVALID_HOURS = "CP406"
     DUPLICATE_NAME = "CP407"
+    CALENDAR_STEP_WINDOW = "CP408"
     # 5xx: expressions
     EXPR_SYNTAX = "CP501"
     EXPR_UNKNOWN_NAME = "CP502"
@@ -91,6 +92,7 @@ SUMMARIES: dict[Code, str] = {
     Code.INVALID_TIMEZONE: "Not an IANA time zone name.",
     Code.INVALID_HOURS: "Opening hours are malformed (format, order or overlap).",
     Code.DUPLICATE_NAME: "A name is declared twice (e.g. a rule id or a core event type).",
+    Code.CALENDAR_STEP_WINDOW: "A calendar series' step sets window times the calendar's slots would override.",
     Code.EXPR_SYNTAX: "An expression does not parse.",
     Code.EXPR_UNKNOWN_NAME: "An expression uses a name the engine does not provide.",
     Code.EXPR_UNKNOWN_ATTRIBUTE: "An expression reads an attribute the named object does not have.",

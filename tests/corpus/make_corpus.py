@@ -202,6 +202,24 @@ case("CP403-negative-business-days", "CP403 line 62", "the conflict task is due 
      ("      due: {business_days: 0}\n", "      due: {business_days: -1}\n"))
 case("CP404-no-due", "CP404 line 62", "the conflict step's window has no due time and the step no overdue escalation",
      ("      due: {business_days: 0}\n", "      opens: 0h\n"))
+case("CP408-calendar-step-sets-due", "CP408 line 65",
+     "the treatment series lays out calendar slots of 'conflict', whose own window also sets a due time",
+     ("    series:\n      sessions: $series_size\n",
+      "    series:\n      sessions: $series_size\n      step: conflict\n      calendar:\n"
+      "        - {weeks: [1, 2], per_week: 2}\n"))
+case("CP202-calendar-more-sessions-than-days", "CP202 line 42",
+     "a calendar week holds 8 sessions, more than its 7 days",
+     ("    series:\n      sessions: $series_size\n",
+      "    series:\n      sessions: $series_size\n      step: calendar_slot\n      calendar:\n"
+      "        - {weeks: [1, 2], per_week: 8}\n"),
+     ("  conflict:\n", "  calendar_slot:\n    title: Dosing session\n    role: coordinator\n    window: {}\n  conflict:\n"))
+case("CP404-calendar-step-also-created-by-rule", "CP404 line 63",
+     "a calendar step, bounded only by its slots, is also created by a rule, where nothing bounds it",
+     ("    series:\n      sessions: $series_size\n",
+      "    series:\n      sessions: $series_size\n      step: calendar_slot\n      calendar:\n"
+      "        - {weeks: [1, 2], per_week: 2}\n"),
+     ("  conflict:\n", "  calendar_slot:\n    title: Dosing session\n    role: coordinator\n    window: {}\n  conflict:\n"),
+     ("      - task: integration\n", "      - task: integration\n      - task: calendar_slot\n"))
 case("CP405-misspelled-zone", "CP405 line 10", "the time zone 'America/New_Yrok' is misspelled",
      ("  timezone: America/New_York\n", "  timezone: America/New_Yrok\n"))
 case("CP405-utc-offset", "CP405 line 10", "the time zone is an offset 'UTC-5', not an IANA name",

@@ -6,13 +6,14 @@ from carepath.check.context import CheckContext, action_sites
 from carepath.codes import Code
 from carepath.model.events import CORE_EVENTS
 from carepath.model.params import ParamProblem, resolve_count
-from carepath.model.pathway import GotoAction
+from carepath.model.pathway import GotoAction, TaskAction
 
 
 def check_structure(ctx: CheckContext) -> None:
     _duplicates(ctx)
     _reachability(ctx)
     _waits(ctx)
+    _calendar_windows(ctx)
     _counts(ctx)
 
 
@@ -67,17 +68,47 @@ def _reachability(ctx: CheckContext) -> None:
 
 
 def _waits(ctx: CheckContext) -> None:
+    # A calendar slot is bounded by its days; the same step created any other way is not.
+    bounded_by_calendar = _calendar_steps(ctx) - _steps_used_outside_calendars(ctx)
     for name, step in ctx.pathway.steps.items():
-        if step.window.due is None and step.overdue is None:
+        if step.window.due is None and step.overdue is None and name not in bounded_by_calendar:
             ctx.report(("steps", name, "window"), Code.UNBOUNDED_WAIT,
                        f"step {name!r} has no due time and no overdue escalation; its task could wait forever",
                        "add 'due:' to the window or an 'overdue:' escalation")
 
 
+def _calendar_steps(ctx: CheckContext) -> set[str]:
+    return {stage.series.step for stage in ctx.pathway.stages.values()
+            if stage.series and stage.series.calendar and stage.series.step}
+
+
+def _steps_used_outside_calendars(ctx: CheckContext) -> set[str]:
+    p = ctx.pathway
+    used = {a.task for site in action_sites(p) for a in site.actions if isinstance(a, TaskAction)}
+    used |= {r.step for stage in p.stages.values() for r in stage.recurring}
+    for step in p.steps.values():
+        used |= {n for n in (step.window.conflict_step, step.overdue.task if step.overdue else None) if n}
+    return used
+
+
+def _calendar_windows(ctx: CheckContext) -> None:
+    """Slot windows are the calendar's days; times set on the step itself would be silently ignored."""
+    for name in sorted(_calendar_steps(ctx)):
+        step = ctx.pathway.steps.get(name)
+        if step is None:
+            continue  # reported as an unknown step
+        for key in ("opens", "due"):
+            if key in step.window.model_fields_set:
+                ctx.report(("steps", name, "window", key), Code.CALENDAR_STEP_WINDOW,
+                           f"step {name!r} fills a calendar series, whose slots set its window; "
+                           f"'{key}' here would be ignored",
+                           "remove it, or give the slot work to another step created by a rule", key=True)
+
+
 def _counts(ctx: CheckContext) -> None:
     p = ctx.pathway
 
-    def count(raw: int | str, path: tuple, minimum: int) -> None:
+    def count(raw: int | str, path: tuple, minimum: int, maximum: int | None = None) -> None:
         try:
             value = resolve_count(p, raw)
         except ParamProblem as exc:
@@ -86,6 +117,9 @@ def _counts(ctx: CheckContext) -> None:
             return
         if value < minimum:
             ctx.report(path, Code.INVALID_VALUE, f"must be at least {minimum}, got {value}")
+        elif maximum is not None and value > maximum:
+            ctx.report(path, Code.INVALID_VALUE, f"must be at most {maximum}, got {value}",
+                       "a calendar slot is at least one day of its week")
 
     for i, rule in enumerate(p.rules):
         if rule.consecutive is not None:
@@ -114,4 +148,4 @@ def _counts(ctx: CheckContext) -> None:
                 ctx.report((*base, "calendar", k, "weeks"), Code.INVALID_VALUE,
                            f"weeks {first}-{last} do not follow week {previous_end}; blocks must be consecutive")
             previous_end = max(previous_end, last)
-            count(block.per_week, (*base, "calendar", k, "per_week"), 1)
+            count(block.per_week, (*base, "calendar", k, "per_week"), 1, 7)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Protocol
 
 from carepath.compile import compiled as c
@@ -18,6 +18,8 @@ from carepath.compile.conditions import ConditionError
 from carepath.engine import calendar as cal
 from carepath.engine.ids import output_id
 from carepath.engine.result import EngineRejection, PatientPlan, PlannedLetter, PlannedSession, PlannedTask
+from carepath.engine.slots import calendar_slots
+from carepath.engine.tables import tables
 from carepath.model.pathway import ClosedPolicy, PatientStatus, Priority
 
 _PHQ9_BANDS = ((4, "minimal"), (9, "mild"), (14, "moderate"), (19, "moderately_severe"), (27, "severe"))
@@ -75,6 +77,11 @@ class _Visit:
     entered_at: datetime
     trigger: str
     occurrences: dict[str, int] = field(default_factory=dict)  # recurring step → occurrences produced
+    first_dose: str | None = None  # the event that anchored the stage's calendar series
+    # recurring step → (occurrences, when the next one opens), for fixed intervals only:
+    # most events come long before the next occurrence, and this answers in one comparison.
+    upcoming: dict[str, tuple[int, datetime]] = field(default_factory=dict)
+    wake: datetime | None = None  # the earliest of those, when every recurring step has a fixed interval
     completed: int = 0
     missed: int = 0
     scheduled: int = 0
@@ -104,34 +111,14 @@ class _Fold:
         self.visit: _Visit | None = None
         self.rejected: list[EngineRejection] = []
         self.fired: set[str] = set()
-        self.rules_by_type: dict[str, list[c.Rule]] = {}
-        for rule in compiled.rules:
-            for event_type in rule.on:
-                self.rules_by_type.setdefault(event_type, []).append(rule)
+        self.tables = tables(compiled)
+        self.rules_by_type = self.tables.rules_by_type
 
     # --- context for conditions --------------------------------------------------
 
-    def context(self, event: EventLike) -> dict[str, object]:
-        visit = self.visit
-        series = visit.stage.series if visit else None
-        return {
-            "event": {"id": event.id, "type": event.type, "at": event.at, "data": event.data},
-            "params": self.p.parameters,
-            "flags": {name: name in self.flags for name in self.p.flags},
-            "holds": sorted(self.holds()),
-            "stage": visit.stage.name if visit else self.p.start,
-            "status": str(self.status),
-            "phq9": self.phq9,
-            "series": {
-                "completed": visit.completed if visit else 0,
-                "missed": visit.missed if visit else 0,
-                "scheduled": visit.scheduled if visit else 0,
-                "complete": bool(series and visit and visit.completed >= series.sessions),
-            },
-            "sessions": {"completed": self.completed_total, "missed": self.missed_total,
-                         "consecutive_missed": self.consecutive_missed},
-            "screening": self.screening,
-        }
+    def context(self, event: EventLike) -> _Context:
+        """What conditions may read (model/context.py), each entry built only when read."""
+        return _Context(self, event)
 
     def holds(self) -> set[str]:
         return {h for t in self.tasks.values() if t.is_open for h in t.step.holds}
@@ -140,7 +127,11 @@ class _Fold:
 
     def run(self, events: list[EventLike], as_of: datetime) -> None:
         for event in events:
-            self.materialise_recurring(event.at)
+            visit = self.visit
+            # Most events come in stages without recurring work, or long before the next
+            # occurrence opens: then materialising would change nothing (see `wake`).
+            if visit is not None and visit.stage.recurring and (visit.wake is None or visit.wake <= event.at):
+                self.materialise_recurring(event.at)
             self.apply(event)
         self.materialise_recurring(as_of, include_next=True)
 
@@ -171,9 +162,8 @@ class _Fold:
             if matched:
                 actions = rule.then if streak >= rule.consecutive else rule.until_confirmed
                 self.act(actions, event, f"rule:{rule.id}")
-        for rule in self.p.rules:
-            if event.type in rule.reset_by:
-                self.streaks[rule.id] = 0
+        for rule_id in self.tables.resets_by_type.get(event.type, ()):
+            self.streaks[rule_id] = 0
         if self.visit is not None and self.visit.stage.name == stage_before:
             for k, transition in enumerate(self.visit.stage.transitions):
                 if transition.on is not None and event.type not in transition.on:
@@ -204,7 +194,10 @@ class _Fold:
             when = other.completed_at if other.status == "completed" else other.start
             if when is None:
                 continue
-            apart = abs(start.astimezone(UTC) - when.astimezone(UTC))
+            if start.tzinfo is not when.tzinfo or type(start.tzinfo) is timezone:
+                apart = abs(start - when)  # Python subtracts these as instants already
+            else:  # one zone on both sides: aware subtraction would give wall-clock time
+                apart = abs(start.astimezone(UTC) - when.astimezone(UTC))
             if apart < gap:
                 hours = apart.total_seconds() / 3600
                 self.rejected.append(EngineRejection(
@@ -220,7 +213,7 @@ class _Fold:
         data, visit = event.data, self.visit
         kind = event.type
         if kind == "session_scheduled":
-            session = self.sessions.setdefault(str(data["session"]), _Session(str(data["session"])))
+            session = self.session(str(data["session"]))
             if session.status != "completed":
                 if session.status != "scheduled" or session.scheduled_by is None:
                     if visit:
@@ -229,10 +222,11 @@ class _Fold:
             session.start = data["start"]  # type: ignore[assignment]
             session.scheduled_by = event.id
         elif kind in ("session_completed", "session_missed", "session_cancelled"):
-            session = self.sessions.setdefault(str(data["session"]), _Session(str(data["session"])))
+            session = self.session(str(data["session"]))
             if kind == "session_completed":
                 if session.status != "completed" and visit:
                     visit.completed += 1
+                    self.fill_calendar(event)
                 if session.status != "completed":
                     self.completed_total += 1
                 session.status, session.completed_at = "completed", event.at
@@ -264,22 +258,42 @@ class _Fold:
                 if task.is_open:
                     task.cancelled_at = event.at
 
+    def session(self, session_id: str) -> _Session:
+        session = self.sessions.get(session_id)
+        if session is None:
+            session = self.sessions[session_id] = _Session(session_id)
+        return session
+
     def close_tasks(self, event: EventLike) -> None:
         """Completion and withdrawal of open tasks by this event."""
         target = event.data.get("task") if event.type in ("task_completed", "decision_recorded") else None
+        if target is not None:
+            # Only the named task can be closed: look it up instead of scanning them all.
+            task = self.tasks.get(target)  # type: ignore[arg-type]
+            if task is not None and task.is_open and task.id == target and (
+                    event.type == "decision_recorded" or event.type in task.step.done_by):
+                task.done_at = event.at
+            return
+        if event.type not in self.tables.closing_types:
+            return  # no step is done or cancelled by this kind of event
         for task in self.tasks.values():
             if not task.is_open:
                 continue
             if target is not None:
-                if task.id == target and event.type in task.step.done_by | {"task_completed", "decision_recorded"}:
+                # A decision always settles its task; ticking a task off counts only where the
+                # step allows it (a step done_by decision_recorded waits for the decision).
+                if task.id == target and (event.type == "decision_recorded" or event.type in task.step.done_by):
                     task.done_at = event.at
                 continue
+            step = task.step
+            if event.type not in step.done_by and event.type not in step.cancelled_by:
+                continue  # the common case, decided before the time and key comparisons
             if event.at < task.created_at or event.id == task.trigger:
                 continue
-            key_matches = task.step.key_field is None or _key(event, task.step.key_field) == task.key
-            if event.type in task.step.done_by and key_matches:
+            key_matches = step.key_field is None or _key(event, step.key_field) == task.key
+            if event.type in step.done_by and key_matches:
                 task.done_at = event.at
-            elif event.type in task.step.cancelled_by and key_matches:
+            elif event.type in step.cancelled_by and key_matches:
                 task.cancelled_at = event.at
 
     # --- stages and actions ------------------------------------------------------------
@@ -294,9 +308,9 @@ class _Fold:
             # Recurring work belongs to its stay: leaving the stage withdraws what is still
             # open, including the occurrence earlier plans showed ahead.
             self.materialise_recurring(event.at, include_next=True)
-            left = f"stage:{self.visit.stage.name}:recurring"
+            left = (f"stage:{self.visit.stage.name}:recurring", f"stage:{self.visit.stage.name}:series")
             for task in self.tasks.values():
-                if task.is_open and task.source == left:
+                if task.is_open and task.source in left:
                     task.cancelled_at = event.at
         self.visit = _Visit(stage, event.at, event.id)
         self.act(stage.on_enter, event, f"stage:{stage_name}:on_enter")
@@ -386,12 +400,33 @@ class _Fold:
         letter_id = output_id("l", self.p.id, self.p.version, self.patient.ref, letter_name, f"event:{event.id}")
         if letter_id in self.letters:
             return
-        planned = self.anchor(letter.anchor_field, event).astimezone(UTC) + letter.send
+        at_utc = event.at.astimezone(UTC)
+        anchor = self.anchor(letter.anchor_field, event)
+        planned = (at_utc if anchor is event.at else anchor.astimezone(UTC)) + letter.send
         # A letter cannot go out before the event that calls for it was recorded.
-        send_at = max(planned, event.at.astimezone(UTC)).astimezone(self.patient_zone)
+        send_at = max(planned, at_utc).astimezone(self.patient_zone)
         session = event.data.get("session")
         self.letters[letter_id] = PlannedLetter(letter_id, letter_name, letter.template, send_at, event.id, source,
                                                 str(session) if session is not None else None)
+
+    def fill_calendar(self, event: EventLike) -> None:
+        """The nth dose of a calendar series fills slot n; the first dose lays out every slot."""
+        visit = self.visit
+        series = visit.stage.series if visit else None
+        if visit is None or series is None or not series.calendar or series.step is None:
+            return
+        source = f"stage:{visit.stage.name}:series"
+        if visit.completed == 1:
+            for slot in calendar_slots(series.calendar, event.at, self.zone):
+                task = self.create_task(series.step, event, source, anchor=slot.opens,
+                                        key=f"{visit.stage.name}:{event.id}:slot:{slot.number}")
+                task.earliest, task.due, task.created_at = slot.opens, slot.closes, event.at
+            visit.first_dose = event.id
+        slot_id = output_id("t", self.p.id, self.p.version, self.patient.ref, series.step,
+                            f"{visit.stage.name}:{visit.first_dose}:slot:{visit.completed}")
+        task = self.tasks.get(slot_id)
+        if task is not None and task.is_open:
+            task.done_at = event.at
 
     # --- time-driven work -----------------------------------------------------------------
 
@@ -400,7 +435,14 @@ class _Fold:
         visit = self.visit
         if visit is None or self.status is PatientStatus.DISCHARGED:
             return
+        if not include_next and visit.wake is not None and visit.wake > until:
+            return  # nothing opens before `until`: the loop below would change nothing
         for recurring in visit.stage.recurring:
+            fixed = recurring.decision_of is None
+            if fixed and not include_next:
+                known = visit.upcoming.get(recurring.step)
+                if known is not None and known[1] > until and known[0] == visit.occurrences.get(recurring.step, 0):
+                    continue
             step = self.p.steps[recurring.step]
             every = self.interval(recurring)
             while True:
@@ -409,6 +451,8 @@ class _Fold:
                 opens = cal.shift(anchor, step.window.opens, step.window.basis, self.zone)
                 ahead = opens > until
                 if ahead and not include_next:
+                    if fixed:
+                        visit.upcoming[recurring.step] = (n, opens)
                     break
                 visit.occurrences[recurring.step] = n + 1
                 task = self.create_task(recurring.step, _Marker(visit.trigger, anchor),
@@ -417,6 +461,9 @@ class _Fold:
                 task.created_at = opens
                 if ahead:
                     break
+        if not include_next and visit.stage.recurring and len(visit.upcoming) == len(visit.stage.recurring):
+            visit.wake = min(opens for _, opens in visit.upcoming.values())
+
 
     def interval(self, recurring: c.Recurring) -> timedelta:
         if recurring.decision_of is None:
@@ -494,6 +541,55 @@ class _Fold:
         return out
 
 
+def _series(fold: _Fold, event: EventLike) -> dict[str, object]:
+    visit = fold.visit
+    series = visit.stage.series if visit else None
+    return {
+        "completed": visit.completed if visit else 0,
+        "missed": visit.missed if visit else 0,
+        "scheduled": visit.scheduled if visit else 0,
+        "complete": bool(series and visit and visit.completed >= series.sessions),
+    }
+
+
+# The condition context, one builder per name (the names model/context.py declares).
+_ENTRIES = {
+    "event": lambda f, e: {"id": e.id, "type": e.type, "at": e.at, "data": e.data},
+    "params": lambda f, e: f.p.parameters,
+    "flags": lambda f, e: {name: name in f.flags for name in f.p.flags},
+    "holds": lambda f, e: sorted(f.holds()),
+    "stage": lambda f, e: f.visit.stage.name if f.visit else f.p.start,
+    "status": lambda f, e: str(f.status),
+    "phq9": lambda f, e: f.phq9,
+    "series": _series,
+    "sessions": lambda f, e: {"completed": f.completed_total, "missed": f.missed_total,
+                              "consecutive_missed": f.consecutive_missed},
+    "screening": lambda f, e: f.screening,
+}
+
+
+class _Context(dict):
+    """The context of one condition evaluation, each entry built when first read.
+
+    A condition reads one or two names; building all ten (sorting holds, a dict of every
+    flag) cost more than evaluating it. Entries reflect the fold's state at the time of
+    the evaluation, which does not change while a condition is evaluated.
+    """
+
+    __slots__ = ("fold", "event")
+
+    def __init__(self, fold: _Fold, event: EventLike) -> None:
+        super().__init__()
+        self.fold, self.event = fold, event
+
+    def __missing__(self, key: str) -> object:
+        value = self[key] = _ENTRIES[key](self.fold, self.event)
+        return value
+
+    def materialise(self) -> dict[str, object]:
+        return {key: self[key] for key in _ENTRIES}
+
+
 @dataclass(frozen=True)
 class _Marker:
     """A point in time that acts as a trigger for time-driven work (no event behind it)."""
@@ -524,12 +620,17 @@ def _hours(delta: timedelta) -> str:
     return f"{hours:g} h"
 
 
+def _in_time_order(event: EventLike) -> tuple[datetime, str]:
+    return event.at.astimezone(UTC), event.id
+
+
 def plan(compiled: c.CompiledPathway, patient: PatientLike, events: Iterable[EventLike],
          as_of: datetime) -> PatientPlan:
     """The patient's plan as of `as_of`, from the full event history."""
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
-    known = sorted((e for e in events if e.at <= as_of), key=lambda e: (e.at.astimezone(UTC), e.id))
+    known = [e for e in events if e.at <= as_of]
+    known.sort(key=_in_time_order)
     fold = _Fold(compiled, patient)
     fold.run(known, as_of)
     return fold.result(as_of)

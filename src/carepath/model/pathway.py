@@ -389,17 +389,25 @@ class CalendarBlock(Frozen):
     """`per_week` sessions in each week from `weeks[0]` to `weeks[1]` (1-based, inclusive)."""
 
     weeks: list[int] = Field(min_length=2, max_length=2, description="[first, last], e.g. [1, 4]")
-    per_week: Count
+    per_week: Count = Field(description="sessions in each of these weeks, 1 to 7")
 
 
 class Series(Frozen):
-    """A counted run of dosing sessions within a stage."""
+    """A counted run of dosing sessions within a stage.
+
+    With a calendar, the stage's first completed session (the first dose) lays out one
+    task of `step` per slot, and the nth completed session fills slot n. Week k is the
+    seven clinic-local days from k-1 weeks after the first dose's day; a week's days are
+    shared out among its sessions in order (2 a week: days 1-3, 4-7), and a slot's window
+    runs from local midnight of its first day to local midnight after its last.
+    """
 
     sessions: Count | None = Field(default=None, description="how many sessions make the series")
     calendar: list[CalendarBlock] | None = Field(
-        default=None, description="a week-by-week schedule counted from the first dose"
+        default=None, description="a week-by-week schedule counted from the first dose (clinic-local days)"
     )
-    step: Name | None = Field(default=None, description="step to create for each calendar slot")
+    step: Name | None = Field(default=None, description="step to create for each calendar slot; the slot's "
+                                                          "days are its window, so the step sets no opens/due")
 
 
 class Choice(Frozen):
