@@ -9,6 +9,7 @@ from typing import Any
 from jinja2 import UndefinedError
 from jinja2.exceptions import SecurityError
 
+from carepath.compile.fastpath import translate
 from carepath.compile.sandbox import condition_environment
 
 
@@ -21,13 +22,32 @@ class Condition:
     source: str
     where: str  # e.g. "rules[3].when", for messages
     _compiled: Callable[..., Any] = field(repr=False, compare=False)
+    # The same expression as plain Python (see fastpath.py); None outside its subset.
+    _fast: Callable[[Mapping[str, Any]], Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def compile(cls, source: str, where: str) -> Condition:
         compiled = condition_environment().compile_expression(source, undefined_to_none=False)
-        return cls(source, where, compiled)
+        return cls(source, where, compiled, translate(source))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Compiled code does not pickle; a worker process compiles the source again.
+        return (Condition.compile, (self.source, self.where))
 
     def __call__(self, context: Mapping[str, Any]) -> bool:
+        """`context` may compute its entries on demand; the Jinja path asks for all of them
+        (through `materialise()` when the mapping has it)."""
+        fast = self._fast
+        if fast is not None:
+            try:
+                result = fast(context)
+            except Exception:  # noqa: BLE001 - whatever went wrong, Jinja decides and words it
+                result = None
+            if type(result) is bool:
+                return result
+        materialise = getattr(context, "materialise", None)
+        if materialise is not None:
+            context = materialise()
         try:
             result = self._compiled(**context)
         except (UndefinedError, SecurityError, TypeError, ValueError, ZeroDivisionError) as exc:

@@ -8,7 +8,8 @@ non-existent local time (the spring-forward gap) moves forward, never lands in t
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from carepath.compile.compiled import BusinessDue, ClinicCalendar, ClockDue, DueSpec, OffsetDue
@@ -17,6 +18,7 @@ from carepath.model.pathway import Basis
 _MAX_SCAN_DAYS = 366
 
 
+@lru_cache(maxsize=65536)  # pure; planning asks for the same few clinic days again and again
 def localize(day: date, clock: time, zone: ZoneInfo) -> datetime:
     """The instant a local clock shows `clock` on `day`; in a DST gap, the first valid instant after."""
     naive = datetime.combine(day, clock)
@@ -30,6 +32,10 @@ def localize(day: date, clock: time, zone: ZoneInfo) -> datetime:
 def shift(anchor: datetime, delta: timedelta, basis: Basis, zone: ZoneInfo) -> datetime:
     """anchor + delta, in `zone`: true elapsed time, or the same wall-clock time later."""
     if basis is Basis.ELAPSED:
+        if type(anchor.tzinfo) is timezone:
+            # A fixed offset (every time read from a file): adding is already elapsed time,
+            # and the result is the same instant, converted the same way, one call sooner.
+            return (anchor + delta).astimezone(zone)
         return (anchor.astimezone(UTC) + delta).astimezone(zone)
     local = anchor.astimezone(zone).replace(tzinfo=None) + delta
     return localize(local.date(), local.time(), zone)
