@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up the project-local environment if needed, then run the demo or the tests.
 
-    python3 dev.py demo     # the main job on the embedded default
+    python3 dev.py demo     # the main job (carepath run) on the embedded demo cohort
     python3 dev.py test     # the whole test suite (extra arguments go to pytest)
 
 Only the Python standard library is used here, so this works on a machine that has
@@ -55,21 +55,25 @@ def ensure_environment() -> None:
 
 
 DEMO_AS_OF = "2026-03-03T17:00:00+00:00"
+DEMO_OUT = "out/demo"
 
 
 def demo() -> int:
-    """Validate the shipped pathways, then plan the demo cohort (examples/) as of a fixed instant."""
+    """Validate the shipped pathways, then run the main job on the demo cohort
+    (examples/demo/) as of a fixed instant: one recorded Prefect flow run on Prefect's
+    temporary local server, writing tasks, worklist, letters and a FHIR bundle to out/demo."""
     cli = str(BIN / "carepath")
     steps = [
         ["validate", "pathways/"],
-        ["plan", "pathways/ketamine-iv.yaml", "--patients", "examples/patients.jsonl",
-         "--events", "examples/events.jsonl", "--as-of", DEMO_AS_OF, "--format", "text"],
+        ["run", "pathways/ketamine-iv.yaml", "--patients", "examples/demo/patients.jsonl",
+         "--events", "examples/demo/events.jsonl", "--out", DEMO_OUT, "--as-of", DEMO_AS_OF],
     ]
     for args in steps:
         print(f"\n$ carepath {' '.join(args)}", flush=True)
         code = subprocess.call([cli, *args], cwd=ROOT)
         if code != 0:
             return code
+    print(f"\nOpen {DEMO_OUT}/worklist.html in a browser; run the demo again and nothing is emitted twice.")
     return 0
 
 

@@ -49,6 +49,17 @@ def load_pathway(path: str | Path, overrides: dict[str, object] | None = None) -
     return compile_pathway(checked.pathway, Path(path).parent)
 
 
+def load_pathway_text(path: str | Path, text: bytes, display: str) -> CompiledPathway:
+    """A pathway compiled from `text` (e.g. a version archived in the ledger) as if it were
+    the file at `path`: its templates and relative paths resolve beside that file."""
+    from carepath.compile.compiler import compile_pathway
+
+    checked = check_file(path, display=display, text=text)
+    if not checked.ok or checked.pathway is None:
+        raise InvalidPathway(checked.diagnostics)
+    return compile_pathway(checked.pathway, Path(path).parent)
+
+
 def _with_overrides(checked: Checked, overrides: dict[str, object], path: str | Path) -> Checked:
     import copy
 
@@ -81,3 +92,22 @@ def load_cohort(pathway: str | Path, patients: str | Path, events: str | Path):
         return compiled, read_cohort(compiled, patients, events)
     except RecordsFileError as exc:
         raise InvalidInput([Diagnostic(exc.path, 1, 1, str(Code.FILE_UNREADABLE), exc.message)]) from None
+
+
+def check_run_inputs(pathway: str | Path, patients: str | Path, events: str | Path) -> CompiledPathway:
+    """Everything `carepath run` can check before starting Prefect (which costs seconds):
+    the pathway is valid and both records files can be opened."""
+    from carepath.codes import Code
+
+    compiled = load_pathway(pathway)
+    problems = []
+    for path in (patients, events):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            problems.append(Diagnostic(str(path), 1, 1, str(Code.FILE_UNREADABLE),
+                                       f"cannot be read ({exc.strerror or exc})"))
+    if problems:
+        raise InvalidInput(problems)
+    return compiled

@@ -8,53 +8,52 @@ together, with their line numbers; every valid line is still planned.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+from carepath.cohort import Partition, Rejected, partition_patients, plan_shard
 from carepath.compile.compiled import CompiledPathway
-from carepath.engine import plan
 from carepath.engine.result import PatientPlan
-from carepath.records import Event, Patient, read_events, read_patients
+from carepath.records import Patient, read_patients
 
-
-@dataclass(frozen=True)
-class Rejected:
-    file: str  # "patients" | "events"
-    line: int
-    id: str | None
-    reason: str
-
-    def as_json(self) -> dict[str, object]:
-        return {"file": self.file, "line": self.line, "id": self.id, "reason": self.reason}
+__all__ = ["Cohort", "Rejected", "plan_cohort", "read_cohort", "write_plan_json", "write_plan_text"]
 
 
 @dataclass
 class Cohort:
+    """Patients in memory; their events in shard files on disk, planned one shard at a time."""
+
     patients: dict[str, Patient]
-    events: dict[str, list[Event]]
+    partition: Partition
     rejected: list[Rejected]
+    _scratch: tempfile.TemporaryDirectory = field(repr=False)  # removed with the cohort
 
 
-def read_cohort(compiled: CompiledPathway, patients_path: str | Path, events_path: str | Path) -> Cohort:
+def read_cohort(compiled: CompiledPathway, patients_path: str | Path, events_path: str | Path,
+                *, shard_size: int = 2000) -> Cohort:
+    """Reads the patients and partitions the events (one pass) into a private scratch directory."""
     patients, bad_patients = read_patients(patients_path, default_timezone=compiled.clinic.zone.key)
-    events, bad_events = read_events(events_path, event_types=compiled.event_fields, patients=patients)
-    by_patient: dict[str, list[Event]] = {ref: [] for ref in patients}
-    for event in events:
-        by_patient[event.patient].append(event)
-    rejected = [Rejected("patients", r.line, r.id, r.reason) for r in bad_patients]
-    rejected += [Rejected("events", r.line, r.id, r.reason) for r in bad_events]
-    return Cohort(patients, by_patient, rejected)
+    scratch = tempfile.TemporaryDirectory(prefix="carepath-plan-")
+    try:
+        part = partition_patients(compiled, patients, bad_patients, events_path, Path(scratch.name) / "shards",
+                                  shard_size)
+    except BaseException:
+        scratch.cleanup()
+        raise
+    return Cohort(patients, part, list(part.rejected), scratch)
 
 
 def plan_cohort(compiled: CompiledPathway, cohort: Cohort, as_of: datetime) -> Iterator[PatientPlan]:
-    """Plans in patient-ref order; engine refusals are appended to `cohort.rejected`."""
-    for ref in sorted(cohort.patients):
-        result = plan(compiled, cohort.patients[ref], cohort.events[ref], as_of)
-        cohort.rejected.extend(Rejected("events", r.line, r.id, r.reason) for r in result.rejected)
-        yield result
+    """Plans in patient-ref order, a shard at a time; the lines rejected while planning
+    (invalid event lines, engine refusals) are appended to `cohort.rejected`."""
+    for shard in cohort.partition.shards:
+        planned = plan_shard(compiled, shard, as_of)
+        cohort.rejected.extend(planned.rejected)
+        yield from planned.plans
 
 
 def write_plan_json(out: IO[str], compiled: CompiledPathway, as_of: datetime, cohort: Cohort) -> int:

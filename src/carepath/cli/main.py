@@ -2,12 +2,14 @@
 
 Exit codes: 0 success; 1 the input has errors (diagnostics printed); 2 the command line
 itself is wrong; 70 an internal error (a bug: please report it with the message).
+`diff --exit-code` adds 3: the two pathways differ.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -126,6 +128,69 @@ def _test(args: argparse.Namespace) -> int:
     return EXIT_INVALID if failed or short else EXIT_OK
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(args: argparse.Namespace) -> int:
+    from carepath import api
+    from carepath.runtime import console
+
+    from carepath.pinning import read_migration
+    from carepath.sinks.ledger import url_problem
+
+    try:
+        api.check_run_inputs(args.pathway, args.patients, args.events)
+        if args.migration:
+            read_migration(args.migration)
+    except api.InvalidInput as exc:
+        for d in exc.diagnostics:
+            print(d.render(), file=sys.stderr)
+        return EXIT_INVALID
+    if args.ledger and (problem := url_problem(args.ledger)):
+        print(f"carepath: --ledger: {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    # A SIGTERM (a scheduler stopping the job) unwinds like Ctrl-C, so Prefect's temporary
+    # server is stopped with us rather than left running.
+    signal.signal(signal.SIGTERM, _interrupt)
+    if not args.verbose:
+        console.quiet_console()
+    from carepath.runtime.runner import RunFailed, run_job
+
+    console.install(console.Progress())
+    try:
+        result = run_job(args.pathway, args.patients, args.events, args.out, args.as_of, shard_size=args.shard_size,
+                         ledger_url=args.ledger, pdf=not args.no_pdf, workers=args.workers, migration=args.migration)
+    except RunFailed as exc:
+        print(f"carepath: flow run {exc.flow_run_id} failed: {exc}", file=sys.stderr)
+        return EXIT_INVALID if exc.user_error else EXIT_INTERNAL
+    sys.stdout.write(console.summary_text(result))
+    return EXIT_OK
+
+
+def _emit(args: argparse.Namespace) -> int:
+    from carepath import api
+    from carepath.recording import NotRecorded, record_event
+
+    try:
+        compiled = api.check_run_inputs(args.pathway, args.patients, args.events)
+        event = record_event(compiled, args.patients, args.events, sys.stdin.read() if args.event == "-" else args.event)
+    except api.InvalidInput as exc:
+        for d in exc.diagnostics:
+            print(d.render(), file=sys.stderr)
+        return EXIT_INVALID
+    except NotRecorded as exc:
+        print(f"carepath: event not recorded: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    from carepath.runtime.events import EVENT_NAME, announce
+
+    sent = announce(compiled.id, event.patient, event.id, event.type)
+    where = f"sent {EVENT_NAME} {sent} to Prefect" if sent else \
+        "no Prefect server configured (PREFECT_API_URL): the next sweep will plan it"
+    print(f"recorded event {event.id} ({event.type}) for {event.patient} in {args.events}; {where}")
+    return EXIT_OK
+
+
 def _schema(args: argparse.Namespace) -> int:
     from carepath.model.schema import pathway_schema_text
 
@@ -147,11 +212,64 @@ def _explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- review tools: graph, diff, export-fhir (carepath.review; no Prefect) -------------
+
+EXIT_DIFFERENT = 3  # `diff --exit-code` only; 1 stays "invalid input", as in every command
+
+
+def _reviewed(spec: str):
+    """The pathway a file or git:REF:path names, or None after printing its diagnostics."""
+    from carepath import api
+    from carepath.review.load import load_reviewed
+
+    try:
+        return load_reviewed(spec)
+    except api.InvalidPathway as exc:
+        for d in exc.diagnostics:
+            print(d.render(), file=sys.stderr)
+        return None
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from carepath.review.graph import markdown_page, mermaid
+
+    reviewed = _reviewed(args.pathway)
+    if reviewed is None:
+        return EXIT_INVALID
+    sys.stdout.write(markdown_page(reviewed) if args.format == "markdown" else mermaid(reviewed))
+    return EXIT_OK
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from carepath.review.diff import diff_pathways
+    from carepath.review.diff_format import format_markdown, format_text
+
+    old, new = _reviewed(args.old), _reviewed(args.new)  # both first, so every problem is shown
+    if old is None or new is None:
+        return EXIT_INVALID
+    result = diff_pathways(old, new)
+    sys.stdout.write(format_markdown(result) if args.format == "markdown" else format_text(result))
+    if not result.differs:
+        print(f"no clinical differences between {args.old} and {args.new}", file=sys.stderr)
+    return EXIT_DIFFERENT if args.exit_code and result.differs else EXIT_OK
+
+
+def _export_fhir(args: argparse.Namespace) -> int:
+    from carepath.review.plandefinition import plan_definition_bundle
+
+    reviewed = _reviewed(args.pathway)
+    if reviewed is None:
+        return EXIT_INVALID
+    print(json.dumps(plan_definition_bundle(reviewed, args.base_url), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="carepath",
         description="Clinical care pathways as code: YAML pathways validated like code.",
-        epilog="Exit codes: 0 ok, 1 invalid input (diagnostics printed), 2 usage error, 70 internal error.",
+        epilog="Exit codes: 0 ok, 1 invalid input (diagnostics printed), 2 usage error, 70 internal error; "
+               "'diff --exit-code' exits 3 when the pathways differ.",
     )
     parser.add_argument("--version", action="version", version=f"carepath {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -189,6 +307,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pdf", action="store_true", help="skip PDF (faster; text and HTML only)")
     p.set_defaults(func=_letters)
 
+    p = sub.add_parser("run", help="the main job: plan and emit tasks, worklist, letters, FHIR through a Prefect flow run",
+                       description="Plan every patient in shards inside one recorded Prefect flow run and emit "
+                                   "what is new into DIR: tasks.jsonl, tasks.csv, worklist.html, "
+                                   "letters/<letter-id>.{txt,html,pdf}, fhir/bundle.json, rejected.jsonl. An "
+                                   "outbox ledger (DIR/ledger.sqlite, or --ledger URL) makes it exactly-once: "
+                                   "running again with the same inputs writes nothing new. Uses PREFECT_API_URL "
+                                   "when set, otherwise Prefect's temporary local server (no server to start).")
+    p.add_argument("pathway", metavar="PATHWAY")
+    p.add_argument("--patients", required=True, metavar="FILE", help="patients, JSON Lines")
+    p.add_argument("--events", required=True, metavar="FILE", help="events, JSON Lines")
+    p.add_argument("--out", required=True, metavar="DIR", help="where outputs and the ledger go")
+    p.add_argument("--as-of", type=_as_of, metavar="ISO", help="an instant with a UTC offset (default: now)")
+    p.add_argument("--ledger", metavar="URL", help="SQLAlchemy URL of the outbox ledger, e.g. "
+                   "postgresql+psycopg://user@host/carepath (default: sqlite in DIR)")
+    p.add_argument("--shard-size", type=int, metavar="N", help="patients per Prefect task (default 2000)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="plan shards in N parallel processes through prefect-dask (default 1)")
+    p.add_argument("--migration", metavar="FILE",
+                   help="move patients pinned to an older pathway version onto this one (YAML: pathway, from, to, "
+                        "patients, reason); without it they keep the version they enrolled under")
+    p.add_argument("--no-pdf", action="store_true", help="letters as text and HTML only")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's own log lines on the console")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("emit", help="record a new event and tell Prefect, so that patient is re-planned",
+                       description="Check one event exactly as the events reader would, append it to the "
+                                   "events file, and send a 'carepath.event.recorded' event (pathway, patient "
+                                   "ref, event id and type; never its data) to the Prefect server named by "
+                                   "PREFECT_API_URL, waiting until it is delivered. A deployment's event "
+                                   "trigger then re-plans that patient. Re-emitting an event already in the "
+                                   "file only announces it again.")
+    p.add_argument("pathway", metavar="PATHWAY")
+    p.add_argument("--patients", required=True, metavar="FILE")
+    p.add_argument("--events", required=True, metavar="FILE", help="the events file to append to")
+    p.add_argument("event", metavar="EVENT", help="one event as JSON, or - to read it from stdin")
+    p.set_defaults(func=_emit)
+
     p = sub.add_parser("test", help="run scenario files and report what of the pathway they did not exercise",
                        description="Run *.scenario.yaml files (or every one under a directory) and report, per "
                                    "pathway, the steps, letters, rules and transitions no scenario exercised.")
@@ -201,6 +356,50 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print the JSON Schema generated from the pathway models "
                                    "(committed as schemas/pathway.schema.json).")
     p.set_defaults(func=_schema)
+
+    from carepath.cli.synth import add_parser as add_synth  # synthetic cohorts; generator imported on use
+    add_synth(sub)
+
+    # review tools; PATHWAY may also be git:REF:path, e.g. git:HEAD~1:pathways/ketamine-iv.yaml
+    p = sub.add_parser("graph", help="print a Mermaid diagram of the stages, transitions and rules",
+                       description="Print the pathway as a Mermaid flowchart (GitHub renders it): stages, "
+                                   "transitions labelled with their event, condition and actions, and the "
+                                   "cross-cutting rules in a box apart. --format markdown prints the page "
+                                   "kept in docs/pathways/<id>.md.")
+    p.add_argument("pathway", metavar="PATHWAY", help="a pathway file, or git:REF:path")
+    p.add_argument("--format", choices=("mermaid", "markdown"), default="mermaid",
+                   help="mermaid (the diagram; default) or markdown (a page with a ```mermaid block)")
+    p.set_defaults(func=_graph)
+
+    p = sub.add_parser("diff", help="what changed between two pathway versions, in clinical terms",
+                       description="Compare two pathways on what they do, not on text: steps, windows "
+                                   "(opens, due, basis, clinic-closed policy), parameters with their source "
+                                   "tags, rules, stages and transitions, letters, clinic hours. OLD and NEW are "
+                                   "files or git:REF:path (read with 'git show REF:path' in the current "
+                                   "repository; the path is relative to its root). Prints nothing when there "
+                                   "is no clinical difference.",
+                       epilog="Exit codes: 0 the diff was printed (with or without differences); 1 a pathway "
+                              "is invalid or cannot be read (diagnostics printed); 2 usage error; 3 with "
+                              "--exit-code only: the pathways differ; 70 internal error.")
+    p.add_argument("old", metavar="OLD", help="the pathway before: a file, or git:REF:path")
+    p.add_argument("new", metavar="NEW", help="the pathway after: a file, or git:REF:path")
+    p.add_argument("--format", choices=("text", "markdown"), default="text",
+                   help="text (default) or markdown, for a pull-request comment")
+    p.add_argument("--exit-code", action="store_true",
+                   help="exit 3 when the pathways differ and 0 when they do not (like git diff --exit-code, "
+                        "but 1 keeps meaning invalid input)")
+    p.set_defaults(func=_diff)
+
+    p = sub.add_parser("export-fhir", help="print the pathway definition as a FHIR R4 PlanDefinition bundle",
+                       description="Print a FHIR R4 Bundle (type collection) holding a PlanDefinition of the "
+                                   "pathway (an action group per stage, the cross-cutting rules with their "
+                                   "triggers and conditions, task windows as relatedAction offsets) and an "
+                                   "ActivityDefinition per step and per letter. This is the definition, not "
+                                   "patient data (that is the bundle 'carepath run' writes).")
+    p.add_argument("pathway", metavar="PATHWAY", help="a pathway file, or git:REF:path")
+    p.add_argument("--base-url", default="http://example.org/fhir", metavar="URL",
+                   help="base of the canonical URLs (default: http://example.org/fhir)")
+    p.set_defaults(func=_export_fhir)
 
     p = sub.add_parser("explain", help="list diagnostic codes and what they mean")
     p.add_argument("codes", nargs="*", metavar="CODE")

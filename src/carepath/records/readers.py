@@ -368,11 +368,7 @@ def iter_event_lines(
                 if earlier is event:
                     yield event  # type: ignore[misc]
                 elif (differs := _differences(earlier, event)):  # type: ignore[arg-type]
-                    yield Rejection(
-                        number, earlier.id,
-                        f"event id {_quote(earlier.id)} was already used on line {earlier.line} with a different "
-                        f"{', '.join(differs)}: give each event its own id (the earlier line is used)",
-                    )
+                    yield id_conflict(number, earlier, differs)  # type: ignore[arg-type]
                 # else: an exact duplicate of an earlier line, skipped silently
         except OSError as exc:
             raise RecordsFileError(path, f"could not be read ({exc.strerror or exc})") from None
@@ -476,6 +472,15 @@ def _event_checked(
     if problems:
         return "; ".join(problems)
     return new_event(event_id, canonical, spec.name, at, data, number)  # type: ignore[arg-type,union-attr]
+
+
+def id_conflict(number: int, earlier: Event, differs: list[str]) -> Rejection:
+    """The rejection of a line that reuses an accepted event's id with different content."""
+    return Rejection(
+        number, earlier.id,
+        f"event id {_quote(earlier.id)} was already used on line {earlier.line} with a different "
+        f"{', '.join(differs)}: give each event its own id (the earlier line is used)",
+    )
 
 
 def _unknown_type(type_name: str, specs: Mapping[str, TypeSpec]) -> str:

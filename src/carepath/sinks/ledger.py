@@ -107,6 +107,26 @@ def default_url(out_dir: Path) -> str:
     return f"sqlite:///{(out_dir / 'ledger.sqlite').resolve()}"
 
 
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot serve as the ledger, or None. Checked before a run starts: the URL
+    is a flow parameter, which Prefect stores and shows."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return f"{url!r} is not a database URL (e.g. postgresql+psycopg://carepath@db.example/carepath)"
+    if parsed.password:
+        return ("the ledger URL holds a password, and Prefect would store and display it as a flow parameter: "
+                "give the password through PGPASSWORD or ~/.pgpass instead")
+    try:
+        parsed.get_dialect().import_dbapi()
+    except (NoSuchModuleError, ImportError) as exc:
+        return f"no database driver for {parsed.drivername!r} is installed ({exc})"
+    return None
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -120,6 +140,8 @@ class Ledger:
         self.url = url
         self._dialect = sqlite if url.startswith("sqlite") else postgresql
         kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, future=True, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)

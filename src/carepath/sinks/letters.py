@@ -6,6 +6,7 @@ letter id (never by patient) and created with mode 0600: they hold names.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,9 +74,16 @@ def letter_context(compiled: CompiledPathway, patient: PatientInfo, plan: Patien
     }
 
 
+@functools.lru_cache(maxsize=8)
+def _environment(template_dir: str):  # noqa: ANN202
+    # One environment per template folder: Jinja then compiles each template once, not
+    # once per letter (a cohort's first run renders hundreds of thousands).
+    return letter_environment(Path(template_dir), html=False)
+
+
 def render_letter(compiled: CompiledPathway, patient: PatientInfo, plan: PatientPlan,
                   letter: PlannedLetter) -> RenderedLetter:
-    env = letter_environment(Path(compiled.template_dir), html=False)
+    env = _environment(compiled.template_dir)
     try:
         markup = env.get_template(f"{letter.template}.md.j2").render(
             letter_context(compiled, patient, plan, letter))

@@ -1,0 +1,295 @@
+"""One run's emission, step by step, as plain functions the Prefect flows call.
+
+plan a shard → record its outputs in the ledger → write the letters the ledger says are
+pending → (once per run) rewrite the documents that are stale. Each step is idempotent,
+so Prefect may retry any of them and a killed run may simply be run again.
+
+No Prefect here: the runtime wraps these in tasks; tests call them directly.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from carepath import api
+from carepath.cohort import Shard, plan_shard
+from carepath.compile.compiled import CompiledPathway
+from carepath.engine import plan
+from carepath.engine.result import PatientPlan
+from carepath.pinning import Migration, VersionReused, decide, source_digest  # noqa: F401 (re-exported)
+from carepath.planning import Rejected
+from carepath.records import Event, iter_event_lines, read_patients
+from carepath.sinks.base import Output, OutputKind, Sink, outputs_of, write_atomic
+from carepath.sinks.ledger import Ledger, Recorded
+from carepath.sinks.letters import LetterFiles
+
+ACTIVE_TASK = ("open", "overdue")
+URGENT_SHOWN = 100  # rows of urgent work a summary lists; the rest are counted
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Counts of one patient group's current plan: what the run summary and the Prefect
+    artifacts show (refs and counts only)."""
+
+    patients: int = 0
+    open_tasks: Counter = field(default_factory=Counter)       # (role, priority) → open or overdue tasks
+    overdue: int = 0
+    letters: int = 0
+    statuses: Counter = field(default_factory=Counter)         # patient status → patients
+    urgent: tuple[tuple[str, str, str, str], ...] = ()         # (patient ref, step, due, status)
+
+    def __add__(self, other: Workload) -> Workload:
+        urgent = tuple(sorted(self.urgent + other.urgent, key=lambda u: (u[2], u[0], u[1]))[:URGENT_SHOWN])
+        return Workload(self.patients + other.patients, self.open_tasks + other.open_tasks,
+                        self.overdue + other.overdue, self.letters + other.letters,
+                        self.statuses + other.statuses, urgent)
+
+
+@dataclass(frozen=True)
+class ShardReport:
+    shard: str
+    patients: int
+    events: int
+    recorded: Recorded
+    letters_written: int
+    workload: Workload
+    rejected: tuple[Rejected, ...]
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(pathway: str, mtime_ns: int) -> CompiledPathway:
+    return api.load_pathway(pathway)
+
+
+def compiled_pathway(pathway: str | Path) -> CompiledPathway:
+    """The compiled pathway, once per process and file version (worker processes too)."""
+    path = str(Path(pathway).resolve())
+    return _compiled(path, Path(path).stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def ledger_for(url: str) -> Ledger:
+    return Ledger(url)
+
+
+def workload(plans: Iterable[PatientPlan]) -> Workload:
+    open_tasks: Counter = Counter()
+    statuses: Counter = Counter()
+    urgent: list[tuple[str, str, str, str]] = []
+    overdue = letters = patients = 0
+    for p in plans:
+        patients += 1
+        statuses[p.status] += 1
+        letters += len(p.letters)
+        for t in p.tasks:
+            if t.status in ACTIVE_TASK:
+                open_tasks[(t.role, t.priority)] += 1
+                overdue += t.status == "overdue"
+                if t.priority == "urgent" or t.status == "overdue":
+                    urgent.append((p.patient, t.step, t.due.isoformat() if t.due else "", t.status))
+    urgent.sort(key=lambda u: (u[2], u[0], u[1]))
+    return Workload(patients, open_tasks, overdue, letters, statuses, tuple(urgent[:URGENT_SHOWN]))
+
+
+def archive_pathway(pathway: str, ledger_url: str) -> None:
+    """Archive this pathway version's source in the ledger (so patients pinned to it can
+    be planned under it later); VersionReused when the version was run with other rules."""
+    compiled = compiled_pathway(pathway)
+    text = Path(pathway).read_bytes()
+    known = ledger_for(ledger_url).remember_version(compiled.id, compiled.version, source_digest(text), text.decode())
+    if known is not None:
+        raise VersionReused(
+            f"{pathway}: {compiled.id} version {compiled.version} was run before with different rules "
+            f"(archived digest {known}, this file {source_digest(text)}); patients pinned to "
+            f"{compiled.version} must not change rules silently: give the changed pathway a new version")
+
+
+@functools.lru_cache(maxsize=16)
+def _archived(ledger_url: str, pathway: str, pathway_id: str, version: str) -> CompiledPathway | str:
+    """A pinned older version compiled from the ledger's archive, or why it cannot be."""
+    source = ledger_for(ledger_url).archived_source(pathway_id, version)
+    if source is None:
+        return "its source is not in the ledger's archive"
+    try:
+        return api.load_pathway_text(pathway, source.encode(), f"{pathway} (version {version} from the ledger)")
+    except api.InvalidInput as exc:
+        first = exc.diagnostics[0]
+        return f"it is no longer valid: {first.code} {first.message}"
+
+
+def pinned_groups(compiled: CompiledPathway, pathway: str, plans: Sequence[PatientPlan], ledger_url: str,
+                  replan: Callable[[CompiledPathway, set[str]], list[PatientPlan]], migration: Migration | None,
+                  run: str) -> tuple[list[tuple[CompiledPathway, list[PatientPlan]]], list[Rejected]]:
+    """The plans grouped by the version each patient is planned under (see carepath.pinning)."""
+    ledger = ledger_for(ledger_url)
+    refs = [p.patient for p in plans]
+    pins = ledger.pins(compiled.id, refs)
+    olds = {v: _archived(ledger_url, pathway, compiled.id, v) for v in set(pins.values()) - {compiled.version}}
+    decision = decide(compiled.id, compiled.version, refs, pins, migration,
+                      {v: (None if isinstance(c, CompiledPathway) else c) for v, c in olds.items()})
+    groups = [(compiled, [p for p in plans if p.patient in decision.current])]
+    kept: dict[str, set[str]] = defaultdict(set)
+    for ref, version in decision.keep.items():
+        kept[version].add(ref)
+    for version, group in sorted(kept.items()):
+        old = olds[version]
+        assert isinstance(old, CompiledPathway)
+        groups.append((old, replan(old, group)))
+    ledger.pin(compiled.id, {ref: compiled.version for ref in decision.enrol | decision.migrate}, run)
+    refused = [Rejected("pins", 0, ref, why) for ref, why in sorted(decision.refuse.items())]
+    return groups, refused
+
+
+def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], patients: dict, ledger: Ledger,
+               out: Path, run: str, *, pdf: bool = True) -> tuple[Recorded, int]:
+    """Record the plans' outputs, then write the letters still pending."""
+    outputs = [o for p in plans for o in outputs_of(p, compiled.version)]
+    recorded = ledger.record(compiled.id, [p.patient for p in plans], outputs, run)
+    sink = LetterFiles(out / "letters", compiled, patients, {p.patient: p for p in plans}, pdf=pdf)
+    pending = ledger.undelivered(sink.name, [o for o in outputs if o.kind is OutputKind.LETTER])
+    written = sink.write(pending)
+    ledger.mark_delivered(sink.name, pending, run)
+    return recorded, written
+
+
+def _emit_groups(groups: list[tuple[CompiledPathway, list[PatientPlan]]], patients: dict, ledger_url: str,
+                 out: Path, run: str, pdf: bool) -> tuple[Recorded, int, list[PatientPlan]]:
+    recorded, written, everyone = Recorded(), 0, []
+    for compiled, plans in groups:
+        if plans:
+            r, w = emit_plans(compiled, plans, patients, ledger_for(ledger_url), out, run, pdf=pdf)
+            recorded, written = recorded + r, written + w
+            everyone.extend(plans)
+    return recorded, written, everyone
+
+
+def emit_shard(pathway: str, shard: Shard, as_of: datetime, ledger_url: str, out: Path, run: str,
+               *, pdf: bool = True, migration: Migration | None = None) -> ShardReport:
+    compiled = compiled_pathway(pathway)
+    planned = plan_shard(compiled, shard, as_of)
+
+    def replan(old: CompiledPathway, refs: set[str]) -> list[PatientPlan]:
+        return [p for p in plan_shard(old, shard, as_of).plans if p.patient in refs]
+
+    groups, refused = pinned_groups(compiled, pathway, planned.plans, ledger_url, replan, migration, run)
+    recorded, written, plans = _emit_groups(groups, planned.patients, ledger_url, out, run, pdf)
+    return ShardReport(shard.name, shard.patients, shard.events, recorded, written,
+                       workload(plans), tuple(planned.rejected) + tuple(refused))
+
+
+def emit_patient(pathway: str, patients_path: str, events_path: str, ref: str, as_of: datetime,
+                 ledger_url: str, out: Path, run: str, *, pdf: bool = True,
+                 migration: Migration | None = None) -> ShardReport:
+    """Re-plan one patient (an event-triggered run): streams the events file, keeps only
+    that patient's lines."""
+    compiled = compiled_pathway(pathway)
+    patients, _ = read_patients(patients_path, default_timezone=compiled.clinic.zone.key)
+    if ref not in patients:
+        raise LookupError(f"patient {ref!r} is not in {patients_path} (or its line is rejected)")
+    mine = {ref: patients[ref]}
+    events = [e for e in iter_event_lines(events_path, event_types=compiled.event_fields, patients=mine)
+              if type(e) is Event]
+    result = plan(compiled, patients[ref], events, as_of)
+    rejected = tuple(Rejected("events", r.line, r.id, r.reason) for r in result.rejected)
+
+    def replan(old: CompiledPathway, refs: set[str]) -> list[PatientPlan]:
+        return [plan(old, patients[ref], events, as_of)]
+
+    groups, refused = pinned_groups(compiled, pathway, [result], ledger_url, replan, migration, run)
+    recorded, written, plans = _emit_groups(groups, mine, ledger_url, out, run, pdf)
+    return ShardReport(f"patient-{ref}", 1, len(events), recorded, written, workload(plans),
+                       rejected + tuple(refused))
+
+
+def document_sinks(compiled: CompiledPathway, out: Path, as_of: datetime) -> list[Sink]:
+    from carepath.sinks.fhir import FhirBundle
+    from carepath.sinks.tabular import TasksCsv, TasksJsonl
+    from carepath.sinks.worklist import Worklist
+
+    return [TasksJsonl(out), TasksCsv(out, compiled), Worklist(out, compiled, as_of), FhirBundle(out, compiled, as_of)]
+
+
+def write_documents(pathway: str, ledger_url: str, out: Path, as_of: datetime, run: str) -> dict[str, int | None]:
+    """Rewrite each document whose content is stale; None for those left as they were."""
+    compiled = compiled_pathway(pathway)
+    ledger = ledger_for(ledger_url)
+    state = f"{ledger.generation()}|{as_of.isoformat()}"
+    written: dict[str, int | None] = {}
+    for sink in document_sinks(compiled, out, as_of):
+        path = getattr(sink, "path", None)
+        if ledger.snapshot_state(sink.name) == state and (path is None or Path(path).exists()):
+            written[sink.name] = None
+            continue
+        written[sink.name] = sink.write(ledger.current(sink.kinds))
+        ledger.mark_snapshot(sink.name, state, run)
+    return written
+
+
+def clear_leftovers(out: Path) -> int:
+    """Remove half-written files a killed run left behind (`write_atomic`'s temporaries).
+    Called when a sweep starts: what they were to hold is rewritten by this run."""
+    count = 0
+    for folder in (out, out / "letters", out / "fhir"):
+        for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+            tmp.unlink(missing_ok=True)
+            count += 1
+    return count
+
+
+def write_rejected(out: Path, rejected: Iterable[Rejected]) -> Path:
+    """`rejected.jsonl`: every input line refused this run, with line and reason (no names)."""
+    rows = sorted(rejected, key=lambda r: (r.file != "events", r.file, r.line, r.id or ""))
+    path = out / "rejected.jsonl"
+    data = b"".join(orjson.dumps(r.as_json()) + b"\n" for r in rows)
+    if not path.exists() or path.read_bytes() != data:
+        write_atomic(path, data)
+    return path
+
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one run did, in counts (safe for Prefect, logs and the console)."""
+
+    pathway: str
+    version: str
+    as_of: str
+    shards: int
+    events: int
+    recorded: Recorded
+    letters_written: int
+    workload: Workload
+    rejected: int
+    documents: dict[str, int | None]
+
+    @classmethod
+    def of(cls, compiled: CompiledPathway, as_of: datetime, reports: Sequence[ShardReport], rejected: int,
+           documents: dict[str, int | None]) -> RunSummary:
+        recorded, work = Recorded(), Workload()
+        for r in reports:
+            recorded, work = recorded + r.recorded, work + r.workload
+        return cls(compiled.id, compiled.version, as_of.isoformat(), len(reports), sum(r.events for r in reports),
+                   recorded, sum(r.letters_written for r in reports), work, rejected, documents)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "pathway": self.pathway, "version": self.version, "as_of": self.as_of, "shards": self.shards,
+            "patients": self.workload.patients, "events": self.events,
+            "outputs": {"new": self.recorded.new, "changed": self.recorded.changed,
+                        "unchanged": self.recorded.unchanged, "retired": self.recorded.retired},
+            "letters_written": self.letters_written, "letters_planned": self.workload.letters,
+            "open_tasks": [{"role": role, "priority": prio, "count": n}
+                           for (role, prio), n in sorted(self.workload.open_tasks.items())],
+            "overdue": self.workload.overdue,
+            "patients_by_status": dict(sorted(self.workload.statuses.items())),
+            "rejected_lines": self.rejected,
+            "documents_rewritten": sorted(k for k, v in self.documents.items() if v is not None),
+        }

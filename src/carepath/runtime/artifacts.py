@@ -1,0 +1,58 @@
+"""Prefect artifacts summarising a run for clinicians and operators: a table of open
+work by role and priority, the urgent and overdue tasks by pseudonymous ref, and a
+markdown note of what was emitted and where. Refs and counts only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from carepath.emission import RunSummary
+
+
+def _key(prefix: str, pathway: str, what: str) -> str:
+    # Artifact keys: lowercase letters, numbers and dashes only.
+    raw = f"{prefix}-{pathway}-{what}".lower()
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in raw)
+
+
+def workload_rows(summary: RunSummary) -> list[dict[str, object]]:
+    return [{"role": role, "priority": prio, "open or overdue": n}
+            for (role, prio), n in sorted(summary.workload.open_tasks.items(),
+                                          key=lambda kv: (kv[0][1] != "urgent", kv[0][0]))]
+
+
+def urgent_rows(summary: RunSummary) -> list[dict[str, object]]:
+    return [{"patient": ref, "step": step, "due": due, "status": status}
+            for ref, step, due, status in summary.workload.urgent]
+
+
+def markdown(summary: RunSummary, out: Path) -> str:
+    s = summary.as_json()
+    out_ = s["outputs"]
+    lines = [
+        f"# {summary.pathway} {summary.version} as of {summary.as_of}",
+        "",
+        f"- **{s['patients']:,} patients**, {s['events']:,} events in {summary.shards} shard(s); "
+        f"{summary.rejected} input line(s) rejected (see `rejected.jsonl`)",
+        f"- outputs: {out_['new']:,} new, {out_['changed']:,} updated, {out_['unchanged']:,} unchanged, "
+        f"{out_['retired']:,} retired",
+        f"- open or overdue tasks: {sum(summary.workload.open_tasks.values()):,} "
+        f"({summary.workload.overdue:,} overdue)",
+        f"- letters: {summary.letters_written:,} written this run, {summary.workload.letters:,} planned",
+        f"- patients by status: " + ", ".join(f"{k} {v:,}" for k, v in s["patients_by_status"].items()),
+        f"- documents rewritten: {', '.join(s['documents_rewritten']) or 'none (nothing changed)'}",
+        f"- worklist: `{out / 'worklist.html'}`",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def publish(summary: RunSummary, out: Path, key_prefix: str = "carepath-sweep") -> None:
+    create_markdown_artifact(markdown(summary, out), key=_key(key_prefix, summary.pathway, "summary"),
+                             description="What this run emitted (counts only)")
+    create_table_artifact(workload_rows(summary), key=_key(key_prefix, summary.pathway, "workload"),
+                          description="Open or overdue tasks by role and priority")
+    if summary.workload.urgent:
+        create_table_artifact(urgent_rows(summary), key=_key(key_prefix, summary.pathway, "urgent"),
+                              description="Urgent or overdue tasks (pseudonymous refs), earliest due first")

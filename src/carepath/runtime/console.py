@@ -1,0 +1,93 @@
+"""What `carepath run` shows on the console: a progress bar on stderr (redrawn in place
+on a terminal, a few plain lines otherwise) and the closing summary. The flow reports to
+whatever bar is installed; a deployed flow has none."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.total_shards = self.total_patients = self.done_shards = self.done_patients = 0
+        self.tty = self.stream.isatty()
+        self._last = 0.0
+        self._started = time.monotonic()
+
+    def start(self, shards: int, patients: int) -> None:
+        self.total_shards, self.total_patients = shards, patients
+        self._started = time.monotonic()
+        self._draw(force=True)
+
+    def advance(self, patients: int) -> None:
+        self.done_shards += 1
+        self.done_patients += patients
+        self._draw(force=self.done_shards == self.total_shards)
+
+    def finish(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < (0.1 if self.tty else 5.0):
+            return
+        self._last = now
+        fraction = self.done_patients / self.total_patients if self.total_patients else 1.0
+        filled = int(fraction * self.width)
+        line = (f"planning [{'#' * filled}{'.' * (self.width - filled)}] {fraction:4.0%}  "
+                f"{self.done_patients:,}/{self.total_patients:,} patients, "
+                f"{self.done_shards}/{self.total_shards} shards, {now - self._started:.1f} s")
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        self.stream.flush()
+
+
+_current: Progress | None = None
+
+
+def install(progress: Progress | None) -> None:
+    global _current
+    _current = progress
+
+
+def current() -> Progress | None:
+    return _current
+
+
+def quiet_console() -> None:
+    """Keep Prefect's own lines off the console — they still reach the API and the UI, and
+    `-v` shows them — so the bar, the summary and a failure's one-line reason stay
+    readable (a failed task's traceback is a bug report, not a message for the user). An
+    explicit setting wins. Must run before Prefect configures logging."""
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    # The temporary server's usage telemetry is no business of a clinic's run (and its
+    # writes race the run's own on the server's SQLite file, printing lock errors).
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def summary_text(result) -> str:  # noqa: ANN001 - a runner.RunResult (kept import-free of Prefect)
+    s = result.summary
+    out = result.out
+    lines = [f"{s['pathway']} {s['version']} as of {s['as_of']}: {s['patients']:,} patient(s), "
+             f"{s['events']:,} event(s), {s['rejected_lines']:,} input line(s) rejected"
+             + (f" (see {out / 'rejected.jsonl'})" if s["rejected_lines"] else "")]
+    o = s["outputs"]
+    lines.append(f"outputs: {o['new']:,} new, {o['changed']:,} updated, {o['unchanged']:,} unchanged"
+                 + (f", {o['retired']:,} retired" if o["retired"] else ""))
+    total = sum(row["count"] for row in s["open_tasks"])
+    lines.append(f"open or overdue tasks: {total:,} ({s['overdue']:,} overdue)")
+    for row in sorted(s["open_tasks"], key=lambda r: (r["priority"] != "urgent", r["role"], r["priority"])):
+        lines.append(f"  {row['role']:<22} {row['priority']:<8} {row['count']:>7,}")
+    lines.append(f"letters: {s['letters_written']:,} written this run ({s['letters_planned']:,} in the plan) "
+                 f"under {out / 'letters'}")
+    lines.append(f"worklist: {out / 'worklist.html'}")
+    lines.append(f"tasks: {out / 'tasks.jsonl'}, {out / 'tasks.csv'}; FHIR: {out / 'fhir' / 'bundle.json'}")
+    where = result.api_url or "Prefect's temporary local server (PREFECT_HOME)"
+    lines.append(f"Prefect flow run: {result.flow_run_id} ({where})")
+    return "\n".join(lines) + "\n"

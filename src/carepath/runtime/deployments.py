@@ -1,0 +1,41 @@
+"""The deployments of one pathway, built in code for `serve` (the same pair prefect.yaml
+declares for workers): an hourly sweep on the clinic's zone, and a re-plan of one patient
+triggered by each `carepath.event.recorded` event for that pathway."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect.deployments.runner import RunnerDeployment
+from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+from prefect.schedules import Cron
+
+from carepath import emission
+from carepath.runtime.events import EVENT_NAME
+from carepath.runtime.flows import patient_replan, sweep
+
+HOURLY = "0 * * * *"
+
+
+def event_trigger(pathway_id: str) -> DeploymentEventTrigger:
+    return DeploymentEventTrigger(
+        expect={EVENT_NAME},
+        match={"prefect.resource.id": "carepath.patient.*", "carepath.pathway": pathway_id},
+        for_each={"prefect.resource.id"},
+        parameters={"patient": "{{ event.payload.patient }}", "event_id": "{{ event.payload.event_id }}"},
+    )
+
+
+def deployments_for(pathway: str, patients: str, events: str, out: str) -> list[RunnerDeployment]:
+    compiled = emission.compiled_pathway(pathway)
+    params = {"pathway": str(Path(pathway).resolve()), "patients": str(Path(patients).resolve()),
+              "events": str(Path(events).resolve()), "out": str(Path(out).resolve())}
+    return [
+        sweep.to_deployment(name=f"{compiled.id}-hourly-sweep", parameters=params,
+                            schedules=[Cron(HOURLY, timezone=compiled.clinic.zone.key)],
+                            tags=["carepath", compiled.id],
+                            description=f"Re-plan every patient of {compiled.id} hourly and emit what is new."),
+        patient_replan.to_deployment(name=f"{compiled.id}-on-event", parameters=params,
+                                     triggers=[event_trigger(compiled.id)], tags=["carepath", compiled.id],
+                                     description=f"Re-plan one {compiled.id} patient when an event is recorded."),
+    ]

@@ -1,0 +1,158 @@
+"""The deployable flows. Module-level on purpose: `prefect deploy` reads this file's AST
+and a deployment imports its entrypoint by name (a flow built in a factory cannot run
+from a deployment). The pathway is a parameter, so one flow serves every pathway.
+
+Parameters, run names, task names, logs and artifacts carry file paths, shard names,
+pseudonymous patient refs and counts — never a patient's name (DESIGN.md, PHI boundary).
+Task results are not persisted and not cached: the outbox ledger, not Prefect, records
+what was emitted, so a retried task or a re-run flow emits nothing twice.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from carepath import cohort, emission
+from carepath.pinning import Migration, read_migration
+from carepath.runtime import artifacts, console
+from carepath.sinks.ledger import default_url
+
+DEFAULT_SHARD_SIZE = 2000  # patients per Prefect task: ~0.1-0.2 s of planning against ~10 ms of task overhead
+
+
+def _instant(as_of: str | None) -> datetime:
+    """The as-of instant: given (with an offset), or now for scheduled sweeps."""
+    if as_of is None:
+        return datetime.now(UTC).replace(microsecond=0)
+    value = datetime.fromisoformat(as_of)
+    if value.tzinfo is None:
+        raise ValueError(f"as_of {as_of!r} has no UTC offset")
+    return value
+
+
+def _run_name(kind: str) -> str:
+    params = flow_run.parameters
+    stem = Path(str(params.get("pathway", "pathway"))).stem
+    as_of = params.get("as_of") or "now"
+    subject = f"-{params['patient']}" if kind == "patient" else ""
+    return f"{kind}-{stem}{subject}-as-of-{as_of}"
+
+
+def _work_dir(out: Path) -> Path:
+    """Scratch space for shard files: they hold names, so owner-only, removed after."""
+    work = out / ".carepath-work"
+    work.mkdir(mode=0o700, parents=True, exist_ok=True)
+    work.chmod(0o700)
+    return work / "shards"
+
+
+_NO_RESULTS = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@task(name="partition", task_run_name="partition", **_NO_RESULTS)
+def partition_cohort(pathway: str, patients: str, events: str, work: str, shard_size: int) -> cohort.Partition:
+    compiled = emission.compiled_pathway(pathway)
+    return cohort.partition(compiled, patients, events, Path(work), shard_size)
+
+
+@task(name="plan-and-emit", task_run_name="plan-and-emit-{shard.name}", retries=2, retry_delay_seconds=1,
+      **_NO_RESULTS)
+def plan_and_emit(pathway: str, shard: cohort.Shard, as_of: datetime, ledger_url: str, out: str, run: str,
+                  pdf: bool, migration: Migration | None) -> emission.ShardReport:
+    return emission.emit_shard(pathway, shard, as_of, ledger_url, Path(out), run, pdf=pdf, migration=migration)
+
+
+@task(name="replan-patient", task_run_name="replan-patient-{patient}", retries=2, retry_delay_seconds=1,
+      **_NO_RESULTS)
+def replan_patient(pathway: str, patients: str, events: str, patient: str, as_of: datetime, ledger_url: str,
+                   out: str, run: str, pdf: bool, migration: Migration | None) -> emission.ShardReport:
+    return emission.emit_patient(pathway, patients, events, patient, as_of, ledger_url, Path(out), run, pdf=pdf,
+                                 migration=migration)
+
+
+@task(name="archive-pathway-version", task_run_name="archive-pathway-version", **_NO_RESULTS)
+def archive_pathway(pathway: str, ledger_url: str) -> None:
+    emission.archive_pathway(pathway, ledger_url)
+
+
+@task(name="write-documents", task_run_name="write-documents", retries=2, retry_delay_seconds=1, **_NO_RESULTS)
+def write_documents(pathway: str, ledger_url: str, out: str, as_of: datetime, run: str) -> dict[str, int | None]:
+    return emission.write_documents(pathway, ledger_url, Path(out), as_of, run)
+
+
+@flow(name="carepath-sweep", flow_run_name=lambda: _run_name("sweep"), persist_result=False,
+      task_runner=ThreadPoolTaskRunner(max_workers=1))
+def sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None = None,
+          shard_size: int = DEFAULT_SHARD_SIZE, ledger_url: str | None = None, pdf: bool = True,
+          migration: str | None = None) -> dict:
+    """Plan every patient of a cohort in shards and emit what is new: tasks, letters,
+    worklist, FHIR bundle. Safe to run any number of times. Patients keep the pathway
+    version they enrolled under unless the `migration` file moves them."""
+    logger = get_run_logger()
+    when = _instant(as_of)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    url = ledger_url or default_url(out_dir)
+    run = str(flow_run.id)
+    if removed := emission.clear_leftovers(out_dir):
+        logger.warning("removed %d half-written file(s) left by an interrupted run", removed)
+    moving = read_migration(migration) if migration else None
+    archive_pathway(pathway, url)
+    work = _work_dir(out_dir)
+    part = partition_cohort(pathway, patients, events, str(work), shard_size)
+    logger.info("%d patients, %d events in %d shard(s); %d input line(s) rejected",
+                part.patients, part.events, len(part.shards), len(part.rejected))
+    bar = console.current()
+    if bar:
+        bar.start(len(part.shards), part.patients)
+    futures = [plan_and_emit.submit(pathway, s, when, url, out, run, pdf, moving) for s in part.shards]
+    reports = []
+    for future in as_completed(futures):
+        report = future.result()
+        reports.append(report)
+        if bar:
+            bar.advance(report.patients)
+    if bar:
+        bar.finish()
+    reports.sort(key=lambda r: r.shard)
+    documents = write_documents(pathway, url, out, when, run)
+    rejected = list(part.rejected) + [r for rep in reports for r in rep.rejected]
+    emission.write_rejected(out_dir, rejected)
+    shutil.rmtree(work.parent, ignore_errors=True)
+    summary = emission.RunSummary.of(emission.compiled_pathway(pathway), when, reports, len(rejected), documents)
+    artifacts.publish(summary, out_dir)
+    logger.info("recorded %d new, %d changed output(s); %d letter(s) written",
+                summary.recorded.new, summary.recorded.changed, summary.letters_written)
+    return summary.as_json()
+
+
+@flow(name="carepath-patient", flow_run_name=lambda: _run_name("patient"), persist_result=False)
+def patient_replan(pathway: str, patients: str, events: str, out: str, patient: str, event_id: str | None = None,
+                   as_of: str | None = None, ledger_url: str | None = None, pdf: bool = True,
+                   migration: str | None = None) -> dict:
+    """Re-plan one patient after a recorded event (the event trigger's flow), then refresh
+    the documents. `patient` is the pseudonymous ref the event carried."""
+    logger = get_run_logger()
+    when = _instant(as_of)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    url = ledger_url or default_url(out_dir)
+    run = str(flow_run.id)
+    moving = read_migration(migration) if migration else None
+    archive_pathway(pathway, url)
+    report = replan_patient(pathway, patients, events, patient, when, url, out, run, pdf, moving)
+    documents = write_documents(pathway, url, out, when, run)
+    summary = emission.RunSummary.of(emission.compiled_pathway(pathway), when, [report], len(report.rejected),
+                                     documents)
+    artifacts.publish(summary, out_dir, key_prefix="carepath-patient")
+    logger.info("patient %s re-planned after event %s: %d new, %d changed output(s)",
+                patient, event_id or "(none)", summary.recorded.new, summary.recorded.changed)
+    return summary.as_json()

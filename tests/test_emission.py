@@ -1,0 +1,131 @@
+"""Exactly-once emission through the outbox ledger, without Prefect (the flows only wrap
+these functions in tasks): re-runs, a failing sink retried, a later as-of."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from carepath import cohort, emission
+from carepath.sinks.ledger import default_url
+from carepath.sinks.letters import LetterFiles
+
+ROOT = Path(__file__).resolve().parents[1]
+PATHWAY = str(ROOT / "pathways" / "ketamine-iv.yaml")
+PATIENTS = ROOT / "examples" / "patients.jsonl"
+EVENTS = ROOT / "examples" / "events.jsonl"
+AS_OF = datetime.fromisoformat("2026-03-03T17:00:00+00:00")
+LATER = datetime.fromisoformat("2026-03-20T17:00:00+00:00")
+
+
+def sweep(out: Path, as_of: datetime = AS_OF, run: str = "run-1", pdf: bool = False, shard_size: int = 1,
+          events: Path = EVENTS) -> list[emission.ShardReport]:
+    """What the sweep flow does, minus Prefect."""
+    compiled = emission.compiled_pathway(PATHWAY)
+    part = cohort.partition(compiled, PATIENTS, events, out / "work", shard_size)
+    url = default_url(out)
+    reports = [emission.emit_shard(PATHWAY, s, as_of, url, out, run, pdf=pdf) for s in part.shards]
+    emission.write_documents(PATHWAY, url, out, as_of, run)
+    emission.write_rejected(out, list(part.rejected) + [r for rep in reports for r in rep.rejected])
+    return reports
+
+
+def snapshot(out: Path) -> dict[str, tuple[bytes, int]]:
+    """Every output file's bytes and mtime (the ledger and scratch space excluded)."""
+    return {str(p.relative_to(out)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(out.rglob("*")) if p.is_file() and "ledger" not in p.name and "work" not in p.parts}
+
+
+def test_first_run_emits_tasks_letters_and_documents(tmp_path: Path) -> None:
+    reports = sweep(tmp_path)
+    assert sum(r.recorded.new for r in reports) > 0
+    assert sum(r.letters_written for r in reports) == 7
+    tasks = [json.loads(line) for line in (tmp_path / "tasks.jsonl").read_text().splitlines()]
+    assert {t["patient"] for t in tasks} == {"p-001", "p-002"}
+    assert len(list((tmp_path / "letters").glob("*.txt"))) == 7
+    for name in ("tasks.csv", "worklist.html", "fhir/bundle.json"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert all((p.stat().st_mode & 0o777) == 0o600 for p in (tmp_path / "letters").iterdir())
+
+
+def test_a_rerun_with_the_same_inputs_writes_nothing(tmp_path: Path) -> None:
+    sweep(tmp_path)
+    before = snapshot(tmp_path)
+    reports = sweep(tmp_path, run="run-2")
+    assert sum(r.recorded.new + r.recorded.changed for r in reports) == 0
+    assert sum(r.letters_written for r in reports) == 0
+    assert snapshot(tmp_path) == before  # same bytes, and not even touched
+
+
+def test_a_failing_letter_sink_retried_does_not_duplicate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clean = tmp_path / "clean"
+    sweep(clean)
+    real_write = LetterFiles.write
+    calls = {"n": 0}
+
+    def flaky(self: LetterFiles, outputs) -> int:  # noqa: ANN001
+        calls["n"] += 1
+        if calls["n"] == 1:  # the first shard's sink fails after writing one letter
+            real_write(self, list(outputs)[:1])
+            raise OSError("disk full")
+        return real_write(self, outputs)
+
+    monkeypatch.setattr(LetterFiles, "write", flaky)
+    out = tmp_path / "retried"
+    with pytest.raises(OSError, match="disk full"):
+        sweep(out)
+    sweep(out, run="retry")  # what Prefect's task retry (or a re-run) does
+    names = lambda d: sorted(p.name for p in (d / "letters").iterdir())  # noqa: E731
+    assert names(out) == names(clean)
+    assert (out / "tasks.jsonl").read_bytes() == (clean / "tasks.jsonl").read_bytes()
+
+
+def test_a_later_as_of_adds_only_what_is_new_and_updates_status_in_place(tmp_path: Path) -> None:
+    sweep(tmp_path)
+    first = {json.loads(l)["id"]: json.loads(l) for l in (tmp_path / "tasks.jsonl").read_text().splitlines()}
+    letters_before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "letters").iterdir()}
+    reports = sweep(tmp_path, as_of=LATER, run="run-later")
+    later = {json.loads(l)["id"]: json.loads(l) for l in (tmp_path / "tasks.jsonl").read_text().splitlines()}
+    assert set(first) <= set(later)  # nothing lost, one line per id
+    assert len(later) == len((tmp_path / "tasks.jsonl").read_text().splitlines())
+    changed = {i for i in first if first[i]["status"] != later[i]["status"]}
+    assert changed, "two weeks on, some open task must have become overdue"
+    assert all(later[i]["status"] == "overdue" for i in changed)
+    assert sum(r.recorded.changed for r in reports) >= len(changed)
+    # letters already written are left alone
+    assert {n: m for n, m in ((p.name, p.stat().st_mtime_ns) for p in (tmp_path / "letters").iterdir())
+            if n in letters_before} == letters_before
+
+
+def test_a_new_event_adds_its_task_once(tmp_path: Path) -> None:
+    sweep(tmp_path)
+    events = tmp_path / "events.jsonl"
+    events.write_text(EVENTS.read_text() + json.dumps(
+        {"id": "e-new", "patient": "p-001", "type": "session_completed", "at": "2026-03-03T11:00:00-05:00",
+         "data": {"session": "s-1"}}) + "\n")
+    compiled = emission.compiled_pathway(PATHWAY)
+    url = default_url(tmp_path)
+    report = emission.emit_patient(PATHWAY, str(PATIENTS), str(events), "p-001", AS_OF, url, tmp_path, "evt")
+    again = emission.emit_patient(PATHWAY, str(PATIENTS), str(events), "p-001", AS_OF, url, tmp_path, "evt-2")
+    emission.write_documents(PATHWAY, url, tmp_path, AS_OF, "evt")
+    assert report.recorded.new + report.recorded.changed > 0
+    assert again.recorded.new == again.recorded.changed == 0
+    tasks = [json.loads(l) for l in (tmp_path / "tasks.jsonl").read_text().splitlines()]
+    integration = [t for t in tasks if t["patient"] == "p-001" and t["trigger"] == "e-new"]
+    assert integration and integration[0]["step"] == "integration_psychotherapy"
+    assert compiled.id == "ketamine-iv"
+
+
+def test_ledger_and_documents_hold_refs_never_names(tmp_path: Path) -> None:
+    sweep(tmp_path)
+    names = set()
+    for line in PATIENTS.read_text().splitlines():
+        p = json.loads(line)
+        names |= {p["given_name"], p["family_name"]}
+    for path in [tmp_path / "ledger.sqlite", tmp_path / "tasks.jsonl", tmp_path / "tasks.csv",
+                 tmp_path / "worklist.html", tmp_path / "fhir" / "bundle.json", tmp_path / "rejected.jsonl"]:
+        data = path.read_bytes()
+        assert not any(n.encode() in data for n in names), path

@@ -1,0 +1,143 @@
+"""End to end through Prefect: the sweep flow recorded by a Prefect API (one session-scoped
+test harness: it costs ~14 s to start), re-runs, a SIGKILL midway, and the PHI boundary
+(no patient name in Prefect's parameters, run names, logs or artifacts)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PATHWAY = ROOT / "pathways" / "ketamine-iv.yaml"
+PATIENTS = ROOT / "examples" / "patients.jsonl"
+EVENTS = ROOT / "examples" / "events.jsonl"
+AS_OF = "2026-03-03T17:00:00+00:00"
+CARE_PATH = str(Path(sys.executable).with_name("carepath"))
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A Prefect API for the whole session; yields its URL for subprocesses too."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield PREFECT_API_URL.value()
+
+
+def names_in(patients: Path) -> set[str]:
+    found: set[str] = set()
+    for line in patients.read_text().splitlines():
+        p = json.loads(line)
+        found |= {p["given_name"], p["family_name"]}
+    return found
+
+
+def run_sweep(out: Path, **extra):
+    from carepath.runtime.flows import sweep
+
+    return sweep(pathway=str(PATHWAY), patients=str(PATIENTS), events=str(EVENTS), out=str(out), as_of=AS_OF,
+                 return_state=True, **extra)
+
+
+def test_sweep_is_a_recorded_flow_run_that_emits_everything_once(prefect_api, tmp_path: Path) -> None:
+    state = run_sweep(tmp_path)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert summary["patients"] == 2 and summary["letters_written"] == 7 and summary["rejected_lines"] == 1
+    for name in ("tasks.jsonl", "tasks.csv", "worklist.html", "fhir/bundle.json", "rejected.jsonl"):
+        assert (tmp_path / name).exists(), name
+    assert not (tmp_path / ".carepath-work").exists(), "shard files hold names: removed after the run"
+
+    again = run_sweep(tmp_path)
+    assert again.result()["outputs"]["new"] == 0 and again.result()["letters_written"] == 0
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
+
+    async def recorded(flow_run_id):
+        async with get_client() as client:
+            run = await client.read_flow_run(flow_run_id)
+            tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            artifacts = await client.read_artifacts()
+            return run, tasks, logs, artifacts
+
+    run, tasks, logs, artifacts = asyncio.run(recorded(state.state_details.flow_run_id))
+    assert run.name.startswith("sweep-ketamine-iv-as-of-")
+    assert sorted(t.name for t in tasks) == ["archive-pathway-version", "partition", "plan-and-emit-shard-0000",
+                                             "write-documents"]
+    keys = {a.key for a in artifacts}
+    assert {"carepath-sweep-ketamine-iv-summary", "carepath-sweep-ketamine-iv-workload"} <= keys
+    everything = json.dumps([run.model_dump(mode="json"), [t.model_dump(mode="json") for t in tasks],
+                             [l.model_dump(mode="json") for l in logs], [a.model_dump(mode="json") for a in artifacts]])
+    assert "p-001" in everything  # refs are allowed (the urgent table lists them) ...
+    assert not [n for n in names_in(PATIENTS) if n in everything]  # ... names never
+
+
+def cohort_of(n: int, folder: Path) -> tuple[Path, Path]:
+    """n patients: copies of the two example patients (and their events) under new refs."""
+    base_patients = [json.loads(l) for l in PATIENTS.read_text().splitlines()]
+    base_events = [l for l in EVENTS.read_text().splitlines() if l.strip()]
+    patients, events = [], []
+    for i in range(n):
+        p = dict(base_patients[i % 2], patient=f"k-{i:03d}")
+        patients.append(json.dumps(p))
+        for line in base_events:
+            e = json.loads(line)
+            if e["patient"] == base_patients[i % 2]["patient"]:
+                events.append(json.dumps(dict(e, id=f"{e['id']}-{i:03d}", patient=p["patient"])))
+    (folder / "patients.jsonl").write_text("\n".join(patients) + "\n")
+    (folder / "events.jsonl").write_text("\n".join(events) + "\n")
+    return folder / "patients.jsonl", folder / "events.jsonl"
+
+
+def carepath_run(api_url: str, patients: Path, events: Path, out: Path) -> subprocess.Popen:
+    env = dict(os.environ, PREFECT_API_URL=api_url)
+    return subprocess.Popen([CARE_PATH, "run", str(PATHWAY), "--patients", str(patients), "--events", str(events),
+                             "--out", str(out), "--as-of", AS_OF, "--shard-size", "4"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def outputs(out: Path) -> dict[str, bytes]:
+    """What a clinician or a mailer sees (PDF bytes carry a creation time: names only)."""
+    files = {}
+    for p in sorted(out.rglob("*")):
+        rel = str(p.relative_to(out))
+        if p.is_file() and "ledger" not in rel and ".carepath-work" not in rel:
+            files[rel] = b"" if p.suffix == ".pdf" else p.read_bytes()
+    return files
+
+
+def test_a_run_killed_midway_and_run_again_equals_one_clean_run(prefect_api, tmp_path: Path) -> None:
+    patients, events = cohort_of(24, tmp_path)
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    proc = carepath_run(prefect_api, patients, events, clean)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
+    expected = outputs(clean)
+    assert sum(1 for k in expected if k.endswith(".pdf")) == 84
+
+    proc = carepath_run(prefect_api, patients, events, killed)
+    deadline = time.monotonic() + 240
+    try:
+        while len(list((killed / "letters").glob("*.pdf"))) < 20:
+            assert proc.poll() is None, "the run ended before it could be killed midway"
+            assert time.monotonic() < deadline, "no letters appeared"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert len(list((killed / "letters").glob("*.pdf"))) < 84, "killed too late to prove anything"
+
+    proc = carepath_run(prefect_api, patients, events, killed)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
+    assert outputs(killed) == expected
