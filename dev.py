@@ -49,8 +49,12 @@ def ensure_environment() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("Installing pinned dependencies from requirements.lock (first run takes a minute) ...", flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "install", "-q"]
-    _run_quietly([*pip, "--require-hashes", "-r", "requirements.lock"], "installing requirements.lock")
+    # The lock is the complete closure, so nothing is left for pip to resolve: --no-deps
+    # installs exactly it. (Resolving would also trip pip 23's require-hashes handling of
+    # a dependency's extras, e.g. prefect's sqlalchemy[asyncio], which ignores the pin.)
+    _run_quietly([*pip, "--no-deps", "--require-hashes", "-r", "requirements.lock"], "installing requirements.lock")
     _run_quietly([*pip, "--no-deps", "--no-build-isolation", "-e", "."], "installing carepath")
+    _run_quietly([str(BIN / "python"), "-m", "pip", "check"], "checking the installed dependencies")
     STAMP.write_text(wanted)
 
 
