@@ -58,7 +58,7 @@ def ensure_environment() -> None:
     STAMP.write_text(wanted)
 
 
-DEMO_AS_OF = "2026-03-03T17:00:00+00:00"
+DEMO_AS_OF = "2026-03-05T17:00:00+00:00"
 DEMO_OUT = "out/demo"
 
 
