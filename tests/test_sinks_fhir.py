@@ -179,8 +179,18 @@ def test_deterministic_and_independent_of_input_order(tmp_path: Path, cohort: Pl
     a, b, c = (FhirBundle(tmp_path / n, cohort.compiled, AS_OF) for n in "abc")
     a.write(iter(cohort.outputs))
     b.write(iter(cohort.outputs))
-    c.write(iter(reversed(cohort.outputs)))
+    # Within a patient, any order (the ledger sorts kinds its own way); patients ascend.
+    by_patient = sorted(cohort.outputs, key=lambda o: (o.patient, o.kind != OutputKind.LETTER, o.id[::-1]))
+    c.write(iter(by_patient))
     assert a.path.read_bytes() == b.path.read_bytes() == c.path.read_bytes()
+    assert json.loads(a.path.read_bytes()) == a.bundle(cohort.outputs)[0]  # streamed == built
+
+
+def test_patients_out_of_order_are_refused_not_written_half(tmp_path: Path, cohort: Planned) -> None:
+    sink = FhirBundle(tmp_path, cohort.compiled, AS_OF)
+    with pytest.raises(ValueError, match="grouped by patient in ref order"):
+        sink.write(iter(reversed(cohort.outputs)))
+    assert not sink.path.exists() and not list((tmp_path / "fhir").glob(".*.tmp"))
 
 
 def test_a_task_without_its_care_plan_is_refused(tmp_path: Path, cohort: Planned) -> None:

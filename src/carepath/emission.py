@@ -10,6 +10,7 @@ No Prefect here: the runtime wraps these in tasks; tests call them directly.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -150,14 +151,24 @@ def pinned_groups(compiled: CompiledPathway, pathway: str, plans: Sequence[Patie
 
 def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], patients: dict, ledger: Ledger,
                out: Path, run: str, *, pdf: bool = True) -> tuple[Recorded, int]:
-    """Record the plans' outputs, then write the letters still pending."""
-    outputs = [o for p in plans for o in outputs_of(p, compiled.version)]
-    recorded = ledger.record(compiled.id, [p.patient for p in plans], outputs, run)
-    sink = LetterFiles(out / "letters", compiled, patients, {p.patient: p for p in plans}, pdf=pdf)
+    """Record the outputs of the plans that changed since they were last emitted, then
+    write their letters still pending. An unchanged plan costs one digest."""
+    digests = {p.patient: hashlib.sha256(orjson.dumps(p.as_json(compiled.version))).hexdigest()[:32]
+               for p in plans}
+    known = ledger.plan_digests(compiled.id, list(digests))
+    changed = [p for p in plans if known.get(p.patient) != digests[p.patient]]
+    if not changed:
+        return Recorded(unchanged=sum(1 + len(p.tasks) + len(p.letters) for p in plans)), 0
+    outputs = [o for p in changed for o in outputs_of(p, compiled.version)]
+    recorded = ledger.record(compiled.id, [p.patient for p in changed], outputs, run)
+    sink = LetterFiles(out / "letters", compiled, patients, {p.patient: p for p in changed}, pdf=pdf)
     pending = ledger.undelivered(sink.name, [o for o in outputs if o.kind is OutputKind.LETTER])
     written = sink.write(pending)
     ledger.mark_delivered(sink.name, pending, run)
-    return recorded, written
+    # Last: a run killed before this line re-examines these patients next time.
+    ledger.set_plan_digests(compiled.id, {p.patient: digests[p.patient] for p in changed}, run)
+    unchanged = sum(1 + len(p.tasks) + len(p.letters) for p in plans if known.get(p.patient) == digests[p.patient])
+    return recorded + Recorded(unchanged=unchanged), written
 
 
 def _emit_groups(groups: list[tuple[CompiledPathway, list[PatientPlan]]], patients: dict, ledger_url: str,

@@ -11,7 +11,7 @@ same `urn:uuid:` across runs and the bundle is byte-identical for identical inpu
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import orjson
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.sinks._documents import instant, require_aware, task_record
-from carepath.sinks.base import Delivery, Output, OutputKind, write_atomic
+from carepath.sinks.base import Delivery, Output, OutputKind, atomic_writer
 
 # Fixed forever: changing it changes every resource id consumers may have stored.
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:carepath:output")
@@ -42,6 +42,25 @@ CAREPLAN_STATUS = {
 _KIND_ORDER = {OutputKind.PATIENT: 0, OutputKind.TASK: 1, OutputKind.LETTER: 2}
 
 
+def _patient_blocks(outputs: Iterable[Output]) -> Iterator[tuple[str, list[Output]]]:
+    """Consecutive outputs of one patient at a time; patients must ascend."""
+    current: str | None = None
+    block: list[Output] = []
+    for output in outputs:
+        if output.kind not in _KIND_ORDER:
+            raise ValueError(f"output {output.id} has a kind the FHIR bundle does not know: {output.kind}")
+        if output.patient != current:
+            if current is not None:
+                if output.patient < current:
+                    raise ValueError(f"outputs must come grouped by patient in ref order: {output.patient} "
+                                     f"after {current}")
+                yield current, block
+            current, block = output.patient, []
+        block.append(output)
+    if current is not None:
+        yield current, block
+
+
 class FhirBundle:
     """`DIR/fhir/bundle.json` for one pathway as of one instant."""
 
@@ -55,23 +74,41 @@ class FhirBundle:
         self.as_of = require_aware(as_of)
 
     def write(self, outputs: Iterable[Output]) -> int:
-        bundle, count = self.bundle(outputs)
-        # orjson: the stdlib's indenting encoder is pure Python, ~30x slower at cohort scale.
-        write_atomic(self.path, orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n")
+        """Stream the bundle to disk one patient at a time: a cohort's bundle is far larger
+        than the memory a run may use. Outputs must come grouped by patient in ref order
+        (the ledger's order); within a patient any order gives the same bytes."""
+        as_of = self.as_of.isoformat()
+        head = orjson.dumps({
+            "resourceType": "Bundle",
+            "id": str(uuid.uuid5(NAMESPACE, f"bundle/{self.compiled.id}/{self.compiled.version}/{as_of}")),
+            "meta": {"source": self._canonical()},
+            "type": "collection",
+            "timestamp": as_of,
+            "entry": [],
+        }, option=orjson.OPT_INDENT_2)
+        head = head[:head.rindex(b"[]")]
+        count = 0
+        with atomic_writer(self.path) as handle:
+            handle.write(head)
+            first = True
+            for patient, members in _patient_blocks(outputs):
+                members.sort(key=lambda o: (_KIND_ORDER[o.kind], o.id))
+                count += len(members)
+                for entry in self._patient_entries(patient, members):
+                    # Indented as orjson would indent it two levels down, one entry at a time.
+                    text = orjson.dumps(entry, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n    ")
+                    handle.write((b"[\n    " if first else b",\n    ") + text)
+                    first = False
+            handle.write(b"[]\n}\n" if first else b"\n  ]\n}\n")
         return count
 
     def bundle(self, outputs: Iterable[Output]) -> tuple[dict[str, object], int]:
-        """The Bundle as JSON data, and how many outputs it holds."""
-        by_patient: dict[str, list[Output]] = {}
-        for output in outputs:
-            if output.kind not in _KIND_ORDER:
-                raise ValueError(f"output {output.id} has a kind the FHIR bundle does not know: {output.kind}")
-            by_patient.setdefault(output.patient, []).append(output)
+        """The Bundle as JSON data, and how many outputs it holds (tests and small cohorts;
+        `write` streams the same content)."""
         entries: list[dict[str, object]] = []
         count = 0
-        # Sorted here, not trusted from the caller, so the bytes depend only on the outputs.
-        for patient in sorted(by_patient):
-            members = sorted(by_patient[patient], key=lambda o: (_KIND_ORDER[o.kind], o.id))
+        for patient, members in _patient_blocks(sorted(outputs, key=lambda o: o.patient)):
+            members.sort(key=lambda o: (_KIND_ORDER[o.kind], o.id))
             count += len(members)
             entries += self._patient_entries(patient, members)
         as_of = self.as_of.isoformat()

@@ -87,6 +87,17 @@ versions_table = Table(
     Column("source", Text, nullable=False),
 )
 
+# One digest of each patient's whole plan, written after all their outputs were recorded
+# and delivered: an unchanged plan (the hourly re-plan of most patients) then costs one
+# lookup instead of a comparison per output.
+patient_state_table = Table(
+    "patient_state", _metadata,
+    Column("pathway", String(200), primary_key=True),
+    Column("patient", String(200), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("run", String(64), nullable=False),
+)
+
 _KIND_ORDER = {OutputKind.PATIENT.value: 0, OutputKind.TASK.value: 1, OutputKind.LETTER.value: 2}
 _BATCH = 500  # rows per statement: under SQLite's bound-parameter limit
 
@@ -250,6 +261,28 @@ class Ledger:
             rows = conn.execute(select(outputs_table.c.kind, func.count()).where(outputs_table.c.retired == 0)
                                 .group_by(outputs_table.c.kind))
             return {kind: n for kind, n in rows}
+
+    # -- whole-plan digests ----------------------------------------------------------
+
+    def plan_digests(self, pathway: str, patients: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(patients)):
+                rows = conn.execute(select(patient_state_table.c.patient, patient_state_table.c.digest).where(
+                    patient_state_table.c.pathway == pathway, patient_state_table.c.patient.in_(chunk)))
+                found.update((r.patient, r.digest) for r in rows)
+        return found
+
+    def set_plan_digests(self, pathway: str, digests: dict[str, str], run: str) -> None:
+        if not digests:
+            return
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(digests.items())):
+                stmt = self._dialect.insert(patient_state_table).values(
+                    [{"pathway": pathway, "patient": p, "digest": d, "run": run} for p, d in chunk])
+                conn.execute(stmt.on_conflict_do_update(index_elements=["pathway", "patient"],
+                                                        set_={"digest": stmt.excluded.digest,
+                                                              "run": stmt.excluded.run}))
 
     # -- version pinning -------------------------------------------------------------
 

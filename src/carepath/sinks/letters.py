@@ -7,6 +7,7 @@ letter id (never by patient) and created with mode 0600: they hold names.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,21 +94,21 @@ def render_letter(compiled: CompiledPathway, patient: PatientInfo, plan: Patient
     return RenderedLetter(letter.id, to_text(markup), to_html(markup))
 
 
-def write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write atomically with mode 0600 (a crash never leaves half a letter)."""
-    write_atomic(path, data, mode=0o600)
+    write_atomic(path, data, mode=0o600, durable=durable)
 
 
-def write_letter(out_dir: Path, rendered: RenderedLetter, *, pdf: bool = True) -> list[Path]:
+def write_letter(out_dir: Path, rendered: RenderedLetter, *, pdf: bool = True, durable: bool = True) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix, data in ((".txt", rendered.text.encode()), (".html", rendered.html.encode())):
         path = out_dir / f"{rendered.id}{suffix}"
-        write_private(path, data)
+        write_private(path, data, durable=durable)
         written.append(path)
     if pdf:
         path = out_dir / f"{rendered.id}.pdf"
-        write_private(path, html_to_pdf(rendered.html))
+        write_private(path, html_to_pdf(rendered.html), durable=durable)
         written.append(path)
     return written
 
@@ -149,6 +150,10 @@ class LetterFiles:
             plan = self.plans[output.patient]
             letter = next(l for l in plan.letters if l.id == output.id)
             rendered = render_letter(self.compiled, self.patients[output.patient], plan, letter)
-            write_letter(self.out_dir, rendered, pdf=self.pdf)
+            write_letter(self.out_dir, rendered, pdf=self.pdf, durable=False)
             count += 1
+        if count:
+            # One flush to disk for the batch instead of an fsync per file (~1 ms each): the
+            # ledger records these deliveries only after this returns.
+            os.sync()
         return count
