@@ -19,6 +19,7 @@ from carepath.cohort import Partition, Rejected, partition_patients, plan_shard
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan
 from carepath.records import Patient, read_patients
+from carepath.records.readers import _gc_paused
 
 __all__ = ["Cohort", "Rejected", "plan_cohort", "read_cohort", "write_plan_json", "write_plan_text"]
 
@@ -61,9 +62,12 @@ def write_plan_json(out: IO[str], compiled: CompiledPathway, as_of: datetime, co
     out.write('{\n  "pathway": ' + json.dumps({"id": compiled.id, "version": compiled.version}))
     out.write(',\n  "as_of": ' + json.dumps(as_of.isoformat()) + ',\n  "patients": [')
     count = 0
-    for result in plan_cohort(compiled, cohort, as_of):
-        out.write(("\n    " if count == 0 else ",\n    ") + json.dumps(result.as_json(compiled.version)))
-        count += 1
+    # The JSON of a patient is acyclic and freed at once; with the collector running, its
+    # full passes over the cohort's patients cost a fifth of a 100k-patient plan.
+    with _gc_paused():
+        for result in plan_cohort(compiled, cohort, as_of):
+            out.write(("\n    " if count == 0 else ",\n    ") + json.dumps(result.as_json(compiled.version)))
+            count += 1
     rejected = sorted(cohort.rejected, key=lambda r: (r.file != "events", r.file, r.line, r.id or ""))
     out.write("\n  ],\n  \"rejected\": [" + ",".join("\n    " + json.dumps(r.as_json()) for r in rejected))
     out.write("\n  ]\n}\n")

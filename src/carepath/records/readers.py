@@ -344,7 +344,8 @@ def iter_event_lines(
 ) -> Iterator[Event | Rejection]:
     """Each event or rejection in file order, streamed; exact duplicates are skipped.
 
-    Memory is one dict entry per accepted event id (for duplicate detection).
+    Memory is one dict entry per accepted event id (for duplicate detection); for files
+    too large for that, `records.stream` reaches the same verdicts in bounded memory.
     The file is opened on the first `next()`; a `RecordsFileError` is raised from there.
     """
     specs = compile_event_types(event_types)
