@@ -3,6 +3,7 @@
 
     python3 dev.py demo     # the main job (carepath run) on the embedded demo cohort
     python3 dev.py test     # the whole test suite (extra arguments go to pytest)
+    python3 dev.py bench    # every performance measurement; writes BENCHMARKS.md (~30 min)
 
 Only the Python standard library is used here, so this works on a machine that has
 nothing but Python 3.11. Installs come from the hash-pinned `requirements.lock`; the
@@ -87,7 +88,7 @@ def test(extra: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "setup"):
+    if not argv or argv[0] not in ("demo", "test", "bench", "setup"):
         print(__doc__)
         return 2
     ensure_environment()
@@ -95,6 +96,8 @@ def main(argv: list[str]) -> int:
         return demo()
     if argv[0] == "test":
         return test(argv[1:])
+    if argv[0] == "bench":
+        return subprocess.call([str(BIN / "python"), "bench/run.py", *argv[1:]], cwd=ROOT)
     return 0
 
 

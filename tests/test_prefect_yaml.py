@@ -43,4 +43,4 @@ def test_entrypoints_name_the_module_level_flows() -> None:
     for d in CONFIG["deployments"]:
         file, name = d["entrypoint"].split(":")
         assert (ROOT / file).resolve() == Path(flows.__file__).resolve()
-        assert getattr(flows, name).name in ("carepath-sweep", "carepath-patient")
+        assert getattr(flows, name).name in ("carepath-sweep", "carepath-sweep-parallel", "carepath-patient")

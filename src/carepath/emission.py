@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -76,9 +77,16 @@ def compiled_pathway(pathway: str | Path) -> CompiledPathway:
     return _compiled(path, Path(path).stat().st_mtime_ns)
 
 
-@functools.lru_cache(maxsize=4)
+_ledgers: dict[str, Ledger] = {}
+_ledgers_lock = threading.Lock()
+
+
 def ledger_for(url: str) -> Ledger:
-    return Ledger(url)
+    """One ledger (engine and pool) per URL and process; tasks in threads share it."""
+    with _ledgers_lock:
+        if url not in _ledgers:
+            _ledgers[url] = Ledger(url)
+        return _ledgers[url]
 
 
 def workload(plans: Iterable[PatientPlan]) -> Workload:

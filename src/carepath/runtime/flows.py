@@ -96,6 +96,12 @@ def sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None 
     """Plan every patient of a cohort in shards and emit what is new: tasks, letters,
     worklist, FHIR bundle. Safe to run any number of times. Patients keep the pathway
     version they enrolled under unless the `migration` file moves them."""
+    return run_sweep(pathway, patients, events, out, as_of, shard_size, ledger_url, pdf, migration)
+
+
+def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None, shard_size: int,
+              ledger_url: str | None, pdf: bool, migration: str | None) -> dict:
+    """The sweep's body, inside a flow run (whichever task runner that flow has)."""
     logger = get_run_logger()
     when = _instant(as_of)
     out_dir = Path(out)

@@ -45,10 +45,9 @@ def run_job(pathway: str, patients: str, events: str, out: str, as_of: datetime 
 
     flow = sweep
     if workers > 1:
-        from prefect_dask import DaskTaskRunner
+        from carepath.runtime.parallel import dask_runner, sweep_parallel
 
-        flow = sweep.with_options(task_runner=DaskTaskRunner(cluster_kwargs={
-            "n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None}))
+        flow = sweep_parallel.with_options(task_runner=dask_runner(workers))
     api_url = PREFECT_API_URL.value() or None
     # With the temporary server nothing watches for crashed runs: heartbeats would only
     # cost a second per run. Against a real server, Prefect's own settings apply.

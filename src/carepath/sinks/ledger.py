@@ -30,6 +30,7 @@ from sqlalchemy import (
     Column, Engine, Integer, MetaData, String, Table, Text, create_engine, event, func, select, update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 
 from carepath.sinks.base import Output, OutputKind
 
@@ -156,7 +157,12 @@ class Ledger:
         self.engine: Engine = create_engine(url, future=True, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        _metadata.create_all(self.engine)
+        try:
+            _metadata.create_all(self.engine)
+        except OperationalError:
+            # Another process (a parallel shard's worker) created the tables between our
+            # check and our CREATE; what exists now is what we wanted.
+            _metadata.create_all(self.engine)
         with self.engine.begin() as conn:
             insert = self._dialect.insert(meta_table).values(key="generation", value=0)
             conn.execute(insert.on_conflict_do_nothing(index_elements=["key"]))
