@@ -267,7 +267,8 @@ def _export_fhir(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="carepath",
-        description="Clinical care pathways as code: YAML pathways validated like code.",
+        description="Clinical care pathways as code: YAML pathways validated like code, planned, and run "
+                    "through Prefect into tasks, worklists, letters and FHIR.",
         epilog="Exit codes: 0 ok, 1 invalid input (diagnostics printed), 2 usage error, 70 internal error; "
                "'diff --exit-code' exits 3 when the pathways differ.",
     )
