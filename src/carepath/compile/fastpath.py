@@ -4,7 +4,7 @@ Evaluating a compiled Jinja expression builds a template context per call (about
 here, most of a plan's time at cohort scale). The checked condition language is small
 (names, attributes and string subscripts on mappings, constants, comparisons,
 and/or/not, + - * and unary minus, the filters length/count/abs/lower/upper), so it is
-translated once into a Python lambda over the context mapping.
+translated once into composed Python closures over the context mapping (no eval).
 
 The translation is only a shortcut, never a second definition of the language: it
 handles just the plain cases (an attribute of a dict or read-only mapping that is not a
@@ -15,6 +15,7 @@ or the reference error message. Nodes outside the subset get no fast path at all
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
@@ -29,8 +30,6 @@ class Fallback(Exception):
 
 
 _MAPPINGS = (dict, MappingProxyType)
-_COMPARE = {"eq": "==", "ne": "!=", "gt": ">", "gteq": ">=", "lt": "<", "lteq": "<=", "in": "in", "notin": "not in"}
-_BINARY = {nodes.Add: "+", nodes.Sub: "-", nodes.Mul: "*"}
 _CONST_TYPES = (bool, int, float, str, type(None))
 
 
@@ -71,46 +70,85 @@ def _upper(value: Any) -> str:
     raise Fallback
 
 
-_FILTERS = {"length": "_length", "count": "_length", "abs": "_abs", "lower": "_lower", "upper": "_upper"}
-_HELPERS = {"_attr": _attr, "_item": _item, "_length": _length, "_abs": _abs, "_lower": _lower, "_upper": _upper}
+_FILTERS = {"length": _length, "count": _length, "abs": _abs, "lower": _lower, "upper": _upper}
 
 
 class _Unsupported(Exception):
     pass
 
 
-def _emit(node: nodes.Node) -> str:  # noqa: PLR0911 - one branch per node kind
+def _in(a: Any, b: Any) -> bool:
+    return a in b
+
+
+def _not_in(a: Any, b: Any) -> bool:
+    return a not in b
+
+
+_COMPARE = {"eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gteq": operator.ge, "lt": operator.lt,
+            "lteq": operator.le, "in": _in, "notin": _not_in}
+_BINARY = {nodes.Add: operator.add, nodes.Sub: operator.sub, nodes.Mul: operator.mul}
+
+Fn = Callable[[Any], Any]
+
+
+def _build(node: nodes.Node) -> Fn:  # noqa: PLR0911 - one branch per node kind
+    """Closures over the context mapping: the expression is composed, never eval'd."""
     if isinstance(node, nodes.Name) and node.ctx == "load":
-        return f"c[{node.name!r}]"
+        name = node.name
+        return lambda c: c[name]
     if isinstance(node, nodes.Const) and type(node.value) in _CONST_TYPES:
-        return repr(node.value)
+        value = node.value
+        return lambda c: value
     if isinstance(node, nodes.Getattr):
-        return f"_attr({_emit(node.node)}, {node.attr!r})"
+        inner, attr = _build(node.node), node.attr
+        return lambda c: _attr(inner(c), attr)
     if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and type(node.arg.value) is str:
-        return f"_item({_emit(node.node)}, {node.arg.value!r})"
+        inner, key = _build(node.node), node.arg.value
+        return lambda c: _item(inner(c), key)
     if isinstance(node, (nodes.List, nodes.Tuple)) and all(isinstance(i, nodes.Const) for i in node.items):
-        inner = ", ".join(_emit(i) for i in node.items)
-        return f"[{inner}]" if isinstance(node, nodes.List) else f"({inner}{',' if len(node.items) == 1 else ''})"
+        values = [i.value for i in node.items]
+        constant = values if isinstance(node, nodes.List) else tuple(values)
+        return lambda c: constant
     if isinstance(node, nodes.Compare):
-        parts = [_emit(node.expr)]
+        first = _build(node.expr)
+        ops = []
         for op in node.ops:
             if op.op not in _COMPARE:
                 raise _Unsupported
-            parts += [_COMPARE[op.op], _emit(op.expr)]
-        return "(" + " ".join(parts) + ")"
+            ops.append((_COMPARE[op.op], _build(op.expr)))
+        if len(ops) == 1:
+            (compare, right), = ops
+            return lambda c: compare(first(c), right(c))
+
+        def chained(c: Any) -> Any:  # a < b < c: each operand evaluated once, as in Python
+            left = first(c)
+            for compare, right in ops:
+                value = right(c)
+                if not compare(left, value):
+                    return False
+                left = value
+            return True
+        return chained
     if isinstance(node, nodes.And):
-        return f"({_emit(node.left)} and {_emit(node.right)})"
+        left, right = _build(node.left), _build(node.right)
+        return lambda c: left(c) and right(c)
     if isinstance(node, nodes.Or):
-        return f"({_emit(node.left)} or {_emit(node.right)})"
+        left, right = _build(node.left), _build(node.right)
+        return lambda c: left(c) or right(c)
     if isinstance(node, nodes.Not):
-        return f"(not {_emit(node.node)})"
+        inner = _build(node.node)
+        return lambda c: not inner(c)
     if isinstance(node, nodes.Neg):
-        return f"(-{_emit(node.node)})"
+        inner = _build(node.node)
+        return lambda c: -inner(c)
     if type(node) in _BINARY:
-        return f"({_emit(node.left)} {_BINARY[type(node)]} {_emit(node.right)})"
+        combine, left, right = _BINARY[type(node)], _build(node.left), _build(node.right)
+        return lambda c: combine(left(c), right(c))
     if (isinstance(node, nodes.Filter) and node.name in _FILTERS and node.node is not None
             and not node.args and not node.kwargs and node.dyn_args is None and node.dyn_kwargs is None):
-        return f"{_FILTERS[node.name]}({_emit(node.node)})"
+        apply, inner = _FILTERS[node.name], _build(node.node)
+        return lambda c: apply(inner(c))
     raise _Unsupported
 
 
@@ -121,9 +159,8 @@ def translate(source: str) -> Callable[[Any], Any] | None:
         tree = env.parse(f"{{{{ {source} }}}}")
         (output,) = tree.body
         (expr,) = output.nodes  # type: ignore[attr-defined]
-        body = _emit(expr)
+        return _build(expr)
     except (_Unsupported, ValueError, TypeError, AttributeError):
         return None
     except Exception:  # noqa: BLE001 - a syntax error: Jinja reports it when compiling
         return None
-    return eval(f"lambda c: {body}", dict(_HELPERS))  # noqa: S307 - built from checked AST nodes only
