@@ -12,9 +12,9 @@ import json
 import signal
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 
 from carepath import __version__
+from carepath.cli.arguments import instant
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
 
@@ -34,17 +34,6 @@ def _validate(args: argparse.Namespace) -> int:
             bad = sum(1 for r in results if has_errors(r.diagnostics))
             print(f"{len(results)} file(s) checked, {bad} with errors", file=sys.stderr)
     return EXIT_INVALID if has_errors(diagnostics) else EXIT_OK
-
-
-def _as_of(text: str) -> datetime:
-    """An aware instant; naive or malformed values are a usage error (exit 2)."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date-time, e.g. 2026-03-05T17:00:00+00:00") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add one, e.g. {text}+00:00 or {text}-05:00")
-    return value
 
 
 def _load_cohort(args: argparse.Namespace):
@@ -291,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pathway", metavar="PATHWAY")
     p.add_argument("--patients", required=True, metavar="FILE", help="patients, JSON Lines")
     p.add_argument("--events", required=True, metavar="FILE", help="events, JSON Lines")
-    p.add_argument("--as-of", required=True, type=_as_of, metavar="ISO", help="an instant with a UTC offset")
+    p.add_argument("--as-of", required=True, type=instant, metavar="ISO", help="an instant with a UTC offset")
     p.add_argument("--format", choices=("json", "text"), default="json",
                    help="json (the contract; default) or a text summary for people")
     p.set_defaults(func=_plan)
@@ -303,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pathway", metavar="PATHWAY")
     p.add_argument("--patients", required=True, metavar="FILE")
     p.add_argument("--events", required=True, metavar="FILE")
-    p.add_argument("--as-of", required=True, type=_as_of, metavar="ISO")
+    p.add_argument("--as-of", required=True, type=instant, metavar="ISO")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--no-pdf", action="store_true", help="skip PDF (faster; text and HTML only)")
     p.set_defaults(func=_letters)
@@ -319,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patients", required=True, metavar="FILE", help="patients, JSON Lines")
     p.add_argument("--events", required=True, metavar="FILE", help="events, JSON Lines")
     p.add_argument("--out", required=True, metavar="DIR", help="where outputs and the ledger go")
-    p.add_argument("--as-of", type=_as_of, metavar="ISO", help="an instant with a UTC offset (default: now)")
+    p.add_argument("--as-of", type=instant, metavar="ISO", help="an instant with a UTC offset (default: now)")
     p.add_argument("--ledger", metavar="URL", help="SQLAlchemy URL of the outbox ledger, e.g. "
                    "postgresql+psycopg://user@host/carepath (default: sqlite in DIR)")
     p.add_argument("--shard-size", type=int, metavar="N", help="patients per Prefect task (default 2000)")

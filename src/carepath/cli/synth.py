@@ -10,15 +10,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-
-def _instant(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date-time, e.g. 2026-03-05T17:00:00+00:00") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add one, e.g. {text}+00:00")
-    return value
+from carepath.cli.arguments import instant
 
 
 def _positive(text: str) -> int:
@@ -59,8 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--patients", required=True, type=_positive, metavar="N")
     p.add_argument("--seed", required=True, type=int, metavar="S")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--start", type=_instant, metavar="ISO", help="earliest enrolment (default 2025-10-20)")
-    p.add_argument("--as-of", type=_instant, metavar="ISO",
+    p.add_argument("--start", type=instant, metavar="ISO", help="earliest enrolment (default 2025-10-20)")
+    p.add_argument("--as-of", type=instant, metavar="ISO",
                    help="histories end here (default 2026-03-05T17:00:00+00:00)")
     p.add_argument("--bad-lines", type=_count, default=0, metavar="K",
                    help="insert K event lines a reader must reject, spread through the file")
