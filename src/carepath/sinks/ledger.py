@@ -232,15 +232,8 @@ class Ledger:
         return [o for o in outputs if delivered.get(o.id) != o.digest]
 
     def mark_delivered(self, sink: str, outputs: Sequence[Output], run: str) -> None:
-        if not outputs:
-            return
-        with self.engine.begin() as conn:
-            for chunk in _chunks(list(outputs)):
-                stmt = self._dialect.insert(deliveries_table).values(
-                    [{"sink": sink, "output_id": o.id, "digest": o.digest, "run": run} for o in chunk])
-                stmt = stmt.on_conflict_do_update(index_elements=["sink", "output_id"],
-                                                  set_={"digest": stmt.excluded.digest, "run": stmt.excluded.run})
-                conn.execute(stmt)
+        self._upsert(deliveries_table, ["sink", "output_id"], ["digest", "run"],
+                     [{"sink": sink, "output_id": o.id, "digest": o.digest, "run": run} for o in outputs])
 
     # -- snapshots -------------------------------------------------------------------
 
@@ -255,10 +248,7 @@ class Ledger:
                                 .where(snapshots_table.c.sink == sink)).scalar_one_or_none()
 
     def mark_snapshot(self, sink: str, state: str, run: str) -> None:
-        with self.engine.begin() as conn:
-            stmt = self._dialect.insert(snapshots_table).values(sink=sink, state=state, run=run)
-            conn.execute(stmt.on_conflict_do_update(index_elements=["sink"],
-                                                    set_={"state": state, "run": run}))
+        self._upsert(snapshots_table, ["sink"], ["state", "run"], [{"sink": sink, "state": state, "run": run}])
 
     # -- counts (for summaries and tests) --------------------------------------------
 
@@ -271,24 +261,11 @@ class Ledger:
     # -- whole-plan digests ----------------------------------------------------------
 
     def plan_digests(self, pathway: str, patients: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        with self.engine.connect() as conn:
-            for chunk in _chunks(list(patients)):
-                rows = conn.execute(select(patient_state_table.c.patient, patient_state_table.c.digest).where(
-                    patient_state_table.c.pathway == pathway, patient_state_table.c.patient.in_(chunk)))
-                found.update((r.patient, r.digest) for r in rows)
-        return found
+        return self._per_patient(patient_state_table, patient_state_table.c.digest, pathway, patients)
 
     def set_plan_digests(self, pathway: str, digests: dict[str, str], run: str) -> None:
-        if not digests:
-            return
-        with self.engine.begin() as conn:
-            for chunk in _chunks(list(digests.items())):
-                stmt = self._dialect.insert(patient_state_table).values(
-                    [{"pathway": pathway, "patient": p, "digest": d, "run": run} for p, d in chunk])
-                conn.execute(stmt.on_conflict_do_update(index_elements=["pathway", "patient"],
-                                                        set_={"digest": stmt.excluded.digest,
-                                                              "run": stmt.excluded.run}))
+        self._upsert(patient_state_table, ["pathway", "patient"], ["digest", "run"],
+                     [{"pathway": pathway, "patient": p, "digest": d, "run": run} for p, d in digests.items()])
 
     # -- version pinning -------------------------------------------------------------
 
@@ -310,26 +287,33 @@ class Ledger:
                 versions_table.c.pathway == pathway, versions_table.c.version == version)).scalar_one_or_none()
 
     def pins(self, pathway: str, patients: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        with self.engine.connect() as conn:
-            for chunk in _chunks(list(patients)):
-                rows = conn.execute(select(pins_table.c.patient, pins_table.c.version).where(
-                    pins_table.c.pathway == pathway, pins_table.c.patient.in_(chunk)))
-                found.update((r.patient, r.version) for r in rows)
-        return found
+        return self._per_patient(pins_table, pins_table.c.version, pathway, patients)
 
     def pin(self, pathway: str, versions: dict[str, str], run: str) -> None:
         """Pin (or, after a migration, re-pin) patients to versions."""
-        if not versions:
+        self._upsert(pins_table, ["patient", "pathway"], ["version", "run"],
+                     [{"patient": p, "pathway": pathway, "version": v, "run": run} for p, v in versions.items()])
+
+    # -- statement shapes shared by the tables above --------------------------------
+
+    def _per_patient(self, table: Table, value: Column, pathway: str, patients: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(patients)):
+                rows = conn.execute(select(table.c.patient, value).where(
+                    table.c.pathway == pathway, table.c.patient.in_(chunk)))
+                found.update((r[0], r[1]) for r in rows)
+        return found
+
+    def _upsert(self, table: Table, keys: list[str], columns: list[str], rows: list[dict[str, object]]) -> None:
+        """Insert rows, or update `columns` of those whose `keys` exist (one transaction)."""
+        if not rows:
             return
         with self.engine.begin() as conn:
-            items = list(versions.items())
-            for chunk in _chunks(items):
-                stmt = self._dialect.insert(pins_table).values(
-                    [{"patient": p, "pathway": pathway, "version": v, "run": run} for p, v in chunk])
-                conn.execute(stmt.on_conflict_do_update(index_elements=["patient", "pathway"],
-                                                        set_={"version": stmt.excluded.version,
-                                                              "run": stmt.excluded.run}))
+            for chunk in _chunks(rows):
+                stmt = self._dialect.insert(table).values(chunk)
+                conn.execute(stmt.on_conflict_do_update(index_elements=keys,
+                                                        set_={c: stmt.excluded[c] for c in columns}))
 
 
 def _in_kind_order(rows: list) -> Iterator[Output]:
