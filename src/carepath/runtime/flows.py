@@ -11,6 +11,7 @@ what was emitted, so a retried task or a re-run flow emits nothing twice.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -99,19 +100,34 @@ def sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None 
     return run_sweep(pathway, patients, events, out, as_of, shard_size, ledger_url, pdf, migration)
 
 
+@dataclass(frozen=True)
+class _Start:
+    """What both flows settle first: the instant, the output folder, the ledger, the run."""
+
+    when: datetime
+    out: Path
+    url: str
+    run: str
+    migration: Migration | None
+
+
+def _start(pathway: str, out: str, as_of: str | None, ledger_url: str | None, migration: str | None) -> _Start:
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = _Start(_instant(as_of), out_dir, ledger_url or default_url(out_dir), str(flow_run.id),
+                   read_migration(migration) if migration else None)
+    archive_pathway(pathway, start.url)
+    return start
+
+
 def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None, shard_size: int,
               ledger_url: str | None, pdf: bool, migration: str | None) -> dict:
     """The sweep's body, inside a flow run (whichever task runner that flow has)."""
     logger = get_run_logger()
-    when = _instant(as_of)
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    url = ledger_url or default_url(out_dir)
-    run = str(flow_run.id)
+    start = _start(pathway, out, as_of, ledger_url, migration)
+    when, out_dir, url, run, moving = start.when, start.out, start.url, start.run, start.migration
     if removed := emission.clear_leftovers(out_dir):
         logger.warning("removed %d half-written file(s) left by an interrupted run", removed)
-    moving = read_migration(migration) if migration else None
-    archive_pathway(pathway, url)
     work = _work_dir(out_dir)
     part = partition_cohort(pathway, patients, events, str(work), shard_size)
     logger.info("%d patients, %d events in %d shard(s); %d input line(s) rejected",
@@ -147,13 +163,8 @@ def patient_replan(pathway: str, patients: str, events: str, out: str, patient: 
     """Re-plan one patient after a recorded event (the event trigger's flow), then refresh
     the documents. `patient` is the pseudonymous ref the event carried."""
     logger = get_run_logger()
-    when = _instant(as_of)
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    url = ledger_url or default_url(out_dir)
-    run = str(flow_run.id)
-    moving = read_migration(migration) if migration else None
-    archive_pathway(pathway, url)
+    start = _start(pathway, out, as_of, ledger_url, migration)
+    when, out_dir, url, run, moving = start.when, start.out, start.url, start.run, start.migration
     report = replan_patient(pathway, patients, events, patient, when, url, out, run, pdf, moving)
     documents = write_documents(pathway, url, out, when, run)
     summary = emission.RunSummary.of(emission.compiled_pathway(pathway), when, [report], len(report.rejected),
