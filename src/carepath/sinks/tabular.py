@@ -14,7 +14,7 @@ from pathlib import Path
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.sinks._documents import TASK_FIELDS, TIME_FIELDS, instant, task_record
-from carepath.sinks.base import Delivery, Output, OutputKind, write_atomic
+from carepath.sinks.base import Delivery, Output, OutputKind, atomic_writer
 
 CSV_COLUMNS: tuple[str, ...] = ("patient", *TASK_FIELDS)
 
@@ -35,14 +35,16 @@ class TasksJsonl:
         self.path = Path(out_dir) / "tasks.jsonl"
 
     def write(self, outputs: Iterable[Output]) -> int:
-        lines = []
-        for output in outputs:
-            if output.kind != OutputKind.TASK:
-                continue
-            record = task_record(output.patient, output.body)
-            lines.append(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
-        write_atomic(self.path, "".join(lines).encode())
-        return len(lines)
+        count = 0
+        # Streamed line by line: a cohort's task list is far larger than a run's memory.
+        with atomic_writer(self.path) as handle:
+            for output in outputs:
+                if output.kind != OutputKind.TASK:
+                    continue
+                record = task_record(output.patient, output.body)
+                handle.write((json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode())
+                count += 1
+        return count
 
 
 class TasksCsv:
@@ -58,21 +60,23 @@ class TasksCsv:
         self.zone = compiled.clinic.zone
 
     def write(self, outputs: Iterable[Output]) -> int:
-        buffer = io.StringIO(newline="")
-        writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
-        writer.writerow(CSV_COLUMNS)
         count = 0
-        for output in outputs:
-            if output.kind != OutputKind.TASK:
-                continue
-            record = task_record(output.patient, output.body)
-            extra = [key for key in record if key not in CSV_COLUMNS]
-            if extra:
-                # A column cannot appear halfway down a file; the contract has to change first.
-                raise ValueError(f"task {output.id} has fields the CSV does not know: {', '.join(extra)}")
-            writer.writerow([self._cell(key, record, output.id) for key in CSV_COLUMNS])
-            count += 1
-        write_atomic(self.path, buffer.getvalue().encode())
+        with atomic_writer(self.path) as raw:
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+            writer = csv.writer(text, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+            writer.writerow(CSV_COLUMNS)
+            for output in outputs:
+                if output.kind != OutputKind.TASK:
+                    continue
+                record = task_record(output.patient, output.body)
+                extra = [key for key in record if key not in CSV_COLUMNS]
+                if extra:
+                    # A column cannot appear halfway down a file; the contract has to change first.
+                    raise ValueError(f"task {output.id} has fields the CSV does not know: {', '.join(extra)}")
+                writer.writerow([self._cell(key, record, output.id) for key in CSV_COLUMNS])
+                count += 1
+            text.flush()
+            text.detach()  # the atomic writer closes the file itself
         return count
 
     def _cell(self, key: str, record: dict[str, object], owner: str) -> str:

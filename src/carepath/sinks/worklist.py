@@ -11,6 +11,8 @@ Content-Security-Policy forbids both, so a regression shows up as a browser erro
 
 from __future__ import annotations
 
+from sys import intern
+
 import heapq
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -24,7 +26,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.sinks._documents import PRIORITY_RANK, instant, require_aware, task_record
-from carepath.sinks.base import Delivery, Output, OutputKind, write_atomic
+from carepath.sinks.base import Delivery, Output, OutputKind, atomic_writer
 
 ACTIONABLE = ("overdue", "open")
 # Patients listed by name-free ref under "Patients needing attention"; the others (active
@@ -36,13 +38,13 @@ CLOSED_SHOWN = 200
 PRIORITIES = ("urgent", "high", "routine")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Moment:
     text: str       # "Tue 3 Mar 10:00"
     iso: str        # for <time datetime>
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per open task of the cohort: kept small
 class Row:
     id: str
     patient: str
@@ -93,12 +95,20 @@ class Worklist:
         self.as_of = require_aware(as_of)
 
     def write(self, outputs: Iterable[Output]) -> int:
-        html, count = self.render(outputs)
-        write_atomic(self.path, html.encode())
+        page, count = self.page(outputs)
+        # Streamed as Jinja produces it: at cohort scale the page is tens of megabytes.
+        with atomic_writer(self.path) as handle:
+            for chunk in _template().generate(page=page):
+                handle.write(chunk.encode())
         return count
 
     def render(self, outputs: Iterable[Output]) -> tuple[str, int]:
         """The page and how many outputs it shows (patients and tasks)."""
+        page, count = self.page(outputs)
+        return _template().render(page=page), count
+
+    def page(self, outputs: Iterable[Output]) -> tuple[dict[str, object], int]:
+        """What the template shows, and how many outputs that is."""
         zone = self.compiled.clinic.zone
         today = self.as_of.astimezone(zone).date()
         attention: dict[str, dict[str, object]] = {}
@@ -152,7 +162,7 @@ class Worklist:
             "patients": [{**view, "open": open_by_patient[ref]} for ref, view in sorted(attention.items())],
             "settled_patients": settled,
         }
-        return _template().render(page=page), count
+        return page, count
 
 
 def role_label(role: str) -> str:
@@ -197,9 +207,10 @@ def _row(output: Output, zone: ZoneInfo) -> Row:
     priority = str(task["priority"])
     done_at = completed.astimezone(zone) if completed else None
     return Row(
-        id=output.id, patient=output.patient, step=str(task["step"]), title=str(task["title"]),
-        role=str(task["role"]), priority=priority, status=str(task["status"]),
-        out_of_window=bool(task["out_of_window"]), source=str(task["source"]), trigger=str(task["trigger"]),
+        # Steps, titles, roles and sources repeat across the cohort: one string each.
+        id=output.id, patient=output.patient, step=intern(str(task["step"])), title=intern(str(task["title"])),
+        role=intern(str(task["role"])), priority=intern(priority), status=intern(str(task["status"])),
+        out_of_window=bool(task["out_of_window"]), source=intern(str(task["source"])), trigger=str(task["trigger"]),
         window=window_parts(earliest, due, zone), earliest_iso=earliest.astimezone(zone).isoformat(),
         due_iso=due.astimezone(zone).isoformat() if due else "",
         completed=Moment(f"{_short(done_at)} {done_at.tzname()}", done_at.isoformat()) if done_at else None,
