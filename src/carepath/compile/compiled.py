@@ -6,7 +6,7 @@ engine never parses anything and never looks at the model again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -191,3 +191,14 @@ class CompiledPathway:
     steps: dict[str, Step]
     letters: dict[str, Letter]
     rules: tuple[Rule, ...]
+    # What the worklist needs to speak in the pathway's words (no effect on planning):
+    flag_severity: dict[str, str] = field(default_factory=dict)   # flag → attention | info | good
+    notes: dict[str, str] = field(default_factory=dict)           # "rule:<id>", "stage:<name>", "step:<name>",
+                                                                  # "event:<type>" → the pathway's description
+    worklist: WorklistView = field(default_factory=lambda: WorklistView(timedelta(days=7), 300))
+
+
+@dataclass(frozen=True)
+class WorklistView:
+    horizon: timedelta
+    rows: int

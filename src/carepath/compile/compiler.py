@@ -125,4 +125,16 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
         flags=tuple(p.flags), event_fields={**CORE_EVENTS, **{k: dict(v.data) for k, v in p.events.items()}},
         min_session_gap=offset(p.sessions.min_gap) if p.sessions.min_gap else None,
         start=p.start, stages=stages, steps=steps, letters=letters, rules=rules,
+        flag_severity={name: str(f.severity) for name, f in p.flags.items()},
+        notes=_notes(p),
+        worklist=c.WorklistView(offset(p.worklist.horizon), p.worklist.rows),
     )
+
+
+def _notes(p: m.Pathway) -> dict[str, str]:
+    """The pathway's own descriptions, keyed as task provenance names them."""
+    notes = {f"rule:{r.id}": r.description for r in p.rules if r.description}
+    notes |= {f"stage:{name}": st.description for name, st in p.stages.items() if st.description}
+    notes |= {f"step:{name}": s.description for name, s in p.steps.items() if s.description}
+    notes |= {f"event:{name}": e.description for name, e in p.events.items() if e.description}
+    return notes

@@ -432,6 +432,43 @@ class Stage(Frozen):
     transitions: list[Transition] = Field(default_factory=list)
 
 
+class FlagSeverity(StrEnum):
+    """What a flag means for whoever reads the worklist: only `attention` flags put a
+    patient under "needing attention"; `good` news (e.g. remission) and `info` do not."""
+
+    ATTENTION = "attention"
+    INFO = "info"
+    GOOD = "good"
+
+
+class Flag(Frozen):
+    meaning: str
+    severity: _enum(FlagSeverity) = Field(
+        default=FlagSeverity.ATTENTION, description="attention (needs a clinician), info, or good (good news)")
+
+
+FlagSpec = Annotated[
+    Flag,
+    # `relapse_risk: Consecutive missed sessions.` is shorthand for `{meaning: ...}` (severity attention).
+    BeforeValidator(lambda v: {"meaning": v} if isinstance(v, str) else v),
+    WithJsonSchema({"anyOf": [
+        {"type": "string"},
+        {"type": "object", "additionalProperties": False, "required": ["meaning"], "properties": {
+            "meaning": {"type": "string"},
+            "severity": {"enum": [s.value for s in FlagSeverity]},
+        }},
+    ], "description": "the flag's meaning, or {meaning, severity}; severity attention (default), info or good"}),
+]
+
+
+class WorklistView(Frozen):
+    """What the clinicians' worklist page lists: overdue work plus what falls due within
+    `horizon`, at most `rows` rows per band (the rest are counted)."""
+
+    horizon: Offset = Field(default=Offset("7d"), description="how far ahead the worklist lists upcoming work")
+    rows: Annotated[int, Field(ge=1)] = Field(default=300, description="rows listed per band; the rest are counted")
+
+
 class Sessions(Frozen):
     min_gap: Offset | None = Field(default=None, description="reject bookings closer than this to another session")
 
@@ -447,7 +484,8 @@ class Pathway(Frozen):
     clinic: Clinic
     parameters: dict[Name, Parameter] = Field(default_factory=dict)
     roles: dict[Name, str] = Field(description="who does the work; name → description")
-    flags: dict[Name, str] = Field(default_factory=dict, description="patient flags; name → meaning")
+    flags: dict[Name, FlagSpec] = Field(default_factory=dict,
+                                        description="patient flags; name → meaning, or {meaning, severity}")
     events: dict[Name, EventType] = Field(default_factory=dict, description="event types beyond the core ones")
     sessions: Sessions = Sessions()
     start: Name = Field(description="the stage a newly enrolled patient is in")
@@ -455,6 +493,7 @@ class Pathway(Frozen):
     steps: dict[Name, Step]
     letters: dict[Name, Letter] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list)
+    worklist: WorklistView = WorklistView()
 
 
 def action_kind(action: BaseModel) -> Literal["task", "letter", "flag", "unflag", "goto", "status", "complete"]:

@@ -471,8 +471,17 @@ def _vocabulary(old: Reviewed, new: Reviewed) -> list[Change]:
     def described(name: str, event: object, r: Reviewed) -> str:
         return fields(name, event, r)["data"].text
 
+    def flag(_: str, value: object, r: Reviewed) -> Facts:
+        assert isinstance(value, m.Flag)
+        return {"meaning": _plain(value.meaning), "severity": _plain(str(value.severity))}
+
+    def flag_said(_: str, value: object, r: Reviewed) -> str:
+        assert isinstance(value, m.Flag)
+        return f"{value.meaning} (severity {value.severity})"
+
     o, n = old.model, new.model
-    return (_keyed(Section.VOCABULARY, o.flags, n.flags, lambda k, _: Subject("Flag {}", (k,)), meaning, said, old, new)
+    return (_keyed(Section.VOCABULARY, o.flags, n.flags, lambda k, _: Subject("Flag {}", (k,)), flag, flag_said,
+                     old, new)
             + _keyed(Section.VOCABULARY, o.roles, n.roles, lambda k, _: Subject("Role {}", (k,)), meaning, said,
                      old, new)
             + _keyed(Section.VOCABULARY, o.events, n.events, lambda k, _: Subject("Event type {}", (k,)), fields,
