@@ -16,6 +16,7 @@ from typing import Protocol
 from carepath.compile import compiled as c
 from carepath.compile.conditions import ConditionError
 from carepath.engine import calendar as cal
+from carepath.engine import why
 from carepath.engine.ids import output_id
 from carepath.engine.result import EngineRejection, PatientPlan, PlannedLetter, PlannedSession, PlannedTask
 from carepath.engine.slots import calendar_slots
@@ -54,6 +55,8 @@ class _Task:
     out_of_window: bool = False
     done_at: datetime | None = None
     cancelled_at: datetime | None = None
+    reason: str | None = None     # what the triggering event recorded (engine/why.py), and when
+    reason_at: datetime | None = None
 
     @property
     def is_open(self) -> bool:
@@ -367,6 +370,10 @@ class _Fold:
             # time, or a cancelled session that happened after all).
         task = _Task(task_id, step, key, event.id, event.at if anchor is None else earliest, earliest, due,
                      step.priority, source)
+        if not isinstance(event, _Marker):
+            task.reason, task.reason_at = why.describe(
+                event.type, event.data, self.zone, self.p.event_fields.get(event.type),
+                self.p.notes.get(f"event:{event.type}")), event.at
         self.tasks[task_id] = task
         if window.when_clinic_closed is not None and due is not None:
             self.apply_clinic_policy(task, event, source)
@@ -498,6 +505,7 @@ class _Fold:
                 due=task.due.astimezone(self.zone) if task.due else None,
                 status=status, trigger=task.trigger, out_of_window=task.out_of_window, source=task.source,
                 completed_at=task.done_at.astimezone(self.zone) if task.done_at else None,
+                reason=task.reason, reason_at=task.reason_at.astimezone(self.zone) if task.reason_at else None,
             ))
         tasks.extend(self.escalations(as_of, tasks))
         tasks.sort(key=lambda t: (t.due or t.earliest, t.earliest, t.step, t.id))
@@ -537,6 +545,7 @@ class _Fold:
                 earliest=at.astimezone(self.zone), due=due.astimezone(self.zone) if due else None,
                 status=_status(escalation, as_of), trigger=task.trigger, out_of_window=False,
                 source=escalation.source,
+                reason=task.reason, reason_at=task.reason_at.astimezone(self.zone) if task.reason_at else None,
             ))
         return out
 

@@ -20,6 +20,10 @@ class PlannedTask:
     out_of_window: bool
     source: str             # the rule/stage/transition that produced it (provenance)
     completed_at: datetime | None = None
+    # Why, in clinical words: what the triggering event recorded ("PHQ-9 item 9 answered 2")
+    # and when (clinic zone); None for time-driven work with no event behind it.
+    reason: str | None = None
+    reason_at: datetime | None = None
 
     def as_json(self, pathway_version: str) -> dict[str, object]:
         return {
@@ -28,6 +32,7 @@ class PlannedTask:
             "status": self.status, "trigger": self.trigger, "out_of_window": self.out_of_window,
             "source": self.source, "pathway_version": pathway_version,
             "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+            "reason": self.reason, "reason_at": self.reason_at.isoformat() if self.reason_at else None,
         }
 
 

@@ -14,9 +14,11 @@ from datetime import datetime
 # `PlannedTask.as_json` writes it; tests hold the two together.
 TASK_FIELDS: tuple[str, ...] = (
     "id", "step", "title", "role", "priority", "earliest", "due", "status", "trigger",
-    "out_of_window", "source", "pathway_version", "completed_at",
+    "out_of_window", "source", "pathway_version", "completed_at", "reason", "reason_at",
 )
-TIME_FIELDS = frozenset({"earliest", "due", "completed_at"})
+# Added to the contract later: a body recorded before them reads as null there.
+LATER_FIELDS = frozenset({"reason", "reason_at"})
+TIME_FIELDS = frozenset({"earliest", "due", "completed_at", "reason_at"})
 
 PRIORITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
 
@@ -45,10 +47,10 @@ def task_record(patient: str, body: Mapping[str, object]) -> dict[str, object]:
     owner = body.get("patient")
     if owner is not None and owner != patient:
         raise ValueError(f"task {body.get('id')!r} body names patient {owner!r} but belongs to {patient!r}")
-    missing = [key for key in TASK_FIELDS if key not in body]
+    missing = [key for key in TASK_FIELDS if key not in body and key not in LATER_FIELDS]
     if missing:
         raise ValueError(f"task {body.get('id')!r} lacks {', '.join(missing)}")
     record: dict[str, object] = {"patient": patient}
-    record.update((key, body[key]) for key in TASK_FIELDS)
+    record.update((key, body.get(key)) for key in TASK_FIELDS)
     record.update((key, body[key]) for key in sorted(body) if key not in record)
     return record
