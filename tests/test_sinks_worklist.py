@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from carepath.compile.compiled import WorklistView
 from carepath.sinks.base import Delivery, Output, OutputKind, Sink
 from carepath.sinks.worklist import Worklist, window_text
 from sink_cohort import AS_OF, Planned, contains_name, planned_cohort, read_worklist, with_body
@@ -37,53 +39,146 @@ def test_is_a_snapshot_sink_of_patients_and_tasks(tmp_path: Path, cohort: Planne
     assert sink.write(iter(cohort.outputs)) == len(cohort.of_kind(OutputKind.PATIENT)) + len(cohort.of_kind(OutputKind.TASK))
 
 
-def test_days_in_order_overdue_first_then_today_tomorrow_and_later(page: str) -> None:
-    assert read_worklist(page).groups == ["overdue", "2026-03-03", "2026-03-04", "2026-03-05"]
+def test_bands_in_order_safety_first_then_overdue_then_upcoming(page: str) -> None:
+    # The cohort has nothing due later today outside the safety band, so no "Due today".
+    assert read_worklist(page).groups == ["safety", "overdue", "upcoming"]
     headings = re.findall(r'<h2 id="heading-[^"]+">([^<]+)', page)
-    assert [h.strip() for h in headings] == ["Overdue", "Today, Tuesday 3 March", "Tomorrow, Wednesday 4 March",
-                                             "Thursday 5 March"]
+    assert [h.strip() for h in headings] == ["Safety-critical", "Overdue", "Upcoming"]
 
 
-def test_every_open_task_once_and_closed_ones_folded_away(page: str, cohort: Planned) -> None:
-    rows = read_worklist(page).rows
-    tasks = {o.id: o.body for o in cohort.of_kind(OutputKind.TASK)}
-    main = [r for r in rows if r.attrs["data-group"] != "closed"]
-    closed = [r for r in rows if r.attrs["data-group"] == "closed"]
-    assert sorted(r.attrs["data-task"] for r in main) == sorted(
-        tid for tid, t in tasks.items() if t["status"] in ("open", "overdue"))
-    assert sorted(r.attrs["data-task"] for r in closed) == sorted(
-        tid for tid, t in tasks.items() if t["status"] in ("done", "cancelled"))
-    assert all(r.attrs["data-status"] == "overdue" for r in main if r.attrs["data-group"] == "overdue")
-    assert re.search(r"<details id=\"closed\">\s*<summary>Done \(1\) and cancelled \(1\) tasks</summary>", page)
-
-
-def test_within_a_day_by_role_then_urgent_first_then_due_time(page: str) -> None:
+def test_suicide_risk_assessments_come_first_oldest_first_with_how_long_open(page: str) -> None:
     rows = [r for r in read_worklist(page).rows if r.attrs["data-group"] != "closed"]
-    runs: list[tuple[str, str]] = []
-    for row in rows:
-        key = (row.attrs["data-group"], row.attrs["data-role"])
-        if not runs or runs[-1] != key:
-            assert key not in runs, f"role {key} split in two"
-            runs.append(key)
-    for group in dict.fromkeys(g for g, _ in runs):
-        roles = [r for g, r in runs if g == group]
-        assert roles == sorted(roles)
-    for group, role in runs:
-        members = [r for r in rows if (r.attrs["data-group"], r.attrs["data-role"]) == (group, role)]
-        keys = [(RANK[r.attrs["data-priority"]], datetime.fromisoformat(r.attrs["data-due"])) for r in members]
-        assert keys == sorted(keys), (group, role)
+    top = rows[:2]
+    assert [(r.attrs["data-step"], r.attrs["data-patient"], r.attrs["data-status"]) for r in top] == [
+        ("suicide_risk_assessment", "p-001", "overdue"),   # item 9 on Mon 2 Mar, 09:00
+        ("suicide_risk_assessment", "p-102", "open"),      # item 9 this morning, 09:00
+    ]
+    assert "open for 1 d 3 h" in top[0].cells[4] and "open for 3 h" in top[1].cells[4]
+    # A safety task never appears again lower down.
+    assert all(r.attrs["data-step"] != "suicide_risk_assessment" for r in rows[2:])
+
+
+def test_within_a_band_by_due_time_then_urgency_whatever_the_role(page: str) -> None:
+    rows = [r for r in read_worklist(page).rows if r.attrs["data-group"] != "closed"]
+    for group in ("safety", "overdue", "upcoming"):
+        members = [r for r in rows if r.attrs["data-group"] == group]
+        keys = [(datetime.fromisoformat(r.attrs["data-due"]), RANK[r.attrs["data-priority"]]) for r in members]
+        assert keys == sorted(keys), group
     overdue = [r for r in rows if r.attrs["data-group"] == "overdue"]
-    assert overdue[0].attrs["data-priority"] == "urgent"
-    coordinator = [r.attrs["data-priority"] for r in overdue if r.attrs["data-role"] == "care_coordinator"]
-    assert coordinator == ["urgent", "routine"]
+    # Two due at the same time (Fri 27 Feb 18:00): the urgent one first; then a role in between.
+    assert [(r.attrs["data-role"], r.attrs["data-priority"]) for r in overdue] == [
+        ("care_coordinator", "urgent"), ("care_coordinator", "routine"), ("psychotherapist", "routine")]
+    roles = [r.attrs["data-role"] for r in rows if r.attrs["data-group"] == "upcoming"]
+    assert roles != sorted(roles), "rows are no longer grouped by role"
+
+
+def test_role_selector_filters_without_regrouping(page: str) -> None:
+    rows = [r for r in read_worklist(page).rows if r.attrs["data-group"] != "closed"]
+    radios = re.findall(r'<input type="radio" name="role" id="role-([a-z_]*)" value="([a-z_]*)"( checked)?>', page)
+    roles = sorted({r.attrs["data-role"] for r in rows})
+    assert [r[0] for r in radios] == ["all", *roles] and radios[0][2] == " checked"
+    for role in roles:
+        shown = sum(1 for r in rows if r.attrs["data-role"] == role)
+        assert f'<label for="role-{role}">{role.replace("_", " ").capitalize()} ({shown})</label>' in page
+        # Pure CSS: picking a role hides the other roles' rows and bands left empty.
+        assert f'body:has(#role-{role}:checked) tr.task:not([data-role="{role}"]) {{ display: none; }}' in page
+    assert '<tr class="role">' not in page and '<th scope="rowgroup"' not in page   # no role groups
+
+
+def test_why_is_in_clinical_words_with_the_ids_in_a_tooltip(page: str, cohort: Planned) -> None:
+    rows = {r.attrs["data-task"]: r for r in read_worklist(page).rows}
+    for output in cohort.of_kind(OutputKind.TASK):
+        body = output.body
+        why = rows[output.id].cells[5]
+        assert str(body["trigger"]) not in why and str(body["source"]) not in why, why
+        assert why.endswith(f"ketamine-iv {body['pathway_version']}")
+        tip = re.search(rf'data-task="{output.id}".*?<td class="why" title="([^"]+)"', page, re.S).group(1)
+        assert tip == f"{body['source']} · event {body['trigger']} · task {output.id}"
+        assert f'<dt id="step-{body["step"]}">' in page   # the version link lands on the step
+    safety = next(r for r in rows.values() if r.attrs["data-patient"] == "p-102"
+                  and r.attrs["data-step"] == "suicide_risk_assessment")
+    assert safety.cells[5].startswith("PHQ-9 item 9 answered 1 (total 9) on Tue 3 Mar, 09:00 PHQ-9 item 9 above 0")
+    outreach = next(r for r in rows.values() if r.attrs["data-step"] == "missed_session_outreach")
+    assert outreach.cells[5].startswith("Session s-1 missed on Wed 25 Feb, 11:00")
+    blocked = next(r for r in rows.values() if r.attrs["data-patient"] == "p-104")
+    assert "contraindication uncontrolled hypertension" in blocked.cells[5]
+
+
+def test_a_due_time_outside_opening_hours_says_so(page: str) -> None:
+    rows = read_worklist(page).rows
+    safety = [r for r in rows if r.attrs["data-step"] == "suicide_risk_assessment"]
+    assert safety and all("23:59 EST outside opening hours (08:00-18:00)" in r.window for r in safety)
+    weekend = [r for r in rows if "clinic closed on Sunday" in r.window]
+    assert [r.attrs["data-patient"] for r in weekend] == ["p-001"]   # the integration window of Fri 27 Feb
+    assert all("outside" not in r.window and "closed" not in r.window
+               for r in rows if r.attrs["data-step"] == "records_request")
+
+
+def test_only_the_horizon_is_listed_and_the_rest_is_counted(tmp_path: Path, cohort: Planned) -> None:
+    near = replace(cohort.compiled, worklist=WorklistView(timedelta(hours=23), 300))
+    sink = Worklist(tmp_path, near, AS_OF)
+    sink.write(iter(cohort.outputs))
+    html = sink.path.read_text(encoding="utf-8")
+    rows = [r for r in read_worklist(html).rows if r.attrs["data-group"] != "closed"]
+    horizon = AS_OF + timedelta(hours=23)
+    later = [o for o in cohort.of_kind(OutputKind.TASK) if o.body["status"] == "open"
+             and datetime.fromisoformat(str(o.body["due"])) > horizon
+             and o.body["step"] != "suicide_risk_assessment"]
+    assert later and not {o.id for o in later} & {r.attrs["data-task"] for r in rows}
+    assert f"Not listed: {len(later)} open tasks due later" in html
+    assert "within 23 h (until" in html
+
+
+def test_each_band_lists_at_most_its_rows_and_counts_the_rest(tmp_path: Path, cohort: Planned) -> None:
+    short = replace(cohort.compiled, worklist=WorklistView(timedelta(days=7), 1))
+    sink = Worklist(tmp_path, short, AS_OF)
+    sink.write(iter(cohort.outputs))
+    html = sink.path.read_text(encoding="utf-8")
+    rows = [r for r in read_worklist(html).rows if r.attrs["data-group"] != "closed"]
+    assert [(r.attrs["data-group"], r.attrs["data-patient"]) for r in rows] == [
+        ("safety", "p-001"), ("overdue", "p-001"), ("upcoming", "p-101")]   # the first of each band
+    assert '<p class="more" data-hidden="1">1 more in this band' in html
+    assert '<p class="more" data-hidden="3">3 more in this band' in html
+
+
+def test_page_size_does_not_grow_with_the_cohort(tmp_path: Path, cohort: Planned) -> None:
+    def copies(n: int) -> list[Output]:
+        return [Output(f"{o.id}-{k}", o.kind, f"{o.patient}-{k:04d}", {**o.body, "id": f"{o.id}-{k}"})
+                for k in range(n) for o in cohort.outputs]
+
+    small = replace(cohort.compiled, worklist=WorklistView(timedelta(days=7), 20))
+    sizes = []
+    for n in (10, 100):
+        sink = Worklist(tmp_path / str(n), small, AS_OF)
+        sink.write(iter(copies(n)))
+        sizes.append(sink.path.stat().st_size)
+    # Ten times the patients: bands, closed tasks and patients listed are all capped.
+    assert sizes[1] < sizes[0] * 1.05, sizes
+
+
+def test_flags_have_a_severity_and_good_news_is_not_attention(tmp_path: Path, cohort: Planned) -> None:
+    assert cohort.compiled.flag_severity["remission"] == "good"
+    assert cohort.compiled.flag_severity["relapse_risk"] == "attention"
+    patient = next(o for o in cohort.of_kind(OutputKind.PATIENT) if o.patient == "p-101")
+    assert patient.body["status"] == "active" and not patient.body["holds"]
+    sink = Worklist(tmp_path, cohort.compiled, AS_OF)
+    sink.write(iter([with_body(patient, flags=["remission"])]))
+    html = sink.path.read_text(encoding="utf-8")
+    assert '<tr data-patient="p-101">' not in html and "1 other patient is active" in html
+    assert "good news such as remission does not count" in html
+    sink.write(iter([with_body(patient, flags=["remission", "relapse_risk"])]))
+    html = sink.path.read_text(encoding="utf-8")
+    row = re.search(r'<tr data-patient="p-101">(.*?)</tr>', html).group(1)
+    assert '<span class="badge flag-good" title="good">remission</span>' in row
+    assert '<span class="badge flag-attention" title="attention">relapse_risk</span>' in row
 
 
 def test_windows_are_in_clinic_time_with_the_zone(page: str) -> None:
     rows = read_worklist(page).rows
-    assert rows and all(re.fullmatch(r".+ (EST|EDT)", r.window) for r in rows)
+    assert rows and all(re.fullmatch(r".+ (EST|EDT)( (outside|clinic closed) .+)?", r.window) for r in rows)
     windows = {(r.attrs["data-patient"], r.attrs["data-status"]): r.window for r in rows}
     assert windows["p-101", "open"] == "Tue 3 Mar 10:00 – Wed 4 Mar 10:00 EST"   # after the second session
-    assert windows["p-102", "open"] == "Tue 3 Mar 09:00 – 23:59 EST"             # same day: the day once
+    assert windows["p-102", "open"].startswith("Tue 3 Mar 09:00 – 23:59 EST")   # same day: the day once
     assert windows["p-105", "open"] == "Wed 4 Mar 11:30 – Thu 5 Mar 11:30 EST"
     assert all(r.attrs["data-due"].endswith("-05:00") for r in rows)
 
@@ -94,10 +189,10 @@ def test_each_row_says_what_who_and_why(page: str, cohort: Planned) -> None:
         row = rows[output.id]
         body = output.body
         window, task, patient, priority, status, why = row.cells
-        assert body["title"] in task and body["step"] in task
+        assert task.startswith(str(body["title"])) and row.attrs["data-step"] == body["step"]
         assert patient == output.patient
         assert priority == body["priority"] and status.startswith(str(body["status"]))
-        assert why == f"{body['source']} event {body['trigger']}"
+        assert why.startswith(str(body["reason"]) + " on ")
         assert row.attrs["data-role"] == body["role"]
 
 
@@ -123,8 +218,8 @@ def test_no_patient_names(page: str, cohort: Planned) -> None:
 def test_patients_needing_attention_are_listed_the_rest_counted(page: str, cohort: Planned) -> None:
     plans = {p.patient: p for p in cohort.plans}
     listed = re.findall(r'<tr data-patient="([^"]+)"><th scope="row">', page)
-    expected = sorted(ref for ref, p in plans.items()
-                      if p.status in ("pending_eligibility", "blocked") or p.flags or p.holds)
+    expected = sorted(ref for ref, p in plans.items() if p.status in ("pending_eligibility", "blocked")
+                      or set(p.flags) - {"remission"} or p.holds)
     assert listed == expected and {"p-002", "p-104", "p-001"} <= set(listed)
     assert f"{len(plans) - len(expected)} other patients are active or discharged" in page
     row = re.search(r'<tr data-patient="p-001">(.*?)</tr>', page).group(1)
@@ -156,7 +251,7 @@ def test_page_is_self_contained_structured_and_accessible(page: str) -> None:
     assert not re.search(r"""(src|href)=["'](https?:)?//""", page), "external asset"
     assert "<script" not in page and "@import" not in page
     assert page.count("<table") == page.count("<thead>") == page.count("<caption")
-    assert page.count('<th scope="col">Window</th>') == 5  # four days and the closed tasks
+    assert page.count('<th scope="col">Due</th>') == 4  # three bands and the closed tasks
     assert "@media print" in page
 
 

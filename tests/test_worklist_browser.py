@@ -3,26 +3,35 @@
 Driven by command-line flags only (no WebDriver, no new dependency): `--dump-dom` gives
 the DOM after load, `--screenshot` a PNG, and `--enable-logging=stderr` prints every
 console message as an `INFO:CONSOLE` line, which is how errors are caught (a canary page
-proves that capture works on this Chromium).
+proves that capture works on this Chromium). The role filter is exercised by a small
+harness page that frames the worklist (same origin), picks a role and reports what is still
+visible; the worklist itself runs no script. Screenshots are kept under test-output/.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.request import urlopen
 
 import pytest
 
+from carepath.compile.compiled import CompiledPathway
+from carepath.sinks.base import Output, outputs_of
 from carepath.sinks.worklist import Worklist
 from sink_cohort import AS_OF, ROOT, Planned, planned_cohort, read_worklist
 
@@ -33,8 +42,15 @@ pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason="headless browser test needs /usr/bin/chromium (Debian package `chromium`; .ci/run installs it)")
 
-RANK = {"urgent": 0, "high": 1, "routine": 2}
 CANARY = "<!DOCTYPE html><html lang=en><title>canary</title><script>console.error('canary-7f3a')</script></html>"
+
+
+@dataclass
+class Site:
+    base: str              # http://127.0.0.1:PORT
+    requests: list[str]    # paths the server was asked for
+    cohort: Planned
+    root: Path             # the folder it serves
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -44,11 +60,53 @@ class _Handler(SimpleHTTPRequestHandler):
         self.requests.append(self.path)
 
 
+# Loads the worklist in a same-origin frame, picks a role in its selector, and writes what
+# the frame then shows (rows by data-role, in order) into this page for --dump-dom to read.
+# The worklist itself runs no script: this harness is the test's "user".
+HARNESS = """<!DOCTYPE html><html lang=en><title>role filter</title>
+<pre id=result>pending</pre>
+<script>
+function check(frame) {
+  const doc = frame.contentDocument;
+  const visible = () => [...doc.querySelectorAll("main tr.task")]
+    .filter(r => r.closest("details") === null && doc.defaultView.getComputedStyle(r).display !== "none")
+    .map(r => r.dataset.role + " " + r.dataset.task);
+  const before = visible();
+  doc.getElementById("role-ROLE").click();
+  const after = visible();
+  const bands = [...doc.querySelectorAll("section.band")]
+    .filter(s => doc.defaultView.getComputedStyle(s).display !== "none").map(s => s.dataset.group);
+  document.getElementById("result").textContent = JSON.stringify({before, after, bands});
+}
+</script>
+<iframe src="PAGE" width=1200 height=800 onload="check(this)"></iframe></html>"""
+
+
+def demo_outputs() -> tuple[CompiledPathway, list[Output], datetime]:
+    """The demo cohort (`python3 dev.py demo`) planned as the demo runs it."""
+    from carepath.api import load_cohort
+    from carepath.planning import plan_cohort
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        import dev
+    finally:
+        sys.path.remove(str(ROOT))
+    as_of = datetime.fromisoformat(dev.DEMO_AS_OF)
+    compiled, cohort = load_cohort(ROOT / "pathways" / "ketamine-iv.yaml", ROOT / "examples" / "demo" / "patients.jsonl",
+                                   ROOT / "examples" / "demo" / "events.jsonl")
+    plans = list(plan_cohort(compiled, cohort, as_of))
+    return compiled, [o for p in plans for o in outputs_of(p, compiled.version)], as_of
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str], Planned]]:
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     cohort = planned_cohort(tmp_path_factory.mktemp("cohort"))
     root = tmp_path_factory.mktemp("site")
     Worklist(root, cohort.compiled, AS_OF).write(iter(cohort.outputs))
+    compiled, outputs, as_of = demo_outputs()
+    Worklist(root / "demo", compiled, as_of).write(iter(outputs))
+    (root / "demo" / "outputs.json").write_text(json.dumps([[o.kind, o.patient, o.body] for o in outputs]))
     (root / "canary.html").write_text(CANARY)
     requests: list[str] = []
     handler = type("Handler", (_Handler,), {"requests": requests})
@@ -56,7 +114,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[s
     thread = threading.Thread(target=server.serve_forever, name="worklist-http", daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}", requests, cohort
+        yield Site(f"http://127.0.0.1:{server.server_port}", requests, cohort, root)
     finally:
         server.shutdown()
         server.server_close()
@@ -85,15 +143,14 @@ def chromium(*args: str) -> tuple[str, list[str]]:
     return stdout, [line for line in stderr.splitlines() if ":CONSOLE" in line]
 
 
-def test_console_capture_works(site: tuple[str, list[str], Planned]) -> None:
-    base, _, _ = site
+def test_console_capture_works(site: Site) -> None:
+    base = site.base
     _, console = chromium("--dump-dom", f"{base}/canary.html")
     assert any("canary-7f3a" in line for line in console), console
 
 
-def test_worklist_renders_urgent_first_with_zones_and_no_console_errors(
-        site: tuple[str, list[str], Planned], tmp_path: Path) -> None:
-    base, requests, cohort = site
+def test_worklist_renders_safety_first_with_zones_and_no_console_errors(site: Site) -> None:
+    base, requests, cohort = site.base, site.requests, site.cohort
     requests.clear()
     dom, console = chromium("--dump-dom", f"{base}/worklist.html")
 
@@ -105,31 +162,67 @@ def test_worklist_renders_urgent_first_with_zones_and_no_console_errors(
 
     rows = [r for r in page.rows if r.attrs["data-group"] != "closed"]
     assert len(rows) == sum(1 for p in cohort.plans for t in p.tasks if t.status in ("open", "overdue"))
-    assert page.groups[0] == "overdue" and rows[0].attrs["data-group"] == "overdue"
-    assert rows[0].attrs["data-priority"] == "urgent"
+    assert page.groups == ["safety", "overdue", "upcoming"]
+    assert rows[0].attrs["data-step"] == "suicide_risk_assessment" and rows[0].attrs["data-priority"] == "urgent"
     for group in page.groups:
-        for role in dict.fromkeys(r.attrs["data-role"] for r in rows if r.attrs["data-group"] == group):
-            members = [r for r in rows if (r.attrs["data-group"], r.attrs["data-role"]) == (group, role)]
-            ranks = [RANK[r.attrs["data-priority"]] for r in members]
-            assert ranks == sorted(ranks), f"{group}/{role}: urgent work is not first"
-            urgent_due = [r.attrs["data-due"] for r in members if r.attrs["data-priority"] == "urgent"]
-            assert urgent_due == sorted(urgent_due, key=datetime.fromisoformat)
+        due = [datetime.fromisoformat(r.attrs["data-due"]) for r in rows if r.attrs["data-group"] == group]
+        assert due == sorted(due), f"{group}: not by due time"
 
     for row in page.rows:
         due = datetime.fromisoformat(row.attrs["data-due"])
         zone = due.astimezone(cohort.compiled.clinic.zone).tzname()
-        assert row.window.endswith(f" {zone}"), row.window
+        assert re.search(f" {zone}( |$)", row.window), row.window
     assert re.search(r"Tue 3 Mar 2026 12:00 EST", dom)
 
 
-def test_screenshot(site: tuple[str, list[str], Planned], tmp_path: Path) -> None:
-    base, _, _ = site
-    shot = tmp_path / "worklist.png"
-    _, console = chromium("--hide-scrollbars", "--window-size=1280,2000", f"--screenshot={shot}",
-                          f"{base}/worklist.html")
-    assert console == []
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+def test_demo_worklist_opens_on_the_oldest_open_suicide_risk_assessment(
+        site: Site) -> None:
+    base = site.base
+    dom, console = chromium("--dump-dom", f"{base}/demo/worklist.html")
+    assert console == [], "console messages:\n" + "\n".join(console)
+    page = read_worklist(dom)
+    assert page.problems == [] and page.groups[0] == "safety"
+    outputs = json.loads((urlopen(f"{base}/demo/outputs.json", timeout=10)).read())
+    assessments = [body for kind, _, body in outputs if kind == "task"
+                   and body["step"] == "suicide_risk_assessment" and body["status"] in ("open", "overdue")]
+    assert len(assessments) >= 3   # the demo has several, weeks apart
+    oldest = min(assessments, key=lambda t: datetime.fromisoformat(t["earliest"]))
+    first = page.rows[0]
+    assert first.attrs["data-task"] == oldest["id"]
+    safety = [r.attrs["data-task"] for r in page.rows if r.attrs["data-group"] == "safety"]
+    assert safety[:len(assessments)] == [t["id"] for t in sorted(
+        assessments, key=lambda t: datetime.fromisoformat(t["due"]))]
+    assert "open for " in first.cells[4] and first.cells[5].startswith("PHQ-9 item 9 answered ")
+
+
+@pytest.mark.parametrize("role", ["prescriber", "psychotherapist"])
+def test_role_filter_shows_one_role_in_the_same_order(site: Site, role: str) -> None:
+    base = site.base
+    harness = HARNESS.replace("ROLE", role).replace("PAGE", "worklist.html")
+    name = f"filter-{role}.html"
+    # Served from the site's folder, so the frame is same-origin.
+    (site.root / "demo" / name).write_text(harness)
+    dom, console = chromium("--virtual-time-budget=5000", "--dump-dom", f"{base}/demo/{name}")
+    assert console == [], "console messages:\n" + "\n".join(console)
+    result = json.loads(html.unescape(re.search(r'<pre id="result">(.*?)</pre>', dom, re.S).group(1)))
+    before, after = result["before"], result["after"]
+    assert len({r.split()[0] for r in before}) > 1
+    assert after and all(r.split()[0] == role for r in after)
+    assert after == [r for r in before if r.split()[0] == role], "filtering changed the order"
+    assert result["bands"] and result["bands"] == sorted(result["bands"], key=["safety", "overdue", "today",
+                                                                               "upcoming", "no-due"].index)
+
+
+def test_screenshot(site: Site, tmp_path: Path) -> None:
+    base = site.base
     keep = ROOT / "test-output"
     keep.mkdir(exist_ok=True)
-    shutil.copyfile(shot, keep / "worklist.png")
+    for name, path in (("worklist.png", "worklist.html"), ("demo-worklist.png", "demo/worklist.html")):
+        shot = tmp_path / name
+        _, console = chromium("--hide-scrollbars", "--window-size=1280,2000", f"--screenshot={shot}",
+                              f"{base}/{path}")
+        assert console == []
+        data = shot.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+        shutil.copyfile(shot, keep / name)
+        print(f"screenshot kept: {keep / name}")

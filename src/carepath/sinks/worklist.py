@@ -1,12 +1,18 @@
 """`DIR/worklist.html`: the page a clinician works from.
 
-Open and overdue tasks grouped by the clinic-local day they are due ("Overdue" first),
-then by role, urgent first, then by due time; done and cancelled work folded away. Every
-row says why the task exists (the rule or stage that produced it and the event that
-triggered it). Patients appear only by their pseudonymous ref: no names reach this page.
+Open work in bands, most important first: safety-critical work (a step the pathway marks
+`safety`, or urgent work that holds dosing) with how long it has been open, then overdue,
+due today, upcoming within the pathway's `worklist.horizon`, and open work with no due
+time; within a band by due time. Work due beyond the horizon and rows beyond a band's
+`worklist.rows` are counted, not listed, so the page stays the same size however large the
+cohort. A role selector filters the rows and keeps that order. Every row says why the task
+exists in clinical words (what the triggering event recorded and when, and the pathway's
+own description of the rule), with the ids in a tooltip. Done and cancelled work is folded
+away. Patients appear only by their pseudonymous ref: no names reach this page.
 
 The page is one self-contained file (inline CSS, no scripts, no external requests; its
-Content-Security-Policy forbids both, so a regression shows up as a browser error).
+Content-Security-Policy forbids both, so a regression shows up as a browser error). The
+role selector is radio buttons and CSS `:has()`, which needs no script.
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from carepath.compile.compiled import CompiledPathway
+from carepath.compile.compiled import ClinicCalendar, CompiledPathway, Step
+from carepath.engine import calendar as clinic_calendar
 from carepath.sinks._documents import PRIORITY_RANK, instant, require_aware, task_record
 from carepath.sinks.base import Delivery, Output, OutputKind, atomic_writer
 
 ACTIONABLE = ("overdue", "open")
 # Patients listed by name-free ref under "Patients needing attention"; the others (active
-# or discharged, no flag, no hold) are only counted, so the page stays short for a cohort.
+# or discharged, no flag that needs attention, no hold) are only counted.
 ATTENTION_STATUSES = frozenset({"pending_eligibility", "blocked"})
 # Done and cancelled work only grows; the page lists the most recent and counts the rest
 # (tasks.csv and tasks.jsonl hold them all).
@@ -39,12 +46,59 @@ PRIORITIES = ("urgent", "high", "routine")
 
 
 @dataclass(frozen=True, slots=True)
+class BandSpec:
+    key: str
+    label: str
+    note: str
+
+
+BANDS = (
+    BandSpec("safety", "Safety-critical", "safety work the pathway marks critical, or urgent work that holds dosing; "
+             "oldest first"),
+    BandSpec("overdue", "Overdue", "past their due time; most overdue first"),
+    BandSpec("today", "Due today", "by due time"),
+    BandSpec("upcoming", "Upcoming", "due within the horizon, by due time"),
+    BandSpec("no-due", "Open, no due time", "by when they opened"),
+)
+_BAND_INDEX = {b.key: i for i, b in enumerate(BANDS)}
+
+
+def safety_critical(step: Step | None, priority: str) -> bool:
+    """Work that goes to the very top: a step the pathway marks `safety: true`, or urgent
+    work that holds something (dosing) while it is open, e.g. a suicide-risk assessment."""
+    if step is None:
+        return False
+    return bool(getattr(step, "safety", False)) or (priority == "urgent" and bool(step.holds))
+
+
+def band_of(status: str, safety: bool, due: datetime | None, earliest: datetime, as_of: datetime,
+            today: date, horizon_end: datetime, zone: ZoneInfo) -> str | None:
+    """The band of an open or overdue task, or None when it lies beyond the horizon."""
+    if safety and (status == "overdue" or earliest <= as_of):
+        return "safety"
+    if status == "overdue":
+        return "overdue"
+    if due is None:
+        return "no-due" if earliest <= horizon_end else None
+    if due.astimezone(zone).date() <= today:
+        return "today"
+    return "upcoming" if due <= horizon_end else None
+
+
+def sort_key(band: str, due: datetime | None, earliest: datetime, priority: str, patient: str,
+             task_id: str) -> tuple[object, ...]:
+    """Within a band: by due time (the oldest deadline first), then urgency."""
+    return (_BAND_INDEX[band], due is None, due or earliest, PRIORITY_RANK.get(priority, len(PRIORITY_RANK)),
+            earliest, patient, task_id)
+
+
+@dataclass(frozen=True, slots=True)
 class Moment:
     text: str       # "Tue 3 Mar 10:00"
     iso: str        # for <time datetime>
 
 
-@dataclass(frozen=True, slots=True)  # one per open task of the cohort: kept small
+@dataclass(frozen=True, slots=True)  # one per listed task: kept small
 class Row:
     id: str
     patient: str
@@ -62,24 +116,41 @@ class Row:
     completed: Moment | None
     closed_at: datetime       # completion, else due, else earliest: what "most recent" sorts by
     sort_key: tuple[object, ...]
+    reason: str               # "PHQ-9 item 9 answered 2 (total 14) on Tue 10 Nov 2025, 21:14"
+    rule: str                 # the pathway's own words for the rule or stage that made it
+    version: str              # the pathway version it was planned under
+    age: str                  # "for 3 d 4 h": how long open (since it opened) or overdue (since due)
+    safety: bool
+    off_hours: str            # why the due time is outside opening hours, "" when it is not
 
 
 @dataclass(frozen=True)
-class RoleGroup:
-    role: str
+class Band:
+    key: str
     label: str
+    note: str
     rows: list[Row]
-
-
-@dataclass(frozen=True)
-class DayGroup:
-    key: str        # "overdue", an ISO date, or "no-due"
-    label: str
-    roles: list[RoleGroup]
+    total: int                # rows listed + rows counted only
 
     @property
     def count(self) -> int:
-        return sum(len(r.rows) for r in self.roles)
+        return self.total
+
+    @property
+    def hidden(self) -> int:
+        return self.total - len(self.rows)
+
+
+class _Worst:
+    """Reverses the order so that heapq's min-heap keeps the N smallest keys."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: tuple[object, ...]) -> None:
+        self.key = key
+
+    def __lt__(self, other: _Worst) -> bool:
+        return other.key < self.key
 
 
 class Worklist:
@@ -96,7 +167,7 @@ class Worklist:
 
     def write(self, outputs: Iterable[Output]) -> int:
         page, count = self.page(outputs)
-        # Streamed as Jinja produces it: at cohort scale the page is tens of megabytes.
+        # Streamed as Jinja produces it.
         with atomic_writer(self.path) as handle:
             for chunk in _template().generate(page=page):
                 handle.write(chunk.encode())
@@ -109,60 +180,233 @@ class Worklist:
 
     def page(self, outputs: Iterable[Output]) -> tuple[dict[str, object], int]:
         """What the template shows, and how many outputs that is."""
-        zone = self.compiled.clinic.zone
-        today = self.as_of.astimezone(zone).date()
-        attention: dict[str, dict[str, object]] = {}
-        settled = 0
-        actionable: list[Row] = []
+        compiled = self.compiled
+        zone = compiled.clinic.zone
+        as_of = self.as_of.astimezone(zone)
+        today = as_of.date()
+        horizon_end = as_of + compiled.worklist.horizon
+        limit = compiled.worklist.rows
+        words = _Words(compiled, as_of)
+        attention: list[tuple[str, dict[str, object]]] = []
+        attention_total = settled = 0
+        heaps: dict[str, list[tuple[_Worst, Row]]] = {b.key: [] for b in BANDS}
+        band_totals: Counter[str] = Counter()
+        role_totals: Counter[str] = Counter()
+        beyond: Counter[str] = Counter()    # role → open work due beyond the horizon
+        by_role: Counter[tuple[str, str]] = Counter()
+        open_by_patient: Counter[str] = Counter()
+        overdue = 0
         closed: list[tuple[datetime, str, Row]] = []   # a min-heap of the most recently closed
         closed_counts: Counter[str] = Counter()
         count = 0
         for output in outputs:
+            if output.kind not in self.kinds:
+                continue
+            count += 1
             if output.kind == OutputKind.PATIENT:
-                view = _patient_view(output.patient, output.body)
-                if view["status"] in ATTENTION_STATUSES or view["flags"] or view["holds"]:
-                    attention[output.patient] = view
+                view = _patient_view(output.patient, output.body, compiled.flag_severity)
+                if view["status"] in ATTENTION_STATUSES or view["needs_attention"] or view["holds"]:
+                    attention_total += 1
+                    item = (output.patient, view)
+                    # The first `limit` refs in order; the rest are counted.
+                    if len(attention) < limit:
+                        heapq.heappush(attention, (_Worst((output.patient,)), item))  # type: ignore[arg-type]
+                    elif output.patient < attention[0][0].key[0]:  # type: ignore[index]
+                        heapq.heapreplace(attention, (_Worst((output.patient,)), item))  # type: ignore[arg-type]
                 else:
                     settled += 1
-                count += 1
-            elif output.kind == OutputKind.TASK:
-                row = _row(output, zone)
-                if row.status in ACTIONABLE:
-                    actionable.append(row)
+                continue
+            task = task_record(output.patient, output.body)
+            status = str(task["status"])
+            owner = f"task {output.id}"
+            if status not in ACTIONABLE:
+                row = self._row(output, task, zone, words, "closed", None)
+                closed_counts[row.status] += 1
+                item = (row.closed_at, row.id, row)
+                if len(closed) < min(CLOSED_SHOWN, limit):
+                    heapq.heappush(closed, item)
                 else:
-                    closed_counts[row.status] += 1
-                    item = (row.closed_at, row.id, row)
-                    if len(closed) < CLOSED_SHOWN:
-                        heapq.heappush(closed, item)
-                    else:
-                        heapq.heappushpop(closed, item)
-                count += 1
+                    heapq.heappushpop(closed, item)
+                continue
+            earliest = instant(task, "earliest", owner)
+            if earliest is None:
+                raise ValueError(f"{owner} has no earliest time")
+            due = instant(task, "due", owner)
+            priority, role = str(task["priority"]), str(task["role"])
+            by_role[(role, priority)] += 1
+            open_by_patient[output.patient] += 1
+            overdue += status == "overdue"
+            safety = safety_critical(compiled.steps.get(str(task["step"])), priority)
+            band = band_of(status, safety, due, earliest, as_of, today, horizon_end, zone)
+            if band is None:
+                beyond[role] += 1
+                continue
+            band_totals[band] += 1
+            role_totals[role] += 1
+            key = sort_key(band, due, earliest, priority, output.patient, output.id)
+            heap = heaps[band]
+            if len(heap) >= limit and not key < heap[0][0].key:
+                continue
+            row = self._row(output, task, zone, words, band, key, safety=safety)
+            if len(heap) < limit:
+                heapq.heappush(heap, (_Worst(key), row))
+            else:
+                heapq.heapreplace(heap, (_Worst(key), row))
 
-        open_by_patient = Counter(r.patient for r in actionable)
-        by_role = Counter((r.role, r.priority) for r in actionable)
+        bands = [Band(b.key, b.label, b.note, sorted((r for _, r in heaps[b.key]), key=lambda r: r.sort_key),
+                      band_totals[b.key]) for b in BANDS if band_totals[b.key]]
         roles = sorted({role for role, _ in by_role})
+        shown = sum(band_totals.values())
         page = {
-            "pathway": {"id": self.compiled.id, "version": self.compiled.version, "title": self.compiled.title},
-            "clinic": {"name": self.compiled.clinic.name, "zone": zone.key},
-            "as_of": Moment(_long(self.as_of.astimezone(zone)), self.as_of.astimezone(zone).isoformat()),
-            "days": _days(actionable, today, zone),
+            "pathway": {"id": compiled.id, "version": compiled.version, "title": compiled.title},
+            "clinic": {"name": compiled.clinic.name, "zone": zone.key},
+            "as_of": Moment(_long(as_of), as_of.isoformat()),
+            "horizon": _span(compiled.worklist.horizon),
+            "horizon_end": Moment(_long(horizon_end), horizon_end.isoformat()),
+            "bands": bands,
+            "filter": [{"role": role, "label": role_label(role), "count": role_totals[role]}
+                       for role in sorted(role_totals)],
+            "shown": shown,
+            "beyond": {"total": sum(beyond.values()),
+                       "roles": [{"label": role_label(r), "count": n} for r, n in sorted(beyond.items())]},
             "summary": {
                 "priorities": PRIORITIES,
                 "roles": [{"label": role_label(role), "role": role,
                            "counts": [by_role[(role, p)] for p in PRIORITIES],
                            "total": sum(n for (r, _), n in by_role.items() if r == role)} for role in roles],
                 "totals": [sum(n for (_, p), n in by_role.items() if p == prio) for prio in PRIORITIES],
-                "open": len(actionable),
-                "overdue": sum(1 for r in actionable if r.status == "overdue"),
+                "open": sum(by_role.values()),
+                "overdue": overdue,
                 "done": closed_counts["done"],
                 "cancelled": closed_counts["cancelled"],
             },
             "closed": [row for _, _, row in sorted(closed, reverse=True)],
             "closed_total": sum(closed_counts.values()),
-            "patients": [{**view, "open": open_by_patient[ref]} for ref, view in sorted(attention.items())],
+            "patients": [{**view, "open": open_by_patient[ref]}
+                         for ref, view in sorted(item for _, item in attention)],
+            "patients_total": attention_total,
             "settled_patients": settled,
+            "steps": [{"name": s.name, "title": s.title, "role": role_label(s.role), "priority": str(s.priority),
+                       "note": compiled.notes.get(f"step:{s.name}", ""),
+                       "safety": safety_critical(s, str(s.priority))}
+                      for s in compiled.steps.values()],
+            "severities": compiled.flag_severity,
         }
         return page, count
+
+    def _row(self, output: Output, task: Mapping[str, object], zone: ZoneInfo, words: _Words, band: str,
+             key: tuple[object, ...] | None, *, safety: bool = False) -> Row:
+        owner = f"task {output.id}"
+        earliest = instant(task, "earliest", owner)
+        if earliest is None:
+            raise ValueError(f"{owner} has no earliest time")
+        due = instant(task, "due", owner)
+        completed = instant(task, "completed_at", owner)
+        reason_at = instant(task, "reason_at", owner)
+        priority, status, source = str(task["priority"]), str(task["status"]), str(task["source"])
+        done_at = completed.astimezone(zone) if completed else None
+        as_of = words.as_of
+        if safety and earliest <= as_of:
+            # Safety work says how long the patient has waited, overdue or not.
+            age = f"open for {_span(as_of - earliest)}"
+        elif status == "overdue" and due is not None:
+            age = f"for {_span(as_of - due)}"
+        elif earliest <= as_of and status == "open":
+            age = f"for {_span(as_of - earliest)}"
+        else:
+            age = ""
+        reason = str(task.get("reason") or "")
+        if reason and reason_at is not None:
+            reason = f"{reason} on {words.when(reason_at)}"
+        elif not reason:
+            reason = f"opened {words.when(earliest)}"
+        return Row(
+            # Steps, titles, roles and sources repeat across the cohort: one string each.
+            id=output.id, patient=output.patient, step=intern(str(task["step"])), title=intern(str(task["title"])),
+            role=intern(str(task["role"])), priority=intern(priority), status=intern(status),
+            out_of_window=bool(task["out_of_window"]), source=intern(source), trigger=str(task["trigger"]),
+            window=window_parts(earliest, due, zone), earliest_iso=earliest.astimezone(zone).isoformat(),
+            due_iso=due.astimezone(zone).isoformat() if due else "",
+            completed=Moment(f"{_short(done_at)} {done_at.tzname()}", done_at.isoformat()) if done_at else None,
+            closed_at=completed or due or earliest,
+            sort_key=key or (),
+            reason=reason, rule=words.rule(source), version=intern(str(task.get("pathway_version") or "")),
+            age=age, safety=safety,
+            off_hours=words.off_hours(due) if due is not None and status in ACTIONABLE else "",
+        )
+
+
+class _Words:
+    """The pathway's own words for provenance, and clinic-time phrases, cached: a cohort
+    repeats the same few sources and days."""
+
+    def __init__(self, compiled: CompiledPathway, as_of: datetime) -> None:
+        self.compiled = compiled
+        self.as_of = as_of
+        self._rules: dict[str, str] = {}
+        self._hours: dict[datetime, str] = {}
+
+    def when(self, moment: datetime) -> str:
+        local = moment.astimezone(self.compiled.clinic.zone)
+        year = "" if local.year == self.as_of.year else f" {local.year}"
+        return f"{local:%a} {local.day} {local:%b}{year}, {local:%H:%M}"
+
+    def rule(self, source: str) -> str:
+        text = self._rules.get(source)
+        if text is None:
+            text = self._rules[source] = intern(provenance_text(self.compiled, source))
+        return text
+
+    def off_hours(self, due: datetime) -> str:
+        text = self._hours.get(due)
+        if text is None:
+            text = self._hours[due] = outside_hours(self.compiled.clinic, due)
+        return text
+
+
+def provenance_text(compiled: CompiledPathway, source: str) -> str:
+    """What made a task, in the pathway's words: "rule:phq9_item9" → that rule's
+    description; the name itself when the pathway describes it nowhere."""
+    kind, _, rest = source.partition(":")
+    name, _, extra = rest.partition(":")
+    note = compiled.notes.get(f"{kind}:{name}")
+    if kind == "step" and extra == "overdue":
+        step = compiled.steps.get(name)
+        return f"Escalation: {step.title if step else name} passed its due time undone"
+    if extra == "window_conflict":
+        head = note.rstrip(".") + ". " if note else ""
+        return head + "Its window holds no open clinic hours."
+    if kind == "stage":
+        what = {"recurring": "Recurring work", "on_enter": "On entering"}.get(extra.split(":")[0], "Stage")
+        label = name.replace("_", " ")
+        return f"{what} in {label}" + (f": {note}" if note else "")
+    return note or f"{kind.capitalize()}: {name.replace('_', ' ')}"
+
+
+def outside_hours(cal: ClinicCalendar, due: datetime) -> str:
+    """Why `due` falls outside opening hours ("clinic closed on Sunday"), or ""."""
+    local = due.astimezone(cal.zone)
+    day = local.date()
+    spans = clinic_calendar.open_spans(cal, day)
+    if not spans:
+        return f"clinic closed on {local:%A}" + (" (closed date)" if day in cal.closed_dates else "")
+    if any(start <= local.time() <= end for start, end in spans):
+        return ""
+    return f"outside opening hours ({', '.join(f'{a:%H:%M}-{b:%H:%M}' for a, b in spans)})"
+
+
+def _span(delta: timedelta) -> str:
+    """A duration for a glance: "3 d 4 h", "5 h", "20 min"."""
+    minutes = max(0, int(delta.total_seconds() // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days >= 7:
+        return f"{days} d"
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h"
+    return f"{mins} min"
 
 
 def role_label(role: str) -> str:
@@ -196,71 +440,18 @@ def window_parts(earliest: datetime, due: datetime | None, zone: ZoneInfo) -> tu
     return f"{_short(start)} –", f"{last} {end.tzname()}"
 
 
-def _row(output: Output, zone: ZoneInfo) -> Row:
-    task = task_record(output.patient, output.body)
-    owner = f"task {output.id}"
-    earliest = instant(task, "earliest", owner)
-    if earliest is None:
-        raise ValueError(f"{owner} has no earliest time")
-    due = instant(task, "due", owner)
-    completed = instant(task, "completed_at", owner)
-    priority = str(task["priority"])
-    done_at = completed.astimezone(zone) if completed else None
-    return Row(
-        # Steps, titles, roles and sources repeat across the cohort: one string each.
-        id=output.id, patient=output.patient, step=intern(str(task["step"])), title=intern(str(task["title"])),
-        role=intern(str(task["role"])), priority=intern(priority), status=intern(str(task["status"])),
-        out_of_window=bool(task["out_of_window"]), source=intern(str(task["source"])), trigger=str(task["trigger"]),
-        window=window_parts(earliest, due, zone), earliest_iso=earliest.astimezone(zone).isoformat(),
-        due_iso=due.astimezone(zone).isoformat() if due else "",
-        completed=Moment(f"{_short(done_at)} {done_at.tzname()}", done_at.isoformat()) if done_at else None,
-        closed_at=completed or due or earliest,
-        sort_key=(PRIORITY_RANK.get(priority, len(PRIORITY_RANK)), priority,
-                  due is None, due or earliest, earliest, output.patient, output.id),
-    )
-
-
-def _day_label(day: date, today: date) -> str:
-    name = f"{day:%A} {day.day} {day:%B}"
-    if day == today:
-        return f"Today, {name}"
-    if day == today + timedelta(days=1):
-        return f"Tomorrow, {name}"
-    return name
-
-
-def _days(rows: list[Row], today: date, zone: ZoneInfo) -> list[DayGroup]:
-    buckets: dict[tuple[int, str], tuple[str, list[Row]]] = {}
-    for row in rows:
-        if row.status == "overdue":
-            key, label = (0, "overdue"), "Overdue"
-        elif not row.due_iso:
-            key, label = (2, "no-due"), "No due time"
-        else:
-            day = datetime.fromisoformat(row.due_iso).astimezone(zone).date()
-            key, label = (1, day.isoformat()), _day_label(day, today)
-        buckets.setdefault(key, (label, []))[1].append(row)
-    days = []
-    for key in sorted(buckets):
-        label, members = buckets[key]
-        by_role: dict[str, list[Row]] = {}
-        for row in members:
-            by_role.setdefault(row.role, []).append(row)
-        roles = [RoleGroup(role, role_label(role), sorted(by_role[role], key=lambda r: r.sort_key))
-                 for role in sorted(by_role)]
-        days.append(DayGroup(key[1], label, roles))
-    return days
-
-
-def _patient_view(ref: str, body: Mapping[str, object]) -> dict[str, object]:
+def _patient_view(ref: str, body: Mapping[str, object], severity: Mapping[str, str]) -> dict[str, object]:
     def names(key: str) -> list[str]:
         value = body.get(key) or []
         if not isinstance(value, list):
             raise ValueError(f"patient {ref}: {key} must be a list")
         return [str(v) for v in value]
 
+    # A flag the pathway does not declare (a pinned older version's) needs attention.
+    flags = [(name, severity.get(name, "attention")) for name in names("flags")]
     return {"ref": ref, "stage": str(body.get("stage", "")), "status": str(body.get("status", "")),
-            "flags": names("flags"), "holds": names("holds")}
+            "flags": flags, "needs_attention": any(level == "attention" for _, level in flags),
+            "holds": names("holds")}
 
 
 @cache
