@@ -330,3 +330,20 @@ def test_closed_work_is_capped_to_the_most_recent(tmp_path: Path, cohort: Planne
     assert [r.attrs["data-patient"] for r in closed] == ["p-103"]  # cancelled, due 4 Mar: later than the done task of 27 Feb
     assert "The 1 most recently closed of 2" in html
     assert "Done (1) and cancelled (1) tasks" in html
+
+
+def test_prefect_artifact_lists_the_same_top_rows_refs_only(page: str, cohort: Planned) -> None:
+    from types import SimpleNamespace
+
+    from carepath.emission import workload
+    from carepath.runtime.artifacts import urgent_rows
+
+    half = len(cohort.plans) // 2
+    # Shards are ranked separately and merged, as a run does.
+    merged = workload(cohort.plans[:half], cohort.compiled, AS_OF) + workload(cohort.plans[half:], cohort.compiled, AS_OF)
+    table = urgent_rows(SimpleNamespace(workload=merged))
+    rows = [r for r in read_worklist(page).rows if r.attrs["data-group"] in ("safety", "overdue", "today")]
+    assert [(t["band"], t["patient"], t["step"]) for t in table] == [
+        (r.attrs["data-group"], r.attrs["data-patient"], r.attrs["data-step"]) for r in rows]
+    assert table[0]["step"] == "suicide_risk_assessment"
+    assert contains_name(repr(table), cohort.names) == []

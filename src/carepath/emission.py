@@ -46,10 +46,11 @@ class Workload:
     overdue: int = 0
     letters: int = 0
     statuses: Counter = field(default_factory=Counter)         # patient status → patients
-    urgent: tuple[tuple[str, str, str, str], ...] = ()         # (patient ref, step, due, status)
+    # The top of the worklist, in its order: (sort key, band, patient ref, step, due, status, opened)
+    urgent: tuple[tuple[tuple[object, ...], str, str, str, str, str, str], ...] = ()
 
     def __add__(self, other: Workload) -> Workload:
-        urgent = tuple(sorted(self.urgent + other.urgent, key=lambda u: (u[2], u[0], u[1]))[:URGENT_SHOWN])
+        urgent = tuple(sorted(self.urgent + other.urgent, key=lambda u: u[0])[:URGENT_SHOWN])
         return Workload(self.patients + other.patients, self.open_tasks + other.open_tasks,
                         self.overdue + other.overdue, self.letters + other.letters,
                         self.statuses + other.statuses, urgent)
@@ -89,11 +90,16 @@ def ledger_for(url: str) -> Ledger:
         return _ledgers[url]
 
 
-def workload(plans: Iterable[PatientPlan]) -> Workload:
+def workload(plans: Iterable[PatientPlan], compiled: CompiledPathway, as_of: datetime) -> Workload:
+    from carepath.sinks.worklist import band_of, safety_critical, sort_key
+
     open_tasks: Counter = Counter()
     statuses: Counter = Counter()
-    urgent: list[tuple[str, str, str, str]] = []
+    urgent: list[tuple[tuple[object, ...], str, str, str, str, str, str]] = []
     overdue = letters = patients = 0
+    zone = compiled.clinic.zone
+    now = as_of.astimezone(zone)
+    horizon_end = now + compiled.worklist.horizon
     for p in plans:
         patients += 1
         statuses[p.status] += 1
@@ -102,9 +108,14 @@ def workload(plans: Iterable[PatientPlan]) -> Workload:
             if t.status in ACTIVE_TASK:
                 open_tasks[(t.role, t.priority)] += 1
                 overdue += t.status == "overdue"
-                if t.priority == "urgent" or t.status == "overdue":
-                    urgent.append((p.patient, t.step, t.due.isoformat() if t.due else "", t.status))
-    urgent.sort(key=lambda u: (u[2], u[0], u[1]))
+                # Ranked as the worklist ranks its rows, so the artifact shows the page's top rows.
+                safety = safety_critical(compiled.steps.get(t.step), t.priority)
+                band = band_of(t.status, safety, t.due, t.earliest, now, now.date(), horizon_end, zone)
+                if band in ("safety", "overdue", "today"):
+                    urgent.append((sort_key(band, t.due, t.earliest, t.priority, p.patient, t.id), band,
+                                   p.patient, t.step, t.due.isoformat() if t.due else "", t.status,
+                                   t.earliest.isoformat()))
+    urgent.sort(key=lambda u: u[0])
     return Workload(patients, open_tasks, overdue, letters, statuses, tuple(urgent[:URGENT_SHOWN]))
 
 
@@ -201,7 +212,7 @@ def emit_shard(pathway: str, shard: Shard, as_of: datetime, ledger_url: str, out
     groups, refused = pinned_groups(compiled, pathway, planned.plans, ledger_url, replan, migration, run)
     recorded, written, plans = _emit_groups(groups, planned.patients, ledger_url, out, run, pdf)
     return ShardReport(shard.name, shard.patients, shard.events, recorded, written,
-                       workload(plans), tuple(planned.rejected) + tuple(refused))
+                       workload(plans, compiled, as_of), tuple(planned.rejected) + tuple(refused))
 
 
 def emit_patient(pathway: str, patients_path: str, events_path: str, ref: str, as_of: datetime,
@@ -224,7 +235,7 @@ def emit_patient(pathway: str, patients_path: str, events_path: str, ref: str, a
 
     groups, refused = pinned_groups(compiled, pathway, [result], ledger_url, replan, migration, run)
     recorded, written, plans = _emit_groups(groups, mine, ledger_url, out, run, pdf)
-    return ShardReport(f"patient-{ref}", 1, len(events), recorded, written, workload(plans),
+    return ShardReport(f"patient-{ref}", 1, len(events), recorded, written, workload(plans, compiled, as_of),
                        rejected + tuple(refused))
 
 

@@ -24,8 +24,10 @@ def workload_rows(summary: RunSummary) -> list[dict[str, object]]:
 
 
 def urgent_rows(summary: RunSummary) -> list[dict[str, object]]:
-    return [{"patient": ref, "step": step, "due": due, "status": status}
-            for ref, step, due, status in summary.workload.urgent]
+    """The top rows of the worklist, in the page's order (safety-critical, overdue, due
+    today): pseudonymous refs, step names and times only."""
+    return [{"band": band, "patient": ref, "step": step, "due": due, "status": status, "opened": opened}
+            for _, band, ref, step, due, status, opened in summary.workload.urgent]
 
 
 def markdown(summary: RunSummary, out: Path) -> str:
@@ -55,4 +57,5 @@ def publish(summary: RunSummary, out: Path, key_prefix: str = "carepath-sweep") 
                           description="Open or overdue tasks by role and priority")
     if summary.workload.urgent:
         create_table_artifact(urgent_rows(summary), key=_key(key_prefix, summary.pathway, "urgent"),
-                              description="Urgent or overdue tasks (pseudonymous refs), earliest due first")
+                              description="Top of the worklist (pseudonymous refs): safety-critical, overdue, "
+                                      "due today, in the page's order")
