@@ -75,6 +75,7 @@ class Planned:
     plans: list[PatientPlan]
     outputs: list[Output]
     names: list[str]  # every given and family name in the patients files
+    directory: Path   # where its patients.jsonl and events.jsonl are
 
     def of_kind(self, kind: OutputKind) -> list[Output]:
         return [o for o in self.outputs if o.kind == kind]
@@ -94,7 +95,7 @@ def _plan(directory: Path, events: list[dict[str, object]]) -> Planned:
     plans = list(plan_cohort(compiled, cohort, AS_OF))
     outputs = [o for plan in plans for o in outputs_of(plan, compiled.version)]
     names = [p[key] for p in patients for key in ("given_name", "family_name") if p.get(key)]
-    return Planned(compiled, plans, outputs, names)
+    return Planned(compiled, plans, outputs, names, directory)
 
 
 def planned_cohort(directory: Path) -> Planned:

@@ -347,3 +347,29 @@ def test_prefect_artifact_lists_the_same_top_rows_refs_only(page: str, cohort: P
         (r.attrs["data-group"], r.attrs["data-patient"], r.attrs["data-step"]) for r in rows]
     assert table[0]["step"] == "suicide_risk_assessment"
     assert contains_name(repr(table), cohort.names) == []
+
+
+def test_patient_view_lists_one_patients_whole_plan(tmp_path: Path, cohort: Planned) -> None:
+    near = replace(cohort.compiled, worklist=WorklistView(timedelta(hours=1), 1))   # no horizon, no caps apply
+    html, _ = Worklist(tmp_path, near, AS_OF, patient="p-101").render(iter(cohort.outputs))
+    rows = read_worklist(html).rows
+    mine = [o for o in cohort.of_kind(OutputKind.TASK) if o.patient == "p-101"]
+    assert len(mine) >= 2 and sorted(r.attrs["data-task"] for r in rows) == sorted(o.id for o in mine)
+    assert {r.attrs["data-patient"] for r in rows} == {"p-101"}
+    assert "<h1>Patient <code>p-101</code>: whole plan</h1>" in html and "Done (1)" in html
+
+
+def test_patient_view_from_the_command_line(tmp_path: Path, cohort: Planned,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from carepath.cli.main import main
+    from sink_cohort import PATHWAY
+
+    args = ["plan", str(PATHWAY), "--patients", str(cohort.directory / "patients.jsonl"),
+            "--events", str(cohort.directory / "events.jsonl"), "--as-of", AS_OF.isoformat()]
+    assert main([*args, "--format", "html", "--patient", "p-102"]) == 0
+    page = read_worklist(capsys.readouterr().out)
+    assert page.problems == [] and {r.attrs["data-patient"] for r in page.rows} == {"p-102"}
+    assert page.rows[0].attrs["data-step"] == "suicide_risk_assessment"
+    assert main([*args, "--format", "html", "--patient", "p-999"]) == 1
+    assert "no patient 'p-999'" in capsys.readouterr().err
+    assert main([*args, "--format", "html"]) == 2

@@ -21,7 +21,8 @@ from carepath.engine.result import PatientPlan
 from carepath.records import Patient, read_patients
 from carepath.records.readers import _gc_paused
 
-__all__ = ["Cohort", "Rejected", "plan_cohort", "read_cohort", "write_plan_json", "write_plan_text"]
+__all__ = ["Cohort", "Rejected", "plan_cohort", "read_cohort", "write_patient_page", "write_plan_json",
+           "write_plan_text"]
 
 
 @dataclass
@@ -101,3 +102,19 @@ def write_plan_text(out: IO[str], compiled: CompiledPathway, as_of: datetime, co
         for r in sorted(cohort.rejected, key=lambda r: (r.file, r.line)):
             out.write(f"  {r.file} line {r.line} ({r.id}): {r.reason}\n")
     return count
+
+
+def write_patient_page(out: IO[str], compiled: CompiledPathway, as_of: datetime, cohort: Cohort, ref: str) -> bool:
+    """One patient's whole plan as a worklist-style page (every task, done and cancelled ones
+    and work beyond the worklist's horizon included); False when the cohort has no such patient."""
+    from carepath.sinks.base import outputs_of
+    from carepath.sinks.worklist import Worklist
+
+    if ref not in cohort.patients:
+        return False
+    for result in plan_cohort(compiled, cohort, as_of):
+        if result.patient == ref:
+            page, _ = Worklist(Path("."), compiled, as_of, patient=ref).render(outputs_of(result, compiled.version))
+            out.write(page)
+            return True
+    return False

@@ -49,12 +49,21 @@ def _load_cohort(args: argparse.Namespace):
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from carepath.planning import write_plan_json, write_plan_text
+    from carepath.planning import write_patient_page, write_plan_json, write_plan_text
 
+    if (args.format == "html") != (args.patient is not None):
+        print("carepath plan: --patient REF and --format html go together (one patient's whole plan as a page)",
+              file=sys.stderr)
+        return EXIT_USAGE
     loaded = _load_cohort(args)
     if loaded is None:
         return EXIT_INVALID
     compiled, cohort = loaded
+    if args.patient is not None:
+        if not write_patient_page(sys.stdout, compiled, args.as_of, cohort, args.patient):
+            print(f"{args.patients}: no patient {args.patient!r} (or its line is rejected)", file=sys.stderr)
+            return EXIT_INVALID
+        return EXIT_OK
     writer = write_plan_text if args.format == "text" else write_plan_json
     writer(sys.stdout, compiled, args.as_of, cohort)
     return EXIT_OK
@@ -281,8 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patients", required=True, metavar="FILE", help="patients, JSON Lines")
     p.add_argument("--events", required=True, metavar="FILE", help="events, JSON Lines")
     p.add_argument("--as-of", required=True, type=instant, metavar="ISO", help="an instant with a UTC offset")
-    p.add_argument("--format", choices=("json", "text"), default="json",
-                   help="json (the contract; default) or a text summary for people")
+    p.add_argument("--format", choices=("json", "text", "html"), default="json",
+                   help="json (the contract; default), a text summary for people, or html with --patient")
+    p.add_argument("--patient", metavar="REF",
+                   help="with --format html: that patient's whole plan as a page (the worklist lists only "
+                        "actionable work)")
     p.set_defaults(func=_plan)
 
     p = sub.add_parser("letters", help="render every letter the plan holds to text, HTML and PDF (no Prefect)",

@@ -160,10 +160,13 @@ class Worklist:
     delivery = Delivery.SNAPSHOT
     kinds = frozenset({OutputKind.PATIENT, OutputKind.TASK})
 
-    def __init__(self, out_dir: Path, compiled: CompiledPathway, as_of: datetime) -> None:
+    def __init__(self, out_dir: Path, compiled: CompiledPathway, as_of: datetime, *,
+                 patient: str | None = None) -> None:
+        """`patient`: one patient's whole plan instead (every task, no horizon, no caps)."""
         self.path = Path(out_dir) / "worklist.html"
         self.compiled = compiled
         self.as_of = require_aware(as_of)
+        self.patient = patient
 
     def write(self, outputs: Iterable[Output]) -> int:
         page, count = self.page(outputs)
@@ -186,6 +189,9 @@ class Worklist:
         today = as_of.date()
         horizon_end = as_of + compiled.worklist.horizon
         limit = compiled.worklist.rows
+        closed_limit = min(CLOSED_SHOWN, limit)
+        if self.patient is not None:
+            horizon_end, limit, closed_limit = as_of + timedelta(days=36500), 1 << 62, 1 << 62
         words = _Words(compiled, as_of)
         attention: list[tuple[str, dict[str, object]]] = []
         attention_total = settled = 0
@@ -200,7 +206,7 @@ class Worklist:
         closed_counts: Counter[str] = Counter()
         count = 0
         for output in outputs:
-            if output.kind not in self.kinds:
+            if output.kind not in self.kinds or (self.patient is not None and output.patient != self.patient):
                 continue
             count += 1
             if output.kind == OutputKind.PATIENT:
@@ -223,7 +229,7 @@ class Worklist:
                 row = self._row(output, task, zone, words, "closed", None)
                 closed_counts[row.status] += 1
                 item = (row.closed_at, row.id, row)
-                if len(closed) < min(CLOSED_SHOWN, limit):
+                if len(closed) < closed_limit:
                     heapq.heappush(closed, item)
                 else:
                     heapq.heappushpop(closed, item)
@@ -258,6 +264,7 @@ class Worklist:
         roles = sorted({role for role, _ in by_role})
         shown = sum(band_totals.values())
         page = {
+            "patient": self.patient,
             "pathway": {"id": compiled.id, "version": compiled.version, "title": compiled.title},
             "clinic": {"name": compiled.clinic.name, "zone": zone.key},
             "as_of": Moment(_long(as_of), as_of.isoformat()),
