@@ -51,6 +51,7 @@ class Window:
     when_clinic_closed: ClosedPolicy | None
     conflict_step: str | None
     unmet_flag: str | None
+    move_outside_hours: bool = False  # a due on a closed day or after hours moves to the next opening's close
 
 
 @dataclass(frozen=True)

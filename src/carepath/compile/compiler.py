@@ -74,6 +74,7 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
                 when_clinic_closed=(resolve_enum(p, w.when_clinic_closed, m.ClosedPolicy)
                                     if w.when_clinic_closed is not None else None),
                 conflict_step=w.conflict_step, unmet_flag=w.unmet_flag,
+                move_outside_hours=_moves_outside_hours(p, s),
             ),
             done_by=frozenset(s.done_by), cancelled_by=frozenset(s.cancelled_by), holds=tuple(s.holds),
             overdue=(c.Overdue(offset(s.overdue.after), s.overdue.flag, s.overdue.task, s.overdue.priority)
@@ -129,6 +130,20 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
         notes=_notes(p),
         worklist=c.WorklistView(offset(p.worklist.horizon), p.worklist.rows),
     )
+
+
+def _moves_outside_hours(p: m.Pathway, s: m.Step) -> bool:
+    """Whether a due time outside opening hours moves to the next opening's close. Unless
+    the step says, urgent work keeps its deadline (someone is on call), as does a clock-time
+    due (it names its hour: "23:59 the same day") and a window whose closed-clinic case has
+    its own policy (`when_clinic_closed`); routine and high-priority work falls due while the
+    clinic is open."""
+    w = s.window
+    if w.due_outside_hours is not None:
+        return resolve_enum(p, w.due_outside_hours, m.OutsideHours) is m.OutsideHours.NEXT_OPENING
+    if s.priority is m.Priority.URGENT or isinstance(w.due, m.ClockDue) or w.when_clinic_closed is not None:
+        return False
+    return True
 
 
 def _notes(p: m.Pathway) -> dict[str, str]:

@@ -89,6 +89,17 @@ def resolve_due(cal: ClinicCalendar, spec: DueSpec, anchor: datetime, basis: Bas
     return business_due(cal, anchor, spec.business_days)
 
 
+def within_hours(cal: ClinicCalendar, due: datetime) -> datetime:
+    """`due` when the clinic is open then (or closes at that instant), else the closing time
+    of its next opening: a deadline never lands on a closed day or in the night."""
+    local = due.astimezone(cal.zone)
+    day = local.date()
+    for open_at, close_at in open_spans(cal, day):
+        if localize(day, open_at, cal.zone) <= local <= localize(day, close_at, cal.zone):
+            return due
+    return next_opening(cal, due)[1]
+
+
 def has_open_hours(cal: ClinicCalendar, start: datetime, end: datetime) -> bool:
     """Whether [start, end] overlaps any opening span."""
     day = start.astimezone(cal.zone).date()

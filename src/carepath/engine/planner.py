@@ -384,7 +384,7 @@ class _Fold:
         if not isinstance(spec, c.OffsetDue) and due < start:
             # "Before closing today" after closing time, or 23:59 already past: due at once.
             return start.astimezone(self.zone)
-        return due
+        return cal.within_hours(self.p.clinic, due) if window.move_outside_hours else due
 
     def apply_clinic_policy(self, task: _Task, event: EventLike, source: str) -> None:
         window = task.step.window

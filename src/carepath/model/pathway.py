@@ -133,6 +133,13 @@ class ClosedPolicy(StrEnum):
     NEXT_OPEN_SLOT = "next_open_slot"
 
 
+class OutsideHours(StrEnum):
+    """Whether a task's due time may fall while the clinic is closed."""
+
+    ALLOWED = "allowed"            # the deadline stands (on-call, same-day safety work); the worklist marks it
+    NEXT_OPENING = "next_opening"  # moved to the close of the clinic's next opening
+
+
 class PatientStatus(StrEnum):
     ACTIVE = "active"
     PENDING_ELIGIBILITY = "pending_eligibility"
@@ -251,6 +258,12 @@ class Window(Frozen):
     )
     conflict_step: Name | None = Field(default=None, description="step created under the escalate policy")
     unmet_flag: Name | None = Field(default=None, description="flag raised when the window passes undone")
+    due_outside_hours: _enum(OutsideHours) | ParamRef | None = Field(
+        default=None,
+        description="a due time on a closed day or outside opening hours: allowed (it stands), or next_opening "
+                    "(moved to the close of the next opening). Default: allowed for urgent steps, clock-time dues "
+                    "and windows with when_clinic_closed; next_opening otherwise",
+    )
 
 
 class Overdue(Frozen):
