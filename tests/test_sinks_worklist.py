@@ -373,3 +373,15 @@ def test_patient_view_from_the_command_line(tmp_path: Path, cohort: Planned,
     assert main([*args, "--format", "html", "--patient", "p-999"]) == 1
     assert "no patient 'p-999'" in capsys.readouterr().err
     assert main([*args, "--format", "html"]) == 2
+
+
+def test_run_summary_counts_patients_needing_attention_as_the_page_lists_them(page: str, cohort: Planned) -> None:
+    from carepath.emission import workload
+    from carepath.engine.result import PatientPlan
+
+    listed = re.findall(r'<tr data-patient="([^"]+)"><th scope="row">', page)
+    assert workload(cohort.plans, cohort.compiled, AS_OF).attention == len(listed)
+    calm = PatientPlan("p-900", "maintenance", "active", ("remission",), (), (), ())
+    worried = PatientPlan("p-901", "maintenance", "active", ("remission", "relapse_risk"), (), (), ())
+    assert workload([calm], cohort.compiled, AS_OF).attention == 0
+    assert workload([calm, worried], cohort.compiled, AS_OF).attention == 1

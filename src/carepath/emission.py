@@ -48,12 +48,13 @@ class Workload:
     statuses: Counter = field(default_factory=Counter)         # patient status → patients
     # The top of the worklist, in its order: (sort key, band, patient ref, step, due, status, opened)
     urgent: tuple[tuple[tuple[object, ...], str, str, str, str, str, str], ...] = ()
+    attention: int = 0    # patients the worklist lists as needing attention (good-news flags do not count)
 
     def __add__(self, other: Workload) -> Workload:
         urgent = tuple(sorted(self.urgent + other.urgent, key=lambda u: u[0])[:URGENT_SHOWN])
         return Workload(self.patients + other.patients, self.open_tasks + other.open_tasks,
                         self.overdue + other.overdue, self.letters + other.letters,
-                        self.statuses + other.statuses, urgent)
+                        self.statuses + other.statuses, urgent, self.attention + other.attention)
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,12 @@ def ledger_for(url: str) -> Ledger:
 
 
 def workload(plans: Iterable[PatientPlan], compiled: CompiledPathway, as_of: datetime) -> Workload:
-    from carepath.sinks.worklist import band_of, safety_critical, sort_key
+    from carepath.sinks.worklist import band_of, needs_attention, safety_critical, sort_key
 
     open_tasks: Counter = Counter()
     statuses: Counter = Counter()
     urgent: list[tuple[tuple[object, ...], str, str, str, str, str, str]] = []
-    overdue = letters = patients = 0
+    overdue = letters = patients = attention = 0
     zone = compiled.clinic.zone
     now = as_of.astimezone(zone)
     horizon_end = now + compiled.worklist.horizon
@@ -104,6 +105,7 @@ def workload(plans: Iterable[PatientPlan], compiled: CompiledPathway, as_of: dat
         patients += 1
         statuses[p.status] += 1
         letters += len(p.letters)
+        attention += needs_attention(p.status, p.flags, p.holds, compiled.flag_severity)
         for t in p.tasks:
             if t.status in ACTIVE_TASK:
                 open_tasks[(t.role, t.priority)] += 1
@@ -116,7 +118,7 @@ def workload(plans: Iterable[PatientPlan], compiled: CompiledPathway, as_of: dat
                                    p.patient, t.step, t.due.isoformat() if t.due else "", t.status,
                                    t.earliest.isoformat()))
     urgent.sort(key=lambda u: u[0])
-    return Workload(patients, open_tasks, overdue, letters, statuses, tuple(urgent[:URGENT_SHOWN]))
+    return Workload(patients, open_tasks, overdue, letters, statuses, tuple(urgent[:URGENT_SHOWN]), attention)
 
 
 def archive_pathway(pathway: str, ledger_url: str) -> None:
@@ -320,6 +322,7 @@ class RunSummary:
                            for (role, prio), n in sorted(self.workload.open_tasks.items())],
             "overdue": self.workload.overdue,
             "patients_by_status": dict(sorted(self.workload.statuses.items())),
+            "patients_needing_attention": self.workload.attention,
             "rejected_lines": self.rejected,
             "documents_rewritten": sorted(k for k, v in self.documents.items() if v is not None),
         }

@@ -44,6 +44,8 @@ def markdown(summary: RunSummary, out: Path) -> str:
         f"({summary.workload.overdue:,} overdue)",
         f"- letters: {summary.letters_written:,} written this run, {summary.workload.letters:,} planned",
         f"- patients by status: " + ", ".join(f"{k} {v:,}" for k, v in s["patients_by_status"].items()),
+        f"- patients needing attention: {summary.workload.attention:,} (blocked, awaiting eligibility, on hold "
+        f"or flagged for attention; good news such as remission does not count)",
         f"- documents rewritten: {', '.join(s['documents_rewritten']) or 'none (nothing changed)'}",
         f"- worklist: `{out / 'worklist.html'}`",
     ]

@@ -81,7 +81,8 @@ def summary_text(result) -> str:  # noqa: ANN001 - a runner.RunResult (kept impo
     lines.append(f"outputs: {o['new']:,} new, {o['changed']:,} updated, {o['unchanged']:,} unchanged"
                  + (f", {o['retired']:,} retired" if o["retired"] else ""))
     total = sum(row["count"] for row in s["open_tasks"])
-    lines.append(f"open or overdue tasks: {total:,} ({s['overdue']:,} overdue)")
+    lines.append(f"open or overdue tasks: {total:,} ({s['overdue']:,} overdue); "
+                 f"patients needing attention: {s['patients_needing_attention']:,}")
     for row in sorted(s["open_tasks"], key=lambda r: (r["priority"] != "urgent", r["role"], r["priority"])):
         lines.append(f"  {row['role']:<22} {row['priority']:<8} {row['count']:>7,}")
     lines.append(f"letters: {s['letters_written']:,} written this run ({s['letters_planned']:,} in the plan) "

@@ -63,6 +63,14 @@ BANDS = (
 _BAND_INDEX = {b.key: i for i, b in enumerate(BANDS)}
 
 
+def needs_attention(status: str, flags: Iterable[str], holds: Iterable[str], severity: Mapping[str, str]) -> bool:
+    """Blocked, awaiting eligibility, on hold, or with a flag the pathway says needs
+    attention (a flag it does not declare, from a pinned older version, counts too); good
+    news such as remission does not."""
+    return (status in ATTENTION_STATUSES or any(True for _ in holds)
+            or any(severity.get(flag, "attention") == "attention" for flag in flags))
+
+
 def safety_critical(step: Step | None, priority: str) -> bool:
     """Work that goes to the very top: a step the pathway marks `safety: true`, or urgent
     work that holds something (dosing) while it is open, e.g. a suicide-risk assessment."""
@@ -211,7 +219,7 @@ class Worklist:
             count += 1
             if output.kind == OutputKind.PATIENT:
                 view = _patient_view(output.patient, output.body, compiled.flag_severity)
-                if view["status"] in ATTENTION_STATUSES or view["needs_attention"] or view["holds"]:
+                if view["needs_attention"]:
                     attention_total += 1
                     item = (output.patient, view)
                     # The first `limit` refs in order; the rest are counted.
@@ -464,9 +472,9 @@ def _patient_view(ref: str, body: Mapping[str, object], severity: Mapping[str, s
 
     # A flag the pathway does not declare (a pinned older version's) needs attention.
     flags = [(name, severity.get(name, "attention")) for name in names("flags")]
-    return {"ref": ref, "stage": str(body.get("stage", "")), "status": str(body.get("status", "")),
-            "flags": flags, "needs_attention": any(level == "attention" for _, level in flags),
-            "holds": names("holds")}
+    status, holds = str(body.get("status", "")), names("holds")
+    return {"ref": ref, "stage": str(body.get("stage", "")), "status": status, "flags": flags,
+            "needs_attention": needs_attention(status, [name for name, _ in flags], holds, severity), "holds": holds}
 
 
 @cache
