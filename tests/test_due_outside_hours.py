@@ -68,3 +68,12 @@ def test_a_bad_value_is_a_positioned_error(tmp_path: Path, capsys: pytest.Captur
     out = capsys.readouterr().out
     line = TEXT[:TEXT.index(BOOSTER[0])].count("\n") + 4
     assert f"{bad}:{line}:26: " in out and "due_outside_hours" in out, out
+
+
+def test_a_parameter_of_the_wrong_kind_is_a_positioned_error(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write_variant(tmp_path, edit(TEXT, (BOOSTER[0], BOOSTER[1].replace("allowed", "$weekend_policy"))))
+    assert main(["validate", str(bad)]) == 1
+    out = capsys.readouterr().out
+    line = TEXT[:TEXT.index(BOOSTER[0])].count("\n") + 4
+    assert f"{bad}:{line}:26: CP308 expected one of allowed, next_opening (parameter '$weekend_policy')" in out

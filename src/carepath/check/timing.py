@@ -9,7 +9,7 @@ from carepath.check.context import CheckContext
 from carepath.codes import Code
 from carepath.model.durations import SyntaxProblem, parse_span
 from carepath.model.params import ParamProblem, resolve_clock, resolve_count, resolve_enum, resolve_offset
-from carepath.model.pathway import Basis, BusinessDue, ClockDue, ClosedPolicy, Choice, Offset
+from carepath.model.pathway import Basis, BusinessDue, ClockDue, ClosedPolicy, Choice, Offset, OutsideHours
 from carepath.source.loader import KeyPath
 
 
@@ -110,7 +110,8 @@ def _windows(ctx: CheckContext) -> None:
         elif due is not None and due < timedelta(0) and step.anchor == "at":
             ctx.report((*base, "due"), Code.WINDOW_ORDER,
                        f"step {name!r} is due before the event that creates it happened")
-        for key, enum in (("basis", Basis), ("when_clinic_closed", ClosedPolicy)):
+        for key, enum in (("basis", Basis), ("when_clinic_closed", ClosedPolicy),
+                          ("due_outside_hours", OutsideHours)):
             raw = getattr(window, key)
             if raw is None:
                 continue
