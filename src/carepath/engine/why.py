@@ -10,6 +10,7 @@ When it happened is kept beside it as an instant, for each reader to show in its
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from carepath.model.pathway import FieldType
@@ -44,8 +45,6 @@ def _phq9(data: Mapping[str, object]) -> str:
 
 
 def _clock(value: object, zone: ZoneInfo) -> str:
-    from datetime import datetime
-
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
