@@ -40,3 +40,11 @@ def test_diff_shows_a_changed_severity(tmp_path: Path) -> None:
     new = write_variant(tmp_path, edit(TEXT, ("    severity: good\n", "    severity: info\n")))
     text = format_text(diff_pathways(load_reviewed(str(REFERENCE)), load_reviewed(str(new))))
     assert "remission" in text and "good" in text and "info" in text, text
+
+
+def test_the_text_plan_says_which_flags_are_good_news(capsys) -> None:
+    demo = REFERENCE.parents[1] / "examples" / "demo"
+    assert main(["plan", str(REFERENCE), "--patients", str(demo / "patients.jsonl"), "--events",
+                 str(demo / "events.jsonl"), "--as-of", "2026-03-05T17:00:00+00:00", "--format", "text"]) == 0
+    out = capsys.readouterr().out
+    assert "remission (good)" in out and "relapse_risk" in out and "relapse_risk (" not in out

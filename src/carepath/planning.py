@@ -83,7 +83,10 @@ def write_plan_text(out: IO[str], compiled: CompiledPathway, as_of: datetime, co
     count = 0
     for result in plan_cohort(compiled, cohort, as_of):
         count += 1
-        extras = [f"flags: {', '.join(result.flags)}" if result.flags else "",
+        # Good news (e.g. remission) is said as such, so a reader does not take it for a warning.
+        flags = [f if compiled.flag_severity.get(f, "attention") == "attention"
+                 else f"{f} ({compiled.flag_severity[f]})" for f in result.flags]
+        extras = [f"flags: {', '.join(flags)}" if flags else "",
                   f"holds: {', '.join(result.holds)}" if result.holds else ""]
         out.write(f"\n{result.patient}  stage {result.stage}, {result.status}"
                   + "".join(f"; {e}" for e in extras if e) + "\n")
