@@ -385,3 +385,15 @@ def test_run_summary_counts_patients_needing_attention_as_the_page_lists_them(pa
     worried = PatientPlan("p-901", "maintenance", "active", ("remission", "relapse_risk"), (), (), ())
     assert workload([calm], cohort.compiled, AS_OF).attention == 0
     assert workload([calm, worried], cohort.compiled, AS_OF).attention == 1
+
+
+def test_due_today_and_no_due_time_have_their_own_bands(tmp_path: Path, cohort: Planned) -> None:
+    base = next(o for o in cohort.of_kind(OutputKind.TASK) if o.body["step"] == "records_request")
+    today = with_body(base, due="2026-03-03T17:30:00-05:00", earliest="2026-03-03T08:00:00-05:00")
+    never = Output("t-no-due", OutputKind.TASK, base.patient,
+                   {**base.body, "id": "t-no-due", "due": None, "earliest": "2026-03-02T08:00:00-05:00"})
+    sink = Worklist(tmp_path, cohort.compiled, AS_OF)
+    sink.write(iter([today, never]))
+    page = read_worklist(sink.path.read_text(encoding="utf-8"))
+    assert page.groups == ["today", "no-due"]
+    assert [r.attrs["data-task"] for r in page.rows] == [base.id, "t-no-due"]
