@@ -6,7 +6,7 @@ engine never parses anything and never looks at the model again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -74,6 +74,8 @@ class Step:
     cancelled_by: frozenset[str]
     holds: tuple[str, ...]
     overdue: Overdue | None
+    safety: bool = False                 # never withdrawn by a status change or a stage exit
+    flag_while_open: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Letter:
     template: str
     anchor_field: str | None
     send: timedelta
+    withheld_while: frozenset[PatientStatus] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,26 @@ class Complete:
     step: str
 
 
-Action = Task | SendLetter | SetFlag | ClearFlag | Goto | SetStatus | Complete
+@dataclass(frozen=True)
+class Remember:
+    fact: str
+
+
+@dataclass(frozen=True)
+class Forget:
+    fact: str
+
+
+Action = Task | SendLetter | SetFlag | ClearFlag | Goto | SetStatus | Complete | Remember | Forget
+
+
+@dataclass(frozen=True)
+class Hold:
+    name: str
+    breached_by: frozenset[str]
+    on_breach: tuple[Action, ...]
+    booked_by: frozenset[str]
+    on_booking: tuple[Action, ...]
 
 
 @dataclass(frozen=True)
@@ -164,6 +186,7 @@ class Recurring:
     choices: tuple[tuple[str, timedelta], ...]  # decision → interval, when chosen by a decision
     decision_of: str | None
     starting: timedelta
+    early_tolerance: timedelta | None = None  # set: anchored on the actual completion, early ones count
 
 
 @dataclass(frozen=True)
@@ -191,3 +214,5 @@ class CompiledPathway:
     steps: dict[str, Step]
     letters: dict[str, Letter]
     rules: tuple[Rule, ...]
+    holds: dict[str, Hold] = field(default_factory=dict)
+    facts: tuple[str, ...] = ()

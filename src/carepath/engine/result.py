@@ -20,6 +20,7 @@ class PlannedTask:
     out_of_window: bool
     source: str             # the rule/stage/transition that produced it (provenance)
     completed_at: datetime | None = None
+    held: tuple[str, ...] = ()  # holds open now that stop what this task's booking is for (e.g. dosing)
 
     def as_json(self, pathway_version: str) -> dict[str, object]:
         return {
@@ -28,6 +29,7 @@ class PlannedTask:
             "status": self.status, "trigger": self.trigger, "out_of_window": self.out_of_window,
             "source": self.source, "pathway_version": pathway_version,
             "completed_at": self.completed_at.isoformat() if self.completed_at else None,
+            "held": list(self.held),
         }
 
 

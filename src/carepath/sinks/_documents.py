@@ -14,7 +14,7 @@ from datetime import datetime
 # `PlannedTask.as_json` writes it; tests hold the two together.
 TASK_FIELDS: tuple[str, ...] = (
     "id", "step", "title", "role", "priority", "earliest", "due", "status", "trigger",
-    "out_of_window", "source", "pathway_version", "completed_at",
+    "out_of_window", "source", "pathway_version", "completed_at", "held",
 )
 TIME_FIELDS = frozenset({"earliest", "due", "completed_at"})
 
