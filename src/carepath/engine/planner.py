@@ -103,6 +103,7 @@ class _Fold:
         self.status = PatientStatus.ACTIVE
         self.flags: set[str] = set()
         self.tasks: dict[str, _Task] = {}
+        self.holding: list[_Task] = []  # tasks whose step keeps a hold: holds() scans only these
         self.letters: dict[str, PlannedLetter] = {}
         self.sessions: dict[str, _Session] = {}
         self.streaks: dict[str, int] = {}
@@ -129,7 +130,7 @@ class _Fold:
         return _Context(self, event)
 
     def holds(self) -> set[str]:
-        return {h for t in self.tasks.values() if t.is_open for h in t.step.holds}
+        return {h for t in self.holding if t.is_open for h in t.step.holds}
 
     # --- the fold ------------------------------------------------------------------
 
@@ -392,6 +393,10 @@ class _Fold:
         task = _Task(task_id, step, key, event.id, event.at if anchor is None else earliest, earliest, due,
                      step.priority, source)
         self.tasks[task_id] = task
+        if step.holds:
+            if existing is not None and existing in self.holding:
+                self.holding.remove(existing)
+            self.holding.append(task)
         if window.when_clinic_closed is not None and due is not None:
             self.apply_clinic_policy(task, event, source)
         return task
@@ -585,7 +590,7 @@ class _Fold:
     def result(self, as_of: datetime) -> PatientPlan:
         flags = set(self.flags)
         tasks: list[PlannedTask] = []
-        holds = {h for t in self.tasks.values() if t.is_open for h in t.step.holds}
+        holds = self.holds()
         unmet: dict[str, tuple[datetime, bool]] = {}
         for task in self.tasks.values():
             status = _status(task, as_of)
