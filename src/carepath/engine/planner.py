@@ -88,8 +88,9 @@ class _Visit:
     completed: int = 0
     missed: int = 0
     scheduled: int = 0
-    # recurring step → anchor of its next occurrence, for work anchored on the actual completion
-    next_anchor: dict[str, datetime] = field(default_factory=dict)
+    # recurring step → what its next interval runs from (the latest occurrence's anchor, or
+    # the completion that counted for it), for work anchored on the actual completion
+    since: dict[str, datetime] = field(default_factory=dict)
 
 
 class _Fold:
@@ -524,7 +525,7 @@ class _Fold:
                          for t in self.tasks.values())
             if not opened:
                 n = visit.occurrences.get(recurring.step, 0)
-                anchor = visit.next_anchor.get(recurring.step, visit.entered_at + recurring.starting + n * every)
+                anchor = self.next_anchor(visit, recurring, every)
                 opens = cal.shift(anchor, step.window.opens, step.window.basis, self.zone)
                 if event.at < opens - recurring.early_tolerance:
                     continue  # too early to count: an extra session, not this occurrence
@@ -532,9 +533,16 @@ class _Fold:
                 task = self.create_task(recurring.step, _Marker(visit.trigger, anchor), source,
                                         key=f"{visit.stage.name}:{visit.trigger}:{n + 1}", anchor=anchor)
                 task.created_at = event.at  # close_tasks completes it with this event
-            visit.next_anchor[recurring.step] = event.at + every
+            visit.since[recurring.step] = event.at
             visit.upcoming.pop(recurring.step, None)
             visit.wake = None
+
+    @staticmethod
+    def next_anchor(visit: _Visit, recurring: c.Recurring, every: timedelta) -> datetime:
+        """The next occurrence of work anchored on the actual completion: one interval (as
+        chosen now) after the latest occurrence or the completion that counted for it."""
+        since = visit.since.get(recurring.step)
+        return visit.entered_at + recurring.starting if since is None else since + every
 
     # --- time-driven work -----------------------------------------------------------------
 
@@ -557,7 +565,7 @@ class _Fold:
                 n = visit.occurrences.get(recurring.step, 0)
                 anchor = visit.entered_at + recurring.starting + n * every
                 if recurring.early_tolerance is not None:
-                    anchor = visit.next_anchor.setdefault(recurring.step, anchor)
+                    anchor = self.next_anchor(visit, recurring, every)
                 opens = cal.shift(anchor, step.window.opens, step.window.basis, self.zone)
                 ahead = opens > until
                 if ahead and not include_next:
@@ -566,7 +574,7 @@ class _Fold:
                     break
                 visit.occurrences[recurring.step] = n + 1
                 if recurring.early_tolerance is not None:
-                    visit.next_anchor[recurring.step] = anchor + every
+                    visit.since[recurring.step] = anchor
                 task = self.create_task(recurring.step, _Marker(visit.trigger, anchor),
                                         f"stage:{visit.stage.name}:recurring",
                                         key=f"{visit.stage.name}:{visit.trigger}:{n + 1}", anchor=anchor)
