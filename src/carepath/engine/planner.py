@@ -272,13 +272,17 @@ class _Fold:
         elif kind == "decision_recorded":
             self.decisions[str(data["task"])] = str(data["decision"])
         elif kind == "discharged":
-            # Planned recurring work that earlier plans showed is withdrawn, not dropped.
-            self.materialise_recurring(event.at, include_next=True)
-            self.status = PatientStatus.DISCHARGED
-            for task in self.tasks.values():
-                # Safety work (an open suicide-risk assessment, a hold-breach review) outlives discharge.
-                if task.is_open and not task.step.safety:
-                    task.cancelled_at = event.at
+            self.discharge(event.at)
+
+    def discharge(self, at: datetime) -> None:
+        """Discharge withdraws routine work, never safety work (an open suicide-risk
+        assessment, a hold-breach review: any step marked `safety`)."""
+        # Planned recurring work that earlier plans showed is withdrawn, not dropped.
+        self.materialise_recurring(at, include_next=True)
+        self.status = PatientStatus.DISCHARGED
+        for task in self.tasks.values():
+            if task.is_open and not task.step.safety:
+                task.cancelled_at = at
 
     def session(self, session_id: str) -> _Session:
         session = self.sessions.get(session_id)
@@ -349,6 +353,8 @@ class _Fold:
             elif isinstance(action, c.ClearFlag):
                 self.flags.discard(action.flag)
             elif isinstance(action, c.SetStatus):
+                if action.status is PatientStatus.DISCHARGED and self.status is not PatientStatus.DISCHARGED:
+                    self.discharge(event.at)  # however the pathway discharges, the same work ends
                 self.status = action.status
             elif isinstance(action, c.Goto):
                 self.enter(action.stage, event)
