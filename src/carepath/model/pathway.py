@@ -455,8 +455,8 @@ class Hold(Frozen):
     """A hold (e.g. dosing) that steps keep while open, and how the pathway reacts to its breach."""
 
     description: str | None = None
-    breached_by: NameList = Field(default_factory=list,
-                                  description="event types that break the hold while it is open (e.g. session_completed)")
+    breached_by: NameList = Field(
+        default_factory=list, description="event types that break the hold while it is open (e.g. session_completed)")
     on_breach: list[Action] = Field(default_factory=list, description="actions when the hold is breached")
     booked_by: NameList = Field(default_factory=list,
                                 description="event types that book what the hold stops (e.g. session_scheduled); "

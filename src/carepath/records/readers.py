@@ -365,7 +365,8 @@ def iter_event_lines(
                 event = make_event(number, obj, specs, patients, known_patients)  # type: ignore[arg-type]
                 if type(event) is str:
                     yield Rejection(number, _id_of(obj), event)
-                    if (salvaged := salvage_answers(number, obj, specs, patients, known_patients)) is not None:  # type: ignore[arg-type]
+                    salvaged = salvage_answers(number, obj, specs, patients, known_patients)  # type: ignore[arg-type]
+                    if salvaged is not None:
                         yield salvaged
                     continue
                 earlier = seen.setdefault(event.id, event)  # type: ignore[union-attr]

@@ -131,7 +131,8 @@ def _holds(compiled: c.CompiledPathway) -> list[str]:
         out.append("  end")
     safety = sorted(s.name for s in compiled.steps.values() if s.safety)
     if safety:
-        out.append(f'  safety["{_bold("safety-critical steps")}<br/>{label("never withdrawn by a status change:", *safety)[1:-1]}"]')
+        body = label("never withdrawn by a status change:", *safety)[1:-1]
+        out.append(f'  safety["{_bold("safety-critical steps")}<br/>{body}"]')
     return out
 
 
