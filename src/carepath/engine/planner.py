@@ -382,6 +382,10 @@ class _Fold:
         start = anchor if anchor is not None else self.anchor(step.anchor_field, event)
         window = step.window
         earliest = cal.shift(start, window.opens, window.basis, self.zone)
+        if anchor is None and step.anchor_field is not None and earliest < event.at:
+            # Measured from a booked start, a window may "open" before the booking itself:
+            # the work exists only from the event that calls for it.
+            earliest = event.at
         due = self.due(window.due, start, window) if window.due else None
         if due_override is not None:
             tighter = self.due(due_override, start, window)
