@@ -59,7 +59,7 @@ def test_plan_definition_and_one_activity_definition_per_step_and_letter(bundle:
     assert "23:59 (clinic time) the same clinic day" in suicide["usage"] and "holds dosing" in suicide["usage"]
     assert [a["title"] for a in plan["action"]] == [
         "Stage: screening", "Stage: initial_series", "Stage: maintenance", "Stage: relapse_response",
-        "Holds", "Cross-cutting rules"]
+        "Cross-cutting rules"]
 
 
 def test_integration_window_is_an_offset_range_after_the_session(bundle: dict[str, Any]) -> None:

@@ -265,14 +265,14 @@ class _Builder:
     def plan_definition(self) -> dict[str, Any]:
         pid = fhir_id(self.p.id)
         actions = [self._stage(s) for s in self.p.stages.values()]
-        if self.p.holds:
-            actions.append({"id": "holds", "title": "Holds",
-                            "description": "What a dose or a booking while a hold is open sets off.",
-                            "action": [a for h in self.p.holds.values() for a in self._hold(h)]})
-        if self.p.rules:
+        # A hold's reactions are cross-cutting rules too: they act in any stage when their
+        # event comes while the hold is open, so they close the rules group.
+        holds = [a for h in self.p.holds.values() for a in self._hold(h)]
+        if self.p.rules or holds:
             actions.append({"id": "rules", "title": "Cross-cutting rules",
-                            "description": "React to events in any stage unless a rule says otherwise.",
-                            "action": [self._rule(r) for r in self.p.rules]})
+                            "description": "React to events in any stage unless a rule says otherwise; "
+                                           "a hold's reactions act when their event comes while it is open.",
+                            "action": [self._rule(r) for r in self.p.rules] + holds})
         out = {
             "resourceType": "PlanDefinition", "id": pid, "url": self._url("PlanDefinition", pid),
             "version": self.p.version, "name": _camel(self.p.id), "title": self.p.title, "type": _PLAN_TYPE,
