@@ -114,8 +114,9 @@ def test_a_new_event_adds_its_task_once(tmp_path: Path) -> None:
     assert report.recorded.new + report.recorded.changed > 0
     assert again.recorded.new == again.recorded.changed == 0
     tasks = [json.loads(l) for l in (tmp_path / "tasks.jsonl").read_text().splitlines()]
-    integration = [t for t in tasks if t["patient"] == "p-001" and t["trigger"] == "e-new"]
-    assert integration and integration[0]["step"] == "integration_psychotherapy"
+    integration = [t for t in tasks if t["patient"] == "p-001" and t["trigger"] == "e-new"
+                   and t["step"] == "integration_psychotherapy"]
+    assert len(integration) == 1
     assert compiled.id == "ketamine-iv"
 
 

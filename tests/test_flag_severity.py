@@ -19,8 +19,10 @@ REMISSION = ("  remission:\n    meaning: The latest PHQ-9 total was below the re
 def test_shipped_pathways_say_remission_is_good_news() -> None:
     compiled = load_pathway(REFERENCE)
     assert compiled.flag_severity == {"remission": "good", "possible_relapse": "attention",
-                                      "relapse_risk": "attention", "integration_window_unmet": "attention"}
-    assert compiled.flags == ("remission", "possible_relapse", "relapse_risk", "integration_window_unmet")
+                                      "relapse_risk": "attention", "integration_window_unmet": "attention",
+                                      "dosed_during_hold": "attention"}
+    assert compiled.flags == ("remission", "possible_relapse", "relapse_risk", "integration_window_unmet",
+                              "dosed_during_hold")
 
 
 def test_a_plain_meaning_still_works_and_needs_attention(tmp_path: Path) -> None:

@@ -302,8 +302,13 @@ def test_phq9_checks(tmp_path: Path, parser: str) -> None:
         phq9("instrument", [0] * 9) | {"data": {"instrument": "gad7", "items": [0] * 9}},
     ]
     events, rejected = read(tmp_path, lines)
-    assert [e.id for e in events] == ["ok", "ok-total"]
+    assert [e.id for e in events if e.type == "assessment_recorded"] == ["ok", "ok-total"]
     assert events[1].data["total"] == 13
+    # The line with a wrong total stays rejected, but its answers reach the engine as a
+    # derived event (same id and line): an item-9 answer must never be lost to a typo.
+    (derived,) = [e for e in events if e.type == "assessment_rejected"]
+    assert (derived.id, derived.line, derived.data["item9"], derived.data["stated_total"]) == ("total", 9, 1, 12)
+    assert tuple(derived.data["items"]) == (0, 1, 2, 3, 0, 1, 2, 3, 1)
     reasons = {r.id: r.reason for r in rejected}
     assert rejected_lines(rejected) == list(range(3, 12))
     assert "exactly 9 item scores, but data.items has 8" in reasons["short"]

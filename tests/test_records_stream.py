@@ -79,3 +79,31 @@ def test_a_conflict_names_the_earlier_line_and_an_exact_resend_is_skipped(tmp_pa
     assert [e[0] for e in events] == [1]
     assert [(r[0], r[1]) for r in rejected] == [(2, "e-1")]
     assert "already used on line 1 with a different patient" in rejected[0][2]
+
+
+@pytest.mark.parametrize("tiny_filter", [False, True])
+def test_a_wrong_phq9_total_keeps_its_answers_in_both_readers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              tiny_filter: bool) -> None:
+    """A PHQ-9 whose stated total disagrees with its items is rejected by both readers, and
+    both hand the engine the same derived `assessment_rejected` event (item 9 survives),
+    also when its id collides with another line's (the streaming reader's replay path)."""
+    if tiny_filter:
+        monkeypatch.setattr(stream, "_filter_bits", lambda size: 16)
+    at = "2026-03-02T10:00:00-05:00"
+    rows = [
+        {"id": "e-1", "patient": "p-1", "type": "enrolled", "at": at, "data": {}},
+        {"id": "a-1", "patient": "p-1", "type": "assessment_recorded", "at": at,
+         "data": {"instrument": "phq9", "items": [2, 2, 2, 2, 2, 2, 1, 1, 2], "total": 3}},
+        {"id": "e-1", "patient": "p-2", "type": "assessment_recorded", "at": at,
+         "data": {"instrument": "phq9", "items": [0, 0, 0, 0, 0, 0, 0, 0, 1], "total": 0}},
+        {"id": "a-3", "patient": "p-2", "type": "assessment_recorded", "at": at,
+         "data": {"instrument": "phq9", "items": [0, 0, 0, 0, 0, 0, 0, 0, 4], "total": 4}},
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    streamed, reference = _streamed(path), _reference(path)
+    assert streamed == reference
+    events, rejected = reference
+    assert [(e[0], e[1], e[3], e[6].get("item9")) for e in events] == [
+        (1, "e-1", "enrolled", None), (2, "a-1", "assessment_rejected", 2), (3, "e-1", "assessment_rejected", 1)]
+    assert [r[0] for r in rejected] == [2, 3, 4]  # line 4 has an item out of range: its answers are not trusted

@@ -65,9 +65,9 @@ def test_within_a_band_by_due_time_then_urgency_whatever_the_role(page: str) -> 
         keys = [(datetime.fromisoformat(r.attrs["data-due"]), RANK[r.attrs["data-priority"]]) for r in members]
         assert keys == sorted(keys), group
     overdue = [r for r in rows if r.attrs["data-group"] == "overdue"]
-    # Two due at the same time (Fri 27 Feb 18:00): the urgent one first; then a role in between.
-    assert [(r.attrs["data-role"], r.attrs["data-priority"]) for r in overdue] == [
-        ("care_coordinator", "urgent"), ("care_coordinator", "routine"), ("psychotherapist", "routine")]
+    # The weekend conflict of Fri 27 Feb is superseded once its window passed (not overdue).
+    assert [(r.attrs["data-role"], r.attrs["data-step"]) for r in overdue] == [
+        ("care_coordinator", "missed_session_outreach"), ("psychotherapist", "integration_psychotherapy")]
     roles = [r.attrs["data-role"] for r in rows if r.attrs["data-group"] == "upcoming"]
     assert roles != sorted(roles), "rows are no longer grouped by role"
 
@@ -136,7 +136,7 @@ def test_each_band_lists_at_most_its_rows_and_counts_the_rest(tmp_path: Path, co
     html = sink.path.read_text(encoding="utf-8")
     rows = [r for r in read_worklist(html).rows if r.attrs["data-group"] != "closed"]
     assert [(r.attrs["data-group"], r.attrs["data-patient"]) for r in rows] == [
-        ("safety", "p-001"), ("overdue", "p-001"), ("upcoming", "p-101")]   # the first of each band
+        ("safety", "p-001"), ("overdue", "p-102"), ("upcoming", "p-101")]   # the first of each band
     assert '<p class="more" data-hidden="1">1 more in this band' in html
     assert '<p class="more" data-hidden="3">3 more in this band' in html
 
@@ -207,7 +207,7 @@ def test_header_names_pathway_as_of_and_counts(page: str, cohort: Planned) -> No
         cells = "".join(f"<td>{n}</td>" for n in [*counts, sum(counts)])
         assert re.search(rf'<tr data-role="{role}"><th scope="row">[^<]+</th>{cells}</tr>', page), role
     overdue = sum(1 for t in actionable if t["status"] == "overdue")
-    assert f"{len(actionable)} open tasks, {overdue} overdue; 1 done, 1 cancelled." in page
+    assert f"{len(actionable)} open tasks, {overdue} overdue; 1 done, 2 cancelled." in page
 
 
 def test_no_patient_names(page: str, cohort: Planned) -> None:
@@ -328,8 +328,8 @@ def test_closed_work_is_capped_to_the_most_recent(tmp_path: Path, cohort: Planne
     html = sink.path.read_text(encoding="utf-8")
     closed = [r for r in read_worklist(html).rows if r.attrs["data-group"] == "closed"]
     assert [r.attrs["data-patient"] for r in closed] == ["p-103"]  # cancelled, due 4 Mar: later than the done task of 27 Feb
-    assert "The 1 most recently closed of 2" in html
-    assert "Done (1) and cancelled (1) tasks" in html
+    assert "The 1 most recently closed of 3" in html
+    assert "Done (1) and cancelled (2) tasks" in html   # the superseded weekend conflict is one
 
 
 def test_prefect_artifact_lists_the_same_top_rows_refs_only(page: str, cohort: Planned) -> None:

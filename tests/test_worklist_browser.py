@@ -189,8 +189,11 @@ def test_demo_worklist_opens_on_the_oldest_open_suicide_risk_assessment(
     oldest = min(assessments, key=lambda t: datetime.fromisoformat(t["earliest"]))
     first = page.rows[0]
     assert first.attrs["data-task"] == oldest["id"]
+    # Hold-breach reviews share the band; the assessments among it come by due time.
+    ids = {t["id"] for t in assessments}
     safety = [r.attrs["data-task"] for r in page.rows if r.attrs["data-group"] == "safety"]
-    assert safety[:len(assessments)] == [t["id"] for t in sorted(
+    assert ids <= set(safety)
+    assert [s for s in safety if s in ids] == [t["id"] for t in sorted(
         assessments, key=lambda t: datetime.fromisoformat(t["due"]))]
     assert "open for " in first.cells[4] and first.cells[5].startswith("PHQ-9 item 9 answered ")
 

@@ -38,6 +38,8 @@ class Code(StrEnum):
     UNKNOWN_ROLE = "CP309"
     UNKNOWN_DATA_FIELD = "CP310"
     UNUSED_PARAMETER = "CP311"
+    UNKNOWN_FACT = "CP312"
+    UNKNOWN_HOLD = "CP313"
     # 4xx: structure and time
     UNREACHABLE_STAGE = "CP401"
     WINDOW_ORDER = "CP402"
@@ -47,6 +49,8 @@ class Code(StrEnum):
     INVALID_HOURS = "CP406"
     DUPLICATE_NAME = "CP407"
     CALENDAR_STEP_WINDOW = "CP408"
+    FLAG_NEVER_CLEARED = "CP409"
+    TOLERANCE_WITHOUT_EVENT = "CP410"
     # 5xx: expressions
     EXPR_SYNTAX = "CP501"
     EXPR_UNKNOWN_NAME = "CP502"
@@ -85,6 +89,8 @@ SUMMARIES: dict[Code, str] = {
     Code.UNKNOWN_ROLE: "A step names a role the pathway does not declare.",
     Code.UNKNOWN_DATA_FIELD: "An anchor or key names a data field the event type does not have.",
     Code.UNUSED_PARAMETER: "A parameter is declared but nothing uses it.",
+    Code.UNKNOWN_FACT: "A `remember`/`forget` action names a fact the pathway does not declare under `facts:`.",
+    Code.UNKNOWN_HOLD: "A hold is declared under `holds:` but no step keeps it, so its reactions never fire.",
     Code.UNREACHABLE_STAGE: "No transition or rule ever leads to this stage.",
     Code.WINDOW_ORDER: "A window opens after it is due.",
     Code.NEGATIVE_DURATION: "A duration is negative; write 'before' instead of a minus sign.",
@@ -93,6 +99,9 @@ SUMMARIES: dict[Code, str] = {
     Code.INVALID_HOURS: "Opening hours are malformed (format, order or overlap).",
     Code.DUPLICATE_NAME: "A name is declared twice (e.g. a rule id or a core event type).",
     Code.CALENDAR_STEP_WINDOW: "A calendar series' step sets window times the calendar's slots would override.",
+    Code.FLAG_NEVER_CLEARED: "A flag is raised by a `flag:` action but nothing ever clears it (no `unflag:`).",
+    Code.TOLERANCE_WITHOUT_EVENT: "A recurring step's `early_tolerance` has no event to act on: the step is "
+                                  "completed only by task_completed/decision_recorded.",
     Code.EXPR_SYNTAX: "An expression does not parse.",
     Code.EXPR_UNKNOWN_NAME: "An expression uses a name the engine does not provide.",
     Code.EXPR_UNKNOWN_ATTRIBUTE: "An expression reads an attribute the named object does not have.",

@@ -95,6 +95,8 @@ def write_plan_text(out: IO[str], compiled: CompiledPathway, as_of: datetime, co
                 continue
             due = f"due {task.due:%a %d %b %H:%M %Z}" if task.due else "no due time"
             mark = " OUT OF WINDOW" if task.out_of_window else ""
+            if task.held:
+                mark += f" (held: {', '.join(task.held)})"
             out.write(f"  [{task.status:7}] {task.priority:7} {task.step} ({task.role}): "
                       f"from {task.earliest:%a %d %b %H:%M} {due}{mark}\n")
         done = sum(1 for t in result.tasks if t.status == "done")

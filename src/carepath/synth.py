@@ -98,6 +98,10 @@ class _Patient:
         self.sessions = 0
         self.mix: Counter = Counter()
         self.gap_violations: list[str] = []
+        # The reference pathway detects relapse only after a PHQ-9 below 5 (remission) that
+        # no relapse has followed yet; completing a relapse review the engine never
+        # created would be a completion naming no real task, which a plan rejects.
+        self.remitted = False
         span = (as_of - start).total_seconds() - 2 * 86400
         self.enrolled = self.clinic_time(start + timedelta(seconds=self.rng.uniform(0, span)), 0)
 
@@ -144,6 +148,8 @@ class _Patient:
         if rng.random() < 0.5:
             data["total"] = sum(items)
         event_id = self.emit(at, "assessment_recorded", data)
+        if event_id is not None and sum(items) < 5:
+            self.remitted = True
         if event_id is not None and item9 > 0:
             self.mix["item9_positive"] += 1
             if rng.random() < 0.8:  # the same-day structured assessment, done
@@ -268,7 +274,7 @@ class _Patient:
                 if done is not None:
                     last_done = done
             if rng.random() < 0.85:
-                relapse = week == relapse_week and remission
+                relapse = week == relapse_week and remission and self.remitted
                 score = rng.randrange(10, 20) if relapse else rng.randrange(0, 8)
                 assessed = self.home_time(due, rng.randrange(0, 3))
                 event_id = self.phq9(assessed, score)
@@ -276,6 +282,7 @@ class _Patient:
                     return
                 if relapse:
                     self.mix["relapse"] += 1
+                    self.remitted = False
                     last_done = self.relapse(assessed, event_id, last_done)
                     if last_done is None:
                         return

@@ -180,6 +180,15 @@ case("CP311-unused-parameter", "CP311 line 25 warning", "the parameter 'booster_
      ("  weekend_policy: {value: escalate, source: CLINIC}\n",
       "  weekend_policy: {value: escalate, source: CLINIC}\n  booster_interval: {value: 4w, source: CLINIC}\n"))
 
+case("CP312-unknown-fact", "CP312 line 73", "a rule remembers 'remitted', but the pathway declares no facts",
+     ("      - letter: welcome\n", "      - letter: welcome\n      - remember: remitted\n"))
+case("CP313-hold-no-step-keeps", "CP313 line 78",
+     "a 'dosing' hold is declared with a breach reaction, but no step holds dosing, so it could never fire",
+     ("      - task: integration\n", "      - task: integration\nholds:\n  dosing:\n    breached_by: session_completed\n"
+      "    on_breach:\n      - task: conflict\n"))
+case("CP307-flag-while-open-undeclared", "CP307 line 63", "a step shows the flag 'dosed_during_hold' while open, but no such flag is declared",
+     ("      due: {business_days: 0}\n", "      due: {business_days: 0}\n    flag_while_open: dosed_during_hold\n"))
+
 # ---------------------------------------------------------------- 4xx: structure and time
 case("CP401-unreachable-stage", "CP401 line 44", "no transition leads to 'relapse' any more (treatment loops to itself)",
      ("      - to: relapse\n", "      - to: treatment\n"))
@@ -236,6 +245,14 @@ case("CP407-duplicate-rule-id", "CP407 line 73", "two rules share the id 'welcom
      ("  - id: integration\n", "  - id: welcome\n"))
 case("CP407-redefined-core-event", "CP407 line 31", "the pathway redefines the core event type 'enrolled'",
      ("start: screening\n", "events:\n  enrolled:\n    description: Patient enrolled.\nstart: screening\n"))
+
+case("CP409-flag-never-cleared", "CP409 line 73 warning", "the welcome rule raises 'remission' and nothing ever clears it",
+     ("      - letter: welcome\n", "      - letter: welcome\n      - flag: remission\n"))
+case("CP410-early-tolerance-without-event", "CP410 line 43 warning",
+     "recurring 'conflict' work gets an early tolerance, but only task_completed completes it, so no event can count early",
+     ("    series:\n      sessions: $series_size\n",
+      "    series:\n      sessions: $series_size\n    recurring:\n      - step: conflict\n        every: 4w\n"
+      "        early_tolerance: 7d\n"))
 
 # ---------------------------------------------------------------- 5xx: expressions
 case("CP501-double-and", "CP501 line 43", "the condition has 'and and'",

@@ -55,3 +55,6 @@ def action_sites(pathway: Pathway) -> Iterator[ActionSite]:
         yield ActionSite(("stages", name, "on_enter"), stage.on_enter, None)
         for k, transition in enumerate(stage.transitions):
             yield ActionSite(("stages", name, "transitions", k, "then"), transition.then, transition.on)
+    for name, hold in pathway.holds.items():
+        yield ActionSite(("holds", name, "on_breach"), hold.on_breach, hold.breached_by)
+        yield ActionSite(("holds", name, "on_booking"), hold.on_booking, hold.booked_by)

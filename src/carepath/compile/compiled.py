@@ -75,6 +75,8 @@ class Step:
     cancelled_by: frozenset[str]
     holds: tuple[str, ...]
     overdue: Overdue | None
+    safety: bool = False                 # never withdrawn by a status change or a stage exit
+    flag_while_open: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Letter:
     template: str
     anchor_field: str | None
     send: timedelta
+    withheld_while: frozenset[PatientStatus] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,26 @@ class Complete:
     step: str
 
 
-Action = Task | SendLetter | SetFlag | ClearFlag | Goto | SetStatus | Complete
+@dataclass(frozen=True)
+class Remember:
+    fact: str
+
+
+@dataclass(frozen=True)
+class Forget:
+    fact: str
+
+
+Action = Task | SendLetter | SetFlag | ClearFlag | Goto | SetStatus | Complete | Remember | Forget
+
+
+@dataclass(frozen=True)
+class Hold:
+    name: str
+    breached_by: frozenset[str]
+    on_breach: tuple[Action, ...]
+    booked_by: frozenset[str]
+    on_booking: tuple[Action, ...]
 
 
 @dataclass(frozen=True)
@@ -165,6 +187,7 @@ class Recurring:
     choices: tuple[tuple[str, timedelta], ...]  # decision → interval, when chosen by a decision
     decision_of: str | None
     starting: timedelta
+    early_tolerance: timedelta | None = None  # set: anchored on the actual completion, early ones count
 
 
 @dataclass(frozen=True)
@@ -197,6 +220,8 @@ class CompiledPathway:
     notes: dict[str, str] = field(default_factory=dict)           # "rule:<id>", "stage:<name>", "step:<name>",
                                                                   # "event:<type>" → the pathway's description
     worklist: WorklistView = field(default_factory=lambda: WorklistView(timedelta(days=7), 300))
+    holds: dict[str, Hold] = field(default_factory=dict)
+    facts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,10 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
             return c.Goto(a.goto)
         if isinstance(a, m.StatusAction):
             return c.SetStatus(a.status)
+        if isinstance(a, m.RememberAction):
+            return c.Remember(a.remember)
+        if isinstance(a, m.ForgetAction):
+            return c.Forget(a.forget)
         return c.Complete(a.complete)
 
     def actions(items) -> tuple[c.Action, ...]:
@@ -79,6 +83,7 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
             done_by=frozenset(s.done_by), cancelled_by=frozenset(s.cancelled_by), holds=tuple(s.holds),
             overdue=(c.Overdue(offset(s.overdue.after), s.overdue.flag, s.overdue.task, s.overdue.priority)
                      if s.overdue else None),
+            safety=s.safety, flag_while_open=s.flag_while_open,
         )
 
     stages = {}
@@ -92,12 +97,13 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
             series = c.Series(count, blocks, st.series.step)
         recurring = []
         for r in st.recurring:
+            tolerance = offset(r.early_tolerance) if r.early_tolerance is not None else None
             if isinstance(r.every, m.Choice):
                 recurring.append(c.Recurring(r.step, offset(r.every.default),
                                              tuple((k, offset(v)) for k, v in r.every.options.items()),
-                                             r.every.decision_of, offset(r.starting)))
+                                             r.every.decision_of, offset(r.starting), tolerance))
             else:
-                recurring.append(c.Recurring(r.step, offset(r.every), (), None, offset(r.starting)))
+                recurring.append(c.Recurring(r.step, offset(r.every), (), None, offset(r.starting), tolerance))
         transitions = tuple(
             c.Transition(t.to, frozenset(t.on) if t.on is not None else None,
                          Condition.compile(t.when, f"stages.{name}.transitions[{k}].when") if t.when else None,
@@ -116,7 +122,7 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
         for i, r in enumerate(p.rules)
     )
     letters = {
-        name: c.Letter(name, l.template, field_of(l.anchor, "at"), offset(l.send))
+        name: c.Letter(name, l.template, field_of(l.anchor, "at"), offset(l.send), frozenset(l.withheld_while))
         for name, l in p.letters.items()
     }
     return c.CompiledPathway(
@@ -129,6 +135,9 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
         flag_severity={name: str(f.severity) for name, f in p.flags.items()},
         notes=_notes(p),
         worklist=c.WorklistView(offset(p.worklist.horizon), p.worklist.rows),
+        holds={name: c.Hold(name, frozenset(h.breached_by), actions(h.on_breach), frozenset(h.booked_by),
+                            actions(h.on_booking)) for name, h in p.holds.items()},
+        facts=tuple(p.facts),
     )
 
 

@@ -25,6 +25,8 @@ from carepath.model.pathway import ClosedPolicy, PatientStatus, Priority
 
 _PHQ9_BANDS = ((4, "minimal"), (9, "mild"), (14, "moderate"), (19, "moderately_severe"), (27, "severe"))
 _PRIORITY_RANK = {Priority.ROUTINE: 0, Priority.HIGH: 1, Priority.URGENT: 2}
+_COMPLETIONS = frozenset({"task_completed", "decision_recorded"})  # events that name one task
+_OPEN = frozenset({"open", "overdue"})
 
 
 class EventLike(Protocol):
@@ -57,6 +59,7 @@ class _Task:
     cancelled_at: datetime | None = None
     reason: str | None = None     # what the triggering event recorded (engine/why.py), and when
     reason_at: datetime | None = None
+    superseded_at: datetime | None = None  # an open task is withdrawn once this passes (its window's end)
 
     @property
     def is_open(self) -> bool:
@@ -88,6 +91,9 @@ class _Visit:
     completed: int = 0
     missed: int = 0
     scheduled: int = 0
+    # recurring step → what its next interval runs from (the latest occurrence's anchor, or
+    # the completion that counted for it), for work anchored on the actual completion
+    since: dict[str, datetime] = field(default_factory=dict)
 
 
 class _Fold:
@@ -101,6 +107,7 @@ class _Fold:
         self.status = PatientStatus.ACTIVE
         self.flags: set[str] = set()
         self.tasks: dict[str, _Task] = {}
+        self.holding: list[_Task] = []  # tasks whose step keeps a hold: holds() scans only these
         self.letters: dict[str, PlannedLetter] = {}
         self.sessions: dict[str, _Session] = {}
         self.streaks: dict[str, int] = {}
@@ -109,6 +116,9 @@ class _Fold:
         self.screening: dict[str, object] = {"recorded": False, "trd_trials": 0, "contraindications": [],
                                              "cautions": []}
         self.consecutive_missed = 0
+        self.consecutive_attended = 0
+        self.facts: set[str] = set()
+        self.bookings: dict[str, tuple[str, ...]] = {}  # booking event id → holds it books past
         self.completed_total = 0
         self.missed_total = 0
         self.visit: _Visit | None = None
@@ -124,7 +134,7 @@ class _Fold:
         return _Context(self, event)
 
     def holds(self) -> set[str]:
-        return {h for t in self.tasks.values() if t.is_open for h in t.step.holds}
+        return {h for t in self.holding if t.is_open for h in t.step.holds}
 
     # --- the fold ------------------------------------------------------------------
 
@@ -143,8 +153,17 @@ class _Fold:
             self.enter(self.p.start, event)
         if event.type == "session_scheduled" and not self.accept_booking(event):
             return
+        if event.type in _COMPLETIONS and not self.names_real_task(event):
+            return
+        breached = self.breached_holds(event) if event.type in self.tables.breaches_by_type else ()
+        if event.type in self.tables.bookings_by_type:
+            self.booking(event)
+        if event.type in self.tables.dose_types:
+            self.dose_anchored(event)
         self.record(event)
         self.close_tasks(event)
+        for hold in breached:
+            self.act(hold.on_breach, event, f"hold:{hold.name}:breach")
         # Rules still run after discharge: a positive PHQ-9 item 9 must be assessed in any stage.
         stage_before = self.visit.stage.name if self.visit else None
         ctx: dict[str, object] | None = None
@@ -234,8 +253,10 @@ class _Fold:
                     self.completed_total += 1
                 session.status, session.completed_at = "completed", event.at
                 self.consecutive_missed = 0
+                self.consecutive_attended += 1
             elif kind == "session_missed":
                 session.status = "missed"
+                self.consecutive_attended = 0
                 self.missed_total += 1
                 self.consecutive_missed += 1
                 if visit:
@@ -254,12 +275,17 @@ class _Fold:
         elif kind == "decision_recorded":
             self.decisions[str(data["task"])] = str(data["decision"])
         elif kind == "discharged":
-            # Planned recurring work that earlier plans showed is withdrawn, not dropped.
-            self.materialise_recurring(event.at, include_next=True)
-            self.status = PatientStatus.DISCHARGED
-            for task in self.tasks.values():
-                if task.is_open:
-                    task.cancelled_at = event.at
+            self.discharge(event.at)
+
+    def discharge(self, at: datetime) -> None:
+        """Discharge withdraws routine work, never safety work (an open suicide-risk
+        assessment, a hold-breach review: any step marked `safety`)."""
+        # Planned recurring work that earlier plans showed is withdrawn, not dropped.
+        self.materialise_recurring(at, include_next=True)
+        self.status = PatientStatus.DISCHARGED
+        for task in self.tasks.values():
+            if task.is_open and not task.step.safety:
+                task.cancelled_at = at
 
     def session(self, session_id: str) -> _Session:
         session = self.sessions.get(session_id)
@@ -313,7 +339,7 @@ class _Fold:
             self.materialise_recurring(event.at, include_next=True)
             left = (f"stage:{self.visit.stage.name}:recurring", f"stage:{self.visit.stage.name}:series")
             for task in self.tasks.values():
-                if task.is_open and task.source in left:
+                if task.is_open and task.source in left and not task.step.safety:
                     task.cancelled_at = event.at
         self.visit = _Visit(stage, event.at, event.id)
         self.act(stage.on_enter, event, f"stage:{stage_name}:on_enter")
@@ -330,6 +356,8 @@ class _Fold:
             elif isinstance(action, c.ClearFlag):
                 self.flags.discard(action.flag)
             elif isinstance(action, c.SetStatus):
+                if action.status is PatientStatus.DISCHARGED and self.status is not PatientStatus.DISCHARGED:
+                    self.discharge(event.at)  # however the pathway discharges, the same work ends
                 self.status = action.status
             elif isinstance(action, c.Goto):
                 self.enter(action.stage, event)
@@ -337,6 +365,10 @@ class _Fold:
                 for task in self.tasks.values():
                     if task.step.name == action.step and task.is_open:
                         task.done_at = event.at
+            elif isinstance(action, c.Remember):
+                self.facts.add(action.fact)
+            elif isinstance(action, c.Forget):
+                self.facts.discard(action.fact)
 
     def anchor(self, field_name: str | None, event: EventLike) -> datetime:
         if field_name is None:
@@ -353,6 +385,10 @@ class _Fold:
         start = anchor if anchor is not None else self.anchor(step.anchor_field, event)
         window = step.window
         earliest = cal.shift(start, window.opens, window.basis, self.zone)
+        if anchor is None and step.anchor_field is not None and earliest < event.at:
+            # Measured from a booked start, a window may "open" before the booking itself:
+            # the work exists only from the event that calls for it.
+            earliest = event.at
         due = self.due(window.due, start, window) if window.due else None
         if due_override is not None:
             tighter = self.due(due_override, start, window)
@@ -375,6 +411,10 @@ class _Fold:
                 event.type, event.data, self.zone, self.p.event_fields.get(event.type),
                 self.p.notes.get(f"event:{event.type}")), event.at
         self.tasks[task_id] = task
+        if step.holds:
+            if existing is not None and existing in self.holding:
+                self.holding.remove(existing)
+            self.holding.append(task)
         if window.when_clinic_closed is not None and due is not None:
             self.apply_clinic_policy(task, event, source)
         return task
@@ -397,6 +437,8 @@ class _Fold:
         elif window.conflict_step is not None:
             conflict = self.create_task(window.conflict_step, event, f"{source}:window_conflict",
                                         key=f"conflict:{task.id}", anchor=event.at)
+            # Once the window has passed, the unmet-window flag says what the conflict said.
+            conflict.superseded_at = task.due
             if conflict.due is not None and conflict.due > task.due:
                 # No clinic time is left before the window passes (e.g. a Friday-evening
                 # session): the conflict needs attention at once, not after the weekend.
@@ -404,6 +446,8 @@ class _Fold:
 
     def create_letter(self, letter_name: str, event: EventLike, source: str) -> None:
         letter = self.p.letters[letter_name]
+        if self.status in letter.withheld_while:
+            return  # e.g. no session instructions to a patient who must not be dosed
         letter_id = output_id("l", self.p.id, self.p.version, self.patient.ref, letter_name, f"event:{event.id}")
         if letter_id in self.letters:
             return
@@ -435,6 +479,88 @@ class _Fold:
         if task is not None and task.is_open:
             task.done_at = event.at
 
+    # --- safety semantics: real completions, holds, work anchored on the dose ---------------
+
+    def names_real_task(self, event: EventLike) -> bool:
+        """A completion must name a task this patient has: a typo or another patient's task id
+        would otherwise leave urgent work open without anyone noticing."""
+        target = event.data.get("task")
+        if target in self.tasks or target in self.expected_task_ids():
+            return True
+        self.rejected.append(EngineRejection(
+            event.line, event.id,
+            f"{event.type} names task {target}, which this patient does not have at {event.at.isoformat()}: "
+            "check the task id against the patient's plan",
+        ))
+        return False
+
+    def expected_task_ids(self) -> set[str]:
+        """Tasks a plan shows that the fold has not created yet: overdue escalations and the
+        next occurrence of each recurring step (a clinician may tick either off)."""
+        ids = set()
+        for task in self.tasks.values():
+            overdue = task.step.overdue
+            if overdue is not None and overdue.task is not None:
+                ids.add(output_id("t", self.p.id, self.p.version, self.patient.ref, overdue.task, f"overdue:{task.id}"))
+        visit = self.visit
+        if visit is not None:
+            for recurring in visit.stage.recurring:
+                n = visit.occurrences.get(recurring.step, 0)
+                ids.add(output_id("t", self.p.id, self.p.version, self.patient.ref, recurring.step,
+                                  f"{visit.stage.name}:{visit.trigger}:{n + 1}"))
+        return ids
+
+    def breached_holds(self, event: EventLike) -> tuple[c.Hold, ...]:
+        """Holds this event breaks: open when it happens (before it closes anything)."""
+        open_holds = self.holds()
+        return tuple(h for h in self.tables.breaches_by_type[event.type] if h.name in open_holds)
+
+    def booking(self, event: EventLike) -> None:
+        """A booking is never refused for a hold (the clinic's calendar is not ours); its tasks
+        show the holds while they are open, and a hold open now gets its booking reaction."""
+        holds = self.tables.bookings_by_type[event.type]
+        self.bookings[event.id] = tuple(h.name for h in holds)
+        open_holds = self.holds()
+        for hold in holds:
+            if hold.name in open_holds:
+                self.act(hold.on_booking, event, f"hold:{hold.name}:booking")
+
+    def dose_anchored(self, event: EventLike) -> None:
+        """Recurring work with an early tolerance follows the dose actually given: a completion
+        up to the tolerance before the next occurrence opens counts as that occurrence, and
+        the next interval runs from the completion, not from the plan."""
+        visit = self.visit
+        if visit is None or self.status is PatientStatus.DISCHARGED:
+            return
+        source = f"stage:{visit.stage.name}:recurring"
+        for recurring in visit.stage.recurring:
+            step = self.p.steps[recurring.step]
+            if recurring.early_tolerance is None or event.type not in step.done_by:
+                continue
+            every = self.interval(recurring)
+            opened = any(t.is_open and t.step is step and t.source == source and t.created_at <= event.at
+                         for t in self.tasks.values())
+            if not opened:
+                n = visit.occurrences.get(recurring.step, 0)
+                anchor = self.next_anchor(visit, recurring, every)
+                opens = cal.shift(anchor, step.window.opens, step.window.basis, self.zone)
+                if event.at < opens - recurring.early_tolerance:
+                    continue  # too early to count: an extra session, not this occurrence
+                visit.occurrences[recurring.step] = n + 1
+                task = self.create_task(recurring.step, _Marker(visit.trigger, anchor), source,
+                                        key=f"{visit.stage.name}:{visit.trigger}:{n + 1}", anchor=anchor)
+                task.created_at = event.at  # close_tasks completes it with this event
+            visit.since[recurring.step] = event.at
+            visit.upcoming.pop(recurring.step, None)
+            visit.wake = None
+
+    @staticmethod
+    def next_anchor(visit: _Visit, recurring: c.Recurring, every: timedelta) -> datetime:
+        """The next occurrence of work anchored on the actual completion: one interval (as
+        chosen now) after the latest occurrence or the completion that counted for it."""
+        since = visit.since.get(recurring.step)
+        return visit.entered_at + recurring.starting if since is None else since + every
+
     # --- time-driven work -----------------------------------------------------------------
 
     def materialise_recurring(self, until: datetime, *, include_next: bool = False) -> None:
@@ -455,6 +581,8 @@ class _Fold:
             while True:
                 n = visit.occurrences.get(recurring.step, 0)
                 anchor = visit.entered_at + recurring.starting + n * every
+                if recurring.early_tolerance is not None:
+                    anchor = self.next_anchor(visit, recurring, every)
                 opens = cal.shift(anchor, step.window.opens, step.window.basis, self.zone)
                 ahead = opens > until
                 if ahead and not include_next:
@@ -462,6 +590,8 @@ class _Fold:
                         visit.upcoming[recurring.step] = (n, opens)
                     break
                 visit.occurrences[recurring.step] = n + 1
+                if recurring.early_tolerance is not None:
+                    visit.since[recurring.step] = anchor
                 task = self.create_task(recurring.step, _Marker(visit.trigger, anchor),
                                         f"stage:{visit.stage.name}:recurring",
                                         key=f"{visit.stage.name}:{visit.trigger}:{n + 1}", anchor=anchor)
@@ -485,14 +615,16 @@ class _Fold:
     def result(self, as_of: datetime) -> PatientPlan:
         flags = set(self.flags)
         tasks: list[PlannedTask] = []
+        holds = self.holds()
+        unmet: dict[str, tuple[datetime, bool]] = {}
         for task in self.tasks.values():
             status = _status(task, as_of)
             priority = task.priority
             window = task.step.window
             if window.unmet_flag and task.due is not None and task.cancelled_at is None:
-                finished = task.done_at
-                if (finished is None and as_of > task.due) or (finished is not None and finished > task.due):
-                    flags.add(window.unmet_flag)
+                self.window_outcome(task, as_of, unmet)
+            if task.step.flag_while_open and status in _OPEN:
+                flags.add(task.step.flag_while_open)
             overdue = task.step.overdue
             if overdue is not None and status == "overdue" and task.due is not None and as_of > task.due + overdue.after:
                 if overdue.flag:
@@ -506,7 +638,9 @@ class _Fold:
                 status=status, trigger=task.trigger, out_of_window=task.out_of_window, source=task.source,
                 completed_at=task.done_at.astimezone(self.zone) if task.done_at else None,
                 reason=task.reason, reason_at=task.reason_at.astimezone(self.zone) if task.reason_at else None,
+                held=self.held(task, status, holds),
             ))
+        flags.update(flag for flag, (_, missed) in unmet.items() if missed)
         tasks.extend(self.escalations(as_of, tasks))
         tasks.sort(key=lambda t: (t.due or t.earliest, t.earliest, t.step, t.id))
         letters = sorted(self.letters.values(), key=lambda l: (l.send_at, l.id))
@@ -516,13 +650,35 @@ class _Fold:
              for s in self.sessions.values()),
             key=lambda s: (s.start or s.completed_at or datetime.min.replace(tzinfo=UTC), s.id),
         )
-        holds = {h for t in self.tasks.values() if t.is_open for h in t.step.holds}
         return PatientPlan(
             patient=self.patient.ref, stage=self.visit.stage.name if self.visit else self.p.start,
             status=str(self.status), flags=tuple(sorted(flags)), holds=tuple(sorted(holds)),
             tasks=tuple(tasks), letters=tuple(letters), sessions=tuple(sessions), rejected=tuple(self.rejected),
             fired=frozenset(self.fired),
         )
+
+    @staticmethod
+    def window_outcome(task: _Task, as_of: datetime, latest: dict[str, tuple[datetime, bool]]) -> None:
+        """The unmet-window flag describes the latest window that has been settled (done, or
+        passed undone): a later window met clears it, a later one missed raises it."""
+        assert task.due is not None and task.step.window.unmet_flag is not None
+        if task.done_at is not None:
+            missed = task.done_at > task.due
+        elif as_of > task.due:
+            missed = True
+        else:
+            return  # still open inside its window: says nothing yet
+        flag = task.step.window.unmet_flag
+        known = latest.get(flag)
+        if known is None or (task.due, missed) > known:
+            latest[flag] = (task.due, missed)
+
+    def held(self, task: _Task, status: str, holds: set[str]) -> tuple[str, ...]:
+        """Holds open now that stop what this task's booking was for."""
+        booked = self.bookings.get(task.trigger)
+        if not booked or status not in _OPEN:
+            return ()
+        return tuple(sorted(h for h in booked if h in holds))
 
     def escalations(self, as_of: datetime, planned: list[PlannedTask]) -> list[PlannedTask]:
         """Overdue escalation steps, created when a task passes due + `after` undone."""
@@ -572,9 +728,17 @@ _ENTRIES = {
     "phq9": lambda f, e: f.phq9,
     "series": _series,
     "sessions": lambda f, e: {"completed": f.completed_total, "missed": f.missed_total,
-                              "consecutive_missed": f.consecutive_missed},
+                              "consecutive_missed": f.consecutive_missed,
+                              "consecutive_attended": f.consecutive_attended},
     "screening": lambda f, e: f.screening,
+    "facts": lambda f, e: {name: name in f.facts for name in f.p.facts},
+    "task": lambda f, e: {"step": _named_step(f, e)},
 }
+
+
+def _named_step(fold: _Fold, event: EventLike) -> str:
+    task = fold.tasks.get(event.data.get("task")) if event.type in _COMPLETIONS else None  # type: ignore[arg-type]
+    return task.step.name if task is not None else ""
 
 
 class _Context(dict):
@@ -616,6 +780,8 @@ def _key(event: EventLike, field_name: str) -> str:
 
 def _status(task: _Task, as_of: datetime) -> str:
     if task.cancelled_at is not None:
+        return "cancelled"
+    if task.superseded_at is not None and task.done_at is None and as_of > task.superseded_at:
         return "cancelled"
     if task.done_at is not None:
         return "done"

@@ -24,6 +24,7 @@ class PlannedTask:
     # and when (clinic zone); None for time-driven work with no event behind it.
     reason: str | None = None
     reason_at: datetime | None = None
+    held: tuple[str, ...] = ()  # holds open now that stop what this task's booking is for (e.g. dosing)
 
     def as_json(self, pathway_version: str) -> dict[str, object]:
         return {
@@ -33,6 +34,7 @@ class PlannedTask:
             "source": self.source, "pathway_version": pathway_version,
             "completed_at": self.completed_at.isoformat() if self.completed_at else None,
             "reason": self.reason, "reason_at": self.reason_at.isoformat() if self.reason_at else None,
+            "held": list(self.held),
         }
 
 

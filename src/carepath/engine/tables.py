@@ -18,6 +18,9 @@ class Tables:
     rules_by_type: dict[str, tuple[c.Rule, ...]]      # rules listening to an event type, in file order
     resets_by_type: dict[str, tuple[str, ...]]        # rule ids whose streak an event type resets
     closing_types: frozenset[str]                     # event types some step is done or cancelled by
+    breaches_by_type: dict[str, tuple[c.Hold, ...]] = None  # type: ignore[assignment]  # holds an event type breaks
+    bookings_by_type: dict[str, tuple[c.Hold, ...]] = None  # type: ignore[assignment]  # holds an event type books past
+    dose_types: frozenset[str] = frozenset()          # event types completing early-tolerant recurring work
 
 
 def _build(p: c.CompiledPathway) -> Tables:
@@ -29,7 +32,17 @@ def _build(p: c.CompiledPathway) -> Tables:
         for event_type in rule.reset_by:
             resets.setdefault(event_type, []).append(rule.id)
     closing = frozenset(t for step in p.steps.values() for t in (*step.done_by, *step.cancelled_by))
-    return Tables({k: tuple(v) for k, v in rules.items()}, {k: tuple(v) for k, v in resets.items()}, closing)
+    breaches: dict[str, list[c.Hold]] = {}
+    bookings: dict[str, list[c.Hold]] = {}
+    for hold in p.holds.values():
+        for event_type in hold.breached_by:
+            breaches.setdefault(event_type, []).append(hold)
+        for event_type in hold.booked_by:
+            bookings.setdefault(event_type, []).append(hold)
+    doses = frozenset(t for stage in p.stages.values() for r in stage.recurring if r.early_tolerance is not None
+                      for t in p.steps[r.step].done_by if t not in ("task_completed", "decision_recorded"))
+    return Tables({k: tuple(v) for k, v in rules.items()}, {k: tuple(v) for k, v in resets.items()}, closing,
+                  {k: tuple(v) for k, v in breaches.items()}, {k: tuple(v) for k, v in bookings.items()}, doses)
 
 
 _CACHE: dict[int, tuple[weakref.ref, Tables]] = {}

@@ -54,6 +54,12 @@ SESSIONS_SHAPE: dict[str, Shape] = {
     "completed": Kind.INT,   # whole history
     "missed": Kind.INT,
     "consecutive_missed": Kind.INT,
+    "consecutive_attended": Kind.INT,  # completed since the last missed session
+}
+
+TASK_SHAPE: dict[str, Shape] = {
+    # The task a task_completed / decision_recorded event names ("" for other events).
+    "step": Kind.TEXT,
 }
 
 SCREENING_SHAPE: dict[str, Shape] = {
@@ -96,6 +102,8 @@ def condition_context(pathway: Pathway, event_data: Shape | None) -> dict[str, S
         "series": SERIES_SHAPE,
         "sessions": SESSIONS_SHAPE,
         "screening": SCREENING_SHAPE,
+        "facts": {name: Kind.BOOL for name in pathway.facts},
+        "task": TASK_SHAPE,
     }
 
 

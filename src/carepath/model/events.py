@@ -37,4 +37,13 @@ CORE_EVENTS: dict[str, dict[str, DataField]] = {
         "decision": DataField(type=FieldType.TEXT),
     },
     "discharged": {},
+    # Derived by the records reader from a PHQ-9 line it rejected because the stated total
+    # disagrees with the items: the record stays rejected, but the answers are the
+    # patient's, so pathways can still act on them (an item-9 answer above 0).
+    "assessment_rejected": {
+        "instrument": DataField(type=FieldType.TEXT, one_of=("phq9",)),
+        "items": DataField(type=FieldType.INTEGER_LIST),
+        "item9": DataField(type=FieldType.INTEGER),
+        "stated_total": DataField(type=FieldType.INTEGER),
+    },
 }

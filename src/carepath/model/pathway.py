@@ -307,7 +307,15 @@ class CompleteAction(Frozen):
     complete: Name = Field(description="mark the patient's open tasks of this step done")
 
 
-_ACTION_KEYS = ("task", "letter", "flag", "unflag", "goto", "status", "complete")
+class RememberAction(Frozen):
+    remember: Name = Field(description="set a fact conditions read as facts.<name> (never shown as a flag)")
+
+
+class ForgetAction(Frozen):
+    forget: Name = Field(description="clear a remembered fact")
+
+
+_ACTION_KEYS = ("task", "letter", "flag", "unflag", "goto", "status", "complete", "remember", "forget")
 
 
 def _action_tag(value: Any) -> str | None:
@@ -327,11 +335,14 @@ Action = Annotated[
     | Annotated[UnflagAction, Tag("unflag")]
     | Annotated[GotoAction, Tag("goto")]
     | Annotated[StatusAction, Tag("status")]
-    | Annotated[CompleteAction, Tag("complete")],
+    | Annotated[CompleteAction, Tag("complete")]
+    | Annotated[RememberAction, Tag("remember")]
+    | Annotated[ForgetAction, Tag("forget")],
     Discriminator(
         _action_tag,
         custom_error_type="action",
-        custom_error_message="an action is one of: task, letter, flag, unflag, goto, status, complete",
+        custom_error_message="an action is one of: task, letter, flag, unflag, goto, status, complete, "
+                             "remember, forget",
     ),
 ]
 
@@ -357,6 +368,9 @@ class Step(Frozen):
                                      description="event types that withdraw the task (matched by `per` key)")
     holds: NameList = Field(default_factory=list, description="holds (e.g. dosing) active while the task is open")
     overdue: Overdue | None = None
+    safety: bool = Field(default=False, description="safety-critical: a status change (e.g. discharge) or "
+                                                    "leaving a stage never withdraws it")
+    flag_while_open: Name | None = Field(default=None, description="a flag shown while a task of this step is open")
 
 
 
@@ -367,6 +381,8 @@ class Letter(Frozen):
     description: str | None = None
     anchor: str = "at"
     send: Offset = Offset("0h")
+    withheld_while: list[_enum(PatientStatus)] = Field(
+        default_factory=list, description="patient statuses in which this letter is not sent (e.g. blocked)")
 
 
 # --- rules, stages -----------------------------------------------------------------
@@ -435,6 +451,9 @@ class Recurring(Frozen):
     step: Name
     every: Annotated[Offset, Tag("offset")] | Choice = Field(union_mode="left_to_right")
     starting: Offset = Field(default=Offset("0h"), description="first occurrence after entering the stage")
+    early_tolerance: Offset | None = Field(
+        default=None, description="completed up to this long before its window opens still counts as the "
+                                  "occurrence; the next interval then runs from the actual completion")
 
 
 class Stage(Frozen):
@@ -480,6 +499,17 @@ class WorklistView(Frozen):
 
     horizon: Offset = Field(default=Offset("7d"), description="how far ahead the worklist lists upcoming work")
     rows: Annotated[int, Field(ge=1)] = Field(default=300, description="rows listed per band; the rest are counted")
+class Hold(Frozen):
+    """A hold (e.g. dosing) that steps keep while open, and how the pathway reacts to its breach."""
+
+    description: str | None = None
+    breached_by: NameList = Field(
+        default_factory=list, description="event types that break the hold while it is open (e.g. session_completed)")
+    on_breach: list[Action] = Field(default_factory=list, description="actions when the hold is breached")
+    booked_by: NameList = Field(default_factory=list,
+                                description="event types that book what the hold stops (e.g. session_scheduled); "
+                                            "their tasks show the hold while it is open")
+    on_booking: list[Action] = Field(default_factory=list, description="actions on a booking while the hold is open")
 
 
 class Sessions(Frozen):
@@ -507,7 +537,11 @@ class Pathway(Frozen):
     letters: dict[Name, Letter] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list)
     worklist: WorklistView = WorklistView()
+    holds: dict[Name, Hold] = Field(default_factory=dict, description="holds steps keep, and what breaks them")
+    facts: dict[Name, str] = Field(default_factory=dict,
+                                   description="remembered facts conditions read (facts.<name>); name → meaning")
 
 
-def action_kind(action: BaseModel) -> Literal["task", "letter", "flag", "unflag", "goto", "status", "complete"]:
+def action_kind(action: BaseModel) -> Literal["task", "letter", "flag", "unflag", "goto", "status", "complete",
+                                              "remember", "forget"]:
     return _action_tag(action.model_dump())  # type: ignore[return-value]

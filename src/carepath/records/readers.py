@@ -42,6 +42,7 @@ import gc
 import json
 from collections.abc import Container, Iterator, Mapping
 from contextlib import contextmanager
+from types import MappingProxyType
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -364,6 +365,9 @@ def iter_event_lines(
                 event = make_event(number, obj, specs, patients, known_patients)  # type: ignore[arg-type]
                 if type(event) is str:
                     yield Rejection(number, _id_of(obj), event)
+                    salvaged = salvage_answers(number, obj, specs, patients, known_patients)  # type: ignore[arg-type]
+                    if salvaged is not None:
+                        yield salvaged
                     continue
                 earlier = seen.setdefault(event.id, event)  # type: ignore[union-attr]
                 if earlier is event:
@@ -473,6 +477,39 @@ def _event_checked(
     if problems:
         return "; ".join(problems)
     return new_event(event_id, canonical, spec.name, at, data, number)  # type: ignore[arg-type,union-attr]
+
+
+ASSESSMENT_REJECTED = "assessment_rejected"
+
+
+def salvage_answers(
+    number: int,
+    obj: dict[str, object],
+    specs: dict[str, TypeSpec],
+    patients: Container[str],
+    known_patients: dict[str, str],
+) -> Event | None:
+    """The answers of a PHQ-9 line rejected only because its stated total disagrees with
+    its items, as a derived `assessment_rejected` event (same id and line).
+
+    The record stays rejected (DOMAIN §7), but its items are what the patient answered:
+    an item-9 answer above 0 must still reach the pathway (DOMAIN §10). A line with any
+    other problem gives nothing: its answers cannot be trusted either.
+    """
+    data = obj.get("data")
+    if obj.get("type") != "assessment_recorded" or type(data) is not dict or type(data.get("total")) is not int:
+        return None
+    stated = data["total"]
+    without_total = {**obj, "data": {k: v for k, v in data.items() if k != "total"}}
+    event = _event_checked(number, without_total, specs, patients, known_patients)
+    if type(event) is str or event.data.get("instrument") != "phq9":  # type: ignore[union-attr]
+        return None
+    items = tuple(event.data["items"])  # type: ignore[union-attr,arg-type]
+    if sum(items) == stated:
+        return None
+    return new_event(event.id, event.patient, ASSESSMENT_REJECTED, event.at,  # type: ignore[union-attr]
+                     MappingProxyType({"instrument": "phq9", "items": items, "item9": items[8],
+                                       "stated_total": stated}), number)
 
 
 def id_conflict(number: int, earlier: Event, differs: list[str]) -> Rejection:

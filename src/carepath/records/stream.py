@@ -141,7 +141,10 @@ def _replay(handle, first: list[tuple[int, int]], later: list[tuple[int, bytes]]
         assert type(obj) is dict
         event = _r._event(number, obj, specs, shard_of, known)
         if type(event) is str:
-            if held:
+            if held and _r.salvage_answers(number, obj, specs, shard_of, known) is not None:
+                # Its shard rejects it and derives the answers, as the reference does.
+                write(shard_of[obj["patient"]], b"%d\t%b" % (number, raw if raw.endswith(b"\n") else raw + b"\n"))
+            elif held:
                 rejected.append(Rejection(number, _r._id_of(obj), event))
             continue
         earlier = accepted.setdefault(event.id, event)  # type: ignore[union-attr]
@@ -176,5 +179,7 @@ def read_routed(records: Iterable[bytes], *, specs: dict[str, TypeSpec],
         event = make_event(number, obj, specs, patients, known)
         if type(event) is str:
             yield Rejection(number, id_of(obj), event)
+            if (salvaged := _r.salvage_answers(number, obj, specs, patients, known)) is not None:
+                yield salvaged
         else:
             yield event  # type: ignore[misc]

@@ -127,7 +127,7 @@ Facts = dict[str, Fact]
 
 def diff_pathways(old: Reviewed, new: Reviewed) -> PathwayDiff:
     changes: list[Change] = []
-    for compare in (_pathway, _clinic, _parameters, _stages, _steps, _letters, _rules, _vocabulary):
+    for compare in (_pathway, _clinic, _parameters, _stages, _steps, _letters, _rules, _holds, _vocabulary):
         changes.extend(compare(old, new))
     return PathwayDiff(old, new, tuple(changes))
 
@@ -326,6 +326,8 @@ def _step_facts(name: str, step: object, r: Reviewed) -> Facts:
         "withdrawn by": _names(step.cancelled_by),
         "holds while open": _names(step.holds),
         "overdue escalation": Fact(step.overdue, overdue),
+        "safety-critical (kept through discharge)": _plain(step.safety, "yes" if step.safety else "no"),
+        "flag while open": _plain(step.flag_while_open, step.flag_while_open or "none"),
     }
 
 
@@ -348,7 +350,9 @@ def _letters(old: Reviewed, new: Reviewed) -> list[Change]:
         anchor = f"the event's data.{letter.anchor_field}" if letter.anchor_field else "the triggering event"
         send, send_anchor = relative(r.model, r.model.letters[name].send, anchor)
         return {"template": _plain(letter.template, code=True),
-                "sent": Fact((letter.send, letter.anchor_field), send, send_anchor)}
+                "sent": Fact((letter.send, letter.anchor_field), send, send_anchor),
+                "withheld while": Fact(letter.withheld_while,
+                                       ", ".join(sorted(x.value for x in letter.withheld_while)) or "never")}
 
     def summary(name: str, letter: object, r: Reviewed) -> str:
         f = facts(name, letter, r)
@@ -392,7 +396,11 @@ def _recurring_text(r: Reviewed, stage: str, rec: c.Recurring) -> str:
         every = f"every {offset_text(r.model, raw.every.default)} (as {raw.every.decision_of} decides: {options})"
     else:
         every = f"every {offset_text(r.model, raw.every)}"
-    return f"{every}, first {offset_text(r.model, raw.starting)} after entering the stage"
+    text = f"{every}, first {offset_text(r.model, raw.starting)} after entering the stage"
+    if raw.early_tolerance is not None:
+        text += (f"; from the actual completion, which counts up to {offset_text(r.model, raw.early_tolerance)} "
+                 "before the window opens")
+    return text
 
 
 def _stage_facts(name: str, stage: object, r: Reviewed) -> Facts:
@@ -454,6 +462,20 @@ def _stages(old: Reviewed, new: Reviewed) -> list[Change]:
     return changes
 
 
+def _holds(old: Reviewed, new: Reviewed) -> list[Change]:
+    def facts(_: str, hold: object, r: Reviewed) -> Facts:
+        assert isinstance(hold, c.Hold)
+        return {"breached by": _names(hold.breached_by), "on breach": _actions(hold.on_breach),
+                "booked by": _names(hold.booked_by), "on booking": _actions(hold.on_booking)}
+
+    def summary(name: str, hold: object, r: Reviewed) -> str:
+        assert isinstance(hold, c.Hold)
+        return f"breached by {events_text(hold.breached_by)}: {actions_text(hold.on_breach)}"
+
+    return _keyed(Section.RULES, old.compiled.holds, new.compiled.holds,
+                  lambda name, _: Subject("Hold {}", (name,)), facts, summary, old, new)
+
+
 def _vocabulary(old: Reviewed, new: Reviewed) -> list[Change]:
     def meaning(_: str, text: object, r: Reviewed) -> Facts:
         return {"meaning": _plain(str(text))}
@@ -485,5 +507,7 @@ def _vocabulary(old: Reviewed, new: Reviewed) -> list[Change]:
             + _keyed(Section.VOCABULARY, o.roles, n.roles, lambda k, _: Subject("Role {}", (k,)), meaning, said,
                      old, new)
             + _keyed(Section.VOCABULARY, o.events, n.events, lambda k, _: Subject("Event type {}", (k,)), fields,
-                     described, old, new))
+                     described, old, new)
+            + _keyed(Section.VOCABULARY, o.facts, n.facts, lambda k, _: Subject("Fact {}", (k,)), meaning, said,
+                     old, new))
 

@@ -25,7 +25,9 @@ _PARAM = re.compile(r"\bparams\.([a-z][a-z0-9_]*)")
 LEGEND = ("Solid arrows are stage transitions, labelled with the event that triggers them, the condition "
           "that guards them (first match wins) and what they do. The box *Cross-cutting rules* holds the "
           "rules that react to events in any stage (unless a rule says *only in*); a dotted arrow shows a "
-          "rule moving the patient to a stage.")
+          "rule moving the patient to a stage. The box *Holds* shows what each hold stops, which steps keep it "
+          "and how a dose or a booking during the hold is surfaced; *safety-critical steps* are never "
+          "withdrawn by discharge or another status change.")
 
 
 def label(*lines: str) -> str:
@@ -64,6 +66,8 @@ def _stage_node(compiled: c.CompiledPathway, stage: c.Stage) -> str:
     lines += _actions("on enter:", stage.on_enter)
     for r in stage.recurring:
         every = f"every {delta_text(r.every)}" + (f" (or as {r.decision_of} decides)" if r.decision_of else "")
+        if r.early_tolerance is not None:
+            every += f", from the actual dose (counts up to {delta_text(r.early_tolerance)} early)"
         lines.append(f"{every}: {r.step}")
     body = label(*lines)[1:-1]
     return f'    s_{stage.name}["{_bold(stage.name)}{"<br/>" + body if body else ""}"]'
@@ -105,7 +109,31 @@ def mermaid(reviewed: Reviewed) -> str:
             for action in (*rule.until_confirmed, *rule.then):
                 if isinstance(action, c.Goto):
                     out.append(f'  r_{rule.id} -.->|"go to"| s_{action.stage}')
+    out += _holds(compiled)
     return "\n".join(out) + "\n"
+
+
+def _holds(compiled: c.CompiledPathway) -> list[str]:
+    """Holds with what keeps them and how a breach or a booking is surfaced; safety steps."""
+    out: list[str] = []
+    if compiled.holds:
+        out += ['  subgraph holds["Holds"]', "    direction TB"]
+        for hold in compiled.holds.values():
+            keepers = sorted(s.name for s in compiled.steps.values() if hold.name in s.holds)
+            lines = [f"kept by {', '.join(keepers) or 'no step'}"]
+            if hold.breached_by:
+                lines.append(f"breached by {events_text(hold.breached_by)}")
+                lines += _actions("then:", hold.on_breach)
+            if hold.booked_by:
+                lines.append(f"booked by {events_text(hold.booked_by)}")
+                lines += _actions("booking then:", hold.on_booking)
+            out.append(f'    h_{hold.name}["{_bold("hold " + hold.name)}<br/>{label(*lines)[1:-1]}"]')
+        out.append("  end")
+    safety = sorted(s.name for s in compiled.steps.values() if s.safety)
+    if safety:
+        body = label("never withdrawn by a status change:", *safety)[1:-1]
+        out.append(f'  safety["{_bold("safety-critical steps")}<br/>{body}"]')
+    return out
 
 
 def markdown_page(reviewed: Reviewed) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 from carepath.compile import compiled as c
 from carepath.model.pathway import Priority
 from carepath.review.load import Reviewed
-from carepath.review.words import action_text, basis_text, closed_policy_text, due_text, phrase, step_anchor
+from carepath.review.words import action_text, basis_text, closed_policy_text, delta_text, due_text, phrase, step_anchor
 
 DEFAULT_BASE_URL = "http://example.org/fhir"
 CONDITION_LANGUAGE = "text/x-carepath-condition"  # a sandboxed Jinja2 expression over carepath's context
@@ -208,8 +208,14 @@ class _Builder:
                     "definitionCanonical": self._canonical("ActivityDefinition", self._step_id(rec.step)),
                     "relatedAction": [{"actionId": sid, "relationship": "after-start",
                                        "offsetDuration": _duration(rec.starting)}]}
+            notes = []
             if rec.decision_of:
-                item["textEquivalent"] = f"Interval chosen by the {rec.decision_of} decision"
+                notes.append(f"Interval chosen by the {rec.decision_of} decision")
+            if rec.early_tolerance is not None:
+                notes.append(f"Runs from the actual completion; one up to {delta_text(rec.early_tolerance)} before "
+                             "the window opens counts")
+            if notes:
+                item["textEquivalent"] = ". ".join(notes)
             children.append(item)
         children += [self._transition(stage, k, t) for k, t in enumerate(stage.transitions)]
         out: dict[str, Any] = {"id": sid, "title": f"Stage: {stage.name}", "groupingBehavior": "logical-group"}
@@ -239,15 +245,34 @@ class _Builder:
         out["action"] = children
         return {k: v for k, v in out.items() if v}
 
+    def _hold(self, hold: c.Hold) -> list[dict[str, Any]]:
+        out = []
+        for kind, events, actions in (("breach", hold.breached_by, hold.on_breach),
+                                      ("booking", hold.booked_by, hold.on_booking)):
+            if not events:
+                continue
+            hid = fhir_id(f"hold-{hold.name}-{kind}")
+            item: dict[str, Any] = {"id": hid, "title": f"Hold {hold.name}: {kind} while it is open",
+                                    "trigger": self._triggers(events),
+                                    "textEquivalent": f"Acts when this event comes while a {hold.name} hold is open."}
+            if actions:
+                item["action"] = self._actions(actions, hid)
+            out.append(item)
+        return out
+
     # --- resources -------------------------------------------------------------------
 
     def plan_definition(self) -> dict[str, Any]:
         pid = fhir_id(self.p.id)
         actions = [self._stage(s) for s in self.p.stages.values()]
-        if self.p.rules:
+        # A hold's reactions are cross-cutting rules too: they act in any stage when their
+        # event comes while the hold is open, so they close the rules group.
+        holds = [a for h in self.p.holds.values() for a in self._hold(h)]
+        if self.p.rules or holds:
             actions.append({"id": "rules", "title": "Cross-cutting rules",
-                            "description": "React to events in any stage unless a rule says otherwise.",
-                            "action": [self._rule(r) for r in self.p.rules]})
+                            "description": "React to events in any stage unless a rule says otherwise; "
+                                           "a hold's reactions act when their event comes while it is open.",
+                            "action": [self._rule(r) for r in self.p.rules] + holds})
         out = {
             "resourceType": "PlanDefinition", "id": pid, "url": self._url("PlanDefinition", pid),
             "version": self.p.version, "name": _camel(self.p.id), "title": self.p.title, "type": _PLAN_TYPE,
@@ -268,6 +293,10 @@ class _Builder:
             usage += f"; if the clinic is closed throughout: {closed_policy_text(step.window.when_clinic_closed)}"
         if step.holds:
             usage += f"; holds {', '.join(step.holds)} while open"
+        if step.safety:
+            usage += "; safety-critical: discharge or another status change never withdraws it"
+        if step.flag_while_open:
+            usage += f"; flags the patient {step.flag_while_open} while open"
         rid = self._step_id(name)
         out = {
             "resourceType": "ActivityDefinition", "id": rid, "url": self._url("ActivityDefinition", rid),

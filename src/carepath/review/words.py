@@ -105,6 +105,10 @@ def action_text(action: c.Action) -> str:
         return f"go to stage {action.stage}"
     if isinstance(action, c.SetStatus):
         return f"status {action.status.value}"
+    if isinstance(action, c.Remember):
+        return f"remember {action.fact}"
+    if isinstance(action, c.Forget):
+        return f"forget {action.fact}"
     return f"complete open {action.step} tasks"
 
 

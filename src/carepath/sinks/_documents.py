@@ -14,10 +14,10 @@ from datetime import datetime
 # `PlannedTask.as_json` writes it; tests hold the two together.
 TASK_FIELDS: tuple[str, ...] = (
     "id", "step", "title", "role", "priority", "earliest", "due", "status", "trigger",
-    "out_of_window", "source", "pathway_version", "completed_at", "reason", "reason_at",
+    "out_of_window", "source", "pathway_version", "completed_at", "reason", "reason_at", "held",
 )
 # Added to the contract later: a body recorded before them reads as null there.
-LATER_FIELDS = frozenset({"reason", "reason_at"})
+LATER_FIELDS = frozenset({"reason", "reason_at", "held"})
 TIME_FIELDS = frozenset({"earliest", "due", "completed_at", "reason_at"})
 
 PRIORITY_RANK = {"urgent": 0, "high": 1, "routine": 2}

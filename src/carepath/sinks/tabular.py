@@ -90,6 +90,8 @@ class TasksCsv:
             return "true" if value else "false"
         if isinstance(value, str):
             return defuse(value)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return defuse(";".join(value))
         raise ValueError(f"task {owner}: {key} has an unexpected {type(value).__name__} value")
 
 

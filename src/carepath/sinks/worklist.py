@@ -76,7 +76,7 @@ def safety_critical(step: Step | None, priority: str) -> bool:
     work that holds something (dosing) while it is open, e.g. a suicide-risk assessment."""
     if step is None:
         return False
-    return bool(getattr(step, "safety", False)) or (priority == "urgent" and bool(step.holds))
+    return step.safety or (priority == "urgent" and bool(step.holds))
 
 
 def band_of(status: str, safety: bool, due: datetime | None, earliest: datetime, as_of: datetime,

@@ -1,4 +1,5 @@
-"""Which parts of a pathway no scenario exercised: steps, letters, rules, transitions."""
+"""Which parts of a pathway no scenario exercised: steps, letters, rules, transitions, and
+the reactions of holds (a dose or a booking while the hold is open)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ def coverage(compiled: CompiledPathway, outcomes: list[Outcome]) -> Coverage:
             f"{name} -> {t.to} (#{k + 1})" for name, stage in compiled.stages.items()
             for k, t in enumerate(stage.transitions)
         ),
+        "hold reactions": sorted(
+            f"{name} {kind}" for name, hold in compiled.holds.items()
+            for kind, actions in (("breach", hold.on_breach), ("booking", hold.on_booking)) if actions
+        ),
     }
     seen = {
         "steps": steps,
@@ -45,6 +50,7 @@ def coverage(compiled: CompiledPathway, outcomes: list[Outcome]) -> Coverage:
             f"{name} -> {t.to} (#{k + 1})" for name, stage in compiled.stages.items()
             for k, t in enumerate(stage.transitions) if f"stage:{name}:transition:{k}" in fired
         },
+        "hold reactions": {f.removeprefix("hold:").replace(":", " ") for f in fired if f.startswith("hold:")},
     }
     result = Coverage(compiled.id)
     for kind, names in wanted.items():
