@@ -102,7 +102,7 @@ def test_template_mistake_is_a_letter_error_not_an_empty_greeting(tmp_path: Path
         render_letter(broken, PATIENT, _plan(_letter("welcome")), _letter("welcome"))
 
 
-def test_letters_command_renders_every_letter_of_the_demo(tmp_path: Path) -> None:
+def test_letters_command_renders_only_the_letters_due_at_as_of(tmp_path: Path) -> None:
     out = tmp_path / "letters"
     proc = subprocess.run(
         [sys.executable, "-m", "carepath.cli.main", "letters", str(ROOT / "pathways" / "ketamine-iv.yaml"),
@@ -112,7 +112,9 @@ def test_letters_command_renders_every_letter_of_the_demo(tmp_path: Path) -> Non
     )
     assert proc.returncode == 0, proc.stderr
     texts = sorted(out.glob("*.txt"))
-    assert len(texts) == 7 and len(list(out.glob("*.pdf"))) == 7 and len(list(out.glob("*.html"))) == 7
+    # Seven letters are planned; p-001's enrolment letters and pre-session instructions
+    # expired before this as-of, so only the integration reminder and p-002's two go out.
+    assert len(texts) == 3 and len(list(out.glob("*.pdf"))) == 3 and len(list(out.glob("*.html"))) == 3
     greetings = {t.read_text().splitlines()[3] for t in texts}
     assert greetings == {"Dear Ada,", "Dear Ben,"}
 

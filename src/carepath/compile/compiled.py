@@ -82,6 +82,7 @@ class Letter:
     template: str
     anchor_field: str | None
     send: timedelta
+    expires: timedelta | None = None  # the letter's own expiry after its send time
 
 
 @dataclass(frozen=True)
@@ -191,3 +192,4 @@ class CompiledPathway:
     steps: dict[str, Step]
     letters: dict[str, Letter]
     rules: tuple[Rule, ...]
+    letter_expiry: timedelta = timedelta(days=7)  # the model's default; pathways set it from a parameter

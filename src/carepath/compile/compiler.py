@@ -115,7 +115,8 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
         for i, r in enumerate(p.rules)
     )
     letters = {
-        name: c.Letter(name, l.template, field_of(l.anchor, "at"), offset(l.send))
+        name: c.Letter(name, l.template, field_of(l.anchor, "at"), offset(l.send),
+                       offset(l.expires) if l.expires is not None else None)
         for name, l in p.letters.items()
     }
     return c.CompiledPathway(
@@ -125,4 +126,5 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
         flags=tuple(p.flags), event_fields={**CORE_EVENTS, **{k: dict(v.data) for k, v in p.events.items()}},
         min_session_gap=offset(p.sessions.min_gap) if p.sessions.min_gap else None,
         start=p.start, stages=stages, steps=steps, letters=letters, rules=rules,
+        letter_expiry=offset(p.letter_expiry),
     )

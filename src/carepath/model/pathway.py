@@ -354,6 +354,10 @@ class Letter(Frozen):
     description: str | None = None
     anchor: str = "at"
     send: Offset = Offset("0h")
+    expires: Offset | None = Field(
+        default=None, description="how long after its send time the letter may still go out (default: the "
+                                  "pathway's letter_expiry; a letter anchored on a session's booked start "
+                                  "also expires at that start)")
 
 
 # --- rules, stages -----------------------------------------------------------------
@@ -455,6 +459,9 @@ class Pathway(Frozen):
     steps: dict[Name, Step]
     letters: dict[Name, Letter] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list)
+    letter_expiry: Offset = Field(
+        default=Offset("7d"), description="how long after its send time a letter may still go out, unless the "
+                                          "letter states its own `expires`, e.g. $letter_expiry")
 
 
 def action_kind(action: BaseModel) -> Literal["task", "letter", "flag", "unflag", "goto", "status", "complete"]:

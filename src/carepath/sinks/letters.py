@@ -1,7 +1,10 @@
 """Patient letters: context from the plan, one template rendered to text, HTML and PDF.
 
 Times are written out in the patient's zone and say which zone. Files are named by
-letter id (never by patient) and created with mode 0600: they hold names.
+letter id (never by patient) and created with mode 0600: they hold names. Only letters
+`due` at the plan's instant are rendered: a scheduled one is not yet, and an expired or
+withdrawn one never, to be sent. The run files them by send date (`YYYY/MM/DD/`) so that
+no folder holds a cohort's millions of letters.
 """
 
 from __future__ import annotations
@@ -119,22 +122,33 @@ def html_to_pdf(document: str) -> bytes:
     return weasyprint.HTML(string=document).write_pdf()
 
 
+DUE = "due"
+
+
+def dated_folder(root: Path, send_at: str) -> Path:
+    """`root/YYYY/MM/DD`: the send date as the letter states it (the patient's zone)."""
+    return root / send_at[0:4] / send_at[5:7] / send_at[8:10]
+
+
 def render_all(compiled: CompiledPathway, patients: dict[str, PatientInfo], plans: Iterable[PatientPlan],
                out_dir: Path, *, pdf: bool = True) -> int:
+    """Render the letters due at the plans' instant into `out_dir/<letter-id>.*`."""
     count = 0
     for plan in plans:
         patient = patients[plan.patient]
         for letter in plan.letters:
+            if letter.status != DUE:
+                continue
             write_letter(out_dir, render_letter(compiled, patient, plan, letter), pdf=pdf)
             count += 1
     return count
 
 
 class LetterFiles:
-    """The letters sink: each pending letter output rendered to
-    `<dir>/<letter-id>.{txt,html[,pdf]}`. Built per shard, where the patients' names and
-    plans are at hand; the ledger hands it only letters not yet written in their
-    current form."""
+    """The file channel of the letters outbox: each letter handed to it rendered to
+    `<dir>/YYYY/MM/DD/<letter-id>.{txt,html[,pdf]}` (its send date). Built per shard, where
+    the patients' names and plans are at hand; the emission hands it only letters due
+    and never sent on this channel."""
 
     name = "letters"
     delivery = Delivery.EACH
@@ -150,7 +164,8 @@ class LetterFiles:
             plan = self.plans[output.patient]
             letter = next(l for l in plan.letters if l.id == output.id)
             rendered = render_letter(self.compiled, self.patients[output.patient], plan, letter)
-            write_letter(self.out_dir, rendered, pdf=self.pdf, durable=False)
+            write_letter(dated_folder(self.out_dir, letter.send_at.isoformat()), rendered, pdf=self.pdf,
+                         durable=False)
             count += 1
         if count:
             # One flush to disk for the batch instead of an fsync per file (~1 ms each): the
