@@ -99,6 +99,17 @@ patient_state_table = Table(
     Column("run", String(64), nullable=False),
 )
 
+# The letters outbox: one row per letter a channel sent, written only after the channel
+# returned. A letter goes out once per channel, whatever later happens to its body
+# (it may expire or be withdrawn after it was sent); `sent_at` is the run's as-of.
+sends_table = Table(
+    "letter_sends", _metadata,
+    Column("channel", String(64), primary_key=True),
+    Column("output_id", String(80), primary_key=True),
+    Column("sent_at", String(40), nullable=False),
+    Column("run", String(64), nullable=False),
+)
+
 _KIND_ORDER = {OutputKind.PATIENT.value: 0, OutputKind.TASK.value: 1, OutputKind.LETTER.value: 2}
 _BATCH = 500  # rows per statement: under SQLite's bound-parameter limit
 
@@ -234,6 +245,37 @@ class Ledger:
     def mark_delivered(self, sink: str, outputs: Sequence[Output], run: str) -> None:
         self._upsert(deliveries_table, ["sink", "output_id"], ["digest", "run"],
                      [{"sink": sink, "output_id": o.id, "digest": o.digest, "run": run} for o in outputs])
+
+    # -- the letters outbox ----------------------------------------------------------
+
+    def unsent(self, channel: str, outputs: Sequence[Output]) -> list[Output]:
+        """Those of `outputs` the channel has never sent (in any form)."""
+        sent: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks([o.id for o in outputs]):
+                rows = conn.execute(select(sends_table.c.output_id)
+                                    .where(sends_table.c.channel == channel, sends_table.c.output_id.in_(chunk)))
+                sent.update(r.output_id for r in rows)
+        return [o for o in outputs if o.id not in sent]
+
+    def mark_sent(self, channel: str, outputs: Sequence[Output], sent_at: str, run: str) -> None:
+        """Record sends; a letter already recorded keeps its first `sent_at`."""
+        rows = [{"channel": channel, "output_id": o.id, "sent_at": sent_at, "run": run} for o in outputs]
+        with self.engine.begin() as conn:
+            for chunk in _chunks(rows):
+                stmt = self._dialect.insert(sends_table).values(chunk)
+                conn.execute(stmt.on_conflict_do_nothing(index_elements=["channel", "output_id"]))
+
+    def letters_with_sends(self, channel: str) -> Iterator[tuple[str, dict, str | None]]:
+        """Every current letter as (patient, body, sent_at or None), in (patient, id) order, streamed."""
+        join = outputs_table.outerjoin(sends_table, (sends_table.c.output_id == outputs_table.c.id)
+                                       & (sends_table.c.channel == channel))
+        query = (select(outputs_table.c.patient, outputs_table.c.body, sends_table.c.sent_at).select_from(join)
+                 .where(outputs_table.c.retired == 0, outputs_table.c.kind == OutputKind.LETTER.value)
+                 .order_by(outputs_table.c.patient, outputs_table.c.id))
+        with self.engine.connect() as conn:
+            for row in conn.execution_options(stream_results=True, yield_per=2000).execute(query):
+                yield row.patient, orjson.loads(row.body), row.sent_at
 
     # -- snapshots -------------------------------------------------------------------
 
