@@ -22,6 +22,7 @@ class ClinicCalendar:
     zone: ZoneInfo
     hours: tuple[tuple[tuple[time, time], ...], ...]  # index 0 = Monday
     closed_dates: frozenset[date]
+    paper: str = "a4"  # PDF letters' paper size: "letter" or "a4"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,31 @@ from carepath.model.durations import parse_span
 from carepath.model.events import CORE_EVENTS
 from carepath.model.params import resolve_clock, resolve_count, resolve_enum, resolve_offset
 
+# Countries whose letters go on US Letter paper; everywhere else uses A4.
+_LETTER_COUNTRIES = frozenset({"US", "CA", "MX", "PH", "PR"})
+
+
+def paper_for_zone(zone: str) -> str:
+    """'letter' when the IANA zone belongs to a US Letter country (the tz database's
+    zone.tab maps zones to countries), otherwise 'a4'."""
+    for line in _zone_table():
+        fields = line.split("\t")
+        if len(fields) >= 3 and not line.startswith("#") and fields[2] == zone:
+            return "letter" if fields[0] in _LETTER_COUNTRIES else "a4"
+    return "a4"
+
+
+def _zone_table() -> list[str]:
+    from importlib import resources
+
+    try:
+        return resources.files("tzdata").joinpath("zoneinfo", "zone.tab").read_text(encoding="utf-8").splitlines()
+    except (ModuleNotFoundError, FileNotFoundError):
+        try:
+            return Path("/usr/share/zoneinfo/zone.tab").read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return []
+
 _WEEKDAYS = tuple(m.Weekday)
 
 
@@ -61,6 +86,7 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
         name=p.clinic.name, phone=p.clinic.phone, crisis_line=p.clinic.crisis_line,
         zone=ZoneInfo(p.clinic.timezone), hours=tuple(hours),
         closed_dates=frozenset(date.fromisoformat(d) for d in p.clinic.closed_dates),
+        paper=p.clinic.paper or paper_for_zone(p.clinic.timezone),
     )
 
     steps = {}

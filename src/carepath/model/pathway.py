@@ -182,6 +182,9 @@ class Clinic(Frozen):
         description="opening spans per weekday, e.g. '08:00-18:00', a list of spans, or 'closed'",
     )
     closed_dates: list[str] = Field(default_factory=list, description="ISO dates the clinic is closed")
+    paper: Literal["letter", "a4"] | None = Field(
+        default=None, description="paper size of PDF letters; default: letter for a clinic in the US, Canada, "
+                                  "Mexico or the Philippines (by its time zone), A4 elsewhere")
 
 
 class DataField(Frozen):
