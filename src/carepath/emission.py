@@ -177,17 +177,51 @@ def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], patients
         return Recorded(unchanged=sum(1 + len(p.tasks) + len(p.letters) for p in plans)), 0
     outputs = [o for p in changed for o in outputs_of(p, compiled.version)]
     recorded = ledger.record(compiled.id, [p.patient for p in changed], outputs, run)
-    sink = LetterFiles(out / "letters", compiled, patients, {p.patient: p for p in changed}, pdf=pdf)
+    when = as_of or _now()
+    sink = letter_channel(compiled, out, patients, {p.patient: p for p in changed}, pdf, when)
     due = [o for o in outputs if o.kind is OutputKind.LETTER and o.body.get("status") == DUE]
-    pending = ledger.unsent(sink.name, due)
-    written = sink.write(pending)
+    pending = ledger.unsent(due)
     # The send time recorded is the run's instant (what the run acted on), so a re-run
     # of the same as-of writes the same letters.jsonl.
-    ledger.mark_sent(sink.name, pending, (as_of or _now()).isoformat(), run)
+    sent_at = when.isoformat()
+    if getattr(sink, "marks_each", False):
+        # A channel that may fail midway (a mail server) records each letter as it goes.
+        written = sink.write(pending, on_sent=lambda channel, done: ledger.mark_sent(channel, done, sent_at, run))
+    else:
+        written = sink.write(pending)
+        ledger.mark_sent(sink.name, pending, sent_at, run)
     # Last: a run killed before this line re-examines these patients next time.
     ledger.set_plan_digests(compiled.id, {p.patient: digests[p.patient] for p in changed}, run)
     unchanged = sum(1 + len(p.tasks) + len(p.letters) for p in plans if known.get(p.patient) == digests[p.patient])
     return recorded + Recorded(unchanged=unchanged), written
+
+
+CHANNELS = ("file", "email", "print")
+
+
+def channel_of(compiled: CompiledPathway) -> str:
+    """The letter channel: CAREPATH_LETTER_CHANNEL for this run, else the pathway's `letter_channel`."""
+    import os
+
+    chosen = os.environ.get("CAREPATH_LETTER_CHANNEL") or compiled.letter_channel
+    if chosen not in CHANNELS:
+        raise ValueError(f"CAREPATH_LETTER_CHANNEL is {chosen!r}; use one of {', '.join(CHANNELS)}")
+    return chosen
+
+
+def letter_channel(compiled: CompiledPathway, out: Path, patients: dict, plans: dict[str, PatientPlan], pdf: bool,
+                   as_of: datetime):  # noqa: ANN201 - a letters sink
+    files = LetterFiles(out / "letters", compiled, patients, plans, pdf=pdf)
+    channel = channel_of(compiled)
+    if channel == "email":
+        from carepath.sinks.email import EmailLetters
+
+        return EmailLetters(compiled, patients, plans, files, pdf=pdf)
+    if channel == "print":
+        from carepath.sinks.print_batch import PrintBatch
+
+        return PrintBatch(out, compiled, patients, plans, as_of.astimezone(compiled.clinic.zone).date().isoformat())
+    return files
 
 
 def _now() -> datetime:
@@ -270,7 +304,7 @@ def write_documents(pathway: str, ledger_url: str, out: Path, as_of: datetime, r
     if ledger.snapshot_state(outbox.name) == state and outbox.path.exists():
         written[outbox.name] = None
     else:
-        written[outbox.name] = outbox.write(ledger.letters_with_sends(LetterFiles.name))
+        written[outbox.name] = outbox.write(ledger.letters_with_sends())
         ledger.mark_snapshot(outbox.name, state, run)
     return written
 

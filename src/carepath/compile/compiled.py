@@ -194,3 +194,4 @@ class CompiledPathway:
     letters: dict[str, Letter]
     rules: tuple[Rule, ...]
     letter_expiry: timedelta = timedelta(days=7)  # the model's default; pathways set it from a parameter
+    letter_channel: str = "file"  # file | email | print

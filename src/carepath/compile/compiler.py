@@ -152,5 +152,5 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
         flags=tuple(p.flags), event_fields={**CORE_EVENTS, **{k: dict(v.data) for k, v in p.events.items()}},
         min_session_gap=offset(p.sessions.min_gap) if p.sessions.min_gap else None,
         start=p.start, stages=stages, steps=steps, letters=letters, rules=rules,
-        letter_expiry=offset(p.letter_expiry),
+        letter_expiry=offset(p.letter_expiry), letter_channel=p.letter_channel,
     )

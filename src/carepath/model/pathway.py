@@ -465,6 +465,10 @@ class Pathway(Frozen):
     letter_expiry: Offset = Field(
         default=Offset("7d"), description="how long after its send time a letter may still go out, unless the "
                                           "letter states its own `expires`, e.g. $letter_expiry")
+    letter_channel: Literal["file", "email", "print"] = Field(
+        default="file", description="how `carepath run` sends due letters: files, email over SMTP (settings "
+                                    "from the environment) or the day's print batch; CAREPATH_LETTER_CHANNEL "
+                                    "overrides it for a run")
 
 
 def action_kind(action: BaseModel) -> Literal["task", "letter", "flag", "unflag", "goto", "status", "complete"]:

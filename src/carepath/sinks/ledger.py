@@ -248,13 +248,13 @@ class Ledger:
 
     # -- the letters outbox ----------------------------------------------------------
 
-    def unsent(self, channel: str, outputs: Sequence[Output]) -> list[Output]:
-        """Those of `outputs` the channel has never sent (in any form)."""
+    def unsent(self, outputs: Sequence[Output]) -> list[Output]:
+        """Those of `outputs` no channel has sent (in any form): a letter reaches the
+        patient once, even when the clinic changes channel."""
         sent: set[str] = set()
         with self.engine.connect() as conn:
             for chunk in _chunks([o.id for o in outputs]):
-                rows = conn.execute(select(sends_table.c.output_id)
-                                    .where(sends_table.c.channel == channel, sends_table.c.output_id.in_(chunk)))
+                rows = conn.execute(select(sends_table.c.output_id).where(sends_table.c.output_id.in_(chunk)))
                 sent.update(r.output_id for r in rows)
         return [o for o in outputs if o.id not in sent]
 
@@ -266,11 +266,12 @@ class Ledger:
                 stmt = self._dialect.insert(sends_table).values(chunk)
                 conn.execute(stmt.on_conflict_do_nothing(index_elements=["channel", "output_id"]))
 
-    def letters_with_sends(self, channel: str) -> Iterator[tuple[str, dict, str | None]]:
-        """Every current letter as (patient, body, sent_at or None), in (patient, id) order, streamed."""
-        join = outputs_table.outerjoin(sends_table, (sends_table.c.output_id == outputs_table.c.id)
-                                       & (sends_table.c.channel == channel))
-        query = (select(outputs_table.c.patient, outputs_table.c.body, sends_table.c.sent_at).select_from(join)
+    def letters_with_sends(self) -> Iterator[tuple[str, dict, str | None]]:
+        """Every current letter as (patient, body, first sent_at or None), in (patient, id) order, streamed."""
+        sends = (select(sends_table.c.output_id, func.min(sends_table.c.sent_at).label("sent_at"))
+                 .group_by(sends_table.c.output_id).subquery())
+        join = outputs_table.outerjoin(sends, sends.c.output_id == outputs_table.c.id)
+        query = (select(outputs_table.c.patient, outputs_table.c.body, sends.c.sent_at).select_from(join)
                  .where(outputs_table.c.retired == 0, outputs_table.c.kind == OutputKind.LETTER.value)
                  .order_by(outputs_table.c.patient, outputs_table.c.id))
         with self.engine.connect() as conn:

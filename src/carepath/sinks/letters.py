@@ -23,7 +23,7 @@ from carepath.compile.compiled import CompiledPathway
 from carepath.compile.sandbox import letter_environment
 from carepath.engine.result import PatientPlan, PlannedLetter
 from carepath.sinks.base import Delivery, Output, OutputKind, write_atomic
-from carepath.sinks.markup import to_html, to_text
+from carepath.sinks.markup import parse, to_html, to_text
 
 
 class LetterError(Exception):
@@ -35,6 +35,7 @@ class RenderedLetter:
     id: str
     text: str
     html: str
+    subject: str = ""
 
 
 class PatientInfo:  # the attributes the letters need; carepath.records.Patient has them
@@ -97,7 +98,7 @@ def render_letter(compiled: CompiledPathway, patient: PatientInfo, plan: Patient
     # Every letter shows its date: the day it is sent, in the patient's calendar.
     dated = written_date(letter.send_at, ZoneInfo(patient.timezone))
     html = to_html(markup).replace("<body>\n", f'<body>\n<p class="date">{dated}</p>\n', 1)
-    return RenderedLetter(letter.id, f"{dated}\n\n{to_text(markup)}", html)
+    return RenderedLetter(letter.id, f"{dated}\n\n{to_text(markup)}", html, parse(markup).subject.replace("**", ""))
 
 
 def written_date(moment: datetime, zone: ZoneInfo) -> str:
