@@ -195,3 +195,19 @@ def page_count(pdf: bytes) -> int:
     counts = {int(a or b) for a, b in found}
     assert len(counts) == 1, counts
     return counts.pop()
+
+
+def test_smtp_settings_from_a_prefect_email_credentials_block() -> None:
+    from prefect_email import EmailServerCredentials
+
+    from carepath.runtime.smtp_block import settings_from_credentials
+
+    block = EmailServerCredentials(username="letters@clinic.example", password="s3cret",
+                                   smtp_server="mail.clinic.example", smtp_type="SSL")
+    s = settings_from_credentials(block, None)
+    assert (s.host, s.port, s.security, s.sender, s.username, s.password) == (
+        "mail.clinic.example", 465, "ssl", "letters@clinic.example", "letters@clinic.example", "s3cret")
+    insecure = EmailServerCredentials(username="u", password="p", smtp_server="127.0.0.1", smtp_type="INSECURE",
+                                      smtp_port=2525)
+    assert (settings_from_credentials(insecure, "from@x").port, settings_from_credentials(insecure, "from@x").security) \
+        == (2525, "none")

@@ -22,6 +22,8 @@ Settings:
     CAREPATH_SMTP_USERNAME, CAREPATH_SMTP_PASSWORD   optional login
     CAREPATH_SMTP_FROM       the sender address (required)
     CAREPATH_SMTP_ATTEMPTS   tries per message before the run fails (default 4)
+    CAREPATH_SMTP_BLOCK      instead of host, port, security and login: the name of a
+                             Prefect EmailServerCredentials block (prefect-email) holding them
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ class SmtpSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SmtpSettings:
         env = os.environ if env is None else env
+        if env.get("CAREPATH_SMTP_BLOCK"):
+            from carepath.runtime.smtp_block import settings_from_block  # Prefect stays in the runtime
+
+            return settings_from_block(env["CAREPATH_SMTP_BLOCK"], env.get("CAREPATH_SMTP_FROM") or None,
+                                       int(env.get("CAREPATH_SMTP_ATTEMPTS") or 4))
         host, sender = env.get("CAREPATH_SMTP_HOST", ""), env.get("CAREPATH_SMTP_FROM", "")
         missing = [name for name, value in (("CAREPATH_SMTP_HOST", host), ("CAREPATH_SMTP_FROM", sender))
                    if not value]
