@@ -211,3 +211,24 @@ def test_smtp_settings_from_a_prefect_email_credentials_block() -> None:
                                       smtp_port=2525)
     assert (settings_from_credentials(insecure, "from@x").port, settings_from_credentials(insecure, "from@x").security) \
         == (2525, "none")
+
+
+def test_a_refused_recipient_is_tried_again_by_the_next_run(smtp, tmp_path: Path) -> None:
+    inbox, _, _ = smtp
+    real = inbox.handle_DATA
+    refuse = {"on": True}
+
+    async def mailbox_full(server, session, envelope) -> str:  # noqa: ANN001
+        if refuse["on"]:
+            return "552 5.2.2 mailbox full"
+        return await real(server, session, envelope)
+
+    inbox.handle_DATA = mailbox_full
+    sweep(tmp_path)  # refused for good this time: not sent, not recorded, the run goes on
+    assert inbox.messages == []
+    assert sum(r["status"] == "due" for r in outbox(tmp_path).values()) == 1  # p-001's reminder still waits
+    refuse["on"] = False
+    sweep(tmp_path, run="run-2")  # the same plan: the letter is still tried
+    assert len(inbox.messages) == 1
+    sweep(tmp_path, run="run-3")
+    assert len(inbox.messages) == 1

@@ -190,8 +190,12 @@ def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], patients
     else:
         written = sink.write(pending)
         ledger.mark_sent(sink.name, pending, sent_at, run)
+    # A letter the channel could not deliver (a recipient refused) leaves its patient's
+    # digest unset, so the next run tries it again even if the plan did not change.
+    undelivered = {o.patient for o in ledger.unsent(pending)} if written < len(pending) else set()
     # Last: a run killed before this line re-examines these patients next time.
-    ledger.set_plan_digests(compiled.id, {p.patient: digests[p.patient] for p in changed}, run)
+    ledger.set_plan_digests(compiled.id, {p.patient: digests[p.patient] for p in changed
+                                          if p.patient not in undelivered}, run)
     unchanged = sum(1 + len(p.tasks) + len(p.letters) for p in plans if known.get(p.patient) == digests[p.patient])
     return recorded + Recorded(unchanged=unchanged), written
 

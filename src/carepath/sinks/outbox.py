@@ -3,8 +3,8 @@
 No names: the letter id, the patient's pseudonymous ref, the template, its send time and
 expiry, and its status — `sent` (with `sent_at`) once a channel sent it, otherwise the
 plan's status: `scheduled` (send time ahead), `expired` or `withdrawn` (never to be sent).
-A `due` letter that is not sent can only be one whose channel failed this run; the next
-run sends it.
+A `due` letter that is not sent is one its channel could not deliver (a mail server that
+kept failing, a recipient refused); later runs try it again until it expires.
 """
 
 from __future__ import annotations
