@@ -174,3 +174,34 @@ def test_ledger_and_documents_hold_refs_never_names(tmp_path: Path) -> None:
                  tmp_path / "letters.jsonl"]:
         data = path.read_bytes()
         assert not any(n.encode() in data for n in names), path
+
+
+def test_letters_written_before_the_outbox_are_not_sent_again(tmp_path: Path) -> None:
+    from carepath.sinks.ledger import Ledger, deliveries_table
+
+    sweep(tmp_path)
+    sent = {i for i, l in letters_jsonl(tmp_path).items() if l["status"] == "sent"}
+    # An older ledger: the same letters recorded only as deliveries of the letters sink.
+    old = tmp_path
+    url = default_url(old)
+    emission._ledgers.pop(url).close()
+    for f in (tmp_path / "letters").rglob("*"):
+        if f.is_file():
+            f.unlink()
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("DROP TABLE letter_sends"))
+        conn.execute(sqlalchemy.text("DELETE FROM meta WHERE key = 'letter_sends_adopted'"))
+        conn.execute(sqlalchemy.text("DELETE FROM patient_state"))  # every plan is examined again
+        conn.execute(deliveries_table.insert(), [{"sink": "letters", "output_id": i, "digest": "x", "run": "old"}
+                                                 for i in sent])
+    engine.dispose()
+    Ledger(url).close()  # the upgrade: the outbox adopts the old deliveries
+    reports = sweep(old, run="after-upgrade")
+    assert sum(r.letters_written for r in reports) == 0
+    assert not [f for f in (tmp_path / "letters").rglob("*") if f.is_file()]
+    outbox = letters_jsonl(old)
+    assert {i for i, l in outbox.items() if l["status"] == "sent"} == sent
+    assert all("sent_at" not in outbox[i] for i in sent)

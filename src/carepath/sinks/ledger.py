@@ -177,6 +177,24 @@ class Ledger:
         with self.engine.begin() as conn:
             insert = self._dialect.insert(meta_table).values(key="generation", value=0)
             conn.execute(insert.on_conflict_do_nothing(index_elements=["key"]))
+        self._adopt_letter_deliveries()
+
+    def _adopt_letter_deliveries(self) -> None:
+        """Once per ledger: letters written before the outbox existed (delivery rows of the
+        `letters` sink) count as sent, so an upgrade never sends them again. Their send
+        time is not known: `sent_at` stays empty."""
+        with self.engine.begin() as conn:
+            claim = self._dialect.insert(meta_table).values(key="letter_sends_adopted", value=1)
+            if conn.execute(claim.on_conflict_do_nothing(index_elements=["key"])).rowcount == 0:
+                return
+            legacy = select(deliveries_table.c.sink.label("channel"), deliveries_table.c.output_id,
+                            func.coalesce(None, "").label("sent_at"), deliveries_table.c.run
+                            ).where(deliveries_table.c.sink == "letters")
+            conn.execute(self._dialect.insert(sends_table).from_select(
+                ["channel", "output_id", "sent_at", "run"], legacy).on_conflict_do_nothing(
+                index_elements=["channel", "output_id"]))
+            conn.execute(update(meta_table).where(meta_table.c.key == "generation")
+                         .values(value=meta_table.c.value + 1))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -262,9 +280,13 @@ class Ledger:
         """Record sends; a letter already recorded keeps its first `sent_at`."""
         rows = [{"channel": channel, "output_id": o.id, "sent_at": sent_at, "run": run} for o in outputs]
         with self.engine.begin() as conn:
+            added = 0
             for chunk in _chunks(rows):
                 stmt = self._dialect.insert(sends_table).values(chunk)
-                conn.execute(stmt.on_conflict_do_nothing(index_elements=["channel", "output_id"]))
+                added += conn.execute(stmt.on_conflict_do_nothing(index_elements=["channel", "output_id"])).rowcount
+            if added:  # letters.jsonl shows sends: it must be rewritten
+                conn.execute(update(meta_table).where(meta_table.c.key == "generation")
+                             .values(value=meta_table.c.value + 1))
 
     def letters_with_sends(self) -> Iterator[tuple[str, dict, str | None]]:
         """Every current letter as (patient, body, first sent_at or None), in (patient, id) order, streamed."""

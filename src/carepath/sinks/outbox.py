@@ -25,7 +25,7 @@ def outbox_record(patient: str, body: Mapping[str, object], sent_at: str | None)
         "id": body["id"], "patient": patient, "template": body["template"], "send_at": body["send_at"],
         "expires_at": body.get("expires_at"), "status": "sent" if sent_at is not None else body.get("status"),
     }
-    if sent_at is not None:
+    if sent_at:  # empty for letters written before the outbox existed: sent, time unknown
         record["sent_at"] = sent_at
     return record
 
