@@ -87,6 +87,11 @@ def _render_chunk(documents: Sequence[str], paper: str) -> list[bytes]:
     return [html_to_pdf(d, paper) for d in documents]
 
 
+def _render_in_worker(documents: Sequence[str], paper: str) -> list[bytes]:
+    _state["noted"] = True  # the parent says it once, not every worker
+    return _render_chunk(documents, paper)
+
+
 def workers() -> int:
     """Processes for PDF batches: CAREPATH_PDF_WORKERS, else the cores this process may use."""
     raw = os.environ.get("CAREPATH_PDF_WORKERS", "")
@@ -122,6 +127,6 @@ def render_pdfs(documents: Sequence[str], paper: str = "a4") -> list[bytes]:
     chunks = [documents[i:i + size] for i in range(0, len(documents), size)]
     pool = _pool(n)
     out: list[bytes] = []
-    for part in pool.map(_render_chunk, chunks, [paper] * len(chunks)):
+    for part in pool.map(_render_in_worker, chunks, [paper] * len(chunks)):
         out.extend(part)
     return out
