@@ -129,7 +129,10 @@ def _run(args: argparse.Namespace) -> int:
     from carepath.sinks.ledger import url_problem
 
     try:
-        api.check_run_inputs(args.pathway, args.patients, args.events)
+        compiled = api.check_run_inputs(args.pathway, args.patients, args.events)
+        if problem := api.letter_channel_problem(compiled):
+            print(f"carepath: letters: {problem}", file=sys.stderr)
+            return EXIT_INVALID
         if args.migration:
             read_migration(args.migration)
     except api.InvalidInput as exc:
