@@ -120,7 +120,11 @@ def render_pdfs(documents: Sequence[str], paper: str = "a4") -> list[bytes]:
     """The PDFs of `documents`, in order; a batch is shared out among worker processes.
     The HTML (it holds names) goes to the workers through a pipe, never to disk."""
     n = workers()
-    if n == 1 or len(documents) < PARALLEL_FROM:
+    # A daemonic process (a Dask worker of `carepath run --workers N`) may not start
+    # children; there the shards themselves already run in parallel processes.
+    from multiprocessing import current_process
+
+    if n == 1 or len(documents) < PARALLEL_FROM or current_process().daemon:
         return _render_chunk(documents, paper)
     _note_missing_harfbuzz()
     size = max(1, min(32, len(documents) // (n * 4)))
