@@ -232,3 +232,17 @@ def test_a_refused_recipient_is_tried_again_by_the_next_run(smtp, tmp_path: Path
     assert len(inbox.messages) == 1
     sweep(tmp_path, run="run-3")
     assert len(inbox.messages) == 1
+
+
+def test_a_failing_server_never_puts_the_patients_address_in_the_error(smtp, tmp_path: Path) -> None:
+    from carepath.sinks.email import SmtpUnavailable
+
+    inbox, _, _ = smtp
+
+    async def echoes_the_address(server, session, envelope) -> str:  # noqa: ANN001
+        return f"451 4.3.0 <{envelope.rcpt_tos[0]}> try again later"
+
+    inbox.handle_DATA = echoes_the_address
+    with pytest.raises(SmtpUnavailable) as raised:
+        sweep(tmp_path)
+    assert "451" in str(raised.value) and "ada" not in str(raised.value)

@@ -152,12 +152,15 @@ class Mailer:
             except smtplib.SMTPDataError as exc:
                 if exc.smtp_code >= 500:
                     return False  # this message refused for good; the next one may pass
-                problem = f"{exc.smtp_code} {exc.smtp_error!r}"
+                problem = f"answered {exc.smtp_code}"  # its text may echo the address: not shown
                 self.close()
             except smtplib.SMTPResponseException as exc:
-                problem = f"{exc.smtp_code} {exc.smtp_error!r}"
+                problem = f"answered {exc.smtp_code}"  # its text may echo the address: not shown
                 self.close()
-            except (smtplib.SMTPException, OSError) as exc:
+            except smtplib.SMTPException as exc:
+                problem = type(exc).__name__  # its text may echo the address: not shown
+                self.close()
+            except OSError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
                 self.close()
         # The message names the server, never the patient or the address: it may reach logs.
