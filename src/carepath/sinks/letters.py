@@ -183,7 +183,7 @@ class LetterFiles:
     """The file channel of the letters outbox: each letter handed to it rendered to
     `<dir>/YYYY/MM/DD/<letter-id>.{txt,html[,pdf]}` (its send date). Built per shard, where
     the patients' names and plans are at hand; the emission hands it only letters due
-    and never sent on this channel."""
+    and never sent."""
 
     name = "letters"
     delivery = Delivery.EACH
