@@ -198,7 +198,7 @@ def measure_all(ctx, Row, cohort) -> list:  # noqa: ANN001, N803 - bench/run.py'
             out = work / f"run-{n}"
             wall, cpu, rss, summary = _timed(_run_cmd(data, out), env)
             outputs = _count(summary, r"outputs: ([\d,]+) new")
-            letters = _count(summary, r"letters: ([\d,]+) written")
+            letters = _count(summary, r"letters: ([\d,]+) sent")
             rows.append(Row(f"`carepath run` first run, {n:,} patients (letters as text+HTML)",
                             f"{wall:.1f} s", detail=f"{outputs:,} outputs recorded = {outputs / wall:,.0f} outputs/s "
                             f"through the ledger; {letters:,} letters = {letters / wall:,.0f} letters/s; CPU {cpu:.1f} s; "

@@ -75,3 +75,16 @@ def test_emit_appends_a_valid_event_and_refuses_a_bad_one(tmp_path: Path) -> Non
     proc = carepath("emit", PATHWAY, "--patients", PATIENTS, "--events", str(events), json.dumps(unknown))
     assert proc.returncode == 1
     assert events.read_text().count("\n") == Path(EVENTS).read_text().count("\n") + 1
+
+
+def test_run_with_the_email_channel_but_no_smtp_server_set_exits_1_before_prefect(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAREPATH_SMTP_")}
+    for channel, expected in (("email", "CAREPATH_SMTP_HOST and CAREPATH_SMTP_FROM"), ("fax", "file, email, print")):
+        started = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "carepath.cli.main", "run", PATHWAY, "--patients", PATIENTS,
+                               "--events", EVENTS, "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                              timeout=120, env={**env, "CAREPATH_LETTER_CHANNEL": channel})
+        assert proc.returncode == 1 and expected in proc.stderr and "Traceback" not in proc.stderr
+        assert time.monotonic() - started < 10 and not (tmp_path / "o").exists()

@@ -42,13 +42,56 @@ def snapshot(out: Path) -> dict[str, tuple[bytes, int]]:
 def test_first_run_emits_tasks_letters_and_documents(tmp_path: Path) -> None:
     reports = sweep(tmp_path)
     assert sum(r.recorded.new for r in reports) > 0
-    assert sum(r.letters_written for r in reports) == 7
+    # Seven letters are planned; four expired before this as-of (p-001's enrolment letters
+    # and pre-session instructions): only the three due ones are sent.
+    assert sum(r.letters_written for r in reports) == 3
     tasks = [json.loads(line) for line in (tmp_path / "tasks.jsonl").read_text().splitlines()]
     assert {t["patient"] for t in tasks} == {"p-001", "p-002"}
-    assert len(list((tmp_path / "letters").glob("*.txt"))) == 7
+    outbox = letters_jsonl(tmp_path)
+    sent = {i for i, l in outbox.items() if l["status"] == "sent"}
+    assert len(outbox) == 7 and len(sent) == 3
+    assert {l["status"] for i, l in outbox.items() if i not in sent} == {"expired"}
+    assert all(l["sent_at"] == AS_OF.isoformat() for i, l in outbox.items() if i in sent)
+    # filed by send date (the patient's calendar), named by letter id
+    files = letter_files(tmp_path)
+    assert {f.stem for f in files if f.suffix == ".txt"} == sent
+    for f in files:
+        send_at = outbox[f.stem]["send_at"]
+        assert f.parent.relative_to(tmp_path / "letters").parts == (send_at[:4], send_at[5:7], send_at[8:10])
+        assert (f.stat().st_mode & 0o777) == 0o600
     for name in ("tasks.csv", "worklist.html", "fhir/bundle.json"):
         assert (tmp_path / name).stat().st_size > 0
-    assert all((p.stat().st_mode & 0o777) == 0o600 for p in (tmp_path / "letters").iterdir())
+
+
+def letters_jsonl(out: Path) -> dict[str, dict]:
+    rows = [json.loads(line) for line in (out / "letters.jsonl").read_text().splitlines()]
+    assert all(set(r) <= {"id", "patient", "template", "send_at", "expires_at", "status", "sent_at"} for r in rows)
+    return {r["id"]: r for r in rows}
+
+
+def letter_files(out: Path) -> list[Path]:
+    return sorted(p for p in (out / "letters").rglob("*") if p.is_file())
+
+
+def test_each_sweep_sends_what_became_due_since_and_nothing_twice(tmp_path: Path) -> None:
+    early = datetime.fromisoformat("2026-03-02T14:30:00+00:00")  # p-002 enrolled 30 min ago
+    first = sweep(tmp_path, as_of=early)
+    outbox = letters_jsonl(tmp_path)
+    # p-002's welcome, and three of p-001's letters whose week is not yet over
+    assert sum(r.letters_written for r in first) == 4
+    assert {(l["patient"], l["template"]): l["status"] for l in outbox.values() if l["patient"] == "p-002"} == {
+        ("p-002", "welcome"): "sent"}  # the screening that calls for records_pending comes at 10:00 EST
+    written = {p: p.stat().st_mtime_ns for p in letter_files(tmp_path)}
+    later = sweep(tmp_path, run="run-2")  # the next sweep: records_pending is due now
+    assert sum(r.letters_written for r in later) == 1
+    outbox_later = letters_jsonl(tmp_path)
+    newly = {i for i, l in outbox_later.items() if l["status"] == "sent" and i not in outbox}
+    assert [outbox_later[i]["template"] for i in newly] == ["records_pending"]
+    assert outbox_later[newly.pop()]["sent_at"] == AS_OF.isoformat()
+    # what was sent before keeps its file untouched and its first sent_at
+    assert {p: m for p, m in ((p, p.stat().st_mtime_ns) for p in letter_files(tmp_path)) if p in written} == written
+    assert all(outbox_later[i]["sent_at"] == early.isoformat() for i, l in outbox.items() if l["status"] == "sent")
+    assert sum(r.letters_written for r in sweep(tmp_path, run="run-3")) == 0
 
 
 def test_a_rerun_with_the_same_inputs_writes_nothing(tmp_path: Path) -> None:
@@ -78,15 +121,16 @@ def test_a_failing_letter_sink_retried_does_not_duplicate(tmp_path: Path, monkey
     with pytest.raises(OSError, match="disk full"):
         sweep(out)
     sweep(out, run="retry")  # what Prefect's task retry (or a re-run) does
-    names = lambda d: sorted(p.name for p in (d / "letters").iterdir())  # noqa: E731
+    names = lambda d: sorted(str(p.relative_to(d)) for p in letter_files(d))  # noqa: E731
     assert names(out) == names(clean)
     assert (out / "tasks.jsonl").read_bytes() == (clean / "tasks.jsonl").read_bytes()
+    assert (out / "letters.jsonl").read_bytes() == (clean / "letters.jsonl").read_bytes()
 
 
 def test_a_later_as_of_adds_only_what_is_new_and_updates_status_in_place(tmp_path: Path) -> None:
     sweep(tmp_path)
     first = {json.loads(l)["id"]: json.loads(l) for l in (tmp_path / "tasks.jsonl").read_text().splitlines()}
-    letters_before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "letters").iterdir()}
+    letters_before = {p.name: p.stat().st_mtime_ns for p in letter_files(tmp_path)}
     reports = sweep(tmp_path, as_of=LATER, run="run-later")
     later = {json.loads(l)["id"]: json.loads(l) for l in (tmp_path / "tasks.jsonl").read_text().splitlines()}
     assert set(first) <= set(later)  # nothing lost, one line per id
@@ -96,7 +140,7 @@ def test_a_later_as_of_adds_only_what_is_new_and_updates_status_in_place(tmp_pat
     assert all(later[i]["status"] == "overdue" for i in changed)
     assert sum(r.recorded.changed for r in reports) >= len(changed)
     # letters already written are left alone
-    assert {n: m for n, m in ((p.name, p.stat().st_mtime_ns) for p in (tmp_path / "letters").iterdir())
+    assert {n: m for n, m in ((p.name, p.stat().st_mtime_ns) for p in letter_files(tmp_path))
             if n in letters_before} == letters_before
 
 
@@ -127,6 +171,38 @@ def test_ledger_and_documents_hold_refs_never_names(tmp_path: Path) -> None:
         p = json.loads(line)
         names |= {p["given_name"], p["family_name"]}
     for path in [tmp_path / "ledger.sqlite", tmp_path / "tasks.jsonl", tmp_path / "tasks.csv",
-                 tmp_path / "worklist.html", tmp_path / "fhir" / "bundle.json", tmp_path / "rejected.jsonl"]:
+                 tmp_path / "worklist.html", tmp_path / "fhir" / "bundle.json", tmp_path / "rejected.jsonl",
+                 tmp_path / "letters.jsonl"]:
         data = path.read_bytes()
         assert not any(n.encode() in data for n in names), path
+
+
+def test_letters_written_before_the_outbox_are_not_sent_again(tmp_path: Path) -> None:
+    from carepath.sinks.ledger import Ledger, deliveries_table
+
+    sweep(tmp_path)
+    sent = {i for i, l in letters_jsonl(tmp_path).items() if l["status"] == "sent"}
+    # An older ledger: the same letters recorded only as deliveries of the letters sink.
+    old = tmp_path
+    url = default_url(old)
+    emission._ledgers.pop(url).close()
+    for f in (tmp_path / "letters").rglob("*"):
+        if f.is_file():
+            f.unlink()
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("DROP TABLE letter_sends"))
+        conn.execute(sqlalchemy.text("DELETE FROM meta WHERE key = 'letter_sends_adopted'"))
+        conn.execute(sqlalchemy.text("DELETE FROM patient_state"))  # every plan is examined again
+        conn.execute(deliveries_table.insert(), [{"sink": "letters", "output_id": i, "digest": "x", "run": "old"}
+                                                 for i in sent])
+    engine.dispose()
+    Ledger(url).close()  # the upgrade: the outbox adopts the old deliveries
+    reports = sweep(old, run="after-upgrade")
+    assert sum(r.letters_written for r in reports) == 0
+    assert not [f for f in (tmp_path / "letters").rglob("*") if f.is_file()]
+    outbox = letters_jsonl(old)
+    assert {i for i, l in outbox.items() if l["status"] == "sent"} == sent
+    assert all("sent_at" not in outbox[i] for i in sent)

@@ -53,8 +53,9 @@ def test_sweep_is_a_recorded_flow_run_that_emits_everything_once(prefect_api, tm
     state = run_sweep(tmp_path)
     assert state.is_completed(), state.message
     summary = state.result()
-    assert summary["patients"] == 2 and summary["letters_written"] == 7 and summary["rejected_lines"] == 1
-    for name in ("tasks.jsonl", "tasks.csv", "worklist.html", "fhir/bundle.json", "rejected.jsonl"):
+    assert summary["patients"] == 2 and summary["letters_written"] == 3 and summary["rejected_lines"] == 1
+    assert summary["letters_by_status"] == {"scheduled": 0, "due": 3, "expired": 4, "withdrawn": 0}
+    for name in ("tasks.jsonl", "tasks.csv", "worklist.html", "fhir/bundle.json", "rejected.jsonl", "letters.jsonl"):
         assert (tmp_path / name).exists(), name
     assert not (tmp_path / ".carepath-work").exists(), "shard files hold names: removed after the run"
 
@@ -77,7 +78,8 @@ def test_sweep_is_a_recorded_flow_run_that_emits_everything_once(prefect_api, tm
     assert sorted(t.name for t in tasks) == ["archive-pathway-version", "partition", "plan-and-emit-shard-0000",
                                              "write-documents"]
     keys = {a.key for a in artifacts}
-    assert {"carepath-sweep-ketamine-iv-summary", "carepath-sweep-ketamine-iv-workload"} <= keys
+    assert {"carepath-sweep-ketamine-iv-summary", "carepath-sweep-ketamine-iv-workload",
+            "carepath-sweep-ketamine-iv-letters"} <= keys
     everything = json.dumps([run.model_dump(mode="json"), [t.model_dump(mode="json") for t in tasks],
                              [l.model_dump(mode="json") for l in logs], [a.model_dump(mode="json") for a in artifacts]])
     assert "p-001" in everything  # refs are allowed (the urgent table lists them) ...
@@ -124,19 +126,20 @@ def test_a_run_killed_midway_and_run_again_equals_one_clean_run(prefect_api, tmp
     proc = carepath_run(prefect_api, patients, events, clean)
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
     expected = outputs(clean)
-    assert sum(1 for k in expected if k.endswith(".pdf")) == 84
+    # 12 copies of p-001 (one letter due) and 12 of p-002 (two due); expired ones are not sent
+    assert sum(1 for k in expected if k.endswith(".pdf")) == 36
 
     proc = carepath_run(prefect_api, patients, events, killed)
     deadline = time.monotonic() + 240
     try:
-        while len(list((killed / "letters").glob("*.pdf"))) < 20:
+        while len(list((killed / "letters").rglob("*.pdf"))) < 4:
             assert proc.poll() is None, "the run ended before it could be killed midway"
             assert time.monotonic() < deadline, "no letters appeared"
             time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    assert len(list((killed / "letters").glob("*.pdf"))) < 84, "killed too late to prove anything"
+    assert len(list((killed / "letters").rglob("*.pdf"))) < 36, "killed too late to prove anything"
 
     proc = carepath_run(prefect_api, patients, events, killed)
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]

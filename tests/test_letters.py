@@ -46,7 +46,9 @@ def test_letter_reads_at_grade_8_or_below(name: str) -> None:
     grade = fk_grade(rendered.text)
     print(f"{name}: Flesch-Kincaid grade {grade:.1f}")
     assert grade <= 8.0, f"{name} reads at grade {grade:.1f}; patient letters must be at most 8 (target 6)"
-    assert rendered.text.splitlines()[3] == "Dear Ada,"
+    # the date it is sent (the patient's calendar) heads the letter, then subject and greeting
+    assert rendered.text.splitlines()[0] == "March 2, 2026" and rendered.text.splitlines()[5] == "Dear Ada,"
+    assert '<p class="date">March 2, 2026</p>' in rendered.html
     assert "{{" not in rendered.text and "None" not in rendered.text
 
 
@@ -102,7 +104,7 @@ def test_template_mistake_is_a_letter_error_not_an_empty_greeting(tmp_path: Path
         render_letter(broken, PATIENT, _plan(_letter("welcome")), _letter("welcome"))
 
 
-def test_letters_command_renders_every_letter_of_the_demo(tmp_path: Path) -> None:
+def test_letters_command_renders_only_the_letters_due_at_as_of(tmp_path: Path) -> None:
     out = tmp_path / "letters"
     proc = subprocess.run(
         [sys.executable, "-m", "carepath.cli.main", "letters", str(ROOT / "pathways" / "ketamine-iv.yaml"),
@@ -112,8 +114,10 @@ def test_letters_command_renders_every_letter_of_the_demo(tmp_path: Path) -> Non
     )
     assert proc.returncode == 0, proc.stderr
     texts = sorted(out.glob("*.txt"))
-    assert len(texts) == 7 and len(list(out.glob("*.pdf"))) == 7 and len(list(out.glob("*.html"))) == 7
-    greetings = {t.read_text().splitlines()[3] for t in texts}
+    # Seven letters are planned; p-001's enrolment letters and pre-session instructions
+    # expired before this as-of, so only the integration reminder and p-002's two go out.
+    assert len(texts) == 3 and len(list(out.glob("*.pdf"))) == 3 and len(list(out.glob("*.html"))) == 3
+    greetings = {t.read_text().splitlines()[5] for t in texts}
     assert greetings == {"Dear Ada,", "Dear Ben,"}
 
 
@@ -122,3 +126,28 @@ def test_readability_measure_tells_plain_from_dense() -> None:
     dense = ("Pharmacological augmentation strategies notwithstanding, comprehensive psychotherapeutic "
              "integration necessitates individualized consideration of intercurrent psychiatric comorbidities.")
     assert fk_grade(plain) < 4 < 16 < fk_grade(dense)
+
+
+def test_pdf_paper_follows_the_clinic() -> None:
+    from carepath.compile.compiler import paper_for_zone
+    from carepath.sinks.pdf import laid_out
+
+    assert COMPILED.clinic.paper == "letter"  # a clinic in New York
+    assert (paper_for_zone("America/Toronto"), paper_for_zone("Europe/Berlin")) == ("letter", "a4")
+    html = render_letter(COMPILED, PATIENT, _plan(_letter("welcome")), _letter("welcome")).html
+    letter, a4 = laid_out(html, "letter").pages[0], laid_out(html, "a4").pages[0]
+    assert (round(letter.width), round(letter.height)) == (816, 1056)  # 8.5 x 11 in at 96 px/in
+    assert (round(a4.width), round(a4.height)) == (794, 1123)  # 210 x 297 mm
+
+
+def test_a_batch_of_pdfs_is_rendered_in_worker_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from carepath.sinks import pdf
+
+    monkeypatch.setenv("CAREPATH_PDF_WORKERS", "2")
+    docs = [render_letter(COMPILED, PATIENT, _plan(_letter(name)), _letter(name)).html for name in LETTERS] * 2
+    assert len(docs) >= pdf.PARALLEL_FROM
+    pdfs = pdf.render_pdfs(docs, "letter")
+    assert pdf._state.get("pool_size") == 2  # the batch went to the workers
+    assert len(pdfs) == len(docs) and all(p.startswith(b"%PDF-") for p in pdfs)
+    # in order: each PDF is the one of its document (same letter, same size as rendered here)
+    assert abs(len(pdfs[0]) - len(pdf.html_to_pdf(docs[0], "letter"))) < 200

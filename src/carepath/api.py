@@ -111,3 +111,22 @@ def check_run_inputs(pathway: str | Path, patients: str | Path, events: str | Pa
     if problems:
         raise InvalidInput(problems)
     return compiled
+
+
+def letter_channel_problem(compiled: CompiledPathway) -> str | None:
+    """Why the run's letter channel cannot work (a bad CAREPATH_LETTER_CHANNEL, email
+    settings missing), or None: checked before Prefect starts, like the inputs. A Prefect
+    block named by CAREPATH_SMTP_BLOCK is read only by the run itself."""
+    import os
+
+    from carepath.emission import channel_of
+
+    try:
+        channel = channel_of(compiled)
+        if channel == "email" and not os.environ.get("CAREPATH_SMTP_BLOCK"):
+            from carepath.sinks.email import SmtpSettings
+
+            SmtpSettings.from_env()
+    except ValueError as exc:
+        return str(exc)
+    return None

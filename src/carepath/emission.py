@@ -1,7 +1,8 @@
 """One run's emission, step by step, as plain functions the Prefect flows call.
 
-plan a shard → record its outputs in the ledger → write the letters the ledger says are
-pending → (once per run) rewrite the documents that are stale. Each step is idempotent,
+plan a shard → record its outputs in the ledger → send the letters that are due and
+that the ledger has never sent (the outbox) → (once per run) rewrite the documents that
+are stale, `letters.jsonl` among them. Each step is idempotent,
 so Prefect may retry any of them and a killed run may simply be run again.
 
 No Prefect here: the runtime wraps these in tasks; tests call them directly.
@@ -30,9 +31,11 @@ from carepath.planning import Rejected
 from carepath.records import Event, iter_event_lines, read_patients
 from carepath.sinks.base import Output, OutputKind, Sink, outputs_of, write_atomic
 from carepath.sinks.ledger import Ledger, Recorded
-from carepath.sinks.letters import LetterFiles
+from carepath.sinks.letters import DUE, LetterFiles
+from carepath.sinks.outbox import LettersJsonl
 
 ACTIVE_TASK = ("open", "overdue")
+LETTER_STATUSES = ("scheduled", "due", "expired", "withdrawn")  # a plan letter's status at the run's as-of
 URGENT_SHOWN = 100  # rows of urgent work a summary lists; the rest are counted
 
 
@@ -49,12 +52,14 @@ class Workload:
     # The top of the worklist, in its order: (sort key, band, patient ref, step, due, status, opened)
     urgent: tuple[tuple[tuple[object, ...], str, str, str, str, str, str], ...] = ()
     attention: int = 0    # patients the worklist lists as needing attention (good-news flags do not count)
+    letter_statuses: Counter = field(default_factory=Counter)  # letter status at as-of → letters
 
     def __add__(self, other: Workload) -> Workload:
         urgent = tuple(sorted(self.urgent + other.urgent, key=lambda u: u[0])[:URGENT_SHOWN])
         return Workload(self.patients + other.patients, self.open_tasks + other.open_tasks,
                         self.overdue + other.overdue, self.letters + other.letters,
-                        self.statuses + other.statuses, urgent, self.attention + other.attention)
+                        self.statuses + other.statuses, urgent, self.attention + other.attention,
+                        self.letter_statuses + other.letter_statuses)
 
 
 @dataclass(frozen=True)
@@ -101,11 +106,13 @@ def workload(plans: Iterable[PatientPlan], compiled: CompiledPathway, as_of: dat
     zone = compiled.clinic.zone
     now = as_of.astimezone(zone)
     horizon_end = now + compiled.worklist.horizon
+    letter_statuses: Counter = Counter()
     for p in plans:
         patients += 1
         statuses[p.status] += 1
         letters += len(p.letters)
         attention += needs_attention(p.status, p.flags, p.holds, compiled.flag_severity)
+        letter_statuses.update(letter.status for letter in p.letters)
         for t in p.tasks:
             if t.status in ACTIVE_TASK:
                 open_tasks[(t.role, t.priority)] += 1
@@ -118,7 +125,8 @@ def workload(plans: Iterable[PatientPlan], compiled: CompiledPathway, as_of: dat
                                    p.patient, t.step, t.due.isoformat() if t.due else "", t.status,
                                    t.earliest.isoformat()))
     urgent.sort(key=lambda u: u[0])
-    return Workload(patients, open_tasks, overdue, letters, statuses, tuple(urgent[:URGENT_SHOWN]), attention)
+    return Workload(patients, open_tasks, overdue, letters, statuses, tuple(urgent[:URGENT_SHOWN]), attention,
+                    letter_statuses)
 
 
 def archive_pathway(pathway: str, ledger_url: str) -> None:
@@ -171,9 +179,11 @@ def pinned_groups(compiled: CompiledPathway, pathway: str, plans: Sequence[Patie
 
 
 def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], patients: dict, ledger: Ledger,
-               out: Path, run: str, *, pdf: bool = True) -> tuple[Recorded, int]:
+               out: Path, run: str, *, pdf: bool = True, as_of: datetime | None = None) -> tuple[Recorded, int]:
     """Record the outputs of the plans that changed since they were last emitted, then
-    write their letters still pending. An unchanged plan costs one digest."""
+    send their letters that are due and were never sent. An unchanged plan costs one
+    digest: a letter's status is part of the plan, so a letter that became due (or
+    expired) since the last run changes its patient's digest."""
     digests = {p.patient: hashlib.sha256(orjson.dumps(p.as_json(compiled.version))).hexdigest()[:32]
                for p in plans}
     known = ledger.plan_digests(compiled.id, list(digests))
@@ -182,22 +192,69 @@ def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], patients
         return Recorded(unchanged=sum(1 + len(p.tasks) + len(p.letters) for p in plans)), 0
     outputs = [o for p in changed for o in outputs_of(p, compiled.version)]
     recorded = ledger.record(compiled.id, [p.patient for p in changed], outputs, run)
-    sink = LetterFiles(out / "letters", compiled, patients, {p.patient: p for p in changed}, pdf=pdf)
-    pending = ledger.undelivered(sink.name, [o for o in outputs if o.kind is OutputKind.LETTER])
-    written = sink.write(pending)
-    ledger.mark_delivered(sink.name, pending, run)
+    when = as_of or _now()
+    sink = letter_channel(compiled, out, patients, {p.patient: p for p in changed}, pdf, when)
+    due = [o for o in outputs if o.kind is OutputKind.LETTER and o.body.get("status") == DUE]
+    pending = ledger.unsent(due)
+    # The send time recorded is the run's instant (what the run acted on), so a re-run
+    # of the same as-of writes the same letters.jsonl.
+    sent_at = when.isoformat()
+    if getattr(sink, "marks_each", False):
+        # A channel that may fail midway (a mail server) records each letter as it goes.
+        written = sink.write(pending, on_sent=lambda channel, done: ledger.mark_sent(channel, done, sent_at, run))
+    else:
+        written = sink.write(pending)
+        ledger.mark_sent(sink.name, pending, sent_at, run)
+    # A letter the channel could not deliver (a recipient refused) leaves its patient's
+    # digest unset, so the next run tries it again even if the plan did not change.
+    undelivered = {o.patient for o in ledger.unsent(pending)} if written < len(pending) else set()
     # Last: a run killed before this line re-examines these patients next time.
-    ledger.set_plan_digests(compiled.id, {p.patient: digests[p.patient] for p in changed}, run)
+    ledger.set_plan_digests(compiled.id, {p.patient: digests[p.patient] for p in changed
+                                          if p.patient not in undelivered}, run)
     unchanged = sum(1 + len(p.tasks) + len(p.letters) for p in plans if known.get(p.patient) == digests[p.patient])
     return recorded + Recorded(unchanged=unchanged), written
 
 
+CHANNELS = ("file", "email", "print")
+
+
+def channel_of(compiled: CompiledPathway) -> str:
+    """The letter channel: CAREPATH_LETTER_CHANNEL for this run, else the pathway's `letter_channel`."""
+    import os
+
+    chosen = os.environ.get("CAREPATH_LETTER_CHANNEL") or compiled.letter_channel
+    if chosen not in CHANNELS:
+        raise ValueError(f"CAREPATH_LETTER_CHANNEL is {chosen!r}; use one of {', '.join(CHANNELS)}")
+    return chosen
+
+
+def letter_channel(compiled: CompiledPathway, out: Path, patients: dict, plans: dict[str, PatientPlan], pdf: bool,
+                   as_of: datetime):  # noqa: ANN201 - a letters sink
+    files = LetterFiles(out / "letters", compiled, patients, plans, pdf=pdf)
+    channel = channel_of(compiled)
+    if channel == "email":
+        from carepath.sinks.email import EmailLetters
+
+        return EmailLetters(compiled, patients, plans, files, pdf=pdf)
+    if channel == "print":
+        from carepath.sinks.print_batch import PrintBatch
+
+        return PrintBatch(out, compiled, patients, plans, as_of.astimezone(compiled.clinic.zone).date().isoformat())
+    return files
+
+
+def _now() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)
+
+
 def _emit_groups(groups: list[tuple[CompiledPathway, list[PatientPlan]]], patients: dict, ledger_url: str,
-                 out: Path, run: str, pdf: bool) -> tuple[Recorded, int, list[PatientPlan]]:
+                 out: Path, run: str, pdf: bool, as_of: datetime) -> tuple[Recorded, int, list[PatientPlan]]:
     recorded, written, everyone = Recorded(), 0, []
     for compiled, plans in groups:
         if plans:
-            r, w = emit_plans(compiled, plans, patients, ledger_for(ledger_url), out, run, pdf=pdf)
+            r, w = emit_plans(compiled, plans, patients, ledger_for(ledger_url), out, run, pdf=pdf, as_of=as_of)
             recorded, written = recorded + r, written + w
             everyone.extend(plans)
     return recorded, written, everyone
@@ -212,7 +269,7 @@ def emit_shard(pathway: str, shard: Shard, as_of: datetime, ledger_url: str, out
         return [p for p in plan_shard(old, shard, as_of).plans if p.patient in refs]
 
     groups, refused = pinned_groups(compiled, pathway, planned.plans, ledger_url, replan, migration, run)
-    recorded, written, plans = _emit_groups(groups, planned.patients, ledger_url, out, run, pdf)
+    recorded, written, plans = _emit_groups(groups, planned.patients, ledger_url, out, run, pdf, as_of)
     return ShardReport(shard.name, shard.patients, shard.events, recorded, written,
                        workload(plans, compiled, as_of), tuple(planned.rejected) + tuple(refused))
 
@@ -236,7 +293,7 @@ def emit_patient(pathway: str, patients_path: str, events_path: str, ref: str, a
         return [plan(old, patients[ref], events, as_of)]
 
     groups, refused = pinned_groups(compiled, pathway, [result], ledger_url, replan, migration, run)
-    recorded, written, plans = _emit_groups(groups, mine, ledger_url, out, run, pdf)
+    recorded, written, plans = _emit_groups(groups, mine, ledger_url, out, run, pdf, as_of)
     return ShardReport(f"patient-{ref}", 1, len(events), recorded, written, workload(plans, compiled, as_of),
                        rejected + tuple(refused))
 
@@ -262,6 +319,12 @@ def write_documents(pathway: str, ledger_url: str, out: Path, as_of: datetime, r
             continue
         written[sink.name] = sink.write(ledger.current(sink.kinds))
         ledger.mark_snapshot(sink.name, state, run)
+    outbox = LettersJsonl(out)
+    if ledger.snapshot_state(outbox.name) == state and outbox.path.exists():
+        written[outbox.name] = None
+    else:
+        written[outbox.name] = outbox.write(ledger.letters_with_sends())
+        ledger.mark_snapshot(outbox.name, state, run)
     return written
 
 
@@ -269,8 +332,8 @@ def clear_leftovers(out: Path) -> int:
     """Remove half-written files a killed run left behind (`write_atomic`'s temporaries).
     Called when a sweep starts: what they were to hold is rewritten by this run."""
     count = 0
-    for folder in (out, out / "letters", out / "fhir"):
-        for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+    for folder, pattern in ((out, ".*.tmp"), (out / "letters", "**/.*.tmp"), (out / "fhir", ".*.tmp")):
+        for tmp in folder.glob(pattern) if folder.is_dir() else ():
             tmp.unlink(missing_ok=True)
             count += 1
     return count
@@ -318,6 +381,7 @@ class RunSummary:
             "outputs": {"new": self.recorded.new, "changed": self.recorded.changed,
                         "unchanged": self.recorded.unchanged, "retired": self.recorded.retired},
             "letters_written": self.letters_written, "letters_planned": self.workload.letters,
+            "letters_by_status": {status: self.workload.letter_statuses.get(status, 0) for status in LETTER_STATUSES},
             "open_tasks": [{"role": role, "priority": prio, "count": n}
                            for (role, prio), n in sorted(self.workload.open_tasks.items())],
             "overdue": self.workload.overdue,

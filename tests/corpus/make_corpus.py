@@ -108,6 +108,8 @@ case("CP203-clock-time-no-colon", "CP203 line 62", "the clock time is written 18
      ("      due: {business_days: 0}\n", '      due: {at: "1800"}\n'))
 case("CP203-bad-letter-send", "CP203 line 68", "the letter's send offset is the word 'soon'",
      ("    template: relapse\n", "    template: relapse\n    send: soon\n"))
+case("CP203-bad-letter-expires", "CP203 line 68", "the letter's own expiry is the word 'never'",
+     ("    template: relapse\n", "    template: relapse\n    expires: never\n"))
 
 # ---------------------------------------------------------------- 3xx: references
 case("CP301-transition-to", "CP301 line 48", "a transition leads to 'screenig', a misspelled stage",
@@ -209,6 +211,8 @@ case("CP403-negative-count-parameter", "CP403 line 39", "the parameter series_si
      ("series_size: {value: 6, source: PUB}", "series_size: {value: -6, source: PUB}"))
 case("CP403-negative-business-days", "CP403 line 62", "the conflict task is due -1 business days after its event",
      ("      due: {business_days: 0}\n", "      due: {business_days: -1}\n"))
+case("CP403-letter-expires-at-send", "CP403 line 68", "the letter expires 0h after its send time, so it could never go out",
+     ("    template: relapse\n", "    template: relapse\n    expires: 0h\n"))
 case("CP404-no-due", "CP404 line 62", "the conflict step's window has no due time and the step no overdue escalation",
      ("      due: {business_days: 0}\n", "      opens: 0h\n"))
 case("CP408-calendar-step-sets-due", "CP408 line 65",

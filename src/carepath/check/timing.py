@@ -150,6 +150,8 @@ def _offsets_elsewhere(ctx: CheckContext) -> None:
             ctx.report(("letters", name, "send"), Code.WINDOW_ORDER,
                        f"letter {name!r} would be sent before the event that calls for it",
                        "anchor it at a future time in the event's data (anchor: data.<field>) or send it after")
+        _expiry(ctx, letter.expires, ("letters", name, "expires"))
+    _expiry(ctx, p.letter_expiry, ("letter_expiry",))
     for name, stage in p.stages.items():
         for k, recurring in enumerate(stage.recurring):
             base = ("stages", name, "recurring", k)
@@ -163,3 +165,13 @@ def _offsets_elsewhere(ctx: CheckContext) -> None:
                 interval = _resolve(ctx, Offset(raw), path)
                 if interval is not None and interval <= timedelta(0):
                     ctx.report(path, Code.NEGATIVE_DURATION, "a recurring interval must be longer than zero")
+
+
+def _expiry(ctx: CheckContext, raw: str | None, path: KeyPath) -> None:
+    """A letter that expires at or before its send time could never go out."""
+    if raw is None:
+        return
+    expiry = _resolve(ctx, raw, path)
+    if expiry is not None and expiry <= timedelta(0):
+        ctx.report(path, Code.NEGATIVE_DURATION, f"a letter expiry must be longer than zero, got {raw!r}",
+                   "give how long after its send time the letter may still go out, e.g. '7d'")

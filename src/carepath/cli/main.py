@@ -138,7 +138,10 @@ def _run(args: argparse.Namespace) -> int:
     from carepath.sinks.ledger import url_problem
 
     try:
-        api.check_run_inputs(args.pathway, args.patients, args.events)
+        compiled = api.check_run_inputs(args.pathway, args.patients, args.events)
+        if problem := api.letter_channel_problem(compiled):
+            print(f"carepath: letters: {problem}", file=sys.stderr)
+            return EXIT_INVALID
         if args.migration:
             read_migration(args.migration)
     except api.InvalidInput as exc:
@@ -297,10 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "actionable work)")
     p.set_defaults(func=_plan)
 
-    p = sub.add_parser("letters", help="render every letter the plan holds to text, HTML and PDF (no Prefect)",
-                       description="Plan as of an instant and render every letter in the plan into "
-                                   "DIR/<letter-id>.{txt,html,pdf}, files with mode 0600, times in each "
-                                   "patient's zone.")
+    p = sub.add_parser("letters", help="render the letters due at an instant to text, HTML and PDF (no Prefect)",
+                       description="Plan as of an instant and render the letters due then (never a scheduled, "
+                                   "expired or withdrawn one) into DIR/<letter-id>.{txt,html,pdf}, files with "
+                                   "mode 0600, times in each patient's zone.")
     p.add_argument("pathway", metavar="PATHWAY")
     p.add_argument("--patients", required=True, metavar="FILE")
     p.add_argument("--events", required=True, metavar="FILE")
@@ -312,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the main job: plan and emit tasks, worklist, letters, FHIR through a Prefect flow run",
                        description="Plan every patient in shards inside one recorded Prefect flow run and emit "
                                    "what is new into DIR: tasks.jsonl, tasks.csv, worklist.html, "
-                                   "letters/<letter-id>.{txt,html,pdf}, fhir/bundle.json, rejected.jsonl. An "
+                                   "letters/YYYY/MM/DD/<letter-id>.{txt,html,pdf} (the letters due and never sent: "
+                                   "an outbox), letters.jsonl, fhir/bundle.json, rejected.jsonl. An "
                                    "outbox ledger (DIR/ledger.sqlite, or --ledger URL) makes it exactly-once: "
                                    "running again with the same inputs writes nothing new. Uses PREFECT_API_URL "
                                    "when set, otherwise Prefect's temporary local server (no server to start).")

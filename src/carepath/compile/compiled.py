@@ -22,6 +22,7 @@ class ClinicCalendar:
     zone: ZoneInfo
     hours: tuple[tuple[tuple[time, time], ...], ...]  # index 0 = Monday
     closed_dates: frozenset[date]
+    paper: str = "a4"  # PDF letters' paper size: "letter" or "a4"
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class Letter:
     anchor_field: str | None
     send: timedelta
     withheld_while: frozenset[PatientStatus] = frozenset()
+    expires: timedelta | None = None  # the letter's own expiry after its send time
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,8 @@ class CompiledPathway:
     worklist: WorklistView = field(default_factory=lambda: WorklistView(timedelta(days=7), 300))
     holds: dict[str, Hold] = field(default_factory=dict)
     facts: tuple[str, ...] = ()
+    letter_expiry: timedelta = timedelta(days=7)  # the model's default; pathways set it from a parameter
+    letter_channel: str = "file"  # file | email | print
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,31 @@ from carepath.model.durations import parse_span
 from carepath.model.events import CORE_EVENTS
 from carepath.model.params import resolve_clock, resolve_count, resolve_enum, resolve_offset
 
+# Countries whose letters go on US Letter paper; everywhere else uses A4.
+_LETTER_COUNTRIES = frozenset({"US", "CA", "MX", "PH", "PR"})
+
+
+def paper_for_zone(zone: str) -> str:
+    """'letter' when the IANA zone belongs to a US Letter country (the tz database's
+    zone.tab maps zones to countries), otherwise 'a4'."""
+    for line in _zone_table():
+        fields = line.split("\t")
+        if len(fields) >= 3 and not line.startswith("#") and fields[2] == zone:
+            return "letter" if fields[0] in _LETTER_COUNTRIES else "a4"
+    return "a4"
+
+
+def _zone_table() -> list[str]:
+    from importlib import resources
+
+    try:
+        return resources.files("tzdata").joinpath("zoneinfo", "zone.tab").read_text(encoding="utf-8").splitlines()
+    except (ModuleNotFoundError, FileNotFoundError):
+        try:
+            return Path("/usr/share/zoneinfo/zone.tab").read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return []
+
 _WEEKDAYS = tuple(m.Weekday)
 
 
@@ -65,6 +90,7 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
         name=p.clinic.name, phone=p.clinic.phone, crisis_line=p.clinic.crisis_line,
         zone=ZoneInfo(p.clinic.timezone), hours=tuple(hours),
         closed_dates=frozenset(date.fromisoformat(d) for d in p.clinic.closed_dates),
+        paper=p.clinic.paper or paper_for_zone(p.clinic.timezone),
     )
 
     steps = {}
@@ -122,7 +148,8 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
         for i, r in enumerate(p.rules)
     )
     letters = {
-        name: c.Letter(name, l.template, field_of(l.anchor, "at"), offset(l.send), frozenset(l.withheld_while))
+        name: c.Letter(name, l.template, field_of(l.anchor, "at"), offset(l.send), frozenset(l.withheld_while),
+                       offset(l.expires) if l.expires is not None else None)
         for name, l in p.letters.items()
     }
     return c.CompiledPathway(
@@ -138,6 +165,7 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
         holds={name: c.Hold(name, frozenset(h.breached_by), actions(h.on_breach), frozenset(h.booked_by),
                             actions(h.on_booking)) for name, h in p.holds.items()},
         facts=tuple(p.facts),
+        letter_expiry=offset(p.letter_expiry), letter_channel=p.letter_channel,
     )
 
 

@@ -18,6 +18,7 @@ from carepath.compile.conditions import ConditionError
 from carepath.engine import calendar as cal
 from carepath.engine import why
 from carepath.engine.ids import output_id
+from carepath.engine.letter_lifecycle import settle_letters
 from carepath.engine.result import EngineRejection, PatientPlan, PlannedLetter, PlannedSession, PlannedTask
 from carepath.engine.slots import calendar_slots
 from carepath.engine.tables import tables
@@ -73,6 +74,7 @@ class _Session:
     start: datetime | None = None
     completed_at: datetime | None = None
     scheduled_by: str | None = None
+    bookings: dict[str, datetime] = field(default_factory=dict)  # booking event id → the start it booked
 
 
 @dataclass
@@ -243,6 +245,7 @@ class _Fold:
                 session.status = "scheduled"
             session.start = data["start"]  # type: ignore[assignment]
             session.scheduled_by = event.id
+            session.bookings[event.id] = data["start"]  # type: ignore[assignment]
         elif kind in ("session_completed", "session_missed", "session_cancelled"):
             session = self.session(str(data["session"]))
             if kind == "session_completed":
@@ -643,7 +646,7 @@ class _Fold:
         flags.update(flag for flag, (_, missed) in unmet.items() if missed)
         tasks.extend(self.escalations(as_of, tasks))
         tasks.sort(key=lambda t: (t.due or t.earliest, t.earliest, t.step, t.id))
-        letters = sorted(self.letters.values(), key=lambda l: (l.send_at, l.id))
+        letters = settle_letters(self.p, self.letters.values(), self.sessions, as_of)
         sessions = sorted(
             (PlannedSession(s.id, s.status, s.start.astimezone(self.zone) if s.start else None,
                             s.completed_at.astimezone(self.zone) if s.completed_at else None)

@@ -47,12 +47,15 @@ class PlannedLetter:
     trigger: str
     source: str
     session: str | None = None
+    expires_at: datetime | None = None  # set by engine/letter_lifecycle.py, like status
+    status: str = "scheduled"           # scheduled | due | expired | withdrawn (as of the plan's instant)
 
     def as_json(self, pathway_version: str) -> dict[str, object]:
         return {
             "id": self.id, "letter": self.letter, "template": self.template, "send_at": self.send_at.isoformat(),
             "trigger": self.trigger, "source": self.source, "pathway_version": pathway_version,
             "session": self.session,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None, "status": self.status,
         }
 
 

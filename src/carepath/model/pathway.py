@@ -189,6 +189,9 @@ class Clinic(Frozen):
         description="opening spans per weekday, e.g. '08:00-18:00', a list of spans, or 'closed'",
     )
     closed_dates: list[str] = Field(default_factory=list, description="ISO dates the clinic is closed")
+    paper: Literal["letter", "a4"] | None = Field(
+        default=None, description="paper size of PDF letters; default: letter for a clinic in the US, Canada, "
+                                  "Mexico or the Philippines (by its time zone), A4 elsewhere")
 
 
 class DataField(Frozen):
@@ -383,6 +386,10 @@ class Letter(Frozen):
     send: Offset = Offset("0h")
     withheld_while: list[_enum(PatientStatus)] = Field(
         default_factory=list, description="patient statuses in which this letter is not sent (e.g. blocked)")
+    expires: Offset | None = Field(
+        default=None, description="how long after its send time the letter may still go out (default: the "
+                                  "pathway's letter_expiry; a letter anchored on a session's booked start "
+                                  "also expires at that start)")
 
 
 # --- rules, stages -----------------------------------------------------------------
@@ -540,6 +547,13 @@ class Pathway(Frozen):
     holds: dict[Name, Hold] = Field(default_factory=dict, description="holds steps keep, and what breaks them")
     facts: dict[Name, str] = Field(default_factory=dict,
                                    description="remembered facts conditions read (facts.<name>); name → meaning")
+    letter_expiry: Offset = Field(
+        default=Offset("7d"), description="how long after its send time a letter may still go out, unless the "
+                                          "letter states its own `expires`, e.g. $letter_expiry")
+    letter_channel: Literal["file", "email", "print"] = Field(
+        default="file", description="how `carepath run` sends due letters: files, email over SMTP (settings "
+                                    "from the environment) or the day's print batch; CAREPATH_LETTER_CHANNEL "
+                                    "overrides it for a run")
 
 
 def action_kind(action: BaseModel) -> Literal["task", "letter", "flag", "unflag", "goto", "status", "complete",

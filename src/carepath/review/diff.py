@@ -349,10 +349,16 @@ def _letters(old: Reviewed, new: Reviewed) -> list[Change]:
         assert isinstance(letter, c.Letter)
         anchor = f"the event's data.{letter.anchor_field}" if letter.anchor_field else "the triggering event"
         send, send_anchor = relative(r.model, r.model.letters[name].send, anchor)
+        own = r.model.letters[name].expires
+        expiry = own if own is not None else r.model.letter_expiry
+        lasts, _ = relative(r.model, str(expiry), "its send time")
+        booked = " (a booking's letter also at the session's start)" if letter.anchor_field else ""
         return {"template": _plain(letter.template, code=True),
                 "sent": Fact((letter.send, letter.anchor_field), send, send_anchor),
                 "withheld while": Fact(letter.withheld_while,
-                                       ", ".join(sorted(x.value for x in letter.withheld_while)) or "never")}
+                                       ", ".join(sorted(x.value for x in letter.withheld_while)) or "never"),
+                "expires": Fact((letter.expires or r.compiled.letter_expiry, letter.anchor_field),
+                                f"{lasts} after its send time{booked}")}
 
     def summary(name: str, letter: object, r: Reviewed) -> str:
         f = facts(name, letter, r)

@@ -30,6 +30,11 @@ def urgent_rows(summary: RunSummary) -> list[dict[str, object]]:
             for _, band, ref, step, due, status, opened in summary.workload.urgent]
 
 
+def letter_rows(summary: RunSummary) -> list[dict[str, object]]:
+    rows = [{"letters": status, "count": n} for status, n in summary.as_json()["letters_by_status"].items()]
+    return [*rows, {"letters": "sent this run", "count": summary.letters_written}]
+
+
 def markdown(summary: RunSummary, out: Path) -> str:
     s = summary.as_json()
     out_ = s["outputs"]
@@ -42,7 +47,8 @@ def markdown(summary: RunSummary, out: Path) -> str:
         f"{out_['retired']:,} retired",
         f"- open or overdue tasks: {sum(summary.workload.open_tasks.values()):,} "
         f"({summary.workload.overdue:,} overdue)",
-        f"- letters: {summary.letters_written:,} written this run, {summary.workload.letters:,} planned",
+        f"- letters: {summary.letters_written:,} sent this run; {summary.workload.letters:,} planned: "
+        + ", ".join(f"{n:,} {status}" for status, n in s["letters_by_status"].items()),
         f"- patients by status: " + ", ".join(f"{k} {v:,}" for k, v in s["patients_by_status"].items()),
         f"- patients needing attention: {summary.workload.attention:,} (blocked, awaiting eligibility, on hold "
         f"or flagged for attention; good news such as remission does not count)",
@@ -57,6 +63,8 @@ def publish(summary: RunSummary, out: Path, key_prefix: str = "carepath-sweep") 
                              description="What this run emitted (counts only)")
     create_table_artifact(workload_rows(summary), key=_key(key_prefix, summary.pathway, "workload"),
                           description="Open or overdue tasks by role and priority")
+    create_table_artifact(letter_rows(summary), key=_key(key_prefix, summary.pathway, "letters"),
+                          description="Letters by status at the run's as-of, and sent by this run")
     if summary.workload.urgent:
         create_table_artifact(urgent_rows(summary), key=_key(key_prefix, summary.pathway, "urgent"),
                               description="Top of the worklist (pseudonymous refs): safety-critical, overdue, "

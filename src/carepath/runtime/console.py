@@ -85,10 +85,17 @@ def summary_text(result) -> str:  # noqa: ANN001 - a runner.RunResult (kept impo
                  f"patients needing attention: {s['patients_needing_attention']:,}")
     for row in sorted(s["open_tasks"], key=lambda r: (r["priority"] != "urgent", r["role"], r["priority"])):
         lines.append(f"  {row['role']:<22} {row['priority']:<8} {row['count']:>7,}")
-    lines.append(f"letters: {s['letters_written']:,} written this run ({s['letters_planned']:,} in the plan) "
-                 f"under {out / 'letters'}")
+    lines.append(f"letters: {s['letters_written']:,} sent this run under {out / 'letters'}; "
+                 + letters_by_status(s) + f" (see {out / 'letters.jsonl'})")
     lines.append(f"worklist: {out / 'worklist.html'}")
     lines.append(f"tasks: {out / 'tasks.jsonl'}, {out / 'tasks.csv'}; FHIR: {out / 'fhir' / 'bundle.json'}")
     where = result.api_url or "Prefect's temporary local server (PREFECT_HOME)"
     lines.append(f"Prefect flow run: {result.flow_run_id} ({where})")
     return "\n".join(lines) + "\n"
+
+
+def letters_by_status(s: dict) -> str:
+    """'in the plan as of the run: 3 due, 12 scheduled, 590 expired, 6 withdrawn'."""
+    counts = s.get("letters_by_status") or {}
+    shown = ", ".join(f"{n:,} {status}" for status, n in counts.items()) or "none"
+    return f"{s['letters_planned']:,} in the plan ({shown})"

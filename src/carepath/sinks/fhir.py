@@ -235,7 +235,8 @@ class FhirBundle:
             "id": self._uuid(output.id),
             "identifier": self._identifier(output),
             "basedOn": [{"reference": plan_url}],
-            "status": "active",
+            # A letter that will never be sent (expired unsent, or withdrawn) is a request revoked.
+            "status": "revoked" if body.get("status") in ("expired", "withdrawn") else "active",
             "category": [{"text": "patient letter"}],
             "subject": subject,
             "payload": [{"contentString": f"Letter {body.get('letter')} (template {body.get('template')})"}],

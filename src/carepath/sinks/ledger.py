@@ -99,6 +99,17 @@ patient_state_table = Table(
     Column("run", String(64), nullable=False),
 )
 
+# The letters outbox: one row per letter a channel sent, written only after the channel
+# returned. A letter goes out once per channel, whatever later happens to its body
+# (it may expire or be withdrawn after it was sent); `sent_at` is the run's as-of.
+sends_table = Table(
+    "letter_sends", _metadata,
+    Column("channel", String(64), primary_key=True),
+    Column("output_id", String(80), primary_key=True),
+    Column("sent_at", String(40), nullable=False),
+    Column("run", String(64), nullable=False),
+)
+
 _KIND_ORDER = {OutputKind.PATIENT.value: 0, OutputKind.TASK.value: 1, OutputKind.LETTER.value: 2}
 _BATCH = 500  # rows per statement: under SQLite's bound-parameter limit
 
@@ -166,6 +177,24 @@ class Ledger:
         with self.engine.begin() as conn:
             insert = self._dialect.insert(meta_table).values(key="generation", value=0)
             conn.execute(insert.on_conflict_do_nothing(index_elements=["key"]))
+        self._adopt_letter_deliveries()
+
+    def _adopt_letter_deliveries(self) -> None:
+        """Once per ledger: letters written before the outbox existed (delivery rows of the
+        `letters` sink) count as sent, so an upgrade never sends them again. Their send
+        time is not known: `sent_at` stays empty."""
+        with self.engine.begin() as conn:
+            claim = self._dialect.insert(meta_table).values(key="letter_sends_adopted", value=1)
+            if conn.execute(claim.on_conflict_do_nothing(index_elements=["key"])).rowcount == 0:
+                return
+            legacy = select(deliveries_table.c.sink.label("channel"), deliveries_table.c.output_id,
+                            func.coalesce(None, "").label("sent_at"), deliveries_table.c.run
+                            ).where(deliveries_table.c.sink == "letters")
+            conn.execute(self._dialect.insert(sends_table).from_select(
+                ["channel", "output_id", "sent_at", "run"], legacy).on_conflict_do_nothing(
+                index_elements=["channel", "output_id"]))
+            conn.execute(update(meta_table).where(meta_table.c.key == "generation")
+                         .values(value=meta_table.c.value + 1))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -234,6 +263,42 @@ class Ledger:
     def mark_delivered(self, sink: str, outputs: Sequence[Output], run: str) -> None:
         self._upsert(deliveries_table, ["sink", "output_id"], ["digest", "run"],
                      [{"sink": sink, "output_id": o.id, "digest": o.digest, "run": run} for o in outputs])
+
+    # -- the letters outbox ----------------------------------------------------------
+
+    def unsent(self, outputs: Sequence[Output]) -> list[Output]:
+        """Those of `outputs` no channel has sent (in any form): a letter reaches the
+        patient once, even when the clinic changes channel."""
+        sent: set[str] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks([o.id for o in outputs]):
+                rows = conn.execute(select(sends_table.c.output_id).where(sends_table.c.output_id.in_(chunk)))
+                sent.update(r.output_id for r in rows)
+        return [o for o in outputs if o.id not in sent]
+
+    def mark_sent(self, channel: str, outputs: Sequence[Output], sent_at: str, run: str) -> None:
+        """Record sends; a letter already recorded keeps its first `sent_at`."""
+        rows = [{"channel": channel, "output_id": o.id, "sent_at": sent_at, "run": run} for o in outputs]
+        with self.engine.begin() as conn:
+            added = 0
+            for chunk in _chunks(rows):
+                stmt = self._dialect.insert(sends_table).values(chunk)
+                added += conn.execute(stmt.on_conflict_do_nothing(index_elements=["channel", "output_id"])).rowcount
+            if added:  # letters.jsonl shows sends: it must be rewritten
+                conn.execute(update(meta_table).where(meta_table.c.key == "generation")
+                             .values(value=meta_table.c.value + 1))
+
+    def letters_with_sends(self) -> Iterator[tuple[str, dict, str | None]]:
+        """Every current letter as (patient, body, first sent_at or None), in (patient, id) order, streamed."""
+        sends = (select(sends_table.c.output_id, func.min(sends_table.c.sent_at).label("sent_at"))
+                 .group_by(sends_table.c.output_id).subquery())
+        join = outputs_table.outerjoin(sends, sends.c.output_id == outputs_table.c.id)
+        query = (select(outputs_table.c.patient, outputs_table.c.body, sends.c.sent_at).select_from(join)
+                 .where(outputs_table.c.retired == 0, outputs_table.c.kind == OutputKind.LETTER.value)
+                 .order_by(outputs_table.c.patient, outputs_table.c.id))
+        with self.engine.connect() as conn:
+            for row in conn.execution_options(stream_results=True, yield_per=2000).execute(query):
+                yield row.patient, orjson.loads(row.body), row.sent_at
 
     # -- snapshots -------------------------------------------------------------------
 

@@ -1,14 +1,17 @@
 """Patient letters: context from the plan, one template rendered to text, HTML and PDF.
 
 Times are written out in the patient's zone and say which zone. Files are named by
-letter id (never by patient) and created with mode 0600: they hold names.
+letter id (never by patient) and created with mode 0600: they hold names. Only letters
+`due` at the plan's instant are rendered: a scheduled one is not yet, and an expired or
+withdrawn one never, to be sent. The run files them by send date (`YYYY/MM/DD/`) so that
+no folder holds a cohort's millions of letters.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +23,7 @@ from carepath.compile.compiled import CompiledPathway
 from carepath.compile.sandbox import letter_environment
 from carepath.engine.result import PatientPlan, PlannedLetter
 from carepath.sinks.base import Delivery, Output, OutputKind, write_atomic
-from carepath.sinks.markup import to_html, to_text
+from carepath.sinks.markup import parse, to_html, to_text
 
 
 class LetterError(Exception):
@@ -32,6 +35,7 @@ class RenderedLetter:
     id: str
     text: str
     html: str
+    subject: str = ""
 
 
 class PatientInfo:  # the attributes the letters need; carepath.records.Patient has them
@@ -91,7 +95,16 @@ def render_letter(compiled: CompiledPathway, patient: PatientInfo, plan: Patient
     except TemplateError as exc:
         # The message names the template, never the patient: it may reach logs.
         raise LetterError(f"letter {letter.id} (template {letter.template!r}): {exc}") from None
-    return RenderedLetter(letter.id, to_text(markup), to_html(markup))
+    # Every letter shows its date: the day it is sent, in the patient's calendar.
+    dated = written_date(letter.send_at, ZoneInfo(patient.timezone))
+    html = to_html(markup).replace("<body>\n", f'<body>\n<p class="date">{dated}</p>\n', 1)
+    return RenderedLetter(letter.id, f"{dated}\n\n{to_text(markup)}", html, parse(markup).subject.replace("**", ""))
+
+
+def written_date(moment: datetime, zone: ZoneInfo) -> str:
+    """'March 2, 2026'."""
+    local = moment.astimezone(zone)
+    return f"{local:%B} {local.day}, {local.year}"
 
 
 def write_private(path: Path, data: bytes, *, durable: bool = True) -> None:
@@ -99,7 +112,8 @@ def write_private(path: Path, data: bytes, *, durable: bool = True) -> None:
     write_atomic(path, data, mode=0o600, durable=durable)
 
 
-def write_letter(out_dir: Path, rendered: RenderedLetter, *, pdf: bool = True, durable: bool = True) -> list[Path]:
+def write_letter(out_dir: Path, rendered: RenderedLetter, *, pdf: bool = True, durable: bool = True,
+                 paper: str = "a4", pdf_bytes: bytes | None = None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix, data in ((".txt", rendered.text.encode()), (".html", rendered.html.encode())):
@@ -108,33 +122,68 @@ def write_letter(out_dir: Path, rendered: RenderedLetter, *, pdf: bool = True, d
         written.append(path)
     if pdf:
         path = out_dir / f"{rendered.id}.pdf"
-        write_private(path, html_to_pdf(rendered.html), durable=durable)
+        write_private(path, pdf_bytes if pdf_bytes is not None else html_to_pdf(rendered.html, paper),
+                      durable=durable)
         written.append(path)
     return written
 
 
-def html_to_pdf(document: str) -> bytes:
-    import weasyprint  # costly import (~0.5 s): only when PDFs are wanted
+def html_to_pdf(document: str, paper: str = "a4") -> bytes:
+    from carepath.sinks.pdf import html_to_pdf as render  # WeasyPrint costs ~0.5 s to import: only for PDFs
 
-    return weasyprint.HTML(string=document).write_pdf()
+    return render(document, paper)
 
 
-def render_all(compiled: CompiledPathway, patients: dict[str, PatientInfo], plans: Iterable[PatientPlan],
-               out_dir: Path, *, pdf: bool = True) -> int:
+# Letters rendered (text, HTML, PDF) and held in memory at once: a batch for the PDF
+# workers that still bounds memory on a cohort's first run.
+BATCH = 256
+
+
+def write_batch(jobs: Sequence[tuple[Path, RenderedLetter]], *, pdf: bool, paper: str, durable: bool = True) -> int:
+    """Write rendered letters, their PDFs made in parallel worker processes."""
     count = 0
-    for plan in plans:
-        patient = patients[plan.patient]
-        for letter in plan.letters:
-            write_letter(out_dir, render_letter(compiled, patient, plan, letter), pdf=pdf)
+    for start in range(0, len(jobs), BATCH):
+        chunk = jobs[start:start + BATCH]
+        pdfs: list[bytes | None] = [None] * len(chunk)
+        if pdf:
+            from carepath.sinks.pdf import render_pdfs
+
+            pdfs = list(render_pdfs([rendered.html for _, rendered in chunk], paper))
+        for (folder, rendered), data in zip(chunk, pdfs):
+            write_letter(folder, rendered, pdf=pdf, durable=durable, paper=paper, pdf_bytes=data)
             count += 1
     return count
 
 
+DUE = "due"
+
+
+def dated_folder(root: Path, send_at: str) -> Path:
+    """`root/YYYY/MM/DD`: the send date as the letter states it (the patient's zone)."""
+    return root / send_at[0:4] / send_at[5:7] / send_at[8:10]
+
+
+def render_all(compiled: CompiledPathway, patients: dict[str, PatientInfo], plans: Iterable[PatientPlan],
+               out_dir: Path, *, pdf: bool = True) -> int:
+    """Render the letters due at the plans' instant into `out_dir/<letter-id>.*`."""
+    count, jobs = 0, []
+    for plan in plans:
+        patient = patients[plan.patient]
+        for letter in plan.letters:
+            if letter.status != DUE:
+                continue
+            jobs.append((out_dir, render_letter(compiled, patient, plan, letter)))
+            if len(jobs) >= BATCH:
+                count += write_batch(jobs, pdf=pdf, paper=compiled.clinic.paper)
+                jobs = []
+    return count + write_batch(jobs, pdf=pdf, paper=compiled.clinic.paper)
+
+
 class LetterFiles:
-    """The letters sink: each pending letter output rendered to
-    `<dir>/<letter-id>.{txt,html[,pdf]}`. Built per shard, where the patients' names and
-    plans are at hand; the ledger hands it only letters not yet written in their
-    current form."""
+    """The file channel of the letters outbox: each letter handed to it rendered to
+    `<dir>/YYYY/MM/DD/<letter-id>.{txt,html[,pdf]}` (its send date). Built per shard, where
+    the patients' names and plans are at hand; the emission hands it only letters due
+    and never sent."""
 
     name = "letters"
     delivery = Delivery.EACH
@@ -145,13 +194,13 @@ class LetterFiles:
         self.out_dir, self.compiled, self.patients, self.plans, self.pdf = out_dir, compiled, patients, plans, pdf
 
     def write(self, outputs: Iterable[Output]) -> int:
-        count = 0
+        jobs = []
         for output in outputs:
             plan = self.plans[output.patient]
             letter = next(l for l in plan.letters if l.id == output.id)
             rendered = render_letter(self.compiled, self.patients[output.patient], plan, letter)
-            write_letter(self.out_dir, rendered, pdf=self.pdf, durable=False)
-            count += 1
+            jobs.append((dated_folder(self.out_dir, letter.send_at.isoformat()), rendered))
+        count = write_batch(jobs, pdf=self.pdf, paper=self.compiled.clinic.paper, durable=False)
         if count:
             # One flush to disk for the batch instead of an fsync per file (~1 ms each): the
             # ledger records these deliveries only after this returns.

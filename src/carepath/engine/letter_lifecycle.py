@@ -1,0 +1,64 @@
+"""Letters follow what they announce: each planned letter's expiry and status as of an instant.
+
+A letter is `scheduled` until its send time, then `due` until it expires; a letter that
+reaches its expiry unsent is `expired` and never goes out. A letter tied to a session is
+`withdrawn` when the session is cancelled, and a letter that announced one booking of a
+session is `withdrawn` when the session is booked again (moved): the new booking's letter
+is the one live letter. Withdrawal wins over expiry, because it says why the letter no
+longer applies.
+
+Expiry: a letter called for by a session's booking expires at the start it announced
+(instructions for a session that has begun are no use); any other letter after the
+pathway's `letter_expiry` past its send time. A letter's own `expires` applies in both
+cases, the earlier of the two for a booking's letter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Protocol
+
+from carepath.compile import compiled as c
+from carepath.engine.result import PlannedLetter
+
+SCHEDULED, DUE, EXPIRED, WITHDRAWN = "scheduled", "due", "expired", "withdrawn"
+
+
+class SessionFacts(Protocol):
+    status: str                      # scheduled | completed | missed | cancelled
+    scheduled_by: str | None         # the booking in force
+    bookings: Mapping[str, datetime]  # every accepted booking event id → the start it booked
+
+
+def settle_letters(compiled: c.CompiledPathway, letters: Iterable[PlannedLetter],
+                   sessions: Mapping[str, SessionFacts], as_of: datetime) -> tuple[PlannedLetter, ...]:
+    """The letters with `expires_at` and `status` as of `as_of`, in send order."""
+    out = []
+    for letter in letters:
+        session = sessions.get(letter.session) if letter.session is not None else None
+        booked = session.bookings.get(letter.trigger) if session is not None else None
+        own = compiled.letters[letter.letter].expires
+        # Elapsed time, as the send offsets are: a week is 168 hours across a clock change.
+        expires_at = (letter.send_at.astimezone(UTC) + (own if own is not None else compiled.letter_expiry)
+                      ).astimezone(letter.send_at.tzinfo)
+        if booked is not None:
+            announced = booked.astimezone(letter.send_at.tzinfo)
+            expires_at = min(expires_at, announced) if own is not None else announced
+        if session is not None and (session.status == "cancelled"
+                                    or (booked is not None and session.scheduled_by != letter.trigger)):
+            status = WITHDRAWN
+        elif as_of >= expires_at:
+            status = EXPIRED
+        elif as_of >= letter.send_at:
+            status = DUE
+        else:
+            status = SCHEDULED
+        out.append(_with(letter, expires_at, status))
+    out.sort(key=lambda l: (l.send_at, l.id))
+    return tuple(out)
+
+
+def _with(letter: PlannedLetter, expires_at: datetime, status: str) -> PlannedLetter:
+    return PlannedLetter(letter.id, letter.letter, letter.template, letter.send_at, letter.trigger, letter.source,
+                         letter.session, expires_at, status)

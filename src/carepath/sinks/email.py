@@ -1,0 +1,229 @@
+"""The email channel of the letters outbox: each due letter to the patient's address over SMTP.
+
+One message per letter: the text as the body, the HTML as its alternative, the PDF
+attached; its Message-ID is derived from the letter id, so a receiving system can tell a
+resend. The SMTP server and its credentials come from settings (environment variables,
+below) — never from the pathway and never from a flow parameter: Prefect stores and shows
+parameters. Message bodies (they hold names) go from this process to the SMTP server
+only, never through Prefect.
+
+Exactly once: the emission records a letter as sent (ledger) right after the server
+accepted it, one letter at a time, so a failure midway loses nothing and resends nothing
+already accepted. A server that fails (cannot connect, drops the connection, answers
+4xx) is retried here with back-off, and the run fails only when it keeps failing: the
+next run (or Prefect's task retry) sends what is left. A recipient the server refuses
+for good (5xx) is not sent and not recorded: the letter stays due and is tried again
+until it expires. A patient without an email address gets the letter on the file channel.
+
+Settings:
+    CAREPATH_SMTP_HOST       the server (required for the email channel)
+    CAREPATH_SMTP_PORT       default 587 (starttls), 465 (ssl), 25 (none)
+    CAREPATH_SMTP_SECURITY   starttls (default) | ssl | none
+    CAREPATH_SMTP_USERNAME, CAREPATH_SMTP_PASSWORD   optional login
+    CAREPATH_SMTP_FROM       the sender address (required)
+    CAREPATH_SMTP_ATTEMPTS   tries per message before the run fails (default 4)
+    CAREPATH_SMTP_BLOCK      instead of host, port, security and login: the name of a
+                             Prefect EmailServerCredentials block (prefect-email) holding them
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import ssl
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate
+
+from carepath.compile.compiled import CompiledPathway
+from carepath.engine.result import PatientPlan
+from carepath.sinks.base import Delivery, Output, OutputKind
+
+SECURITY = ("starttls", "ssl", "none")
+_DEFAULT_PORT = {"starttls": 587, "ssl": 465, "none": 25}
+
+
+class SmtpSettingsError(ValueError):
+    """The email channel is chosen but its settings are missing or wrong."""
+
+
+class SmtpUnavailable(ConnectionError):
+    """The SMTP server kept failing; what was not sent stays in the outbox."""
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str
+    sender: str
+    username: str | None = None
+    password: str | None = None
+    attempts: int = 4
+    timeout: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SmtpSettings:
+        env = os.environ if env is None else env
+        if env.get("CAREPATH_SMTP_BLOCK"):
+            from carepath.runtime.smtp_block import settings_from_block  # Prefect stays in the runtime
+
+            return settings_from_block(env["CAREPATH_SMTP_BLOCK"], env.get("CAREPATH_SMTP_FROM") or None,
+                                       int(env.get("CAREPATH_SMTP_ATTEMPTS") or 4))
+        host, sender = env.get("CAREPATH_SMTP_HOST", ""), env.get("CAREPATH_SMTP_FROM", "")
+        missing = [name for name, value in (("CAREPATH_SMTP_HOST", host), ("CAREPATH_SMTP_FROM", sender))
+                   if not value]
+        if missing:
+            raise SmtpSettingsError(f"the email channel needs {' and '.join(missing)} set (the SMTP server and "
+                                    "the sender address); see docs/operations.md")
+        security = env.get("CAREPATH_SMTP_SECURITY", "starttls").lower()
+        if security not in SECURITY:
+            raise SmtpSettingsError(f"CAREPATH_SMTP_SECURITY is {security!r}; use one of {', '.join(SECURITY)}")
+        try:
+            port = int(env.get("CAREPATH_SMTP_PORT") or _DEFAULT_PORT[security])
+            attempts = int(env.get("CAREPATH_SMTP_ATTEMPTS") or 4)
+        except ValueError as exc:
+            raise SmtpSettingsError(f"CAREPATH_SMTP_PORT and CAREPATH_SMTP_ATTEMPTS must be numbers ({exc})") from None
+        return cls(host, port, security, sender, env.get("CAREPATH_SMTP_USERNAME") or None,
+                   env.get("CAREPATH_SMTP_PASSWORD") or None, max(1, attempts))
+
+
+def message(settings: SmtpSettings, to: str, letter_id: str, subject: str, text: str, html: str,
+            pdf: bytes | None) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = settings.sender
+    msg["To"] = to
+    msg["Date"] = formatdate(localtime=False)
+    domain = settings.sender.rpartition("@")[2] or "carepath.invalid"
+    msg["Message-ID"] = f"<{letter_id}@{domain}>"
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    if pdf is not None:
+        msg.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"{letter_id}.pdf")
+    return msg
+
+
+class Mailer:
+    """One SMTP connection, reopened when the server drops it; retries with back-off."""
+
+    def __init__(self, settings: SmtpSettings, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.settings, self.sleep = settings, sleep
+        self.smtp: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        if s.security == "ssl":
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout,
+                                                  context=ssl.create_default_context())
+        else:
+            smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            if s.security == "starttls":
+                smtp.starttls(context=ssl.create_default_context())
+        if s.username:
+            smtp.login(s.username, s.password or "")
+        return smtp
+
+    def send(self, msg: EmailMessage) -> bool:
+        """True once the server accepted the message; False when it refuses the recipient
+        for good. Raises SmtpUnavailable when the server keeps failing."""
+        problem = ""
+        for attempt in range(self.settings.attempts):
+            if attempt:
+                self.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
+            try:
+                if self.smtp is None:
+                    self.smtp = self._connect()
+                self.smtp.send_message(msg)
+                return True
+            except smtplib.SMTPRecipientsRefused as exc:
+                codes = [code for code, _ in exc.recipients.values()]
+                if all(code >= 500 for code in codes):
+                    return False
+                problem = f"recipient deferred ({codes})"
+            except (smtplib.SMTPAuthenticationError, smtplib.SMTPSenderRefused) as exc:
+                # The server refuses us, not this letter: no point in trying the others.
+                self.close()
+                raise SmtpUnavailable(f"SMTP server {self.settings.host}:{self.settings.port} refused the "
+                                      f"{'login' if isinstance(exc, smtplib.SMTPAuthenticationError) else 'sender'}"
+                                      f" ({exc.smtp_code}); check the CAREPATH_SMTP_* settings") from None
+            except smtplib.SMTPDataError as exc:
+                if exc.smtp_code >= 500:
+                    return False  # this message refused for good; the next one may pass
+                problem = f"answered {exc.smtp_code}"  # its text may echo the address: not shown
+                self.close()
+            except smtplib.SMTPResponseException as exc:
+                problem = f"answered {exc.smtp_code}"  # its text may echo the address: not shown
+                self.close()
+            except smtplib.SMTPException as exc:
+                problem = type(exc).__name__  # its text may echo the address: not shown
+                self.close()
+            except OSError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                self.close()
+        # The message names the server, never the patient or the address: it may reach logs.
+        raise SmtpUnavailable(f"SMTP server {self.settings.host}:{self.settings.port} failed "
+                              f"{self.settings.attempts} time(s) ({problem}); unsent letters stay in the outbox")
+
+    def close(self) -> None:
+        if self.smtp is not None:
+            try:
+                self.smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+            self.smtp = None
+
+
+class EmailLetters:
+    """The email channel: built per shard, where names and addresses are at hand."""
+
+    name = "email"
+    delivery = Delivery.EACH
+    kinds = frozenset({OutputKind.LETTER})
+    marks_each = True  # calls `on_sent` per letter, so the ledger records each as it goes
+
+    def __init__(self, compiled: CompiledPathway, patients: Mapping, plans: Mapping[str, PatientPlan],
+                 fallback, *, pdf: bool = True, settings: SmtpSettings | None = None) -> None:  # noqa: ANN001
+        self.compiled, self.patients, self.plans, self.pdf = compiled, patients, plans, pdf
+        self.fallback = fallback  # the file channel, for patients without an email address
+        self.settings = settings or SmtpSettings.from_env()
+        self.refused = 0
+
+    def write(self, outputs: Iterable[Output],
+              on_sent: Callable[[str, Sequence[Output]], None] | None = None) -> int:
+        from carepath.sinks.letters import BATCH, render_letter
+        from carepath.sinks.pdf import render_pdfs
+
+        outputs = list(outputs)
+        mailed = [o for o in outputs if getattr(self.patients[o.patient], "email", None)]
+        posted = [o for o in outputs if not getattr(self.patients[o.patient], "email", None)]
+        count = 0
+        if posted:
+            count += self.fallback.write(posted)
+            if on_sent:
+                on_sent(self.fallback.name, posted)
+        mailer = Mailer(self.settings)
+        try:
+            for start in range(0, len(mailed), BATCH):
+                chunk = mailed[start:start + BATCH]
+                rendered = []
+                for o in chunk:
+                    plan = self.plans[o.patient]
+                    letter = next(l for l in plan.letters if l.id == o.id)
+                    rendered.append(render_letter(self.compiled, self.patients[o.patient], plan, letter))
+                pdfs = render_pdfs([r.html for r in rendered], self.compiled.clinic.paper) if self.pdf \
+                    else [None] * len(rendered)
+                for o, r, data in zip(chunk, rendered, pdfs):
+                    msg = message(self.settings, self.patients[o.patient].email, o.id, r.subject, r.text, r.html,
+                                  data)
+                    if not mailer.send(msg):
+                        self.refused += 1
+                        continue
+                    count += 1
+                    if on_sent:
+                        on_sent(self.name, [o])
+        finally:
+            mailer.close()
+        return count

@@ -1,0 +1,49 @@
+"""`letters.jsonl`: every letter the ledger knows, with its outbox status, one line each.
+
+No names: the letter id, the patient's pseudonymous ref, the template, its send time and
+expiry, and its status — `sent` (with `sent_at`) once a channel sent it, otherwise the
+plan's status: `scheduled` (send time ahead), `expired` or `withdrawn` (never to be sent).
+A `due` letter that is not sent is one its channel could not deliver (a mail server that
+kept failing, a recipient refused); later runs try it again until it expires.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import orjson
+
+from carepath.sinks.base import atomic_writer
+
+FIELDS = ("id", "patient", "template", "send_at", "expires_at", "status", "sent_at")
+
+
+def outbox_record(patient: str, body: Mapping[str, object], sent_at: str | None) -> dict[str, object]:
+    record: dict[str, object] = {
+        "id": body["id"], "patient": patient, "template": body["template"], "send_at": body["send_at"],
+        "expires_at": body.get("expires_at"), "status": "sent" if sent_at is not None else body.get("status"),
+    }
+    if sent_at:  # empty for letters written before the outbox existed: sent, time unknown
+        record["sent_at"] = sent_at
+    return record
+
+
+class LettersJsonl:
+    """A snapshot document, rewritten atomically when the ledger changed."""
+
+    name = "letters.jsonl"
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / "letters.jsonl"
+        self.counts: Counter = Counter()
+
+    def write(self, rows: Iterable[tuple[str, Mapping[str, object], str | None]]) -> int:
+        self.counts = Counter()
+        with atomic_writer(self.path) as handle:
+            for patient, body, sent_at in rows:
+                record = outbox_record(patient, body, sent_at)
+                self.counts[record["status"]] += 1
+                handle.write(orjson.dumps(record) + b"\n")
+        return sum(self.counts.values())
