@@ -314,17 +314,17 @@ def write_documents(pathway: str, ledger_url: str, out: Path, as_of: datetime, r
     written: dict[str, int | None] = {}
     for sink in document_sinks(compiled, out, as_of):
         path = getattr(sink, "path", None)
-        if ledger.snapshot_state(sink.name) == state and (path is None or Path(path).exists()):
+        if ledger.snapshot_state(compiled.id, sink.name) == state and (path is None or Path(path).exists()):
             written[sink.name] = None
             continue
-        written[sink.name] = sink.write(ledger.current(sink.kinds))
-        ledger.mark_snapshot(sink.name, state, run)
+        written[sink.name] = sink.write(ledger.current(compiled.id, sink.kinds))
+        ledger.mark_snapshot(compiled.id, sink.name, state, run)
     outbox = LettersJsonl(out)
-    if ledger.snapshot_state(outbox.name) == state and outbox.path.exists():
+    if ledger.snapshot_state(compiled.id, outbox.name) == state and outbox.path.exists():
         written[outbox.name] = None
     else:
-        written[outbox.name] = outbox.write(ledger.letters_with_sends())
-        ledger.mark_snapshot(outbox.name, state, run)
+        written[outbox.name] = outbox.write(ledger.letters_with_sends(compiled.id))
+        ledger.mark_snapshot(compiled.id, outbox.name, state, run)
     return written
 
 

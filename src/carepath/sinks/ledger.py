@@ -27,7 +27,8 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy import (
-    Column, Engine, Integer, MetaData, String, Table, Text, create_engine, event, func, select, update,
+    Column, Engine, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text, create_engine, event, func,
+    inspect, select, text, update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
@@ -36,17 +37,22 @@ from carepath.sinks.base import Output, OutputKind
 
 _metadata = MetaData()
 
+# Keyed by (pathway, id): a patient ref may be enrolled in two pathways that share one
+# ledger, and each pathway's outputs (its care-plan summary `careplan-<ref>` among them)
+# are its own; every read and write below names the pathway.
 outputs_table = Table(
     "outputs", _metadata,
-    Column("id", String(80), primary_key=True),
+    Column("id", String(80), nullable=False),
     Column("kind", String(16), nullable=False),
-    Column("patient", String(200), nullable=False, index=True),
+    Column("patient", String(200), nullable=False),
     Column("pathway", String(200), nullable=False),
     Column("digest", String(64), nullable=False),
     Column("body", Text, nullable=False),
     Column("retired", Integer, nullable=False, default=0),  # 1: no longer in the patient's plan
     Column("first_run", String(64), nullable=False),
     Column("updated_run", String(64), nullable=False),
+    PrimaryKeyConstraint("pathway", "id", name="pk_outputs"),
+    Index("ix_outputs_pathway_patient", "pathway", "patient"),
 )
 
 deliveries_table = Table(
@@ -57,8 +63,12 @@ deliveries_table = Table(
     Column("run", String(64), nullable=False),
 )
 
+# Per pathway: two pathways' documents (in their own output folders) sharing one ledger
+# are each rewritten when their own content is stale. (A ledger from before this keeps
+# its older `snapshots` table unused: each document is rewritten once after the upgrade.)
 snapshots_table = Table(
-    "snapshots", _metadata,
+    "document_snapshots", _metadata,
+    Column("pathway", String(200), primary_key=True),
     Column("sink", String(64), primary_key=True),
     Column("state", String(200), nullable=False),  # generation and as-of the document shows
     Column("run", String(64), nullable=False),
@@ -177,7 +187,27 @@ class Ledger:
         with self.engine.begin() as conn:
             insert = self._dialect.insert(meta_table).values(key="generation", value=0)
             conn.execute(insert.on_conflict_do_nothing(index_elements=["key"]))
+        self._scope_outputs_by_pathway()
         self._adopt_letter_deliveries()
+
+    def _scope_outputs_by_pathway(self) -> None:
+        """Once per ledger written before outputs were keyed by pathway: re-key them. When
+        more than one pathway wrote into it, one pathway's run may have retired or
+        overwritten another's outputs of a shared patient ref, so every plan digest is
+        forgotten: each pathway's next run records each patient's outputs again (what is
+        unchanged stays unchanged; sent letters are never sent again)."""
+        with self.engine.begin() as conn:
+            if "pathway" in inspect(conn).get_pk_constraint("outputs")["constrained_columns"]:
+                return
+            conn.execute(text("ALTER TABLE outputs RENAME TO outputs_unscoped"))
+            outputs_table.create(conn)
+            old = Table("outputs_unscoped", MetaData(), autoload_with=conn)
+            names = [c.name for c in outputs_table.columns]
+            conn.execute(outputs_table.insert().from_select(names, select(*[old.c[n] for n in names])))
+            old.drop(conn)
+            pathways = conn.execute(select(func.count(func.distinct(outputs_table.c.pathway)))).scalar_one()
+            if pathways > 1:
+                conn.execute(patient_state_table.delete())
 
     def _adopt_letter_deliveries(self) -> None:
         """Once per ledger: letters written before the outbox existed (delivery rows of the
@@ -210,7 +240,7 @@ class Ledger:
             existing: dict[str, tuple[str, int]] = {}
             for chunk in _chunks(list(patients)):
                 rows = conn.execute(select(outputs_table.c.id, outputs_table.c.digest, outputs_table.c.retired)
-                                    .where(outputs_table.c.patient.in_(chunk)))
+                                    .where(outputs_table.c.pathway == pathway, outputs_table.c.patient.in_(chunk)))
                 existing.update((r.id, (r.digest, r.retired)) for r in rows)
             new = [o for o in outputs if o.id not in existing]
             changed = [o for o in outputs if o.id in existing and existing[o.id] != (o.digest, 0)]
@@ -221,20 +251,23 @@ class Ledger:
                      "digest": o.digest, "body": orjson.dumps(o.body).decode(), "retired": 0,
                      "first_run": run, "updated_run": run} for o in chunk])
             for o in changed:
-                conn.execute(update(outputs_table).where(outputs_table.c.id == o.id).values(
+                conn.execute(update(outputs_table).where(outputs_table.c.pathway == pathway,
+                                                         outputs_table.c.id == o.id).values(
                     digest=o.digest, body=orjson.dumps(o.body).decode(), retired=0, updated_run=run))
             for chunk in _chunks(gone):
-                conn.execute(update(outputs_table).where(outputs_table.c.id.in_(chunk))
+                conn.execute(update(outputs_table).where(outputs_table.c.pathway == pathway,
+                                                         outputs_table.c.id.in_(chunk))
                              .values(retired=1, updated_run=run))
             if new or changed or gone:
                 conn.execute(update(meta_table).where(meta_table.c.key == "generation")
                              .values(value=meta_table.c.value + 1))
         return Recorded(len(new), len(changed), len(outputs) - len(new) - len(changed), len(gone))
 
-    def current(self, kinds: Iterable[OutputKind] | None = None) -> Iterator[Output]:
-        """Every current (not retired) output in (patient, kind, id) order, streamed."""
+    def current(self, pathway: str, kinds: Iterable[OutputKind] | None = None) -> Iterator[Output]:
+        """Every current (not retired) output of the pathway in (patient, kind, id) order, streamed."""
         query = select(outputs_table.c.id, outputs_table.c.kind, outputs_table.c.patient,
-                       outputs_table.c.body, outputs_table.c.digest).where(outputs_table.c.retired == 0)
+                       outputs_table.c.body, outputs_table.c.digest).where(outputs_table.c.pathway == pathway,
+                                                                           outputs_table.c.retired == 0)
         if kinds is not None:
             query = query.where(outputs_table.c.kind.in_([k.value for k in kinds]))
         query = query.order_by(outputs_table.c.patient, outputs_table.c.kind, outputs_table.c.id)
@@ -288,13 +321,14 @@ class Ledger:
                 conn.execute(update(meta_table).where(meta_table.c.key == "generation")
                              .values(value=meta_table.c.value + 1))
 
-    def letters_with_sends(self) -> Iterator[tuple[str, dict, str | None]]:
-        """Every current letter as (patient, body, first sent_at or None), in (patient, id) order, streamed."""
+    def letters_with_sends(self, pathway: str) -> Iterator[tuple[str, dict, str | None]]:
+        """Every current letter of the pathway as (patient, body, first sent_at or None), in (patient, id) order, streamed."""
         sends = (select(sends_table.c.output_id, func.min(sends_table.c.sent_at).label("sent_at"))
                  .group_by(sends_table.c.output_id).subquery())
         join = outputs_table.outerjoin(sends, sends.c.output_id == outputs_table.c.id)
         query = (select(outputs_table.c.patient, outputs_table.c.body, sends.c.sent_at).select_from(join)
-                 .where(outputs_table.c.retired == 0, outputs_table.c.kind == OutputKind.LETTER.value)
+                 .where(outputs_table.c.pathway == pathway, outputs_table.c.retired == 0,
+                        outputs_table.c.kind == OutputKind.LETTER.value)
                  .order_by(outputs_table.c.patient, outputs_table.c.id))
         with self.engine.connect() as conn:
             for row in conn.execution_options(stream_results=True, yield_per=2000).execute(query):
@@ -306,20 +340,22 @@ class Ledger:
         with self.engine.connect() as conn:
             return conn.execute(select(meta_table.c.value).where(meta_table.c.key == "generation")).scalar_one()
 
-    def snapshot_state(self, sink: str) -> str | None:
-        """What the sink's document last showed (see `mark_snapshot`), or None."""
+    def snapshot_state(self, pathway: str, sink: str) -> str | None:
+        """What the pathway's document of that sink last showed (see `mark_snapshot`), or None."""
         with self.engine.connect() as conn:
-            return conn.execute(select(snapshots_table.c.state)
-                                .where(snapshots_table.c.sink == sink)).scalar_one_or_none()
+            return conn.execute(select(snapshots_table.c.state).where(
+                snapshots_table.c.pathway == pathway, snapshots_table.c.sink == sink)).scalar_one_or_none()
 
-    def mark_snapshot(self, sink: str, state: str, run: str) -> None:
-        self._upsert(snapshots_table, ["sink"], ["state", "run"], [{"sink": sink, "state": state, "run": run}])
+    def mark_snapshot(self, pathway: str, sink: str, state: str, run: str) -> None:
+        self._upsert(snapshots_table, ["pathway", "sink"], ["state", "run"],
+                     [{"pathway": pathway, "sink": sink, "state": state, "run": run}])
 
     # -- counts (for summaries and tests) --------------------------------------------
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, pathway: str) -> dict[str, int]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(outputs_table.c.kind, func.count()).where(outputs_table.c.retired == 0)
+            rows = conn.execute(select(outputs_table.c.kind, func.count())
+                                .where(outputs_table.c.pathway == pathway, outputs_table.c.retired == 0)
                                 .group_by(outputs_table.c.kind))
             return {kind: n for kind, n in rows}
 
