@@ -30,7 +30,7 @@ def documents(n: int) -> tuple[list[str], str]:
     from datetime import datetime
 
     from carepath import api
-    from carepath.planning import plan_cohort, read_cohort
+    from carepath.orchestrator.planning import plan_cohort, read_cohort
     from carepath.sinks.letters import render_letter
 
     compiled = api.load_pathway(ROOT / "pathways" / "ketamine-iv.yaml")

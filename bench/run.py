@@ -206,7 +206,7 @@ import gc, json, sys, time
 from datetime import datetime
 from pathlib import Path
 from carepath import api
-from carepath.cohort import partition, read_shard
+from carepath.orchestrator.cohort import partition, read_shard
 from carepath.engine import plan
 compiled = api.load_pathway(sys.argv[1])
 d, work, as_of = Path(sys.argv[2]), Path(sys.argv[3]), datetime.fromisoformat(sys.argv[4])
@@ -259,7 +259,7 @@ import cProfile, io, pstats, sys
 from datetime import datetime
 from pathlib import Path
 from carepath import api
-from carepath.cohort import partition, read_shard
+from carepath.orchestrator.cohort import partition, read_shard
 from carepath.engine import plan
 compiled = api.load_pathway(sys.argv[1])
 d, work, as_of = Path(sys.argv[2]), Path(sys.argv[3]), datetime.fromisoformat(sys.argv[4])

@@ -101,9 +101,10 @@ LETTERS = r"""
 import json, sys, time
 from datetime import datetime
 from pathlib import Path
-from carepath import emission, cohort
+from carepath import api
+from carepath.orchestrator import cohort
 from carepath.sinks.letters import render_letter, write_letter
-compiled = emission.compiled_pathway(sys.argv[1])
+compiled = api.load_pathway(sys.argv[1])
 part = cohort.partition(compiled, Path(sys.argv[2]) / "patients.jsonl", Path(sys.argv[2]) / "events.jsonl",
                         Path(sys.argv[3]) / "work", 300)
 shard = cohort.plan_shard(compiled, part.shards[0], datetime.fromisoformat(sys.argv[4]))
@@ -125,21 +126,23 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-from carepath import emission, cohort
+from carepath import api
+from carepath.orchestrator import emission, cohort
 from carepath.engine import plan
 from carepath.runtime.flows import sweep
+from carepath.sinks.ledger import Ledger
 
 pathway, data, work, as_of = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), datetime.fromisoformat(sys.argv[4])
-compiled = emission.compiled_pathway(pathway)
+compiled = api.load_pathway(pathway)
 part = cohort.partition(compiled, data / "patients.jsonl", data / "events.jsonl", work / "peer-shards", 100_000)
 people, events, _ = cohort.read_shard(compiled, part.shards[0])
-url = f"sqlite:///{work / 'peer-ledger.sqlite'}"
+ledger = Ledger(f"sqlite:///{work / 'peer-ledger.sqlite'}")
 
 # What a user would write by hand: one Prefect task per patient (same planning, same ledger).
 @task(cache_policy=NO_CACHE, persist_result=False)
 def plan_patient(ref: str) -> int:
     result = plan(compiled, people[ref], events[ref], as_of)
-    recorded, _ = emission.emit_plans(compiled, [result], people, emission.ledger_for(url), work / "peer-out", "peer",
+    recorded, _ = emission.emit_plans(compiled, [result], people, ledger, work / "peer-out", "peer",
                                       pdf=False)
     return recorded.new
 

@@ -35,7 +35,7 @@ def cohort(n: int) -> Path:
 
 def measure(n: int) -> str:
     from carepath.api import load_cohort
-    from carepath.planning import plan_cohort
+    from carepath.orchestrator.planning import plan_cohort
     from carepath.sinks.base import outputs_of
     from carepath.sinks.worklist import Worklist
 

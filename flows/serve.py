@@ -24,12 +24,12 @@ def main(argv: list[str]) -> int:
 
     from prefect import serve
 
-    from carepath import emission
+    from carepath import api
     from carepath.runtime.deployments import deployments_for
 
     deployments = []
     for pathway in args.pathways:
-        pathway_id = emission.compiled_pathway(pathway).id
+        pathway_id = api.load_pathway(pathway).id
         deployments += deployments_for(pathway, args.patients, args.events, f"{args.out}/{pathway_id}")
     serve(*deployments)
     return 0

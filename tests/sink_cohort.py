@@ -14,7 +14,7 @@ from pathlib import Path
 from carepath.api import load_cohort
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan
-from carepath.planning import plan_cohort
+from carepath.orchestrator.planning import plan_cohort
 from carepath.sinks.base import Output, OutputKind, outputs_of
 
 ROOT = Path(__file__).resolve().parents[1]

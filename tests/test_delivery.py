@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from carepath import cohort, emission
-from carepath.sinks.ledger import default_url
+from carepath.orchestrator import emission, sequence
+from carepath.orchestrator.spec import RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHWAY = str(ROOT / "pathways" / "ketamine-iv.yaml")
@@ -63,13 +63,9 @@ def smtp(monkeypatch: pytest.MonkeyPatch):
     controller.stop()
 
 
-def sweep(out: Path, as_of: datetime = AS_OF, run: str = "run-1") -> list[emission.ShardReport]:
-    compiled = emission.compiled_pathway(PATHWAY)
-    part = cohort.partition(compiled, PATIENTS, EVENTS, out / "work", 1)
-    url = default_url(out)
-    reports = [emission.emit_shard(PATHWAY, s, as_of, url, out, run) for s in part.shards]
-    emission.write_documents(PATHWAY, url, out, as_of, run)
-    return reports
+def sweep(out: Path, as_of: datetime = AS_OF, run: str = "run-1") -> emission.RunSummary:
+    """The sweep flow's sequence, in this process."""
+    return sequence.sweep(RunSpec.resolve(PATHWAY, out, as_of, run), PATIENTS, EVENTS, shard_size=1)
 
 
 def outbox(out: Path) -> dict[str, dict]:

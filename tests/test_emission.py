@@ -1,16 +1,18 @@
-"""Exactly-once emission through the outbox ledger, without Prefect (the flows only wrap
-these functions in tasks): re-runs, a failing sink retried, a later as-of."""
+"""Exactly-once emission through the outbox ledger: the run sequence the Prefect flows
+call (carepath.orchestrator.sequence), run in this process: re-runs, a failing sink
+retried, a later as-of."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from carepath import cohort, emission
-from carepath.sinks.ledger import default_url
+from carepath.orchestrator import emission, sequence
+from carepath.orchestrator.spec import RunSpec
 from carepath.sinks.letters import LetterFiles
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,15 +24,9 @@ LATER = datetime.fromisoformat("2026-03-20T17:00:00+00:00")
 
 
 def sweep(out: Path, as_of: datetime = AS_OF, run: str = "run-1", pdf: bool = False, shard_size: int = 1,
-          events: Path = EVENTS) -> list[emission.ShardReport]:
-    """What the sweep flow does, minus Prefect."""
-    compiled = emission.compiled_pathway(PATHWAY)
-    part = cohort.partition(compiled, PATIENTS, events, out / "work", shard_size)
-    url = default_url(out)
-    reports = [emission.emit_shard(PATHWAY, s, as_of, url, out, run, pdf=pdf) for s in part.shards]
-    emission.write_documents(PATHWAY, url, out, as_of, run)
-    emission.write_rejected(out, list(part.rejected) + [r for rep in reports for r in rep.rejected])
-    return reports
+          events: Path = EVENTS) -> emission.RunSummary:
+    """The sweep flow's sequence, in this process."""
+    return sequence.sweep(RunSpec.resolve(PATHWAY, out, as_of, run, pdf=pdf), PATIENTS, events, shard_size=shard_size)
 
 
 def snapshot(out: Path) -> dict[str, tuple[bytes, int]]:
@@ -41,10 +37,10 @@ def snapshot(out: Path) -> dict[str, tuple[bytes, int]]:
 
 def test_first_run_emits_tasks_letters_and_documents(tmp_path: Path) -> None:
     reports = sweep(tmp_path)
-    assert sum(r.recorded.new for r in reports) > 0
+    assert reports.recorded.new > 0
     # Seven letters are planned; four expired before this as-of (p-001's enrolment letters
     # and pre-session instructions): only the three due ones are sent.
-    assert sum(r.letters_written for r in reports) == 3
+    assert reports.letters_written == 3
     tasks = [json.loads(line) for line in (tmp_path / "tasks.jsonl").read_text().splitlines()]
     assert {t["patient"] for t in tasks} == {"p-001", "p-002"}
     outbox = letters_jsonl(tmp_path)
@@ -78,12 +74,12 @@ def test_each_sweep_sends_what_became_due_since_and_nothing_twice(tmp_path: Path
     first = sweep(tmp_path, as_of=early)
     outbox = letters_jsonl(tmp_path)
     # p-002's welcome, and three of p-001's letters whose week is not yet over
-    assert sum(r.letters_written for r in first) == 4
+    assert first.letters_written == 4
     assert {(l["patient"], l["template"]): l["status"] for l in outbox.values() if l["patient"] == "p-002"} == {
         ("p-002", "welcome"): "sent"}  # the screening that calls for records_pending comes at 10:00 EST
     written = {p: p.stat().st_mtime_ns for p in letter_files(tmp_path)}
     later = sweep(tmp_path, run="run-2")  # the next sweep: records_pending is due now
-    assert sum(r.letters_written for r in later) == 1
+    assert later.letters_written == 1
     outbox_later = letters_jsonl(tmp_path)
     newly = {i for i, l in outbox_later.items() if l["status"] == "sent" and i not in outbox}
     assert [outbox_later[i]["template"] for i in newly] == ["records_pending"]
@@ -91,15 +87,15 @@ def test_each_sweep_sends_what_became_due_since_and_nothing_twice(tmp_path: Path
     # what was sent before keeps its file untouched and its first sent_at
     assert {p: m for p, m in ((p, p.stat().st_mtime_ns) for p in letter_files(tmp_path)) if p in written} == written
     assert all(outbox_later[i]["sent_at"] == early.isoformat() for i, l in outbox.items() if l["status"] == "sent")
-    assert sum(r.letters_written for r in sweep(tmp_path, run="run-3")) == 0
+    assert sweep(tmp_path, run="run-3").letters_written == 0
 
 
 def test_a_rerun_with_the_same_inputs_writes_nothing(tmp_path: Path) -> None:
     sweep(tmp_path)
     before = snapshot(tmp_path)
     reports = sweep(tmp_path, run="run-2")
-    assert sum(r.recorded.new + r.recorded.changed for r in reports) == 0
-    assert sum(r.letters_written for r in reports) == 0
+    assert reports.recorded.new + reports.recorded.changed == 0
+    assert reports.letters_written == 0
     assert snapshot(tmp_path) == before  # same bytes, and not even touched
 
 
@@ -138,7 +134,7 @@ def test_a_later_as_of_adds_only_what_is_new_and_updates_status_in_place(tmp_pat
     changed = {i for i in first if first[i]["status"] != later[i]["status"]}
     assert changed, "two weeks on, some open task must have become overdue"
     assert all(later[i]["status"] == "overdue" for i in changed)
-    assert sum(r.recorded.changed for r in reports) >= len(changed)
+    assert reports.recorded.changed >= len(changed)
     # letters already written are left alone
     assert {n: m for n, m in ((p.name, p.stat().st_mtime_ns) for p in letter_files(tmp_path))
             if n in letters_before} == letters_before
@@ -150,18 +146,16 @@ def test_a_new_event_adds_its_task_once(tmp_path: Path) -> None:
     events.write_text(EVENTS.read_text() + json.dumps(
         {"id": "e-new", "patient": "p-001", "type": "session_completed", "at": "2026-03-03T11:00:00-05:00",
          "data": {"session": "s-1"}}) + "\n")
-    compiled = emission.compiled_pathway(PATHWAY)
-    url = default_url(tmp_path)
-    report = emission.emit_patient(PATHWAY, str(PATIENTS), str(events), "p-001", AS_OF, url, tmp_path, "evt")
-    again = emission.emit_patient(PATHWAY, str(PATIENTS), str(events), "p-001", AS_OF, url, tmp_path, "evt-2")
-    emission.write_documents(PATHWAY, url, tmp_path, AS_OF, "evt")
+    spec = RunSpec.resolve(PATHWAY, tmp_path, AS_OF, "evt")
+    report = sequence.replan_patient(spec, PATIENTS, events, "p-001")
+    again = sequence.replan_patient(replace(spec, run="evt-2"), PATIENTS, events, "p-001")
     assert report.recorded.new + report.recorded.changed > 0
     assert again.recorded.new == again.recorded.changed == 0
     tasks = [json.loads(l) for l in (tmp_path / "tasks.jsonl").read_text().splitlines()]
     integration = [t for t in tasks if t["patient"] == "p-001" and t["trigger"] == "e-new"
                    and t["step"] == "integration_psychotherapy"]
     assert len(integration) == 1
-    assert compiled.id == "ketamine-iv"
+    assert report.pathway == "ketamine-iv"
 
 
 def test_ledger_and_documents_hold_refs_never_names(tmp_path: Path) -> None:
@@ -178,14 +172,13 @@ def test_ledger_and_documents_hold_refs_never_names(tmp_path: Path) -> None:
 
 
 def test_letters_written_before_the_outbox_are_not_sent_again(tmp_path: Path) -> None:
-    from carepath.sinks.ledger import Ledger, deliveries_table
+    from carepath.sinks.ledger import Ledger, default_url, deliveries_table
 
     sweep(tmp_path)
     sent = {i for i, l in letters_jsonl(tmp_path).items() if l["status"] == "sent"}
     # An older ledger: the same letters recorded only as deliveries of the letters sink.
     old = tmp_path
     url = default_url(old)
-    emission._ledgers.pop(url).close()
     for f in (tmp_path / "letters").rglob("*"):
         if f.is_file():
             f.unlink()
@@ -201,7 +194,7 @@ def test_letters_written_before_the_outbox_are_not_sent_again(tmp_path: Path) ->
     engine.dispose()
     Ledger(url).close()  # the upgrade: the outbox adopts the old deliveries
     reports = sweep(old, run="after-upgrade")
-    assert sum(r.letters_written for r in reports) == 0
+    assert reports.letters_written == 0
     assert not [f for f in (tmp_path / "letters").rglob("*") if f.is_file()]
     outbox = letters_jsonl(old)
     assert {i for i, l in outbox.items() if l["status"] == "sent"} == sent

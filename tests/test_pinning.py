@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete
 
-from carepath import api, cohort, emission
-from carepath.pinning import Migration, VersionReused, read_migration
-from carepath.sinks.ledger import default_url, versions_table
+from carepath import api
+from carepath.orchestrator import emission, sequence
+from carepath.orchestrator.pinning import Migration, VersionReused, read_migration
+from carepath.orchestrator.spec import RunSpec
+from carepath.sinks.ledger import Ledger, default_url, versions_table
 from pathway_variants import REFERENCE, edit, write_variant
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,15 +28,10 @@ WIDER = (("version: 1.0.0", "version: 1.1.0"),
 
 
 def sweep(pathway: Path, out: Path, patients: Path = PATIENTS, migration: Migration | None = None,
-          run: str = "run") -> list[emission.ShardReport]:
-    url = default_url(out)
-    emission.archive_pathway(str(pathway), url)
-    compiled = emission.compiled_pathway(str(pathway))
-    part = cohort.partition(compiled, patients, EVENTS, out / "work", 2000)
-    reports = [emission.emit_shard(str(pathway), s, AS_OF, url, out, run, pdf=False, migration=migration)
-               for s in part.shards]
-    emission.write_documents(str(pathway), url, out, AS_OF, run)
-    return reports
+          run: str = "run") -> emission.RunSummary:
+    """The sweep flow's sequence, in this process."""
+    return sequence.sweep(RunSpec.resolve(pathway, out, AS_OF, run, pdf=False, migration=migration), patients, EVENTS)
+
 
 
 def integration_tasks(out: Path) -> dict[str, dict]:
@@ -66,10 +63,11 @@ def test_a_pinned_patient_keeps_the_version_they_enrolled_under(versions, tmp_pa
     reports = sweep(new, out, patients=newcomer, run="after-upgrade")
     after = integration_tasks(out)["p-001"]
     assert after == before  # same rules, same window, same version
-    assert sum(r.recorded.changed for r in reports) == 0
-    ledger = emission.ledger_for(default_url(out))
+    assert reports.recorded.changed == 0
+    ledger = Ledger(default_url(out))
     assert ledger.pins("ketamine-iv", ["p-001", "p-002", "p-003"]) == {
         "p-001": "1.0.0", "p-002": "1.0.0", "p-003": "1.1.0"}
+    ledger.close()
 
 
 def test_an_explicit_migration_moves_patients_to_the_new_version(versions, tmp_path: Path) -> None:
@@ -80,9 +78,10 @@ def test_an_explicit_migration_moves_patients_to_the_new_version(versions, tmp_p
     reports = sweep(new, out, migration=migration, run="migrate")
     moved = integration_tasks(out)["p-001"]
     assert moved["pathway_version"] == "1.1.0" and hours(moved) == 48  # 24 h opens → 72 h due
-    assert sum(r.recorded.changed for r in reports) > 0
-    ledger = emission.ledger_for(default_url(out))
+    assert reports.recorded.changed > 0
+    ledger = Ledger(default_url(out))
     assert ledger.pins("ketamine-iv", ["p-001", "p-002"]) == {"p-001": "1.1.0", "p-002": "1.0.0"}
+    ledger.close()
 
 
 def test_a_pin_that_cannot_be_honoured_is_refused_with_the_way_out(versions, tmp_path: Path) -> None:
@@ -90,14 +89,15 @@ def test_a_pin_that_cannot_be_honoured_is_refused_with_the_way_out(versions, tmp
     out = tmp_path / "out"
     sweep(old, out)
     before = integration_tasks(out)["p-001"]
-    ledger = emission.ledger_for(default_url(out))
+    ledger = Ledger(default_url(out))
     with ledger.engine.begin() as conn:  # e.g. a ledger restored without its archive
         conn.execute(delete(versions_table).where(versions_table.c.version == "1.0.0"))
-    emission._archived.cache_clear()
-    reports = sweep(new, out, run="refused")
-    refused = [r for rep in reports for r in rep.rejected if r.file == "pins"]
-    assert {r.id for r in refused} == {"p-001", "p-002"}
-    assert "pinned to ketamine-iv 1.0.0" in refused[0].reason and "--migration" in refused[0].reason
+    ledger.close()
+    sweep(new, out, run="refused")
+    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    refused = [r for r in rejected if r["file"] == "pins"]
+    assert {r["id"] for r in refused} == {"p-001", "p-002"}
+    assert "pinned to ketamine-iv 1.0.0" in refused[0]["reason"] and "--migration" in refused[0]["reason"]
     assert integration_tasks(out)["p-001"] == before  # nothing switched to 1.1.0 behind anyone's back
 
 
@@ -107,7 +107,7 @@ def test_the_same_version_with_different_rules_is_refused(versions, tmp_path: Pa
     sweep(old, out)
     changed = write_variant(tmp_path / "v1b", edit(REFERENCE.read_text(), WIDER[1]))
     with pytest.raises(VersionReused, match="give the changed pathway a new version"):
-        emission.archive_pathway(str(changed), default_url(out))
+        sweep(changed, out, run="same-version")
 
 
 def test_a_migration_file_is_read_and_its_mistakes_positioned(tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import sqlalchemy
 
-from carepath import cohort, emission
+from carepath import api
+from carepath.orchestrator import sequence
+from carepath.orchestrator.spec import RunSpec
 from carepath.sinks.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,13 +24,8 @@ AS_OF = datetime.fromisoformat("2026-03-05T17:00:00+00:00")
 def sweep(pathway: str, cohort_dir: Path, out: Path, url: str, run: str, patients: Path | None = None,
           events: Path | None = None) -> None:
     """A sweep of one pathway's cohort into its own folder, recording into the shared ledger."""
-    compiled = emission.compiled_pathway(pathway)
-    emission.archive_pathway(pathway, url)
-    part = cohort.partition(compiled, patients or cohort_dir / "patients.jsonl", events or cohort_dir / "events.jsonl",
-                            out / "work", 500)
-    for shard in part.shards:
-        emission.emit_shard(pathway, shard, AS_OF, url, out, run, pdf=False)
-    emission.write_documents(pathway, url, out, AS_OF, run)
+    sequence.sweep(RunSpec.resolve(pathway, out, AS_OF, run, ledger_url=url, pdf=False),
+                   patients or cohort_dir / "patients.jsonl", events or cohort_dir / "events.jsonl", shard_size=500)
 
 
 def refs_in(out: Path) -> dict[str, set[str]]:
@@ -98,7 +95,7 @@ def test_a_patient_ref_in_both_pathways_keeps_each_pathways_plan(tmp_path: Path)
     assert (ketamine_out / "fhir" / "bundle.json").read_bytes() == before[1]
     esketamine_tasks = [json.loads(line) for line in (esketamine_out / "tasks.jsonl").read_text().splitlines()]
     assert {t["patient"] for t in esketamine_tasks} <= set(shared.values())
-    steps = {s.name for s in emission.compiled_pathway(ESKETAMINE[0]).steps.values()}
+    steps = {s.name for s in api.load_pathway(ESKETAMINE[0]).steps.values()}
     assert {t["step"] for t in esketamine_tasks} <= steps
 
 
@@ -127,7 +124,6 @@ def test_a_ledger_from_before_pathway_scoping_is_adopted(tmp_path: Path) -> None
     sweep(*ESKETAMINE, esketamine_out, url, "run-e")
     expected = {out: (out / "tasks.jsonl").read_bytes() for out in (ketamine_out, esketamine_out)}
     sent = (esketamine_out / "letters.jsonl").read_bytes()
-    emission._ledgers.pop(url).close()
     _unscope(url)
     for out in expected:
         (out / "tasks.jsonl").unlink()

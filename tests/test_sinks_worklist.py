@@ -335,7 +335,7 @@ def test_closed_work_is_capped_to_the_most_recent(tmp_path: Path, cohort: Planne
 def test_prefect_artifact_lists_the_same_top_rows_refs_only(page: str, cohort: Planned) -> None:
     from types import SimpleNamespace
 
-    from carepath.emission import workload
+    from carepath.orchestrator.emission import workload
     from carepath.runtime.artifacts import urgent_rows
 
     half = len(cohort.plans) // 2
@@ -376,7 +376,7 @@ def test_patient_view_from_the_command_line(tmp_path: Path, cohort: Planned,
 
 
 def test_run_summary_counts_patients_needing_attention_as_the_page_lists_them(page: str, cohort: Planned) -> None:
-    from carepath.emission import workload
+    from carepath.orchestrator.emission import workload
     from carepath.engine.result import PatientPlan
 
     listed = re.findall(r'<tr data-patient="([^"]+)"><th scope="row">', page)

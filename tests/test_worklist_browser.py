@@ -85,7 +85,7 @@ function check(frame) {
 def demo_outputs() -> tuple[CompiledPathway, list[Output], datetime]:
     """The demo cohort (`python3 dev.py demo`) planned as the demo runs it."""
     from carepath.api import load_cohort
-    from carepath.planning import plan_cohort
+    from carepath.orchestrator.planning import plan_cohort
 
     sys.path.insert(0, str(ROOT))
     try:

@@ -84,7 +84,7 @@ def _with_overrides(checked: Checked, overrides: dict[str, object], path: str | 
 def load_cohort(pathway: str | Path, patients: str | Path, events: str | Path):
     """The compiled pathway and the cohort read from files; bad lines are rejections, not errors."""
     from carepath.codes import Code
-    from carepath.planning import read_cohort
+    from carepath.orchestrator.planning import read_cohort
     from carepath.records import RecordsFileError
 
     compiled = load_pathway(pathway)
@@ -119,7 +119,7 @@ def letter_channel_problem(compiled: CompiledPathway) -> str | None:
     block named by CAREPATH_SMTP_BLOCK is read only by the run itself."""
     import os
 
-    from carepath.emission import channel_of
+    from carepath.orchestrator.emission import channel_of
 
     try:
         channel = channel_of(compiled)

@@ -49,7 +49,7 @@ def _load_cohort(args: argparse.Namespace):
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from carepath.planning import write_patient_page, write_plan_json, write_plan_text
+    from carepath.orchestrator.planning import write_patient_page, write_plan_json, write_plan_text
 
     if (args.format == "html") != (args.patient is not None):
         print("carepath plan: --patient REF and --format html go together (one patient's whole plan as a page)",
@@ -72,7 +72,7 @@ def _plan(args: argparse.Namespace) -> int:
 def _letters(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from carepath.planning import plan_cohort
+    from carepath.orchestrator.planning import plan_cohort
     from carepath.sinks.letters import LetterError, render_all
 
     loaded = _load_cohort(args)
@@ -134,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     from carepath import api
     from carepath.runtime import console
 
-    from carepath.pinning import read_migration
+    from carepath.orchestrator.pinning import read_migration
     from carepath.sinks.ledger import url_problem
 
     try:

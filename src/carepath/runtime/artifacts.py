@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from carepath.emission import RunSummary
+from carepath.orchestrator.emission import RunSummary
 
 
 def _key(prefix: str, pathway: str, what: str) -> str:

@@ -10,7 +10,7 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from prefect.schedules import Cron
 
-from carepath import emission
+from carepath import api
 from carepath.runtime.events import EVENT_NAME
 from carepath.runtime.flows import patient_replan, sweep
 
@@ -27,7 +27,7 @@ def event_trigger(pathway_id: str) -> DeploymentEventTrigger:
 
 
 def deployments_for(pathway: str, patients: str, events: str, out: str) -> list[RunnerDeployment]:
-    compiled = emission.compiled_pathway(pathway)
+    compiled = api.load_pathway(pathway)
     params = {"pathway": str(Path(pathway).resolve()), "patients": str(Path(patients).resolve()),
               "events": str(Path(events).resolve()), "out": str(Path(out).resolve())}
     return [

@@ -10,33 +10,27 @@ what was emitted, so a retried task or a re-run flow emits nothing twice.
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
-from carepath import cohort, emission
-from carepath.pinning import Migration, read_migration
-from carepath.runtime import artifacts, console
-from carepath.sinks.ledger import default_url
+from carepath.orchestrator import sequence
+from carepath.orchestrator.pinning import read_migration
+from carepath.orchestrator.sequence import DEFAULT_SHARD_SIZE
+from carepath.orchestrator.spec import RunSpec, parse_as_of
+from carepath.runtime import artifacts
 
-DEFAULT_SHARD_SIZE = 2000  # patients per Prefect task: ~0.1-0.2 s of planning against ~10 ms of task overhead
+__all__ = ["DEFAULT_SHARD_SIZE", "PrefectTasks", "patient_replan", "run_sweep", "sweep"]
 
-
-def _instant(as_of: str | None) -> datetime:
-    """The as-of instant: given (with an offset), or now for scheduled sweeps."""
-    if as_of is None:
-        return datetime.now(UTC).replace(microsecond=0)
-    value = datetime.fromisoformat(as_of)
-    if value.tzinfo is None:
-        raise ValueError(f"as_of {as_of!r} has no UTC offset")
-    return value
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _run_name(kind: str) -> str:
@@ -47,46 +41,39 @@ def _run_name(kind: str) -> str:
     return f"{kind}-{stem}{subject}-as-of-{as_of}"
 
 
-def _work_dir(out: Path) -> Path:
-    """Scratch space for shard files: they hold names, so owner-only, removed after."""
-    work = out / ".carepath-work"
-    work.mkdir(mode=0o700, parents=True, exist_ok=True)
-    work.chmod(0o700)
-    return work / "shards"
-
-
 _NO_RESULTS = {"cache_policy": NO_CACHE, "persist_result": False}
+# Steps that write outputs are retried: each is idempotent (the ledger records what was done).
+_RETRIED = ("plan-and-emit", "replan-patient", "write-documents")
 
 
-@task(name="partition", task_run_name="partition", **_NO_RESULTS)
-def partition_cohort(pathway: str, patients: str, events: str, work: str, shard_size: int) -> cohort.Partition:
-    compiled = emission.compiled_pathway(pathway)
-    return cohort.partition(compiled, patients, events, Path(work), shard_size)
+@task(name="carepath-step", task_run_name="{label}", **_NO_RESULTS)
+def _step(label: str, fn: Callable[..., R], args: tuple) -> R:
+    return fn(*args)
 
 
-@task(name="plan-and-emit", task_run_name="plan-and-emit-{shard.name}", retries=2, retry_delay_seconds=1,
-      **_NO_RESULTS)
-def plan_and_emit(pathway: str, shard: cohort.Shard, as_of: datetime, ledger_url: str, out: str, run: str,
-                  pdf: bool, migration: Migration | None) -> emission.ShardReport:
-    return emission.emit_shard(pathway, shard, as_of, ledger_url, Path(out), run, pdf=pdf, migration=migration)
+class PrefectTasks:
+    """The orchestrator's Executor as Prefect tasks, one per step and per shard, named
+    after them, on the flow's task runner. Arguments are quoted: Prefect need not walk
+    the compiled pathway looking for futures."""
+
+    def _task(self, label: str):  # noqa: ANN202 - a Prefect task
+        retried = label.startswith(_RETRIED)
+        return _step.with_options(retries=2 if retried else 0,
+                                  retry_delay_seconds=1 if retried else 0)
+
+    def call(self, name: str, fn: Callable[..., R], *args: object) -> R:
+        return self._task(name)(name, quote(fn), quote(args))
+
+    def map(self, name: Callable[[T], str], fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        futures = [self._task(name(item)).submit(name(item), quote(fn), quote((item,))) for item in items]
+        for future in as_completed(futures):
+            yield future.result()
 
 
-@task(name="replan-patient", task_run_name="replan-patient-{patient}", retries=2, retry_delay_seconds=1,
-      **_NO_RESULTS)
-def replan_patient(pathway: str, patients: str, events: str, patient: str, as_of: datetime, ledger_url: str,
-                   out: str, run: str, pdf: bool, migration: Migration | None) -> emission.ShardReport:
-    return emission.emit_patient(pathway, patients, events, patient, as_of, ledger_url, Path(out), run, pdf=pdf,
-                                 migration=migration)
-
-
-@task(name="archive-pathway-version", task_run_name="archive-pathway-version", **_NO_RESULTS)
-def archive_pathway(pathway: str, ledger_url: str) -> None:
-    emission.archive_pathway(pathway, ledger_url)
-
-
-@task(name="write-documents", task_run_name="write-documents", retries=2, retry_delay_seconds=1, **_NO_RESULTS)
-def write_documents(pathway: str, ledger_url: str, out: str, as_of: datetime, run: str) -> dict[str, int | None]:
-    return emission.write_documents(pathway, ledger_url, Path(out), as_of, run)
+def _spec(pathway: str, out: str, as_of: str | None, ledger_url: str | None, pdf: bool,
+          migration: str | None) -> RunSpec:
+    return RunSpec.resolve(pathway, out, parse_as_of(as_of), str(flow_run.id), ledger_url=ledger_url, pdf=pdf,
+                           migration=read_migration(migration) if migration else None)
 
 
 @flow(name="carepath-sweep", flow_run_name=lambda: _run_name("sweep"), persist_result=False,
@@ -100,59 +87,16 @@ def sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None 
     return run_sweep(pathway, patients, events, out, as_of, shard_size, ledger_url, pdf, migration)
 
 
-@dataclass(frozen=True)
-class _Start:
-    """What both flows settle first: the instant, the output folder, the ledger, the run."""
-
-    when: datetime
-    out: Path
-    url: str
-    run: str
-    migration: Migration | None
-
-
-def _start(pathway: str, out: str, as_of: str | None, ledger_url: str | None, migration: str | None) -> _Start:
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = _Start(_instant(as_of), out_dir, ledger_url or default_url(out_dir), str(flow_run.id),
-                   read_migration(migration) if migration else None)
-    archive_pathway(pathway, start.url)
-    return start
-
-
 def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None, shard_size: int,
               ledger_url: str | None, pdf: bool, migration: str | None) -> dict:
     """The sweep's body, inside a flow run (whichever task runner that flow has)."""
+    from carepath.runtime import console
+
     logger = get_run_logger()
-    start = _start(pathway, out, as_of, ledger_url, migration)
-    when, out_dir, url, run, moving = start.when, start.out, start.url, start.run, start.migration
-    if removed := emission.clear_leftovers(out_dir):
-        logger.warning("removed %d half-written file(s) left by an interrupted run", removed)
-    work = _work_dir(out_dir)
-    part = partition_cohort(pathway, patients, events, str(work), shard_size)
-    logger.info("%d patients, %d events in %d shard(s); %d input line(s) rejected",
-                part.patients, part.events, len(part.shards), len(part.rejected))
-    bar = console.current()
-    if bar:
-        bar.start(len(part.shards), part.patients)
-    futures = [plan_and_emit.submit(pathway, s, when, url, out, run, pdf, moving) for s in part.shards]
-    reports = []
-    for future in as_completed(futures):
-        report = future.result()
-        reports.append(report)
-        if bar:
-            bar.advance(report.patients)
-    if bar:
-        bar.finish()
-    reports.sort(key=lambda r: r.shard)
-    documents = write_documents(pathway, url, out, when, run)
-    rejected = list(part.rejected) + [r for rep in reports for r in rep.rejected]
-    emission.write_rejected(out_dir, rejected)
-    shutil.rmtree(work.parent, ignore_errors=True)
-    summary = emission.RunSummary.of(emission.compiled_pathway(pathway), when, reports, len(rejected), documents)
-    artifacts.publish(summary, out_dir)
-    logger.info("recorded %d new, %d changed output(s); %d letter(s) written",
-                summary.recorded.new, summary.recorded.changed, summary.letters_written)
+    spec = _spec(pathway, out, as_of, ledger_url, pdf, migration)
+    summary = sequence.sweep(spec, patients, events, PrefectTasks(), shard_size=shard_size,
+                             progress=console.current(), log=logger.info)
+    artifacts.publish(summary, spec.out)
     return summary.as_json()
 
 
@@ -163,13 +107,9 @@ def patient_replan(pathway: str, patients: str, events: str, out: str, patient: 
     """Re-plan one patient after a recorded event (the event trigger's flow), then refresh
     the documents. `patient` is the pseudonymous ref the event carried."""
     logger = get_run_logger()
-    start = _start(pathway, out, as_of, ledger_url, migration)
-    when, out_dir, url, run, moving = start.when, start.out, start.url, start.run, start.migration
-    report = replan_patient(pathway, patients, events, patient, when, url, out, run, pdf, moving)
-    documents = write_documents(pathway, url, out, when, run)
-    summary = emission.RunSummary.of(emission.compiled_pathway(pathway), when, [report], len(report.rejected),
-                                     documents)
-    artifacts.publish(summary, out_dir, key_prefix="carepath-patient")
+    spec = _spec(pathway, out, as_of, ledger_url, pdf, migration)
+    summary = sequence.replan_patient(spec, patients, events, patient, PrefectTasks())
+    artifacts.publish(summary, spec.out, key_prefix="carepath-patient")
     logger.info("patient %s re-planned after event %s: %d new, %d changed output(s)",
                 patient, event_id or "(none)", summary.recorded.new, summary.recorded.changed)
     return summary.as_json()

@@ -23,7 +23,7 @@ class RunFailed(Exception):
     def user_error(self) -> bool:
         """Caused by the inputs or the machine (fix and re-run), not by a bug."""
         from carepath.api import InvalidInput
-        from carepath.pinning import VersionReused
+        from carepath.orchestrator.pinning import VersionReused
 
         return isinstance(self.cause, (OSError, InvalidInput, VersionReused, LookupError))
 

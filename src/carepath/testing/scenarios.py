@@ -105,7 +105,7 @@ def load_scenario(path: Path) -> Scenario:
 
 def run_scenario(path: Path) -> Outcome:
     from carepath import api
-    from carepath.planning import Cohort, plan_cohort, read_cohort
+    from carepath.orchestrator.planning import Cohort, plan_cohort, read_cohort
 
     path = Path(path)
     try:

@@ -5,14 +5,14 @@ that the ledger has never sent (the outbox) → (once per run) rewrite the docum
 are stale, `letters.jsonl` among them. Each step is idempotent,
 so Prefect may retry any of them and a killed run may simply be run again.
 
-No Prefect here: the runtime wraps these in tasks; tests call them directly.
+No Prefect here and no module-level state: each function is handed the run's `RunSpec`
+(pathway compiled once, as-of, ledger URL, outputs) and the open `Ledger`; the sequence in
+carepath.orchestrator.sequence calls them in order, through an executor.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,12 +22,12 @@ from pathlib import Path
 import orjson
 
 from carepath import api
-from carepath.cohort import Shard, plan_shard
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine import plan
 from carepath.engine.result import PatientPlan
-from carepath.pinning import Migration, VersionReused, decide, source_digest  # noqa: F401 (re-exported)
-from carepath.planning import Rejected
+from carepath.orchestrator.cohort import Rejected, Shard, plan_shard
+from carepath.orchestrator.pinning import VersionReused, decide
+from carepath.orchestrator.spec import RunSpec
 from carepath.records import Event, iter_event_lines, read_patients
 from carepath.sinks.base import Output, OutputKind, Sink, outputs_of, write_atomic
 from carepath.sinks.ledger import Ledger, Recorded
@@ -73,29 +73,6 @@ class ShardReport:
     rejected: tuple[Rejected, ...]
 
 
-@functools.lru_cache(maxsize=8)
-def _compiled(pathway: str, mtime_ns: int) -> CompiledPathway:
-    return api.load_pathway(pathway)
-
-
-def compiled_pathway(pathway: str | Path) -> CompiledPathway:
-    """The compiled pathway, once per process and file version (worker processes too)."""
-    path = str(Path(pathway).resolve())
-    return _compiled(path, Path(path).stat().st_mtime_ns)
-
-
-_ledgers: dict[str, Ledger] = {}
-_ledgers_lock = threading.Lock()
-
-
-def ledger_for(url: str) -> Ledger:
-    """One ledger (engine and pool) per URL and process; tasks in threads share it."""
-    with _ledgers_lock:
-        if url not in _ledgers:
-            _ledgers[url] = Ledger(url)
-        return _ledgers[url]
-
-
 def workload(plans: Iterable[PatientPlan], compiled: CompiledPathway, as_of: datetime) -> Workload:
     from carepath.sinks.worklist import band_of, needs_attention, safety_critical, sort_key
 
@@ -129,23 +106,21 @@ def workload(plans: Iterable[PatientPlan], compiled: CompiledPathway, as_of: dat
                     letter_statuses)
 
 
-def archive_pathway(pathway: str, ledger_url: str) -> None:
+def archive_pathway(spec: RunSpec, ledger: Ledger) -> None:
     """Archive this pathway version's source in the ledger (so patients pinned to it can
     be planned under it later); VersionReused when the version was run with other rules."""
-    compiled = compiled_pathway(pathway)
-    text = Path(pathway).read_bytes()
-    known = ledger_for(ledger_url).remember_version(compiled.id, compiled.version, source_digest(text), text.decode())
+    compiled = spec.compiled
+    known = ledger.remember_version(compiled.id, compiled.version, spec.digest, spec.source.decode())
     if known is not None:
         raise VersionReused(
-            f"{pathway}: {compiled.id} version {compiled.version} was run before with different rules "
-            f"(archived digest {known}, this file {source_digest(text)}); patients pinned to "
+            f"{spec.pathway}: {compiled.id} version {compiled.version} was run before with different rules "
+            f"(archived digest {known}, this file {spec.digest}); patients pinned to "
             f"{compiled.version} must not change rules silently: give the changed pathway a new version")
 
 
-@functools.lru_cache(maxsize=16)
-def _archived(ledger_url: str, pathway: str, pathway_id: str, version: str) -> CompiledPathway | str:
+def _archived(ledger: Ledger, pathway: Path, pathway_id: str, version: str) -> CompiledPathway | str:
     """A pinned older version compiled from the ledger's archive, or why it cannot be."""
-    source = ledger_for(ledger_url).archived_source(pathway_id, version)
+    source = ledger.archived_source(pathway_id, version)
     if source is None:
         return "its source is not in the ledger's archive"
     try:
@@ -155,15 +130,15 @@ def _archived(ledger_url: str, pathway: str, pathway_id: str, version: str) -> C
         return f"it is no longer valid: {first.code} {first.message}"
 
 
-def pinned_groups(compiled: CompiledPathway, pathway: str, plans: Sequence[PatientPlan], ledger_url: str,
-                  replan: Callable[[CompiledPathway, set[str]], list[PatientPlan]], migration: Migration | None,
-                  run: str) -> tuple[list[tuple[CompiledPathway, list[PatientPlan]]], list[Rejected]]:
-    """The plans grouped by the version each patient is planned under (see carepath.pinning)."""
-    ledger = ledger_for(ledger_url)
+def pinned_groups(spec: RunSpec, plans: Sequence[PatientPlan], ledger: Ledger,
+                  replan: Callable[[CompiledPathway, set[str]], list[PatientPlan]],
+                  ) -> tuple[list[tuple[CompiledPathway, list[PatientPlan]]], list[Rejected]]:
+    """The plans grouped by the version each patient is planned under (see carepath.orchestrator.pinning)."""
+    compiled, run = spec.compiled, spec.run
     refs = [p.patient for p in plans]
     pins = ledger.pins(compiled.id, refs)
-    olds = {v: _archived(ledger_url, pathway, compiled.id, v) for v in set(pins.values()) - {compiled.version}}
-    decision = decide(compiled.id, compiled.version, refs, pins, migration,
+    olds = {v: _archived(ledger, spec.pathway, compiled.id, v) for v in set(pins.values()) - {compiled.version}}
+    decision = decide(compiled.id, compiled.version, refs, pins, spec.migration,
                       {v: (None if isinstance(c, CompiledPathway) else c) for v, c in olds.items()})
     groups = [(compiled, [p for p in plans if p.patient in decision.current])]
     kept: dict[str, set[str]] = defaultdict(set)
@@ -249,37 +224,57 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _emit_groups(groups: list[tuple[CompiledPathway, list[PatientPlan]]], patients: dict, ledger_url: str,
-                 out: Path, run: str, pdf: bool, as_of: datetime) -> tuple[Recorded, int, list[PatientPlan]]:
+def _emit_groups(spec: RunSpec, groups: list[tuple[CompiledPathway, list[PatientPlan]]], patients: dict,
+                 ledger: Ledger) -> tuple[Recorded, int, list[PatientPlan]]:
     recorded, written, everyone = Recorded(), 0, []
     for compiled, plans in groups:
         if plans:
-            r, w = emit_plans(compiled, plans, patients, ledger_for(ledger_url), out, run, pdf=pdf, as_of=as_of)
+            r, w = emit_plans(compiled, plans, patients, ledger, spec.out, spec.run, pdf=spec.pdf, as_of=spec.as_of)
             recorded, written = recorded + r, written + w
             everyone.extend(plans)
     return recorded, written, everyone
 
 
-def emit_shard(pathway: str, shard: Shard, as_of: datetime, ledger_url: str, out: Path, run: str,
-               *, pdf: bool = True, migration: Migration | None = None) -> ShardReport:
-    compiled = compiled_pathway(pathway)
+def emit_shard(spec: RunSpec, shard: Shard, ledger: Ledger) -> ShardReport:
+    """Plan one shard, record its outputs, send its due letters (steps 1-3 of the sequence)."""
+    compiled, as_of = spec.compiled, spec.as_of
     planned = plan_shard(compiled, shard, as_of)
 
     def replan(old: CompiledPathway, refs: set[str]) -> list[PatientPlan]:
         return [p for p in plan_shard(old, shard, as_of).plans if p.patient in refs]
 
-    groups, refused = pinned_groups(compiled, pathway, planned.plans, ledger_url, replan, migration, run)
-    recorded, written, plans = _emit_groups(groups, planned.patients, ledger_url, out, run, pdf, as_of)
+    groups, refused = pinned_groups(spec, planned.plans, ledger, replan)
+    recorded, written, plans = _emit_groups(spec, groups, planned.patients, ledger)
     return ShardReport(shard.name, shard.patients, shard.events, recorded, written,
                        workload(plans, compiled, as_of), tuple(planned.rejected) + tuple(refused))
 
 
-def emit_patient(pathway: str, patients_path: str, events_path: str, ref: str, as_of: datetime,
-                 ledger_url: str, out: Path, run: str, *, pdf: bool = True,
-                 migration: Migration | None = None) -> ShardReport:
+@dataclass(frozen=True)
+class EmitShard:
+    """`emit_shard` for one run, as an executor's step. In this process it uses the run's
+    open ledger; pickled into a worker process it opens its own for each shard."""
+
+    spec: RunSpec
+    ledger: Ledger | None = field(default=None, compare=False)
+
+    def __call__(self, shard: Shard) -> ShardReport:
+        if self.ledger is not None:
+            return emit_shard(self.spec, shard, self.ledger)
+        ledger = Ledger(self.spec.ledger_url)
+        try:
+            return emit_shard(self.spec, shard, ledger)
+        finally:
+            ledger.close()
+
+    def __reduce__(self) -> tuple[type, tuple[RunSpec]]:
+        return (EmitShard, (self.spec,))
+
+
+def emit_patient(spec: RunSpec, patients_path: str | Path, events_path: str | Path, ref: str,
+                 ledger: Ledger) -> ShardReport:
     """Re-plan one patient (an event-triggered run): streams the events file, keeps only
     that patient's lines."""
-    compiled = compiled_pathway(pathway)
+    compiled, as_of = spec.compiled, spec.as_of
     patients, _ = read_patients(patients_path, default_timezone=compiled.clinic.zone.key)
     if ref not in patients:
         raise LookupError(f"patient {ref!r} is not in {patients_path} (or its line is rejected)")
@@ -292,8 +287,8 @@ def emit_patient(pathway: str, patients_path: str, events_path: str, ref: str, a
     def replan(old: CompiledPathway, refs: set[str]) -> list[PatientPlan]:
         return [plan(old, patients[ref], events, as_of)]
 
-    groups, refused = pinned_groups(compiled, pathway, [result], ledger_url, replan, migration, run)
-    recorded, written, plans = _emit_groups(groups, mine, ledger_url, out, run, pdf, as_of)
+    groups, refused = pinned_groups(spec, [result], ledger, replan)
+    recorded, written, plans = _emit_groups(spec, groups, mine, ledger)
     return ShardReport(f"patient-{ref}", 1, len(events), recorded, written, workload(plans, compiled, as_of),
                        rejected + tuple(refused))
 
@@ -306,10 +301,9 @@ def document_sinks(compiled: CompiledPathway, out: Path, as_of: datetime) -> lis
     return [TasksJsonl(out), TasksCsv(out, compiled), Worklist(out, compiled, as_of), FhirBundle(out, compiled, as_of)]
 
 
-def write_documents(pathway: str, ledger_url: str, out: Path, as_of: datetime, run: str) -> dict[str, int | None]:
+def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
     """Rewrite each document whose content is stale; None for those left as they were."""
-    compiled = compiled_pathway(pathway)
-    ledger = ledger_for(ledger_url)
+    compiled, out, as_of, run = spec.compiled, spec.out, spec.as_of, spec.run
     state = f"{ledger.generation()}|{as_of.isoformat()}"
     written: dict[str, int | None] = {}
     for sink in document_sinks(compiled, out, as_of):

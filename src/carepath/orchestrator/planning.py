@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-from carepath.cohort import Partition, Rejected, partition_patients, plan_shard
+from carepath.orchestrator.cohort import Partition, Rejected, partition_patients, plan_shard
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan
 from carepath.records import Patient, read_patients

@@ -1,0 +1,62 @@
+"""Where the steps of a run execute, behind one Protocol.
+
+The run sequence (carepath.orchestrator.sequence) names each step and hands it to an
+executor: `call` for a single step (archive, partition, write documents), `map` for the
+shards. In-process runs everything here, in order; `ProcessPool` plans and emits shards
+in worker processes; the Prefect executor (carepath.runtime.flows) makes each step a
+Prefect task. A step's function and arguments are picklable and free of patient data
+(shards are files named by path), so any executor can ship them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    def call(self, name: str, fn: Callable[..., R], *args: object) -> R:
+        """Run one named step and return its result."""
+        ...
+
+    def map(self, name: Callable[[T], str], fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        """Run `fn` on every item (a step each, named by `name(item)`); results as they complete."""
+        ...
+
+
+class InProcess:
+    """Every step here, one after another."""
+
+    def call(self, name: str, fn: Callable[..., R], *args: object) -> R:
+        return fn(*args)
+
+    def map(self, name: Callable[[T], str], fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        for item in items:
+            yield fn(item)
+
+
+class ProcessPool(InProcess):
+    """Shards in `workers` processes; the single steps stay in this process. Workers are
+    started by a fork server (not forked from this process, which may run threads: a
+    Prefect flow's), once per run."""
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.workers = workers
+
+    def map(self, name: Callable[[T], str], fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        if self.workers == 1 or len(items) < 2:
+            yield from super().map(name, fn, items)
+            return
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["carepath.orchestrator.emission"])
+        with ProcessPoolExecutor(max_workers=min(self.workers, len(items)), mp_context=context) as pool:
+            futures = [pool.submit(fn, item) for item in items]
+            for future in as_completed(futures):
+                yield future.result()
