@@ -95,11 +95,11 @@ def test_files_are_private_and_named_by_letter_id(tmp_path: Path) -> None:
 def test_template_mistake_is_a_letter_error_not_an_empty_greeting(tmp_path: Path) -> None:
     import shutil
 
-    from carepath.compile.compiled import CompiledPathway
+    from dataclasses import replace
 
     shutil.copytree(COMPILED.template_dir, tmp_path / "letters")
     (tmp_path / "letters" / "welcome.md.j2").write_text("# Hi\n\nDear {{ patient.nickname }},\n")
-    broken = CompiledPathway(**{**COMPILED.__dict__, "template_dir": str(tmp_path / "letters")})
+    broken = replace(COMPILED, template_dir=str(tmp_path / "letters"))
     with pytest.raises(LetterError, match="welcome"):
         render_letter(broken, PATIENT, _plan(_letter("welcome")), _letter("welcome"))
 

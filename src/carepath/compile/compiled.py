@@ -226,9 +226,49 @@ class CompiledPathway:
     facts: tuple[str, ...] = ()
     letter_expiry: timedelta = timedelta(days=7)  # the model's default; pathways set it from a parameter
     letter_channel: str = "file"  # file | email | print
+    # Derived once, here, from the fields above: the engine's lookups by event type.
+    tables: Tables = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tables", _tables(self))
 
 
 @dataclass(frozen=True)
 class WorklistView:
     horizon: timedelta
     rows: int
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Lookups derived from a compiled pathway, so that folding an event asks a dict
+    instead of scanning every rule and step (the fold runs millions of times per sweep)."""
+
+    rules_by_type: dict[str, tuple[Rule, ...]]      # rules listening to an event type, in file order
+    resets_by_type: dict[str, tuple[str, ...]]      # rule ids whose streak an event type resets
+    closing_types: frozenset[str]                   # event types some step is done or cancelled by
+    breaches_by_type: dict[str, tuple[Hold, ...]]   # holds an event type breaks
+    bookings_by_type: dict[str, tuple[Hold, ...]]   # holds an event type books past
+    dose_types: frozenset[str]                      # event types completing early-tolerant recurring work
+
+
+def _tables(p: CompiledPathway) -> Tables:
+    rules: dict[str, list[Rule]] = {}
+    resets: dict[str, list[str]] = {}
+    for rule in p.rules:
+        for event_type in rule.on:
+            rules.setdefault(event_type, []).append(rule)
+        for event_type in rule.reset_by:
+            resets.setdefault(event_type, []).append(rule.id)
+    closing = frozenset(t for step in p.steps.values() for t in (*step.done_by, *step.cancelled_by))
+    breaches: dict[str, list[Hold]] = {}
+    bookings: dict[str, list[Hold]] = {}
+    for hold in p.holds.values():
+        for event_type in hold.breached_by:
+            breaches.setdefault(event_type, []).append(hold)
+        for event_type in hold.booked_by:
+            bookings.setdefault(event_type, []).append(hold)
+    doses = frozenset(t for stage in p.stages.values() for r in stage.recurring if r.early_tolerance is not None
+                      for t in p.steps[r.step].done_by if t not in ("task_completed", "decision_recorded"))
+    return Tables({k: tuple(v) for k, v in rules.items()}, {k: tuple(v) for k, v in resets.items()}, closing,
+                  {k: tuple(v) for k, v in breaches.items()}, {k: tuple(v) for k, v in bookings.items()}, doses)

@@ -21,7 +21,6 @@ from carepath.engine.ids import output_id
 from carepath.engine.letter_lifecycle import settle_letters
 from carepath.engine.result import EngineRejection, PatientPlan, PlannedLetter, PlannedSession, PlannedTask
 from carepath.engine.slots import calendar_slots
-from carepath.engine.tables import tables
 from carepath.model.pathway import ClosedPolicy, PatientStatus, Priority
 
 _PHQ9_BANDS = ((4, "minimal"), (9, "mild"), (14, "moderate"), (19, "moderately_severe"), (27, "severe"))
@@ -126,7 +125,7 @@ class _Fold:
         self.visit: _Visit | None = None
         self.rejected: list[EngineRejection] = []
         self.fired: set[str] = set()
-        self.tables = tables(compiled)
+        self.tables = compiled.tables
         self.rules_by_type = self.tables.rules_by_type
 
     # --- context for conditions --------------------------------------------------
