@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextvars import ContextVar
 from typing import TextIO
 
 
@@ -48,16 +49,18 @@ class Progress:
         self.stream.flush()
 
 
-_current: Progress | None = None
+# The bar of the command running in this context (a flow called from the CLI runs in the
+# caller's context; a deployed flow's context has none). A context variable, not a global:
+# two runs in one process (tests, a serve process) never report to each other's bar.
+_current: ContextVar[Progress | None] = ContextVar("carepath_progress", default=None)
 
 
 def install(progress: Progress | None) -> None:
-    global _current
-    _current = progress
+    _current.set(progress)
 
 
 def current() -> Progress | None:
-    return _current
+    return _current.get()
 
 
 def quiet_console() -> None:
