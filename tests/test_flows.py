@@ -144,3 +144,28 @@ def test_a_run_killed_midway_and_run_again_equals_one_clean_run(prefect_api, tmp
     proc = carepath_run(prefect_api, patients, events, killed)
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
     assert outputs(killed) == expected
+
+
+def test_the_parallel_sweep_emits_what_the_sweep_emits_one_task_per_shard(prefect_api, tmp_path: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from carepath.runtime.flows import sweep
+    from carepath.runtime.parallel import pool_runner, sweep_parallel
+
+    patients, events = cohort_of(12, tmp_path)
+    common = dict(pathway=str(PATHWAY), patients=str(patients), events=str(events), as_of=AS_OF, shard_size=3,
+                  pdf=False, return_state=True)
+    one = sweep(out=str(tmp_path / "one"), **common)
+    two = sweep_parallel.with_options(task_runner=pool_runner(2))(out=str(tmp_path / "two"), workers=2, **common)
+    assert one.is_completed() and two.is_completed(), two.message
+    assert two.result()["shards"] == 4 and two.result()["letters_written"] == one.result()["letters_written"] > 0
+    assert outputs(tmp_path / "two") == outputs(tmp_path / "one")
+
+    async def task_names(flow_run_id):
+        async with get_client() as client:
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            return sorted(t.name for t in runs)
+
+    assert asyncio.run(task_names(two.state_details.flow_run_id)) == [
+        "archive-pathway-version", "partition", *(f"plan-and-emit-shard-{i:04d}" for i in range(4)), "write-documents"]

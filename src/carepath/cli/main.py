@@ -329,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "postgresql+psycopg://user@host/carepath (default: sqlite in DIR)")
     p.add_argument("--shard-size", type=int, metavar="N", help="patients per Prefect task (default 2000)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="plan shards in N parallel processes through prefect-dask (default 1)")
+                   help="plan shards in N parallel worker processes, each shard a Prefect task (default 1)")
     p.add_argument("--migration", metavar="FILE",
                    help="move patients pinned to an older pathway version onto this one (YAML: pathway, from, to, "
                         "patients, reason); without it they keep the version they enrolled under")

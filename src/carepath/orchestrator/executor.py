@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from typing import Protocol, TypeVar
 
 T = TypeVar("T")
@@ -54,9 +55,19 @@ class ProcessPool(InProcess):
         if self.workers == 1 or len(items) < 2:
             yield from super().map(name, fn, items)
             return
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["carepath.orchestrator.emission"])
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(items)), mp_context=context) as pool:
+        with self._pool(len(items)) as pool:
             futures = [pool.submit(fn, item) for item in items]
             for future in as_completed(futures):
                 yield future.result()
+
+    @contextmanager
+    def started(self) -> Iterator[Callable[[Callable[[T], R], T], R]]:
+        """The pool, as a function that runs one item in it and waits for its result: for
+        a caller that runs its own threads per item (a Prefect task runner)."""
+        with self._pool(self.workers) as pool:
+            yield lambda fn, item: pool.submit(fn, item).result()
+
+    def _pool(self, size: int) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["carepath.orchestrator.emission"])
+        return ProcessPoolExecutor(max_workers=min(self.workers, size), mp_context=context)

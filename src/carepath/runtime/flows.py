@@ -22,6 +22,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from carepath.orchestrator import sequence
+from carepath.orchestrator.executor import ProcessPool
 from carepath.orchestrator.pinning import read_migration
 from carepath.orchestrator.sequence import DEFAULT_SHARD_SIZE
 from carepath.orchestrator.spec import RunSpec, parse_as_of
@@ -54,7 +55,12 @@ def _step(label: str, fn: Callable[..., R], args: tuple) -> R:
 class PrefectTasks:
     """The orchestrator's Executor as Prefect tasks, one per step and per shard, named
     after them, on the flow's task runner. Arguments are quoted: Prefect need not walk
-    the compiled pathway looking for futures."""
+    the compiled pathway looking for futures. With `processes` > 1 each shard's task
+    runs its shard in a pool of that many worker processes (the flow's task runner must
+    run as many tasks at once: `carepath.runtime.parallel`)."""
+
+    def __init__(self, processes: int = 1) -> None:
+        self.processes = processes
 
     def _task(self, label: str):  # noqa: ANN202 - a Prefect task
         retried = label.startswith(_RETRIED)
@@ -65,7 +71,14 @@ class PrefectTasks:
         return self._task(name)(name, quote(fn), quote(args))
 
     def map(self, name: Callable[[T], str], fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
-        futures = [self._task(name(item)).submit(name(item), quote(fn), quote((item,))) for item in items]
+        if self.processes > 1 and len(items) > 1:
+            with ProcessPool(self.processes).started() as in_pool:
+                yield from self._submitted(name, in_pool, [(fn, item) for item in items])
+        else:
+            yield from self._submitted(name, fn, [(item,) for item in items])
+
+    def _submitted(self, name: Callable, fn: Callable[..., R], calls: list[tuple]) -> Iterator[R]:
+        futures = [self._task(name(args[-1])).submit(name(args[-1]), quote(fn), quote(args)) for args in calls]
         for future in as_completed(futures):
             yield future.result()
 
@@ -88,13 +101,13 @@ def sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None 
 
 
 def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None, shard_size: int,
-              ledger_url: str | None, pdf: bool, migration: str | None) -> dict:
+              ledger_url: str | None, pdf: bool, migration: str | None, processes: int = 1) -> dict:
     """The sweep's body, inside a flow run (whichever task runner that flow has)."""
     from carepath.runtime import console
 
     logger = get_run_logger()
     spec = _spec(pathway, out, as_of, ledger_url, pdf, migration)
-    summary = sequence.sweep(spec, patients, events, PrefectTasks(), shard_size=shard_size,
+    summary = sequence.sweep(spec, patients, events, PrefectTasks(processes), shard_size=shard_size,
                              progress=console.current(), log=logger.info)
     artifacts.publish(summary, spec.out)
     return summary.as_json()

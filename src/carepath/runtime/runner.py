@@ -43,11 +43,11 @@ def run_job(pathway: str, patients: str, events: str, out: str, as_of: datetime 
 
     from carepath.runtime.flows import DEFAULT_SHARD_SIZE, sweep
 
-    flow = sweep
+    flow, parallel = sweep, {}
     if workers > 1:
-        from carepath.runtime.parallel import dask_runner, sweep_parallel
+        from carepath.runtime.parallel import pool_runner, sweep_parallel
 
-        flow = sweep_parallel.with_options(task_runner=dask_runner(workers))
+        flow, parallel = sweep_parallel.with_options(task_runner=pool_runner(workers)), {"workers": workers}
     api_url = PREFECT_API_URL.value() or None
     # With the temporary server nothing watches for crashed runs: heartbeats would only
     # cost a second per run. Against a real server, Prefect's own settings apply.
@@ -57,7 +57,8 @@ def run_job(pathway: str, patients: str, events: str, out: str, as_of: datetime 
                      events=str(Path(events).resolve()), out=str(Path(out).resolve()),
                      as_of=as_of.isoformat() if as_of else None,
                      shard_size=shard_size or DEFAULT_SHARD_SIZE, ledger_url=ledger_url, pdf=pdf,
-                     migration=str(Path(migration).resolve()) if migration else None, return_state=True)
+                     migration=str(Path(migration).resolve()) if migration else None, return_state=True,
+                     **parallel)
     flow_run_id = str(state.state_details.flow_run_id)
     if not state.is_completed():
         cause = state.result(raise_on_failure=False)

@@ -120,7 +120,7 @@ def render_pdfs(documents: Sequence[str], paper: str = "a4") -> list[bytes]:
     """The PDFs of `documents`, in order; a batch is shared out among worker processes.
     The HTML (it holds names) goes to the workers through a pipe, never to disk."""
     n = workers()
-    # A daemonic process (a Dask worker of `carepath run --workers N`) may not start
+    # A daemonic process (e.g. a worker of a process pool running shards) may not start
     # children; there the shards themselves already run in parallel processes.
     from multiprocessing import current_process
 
