@@ -138,3 +138,18 @@ def test_a_ledger_from_before_pathway_scoping_is_adopted(tmp_path: Path) -> None
         assert "outputs_unscoped" not in sqlalchemy.inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_one_pathways_run_leaves_the_others_documents_as_they_were(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    ketamine_out, esketamine_out = tmp_path / "ketamine", tmp_path / "esketamine"
+    sweep(*ESKETAMINE, esketamine_out, url, "run-e")
+    sweep(*KETAMINE, ketamine_out, url, "run-k")
+    written = {p: p.stat().st_mtime_ns for p in esketamine_out.rglob("*") if p.is_file() and "ledger" not in p.name}
+    later = datetime.fromisoformat("2026-03-20T17:00:00+00:00")  # ketamine's tasks fall overdue, letters due
+    sequence.sweep(RunSpec.resolve(KETAMINE[0], ketamine_out, later, "run-k2", ledger_url=url, pdf=False),
+                   KETAMINE[1] / "patients.jsonl", KETAMINE[1] / "events.jsonl")
+    summary = sequence.sweep(RunSpec.resolve(ESKETAMINE[0], esketamine_out, AS_OF, "run-e2", ledger_url=url, pdf=False),
+                             ESKETAMINE[1] / "patients.jsonl", ESKETAMINE[1] / "events.jsonl")
+    assert summary.as_json()["documents_rewritten"] == []
+    assert {p: p.stat().st_mtime_ns for p in written} == written

@@ -176,10 +176,10 @@ def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], patients
     sent_at = when.isoformat()
     if getattr(sink, "marks_each", False):
         # A channel that may fail midway (a mail server) records each letter as it goes.
-        written = sink.write(pending, on_sent=lambda channel, done: ledger.mark_sent(channel, done, sent_at, run))
+        written = sink.write(pending, on_sent=lambda channel, done: ledger.mark_sent(compiled.id, channel, done, sent_at, run))
     else:
         written = sink.write(pending)
-        ledger.mark_sent(sink.name, pending, sent_at, run)
+        ledger.mark_sent(compiled.id, sink.name, pending, sent_at, run)
     # A letter the channel could not deliver (a recipient refused) leaves its patient's
     # digest unset, so the next run tries it again even if the plan did not change.
     undelivered = {o.patient for o in ledger.unsent(pending)} if written < len(pending) else set()
@@ -304,7 +304,7 @@ def document_sinks(compiled: CompiledPathway, out: Path, as_of: datetime) -> lis
 def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
     """Rewrite each document whose content is stale; None for those left as they were."""
     compiled, out, as_of, run = spec.compiled, spec.out, spec.as_of, spec.run
-    state = f"{ledger.generation()}|{as_of.isoformat()}"
+    state = f"{ledger.generation(compiled.id)}|{as_of.isoformat()}"
     written: dict[str, int | None] = {}
     for sink in document_sinks(compiled, out, as_of):
         path = getattr(sink, "path", None)

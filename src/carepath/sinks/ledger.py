@@ -10,7 +10,8 @@ caching is at-least-once under concurrency, so exactly-once emission rests here:
   handed an output only when that row is missing or stale, and the row is written only
   after the sink returned: a sink that fails (and is retried by Prefect), or a run killed
   midway, redelivers the same ids to the same files, never extra ones;
-- a `generation` counter moves with every change, so document sinks (SNAPSHOT) are
+- a `generation` counter per pathway moves with every change of that pathway's outputs
+  and sends, so its document sinks (SNAPSHOT) are
   rewritten only when something changed (or the as-of they show did) since they were
   last written.
 
@@ -77,6 +78,13 @@ snapshots_table = Table(
 meta_table = Table(
     "meta", _metadata,
     Column("key", String(64), primary_key=True),
+    Column("value", Integer, nullable=False),
+)
+
+# Per pathway, so one pathway's run never makes another's documents stale.
+generations_table = Table(
+    "pathway_generations", _metadata,
+    Column("pathway", String(200), primary_key=True),
     Column("value", Integer, nullable=False),
 )
 
@@ -223,8 +231,8 @@ class Ledger:
             conn.execute(self._dialect.insert(sends_table).from_select(
                 ["channel", "output_id", "sent_at", "run"], legacy).on_conflict_do_nothing(
                 index_elements=["channel", "output_id"]))
-            conn.execute(update(meta_table).where(meta_table.c.key == "generation")
-                         .values(value=meta_table.c.value + 1))
+            # letters.jsonl of every pathway shows these sends: each must be rewritten
+            conn.execute(update(generations_table).values(value=generations_table.c.value + 1))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -259,8 +267,7 @@ class Ledger:
                                                          outputs_table.c.id.in_(chunk))
                              .values(retired=1, updated_run=run))
             if new or changed or gone:
-                conn.execute(update(meta_table).where(meta_table.c.key == "generation")
-                             .values(value=meta_table.c.value + 1))
+                self._advance(conn, pathway)
         return Recorded(len(new), len(changed), len(outputs) - len(new) - len(changed), len(gone))
 
     def current(self, pathway: str, kinds: Iterable[OutputKind] | None = None) -> Iterator[Output]:
@@ -309,8 +316,8 @@ class Ledger:
                 sent.update(r.output_id for r in rows)
         return [o for o in outputs if o.id not in sent]
 
-    def mark_sent(self, channel: str, outputs: Sequence[Output], sent_at: str, run: str) -> None:
-        """Record sends; a letter already recorded keeps its first `sent_at`."""
+    def mark_sent(self, pathway: str, channel: str, outputs: Sequence[Output], sent_at: str, run: str) -> None:
+        """Record sends of the pathway's letters; a letter already recorded keeps its first `sent_at`."""
         rows = [{"channel": channel, "output_id": o.id, "sent_at": sent_at, "run": run} for o in outputs]
         with self.engine.begin() as conn:
             added = 0
@@ -318,8 +325,7 @@ class Ledger:
                 stmt = self._dialect.insert(sends_table).values(chunk)
                 added += conn.execute(stmt.on_conflict_do_nothing(index_elements=["channel", "output_id"])).rowcount
             if added:  # letters.jsonl shows sends: it must be rewritten
-                conn.execute(update(meta_table).where(meta_table.c.key == "generation")
-                             .values(value=meta_table.c.value + 1))
+                self._advance(conn, pathway)
 
     def letters_with_sends(self, pathway: str) -> Iterator[tuple[str, dict, str | None]]:
         """Every current letter of the pathway as (patient, body, first sent_at or None), in (patient, id) order, streamed."""
@@ -336,9 +342,16 @@ class Ledger:
 
     # -- snapshots -------------------------------------------------------------------
 
-    def generation(self) -> int:
+    def generation(self, pathway: str) -> int:
+        """Moves whenever the pathway's outputs or sends change (0 before any)."""
         with self.engine.connect() as conn:
-            return conn.execute(select(meta_table.c.value).where(meta_table.c.key == "generation")).scalar_one()
+            return conn.execute(select(generations_table.c.value).where(
+                generations_table.c.pathway == pathway)).scalar_one_or_none() or 0
+
+    def _advance(self, conn, pathway: str) -> None:  # noqa: ANN001 - a connection inside a transaction
+        stmt = self._dialect.insert(generations_table).values(pathway=pathway, value=1)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["pathway"],
+                                                set_={"value": generations_table.c.value + 1}))
 
     def snapshot_state(self, pathway: str, sink: str) -> str | None:
         """What the pathway's document of that sink last showed (see `mark_snapshot`), or None."""
