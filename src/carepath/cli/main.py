@@ -1,7 +1,8 @@
 """`carepath` command line. Each command is a few lines over `carepath.api`.
 
 Exit codes: 0 success; 1 the input has errors (diagnostics printed); 2 the command line
-itself is wrong; 70 an internal error (a bug: please report it with the message).
+itself is wrong; 69 a service the command needs did not answer (Prefect's server, the
+ledger database; the message names it and the setting to change); 70 an internal error (a bug: please report it with the message).
 `diff --exit-code` adds 3: the two pathways differ.
 """
 
@@ -14,9 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from carepath import __version__
-from carepath.cli.arguments import instant
+from carepath.cli.arguments import instant, positive_int
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERNAL = 0, 1, 2, 69, 70
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -145,11 +146,15 @@ def _run(args: argparse.Namespace) -> int:
     if not args.verbose:
         console.quiet_console()
     from carepath.runtime.runner import RunFailed, run_job
+    from carepath.runtime.server import ServiceUnavailable
 
     console.install(console.Progress())
     try:
         result = run_job(args.pathway, args.patients, args.events, args.out, args.as_of, shard_size=args.shard_size,
                          ledger_url=args.ledger, pdf=not args.no_pdf, workers=args.workers, migration=args.migration)
+    except ServiceUnavailable as exc:
+        print(f"carepath: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except RunFailed as exc:
         print(f"carepath: flow run {exc.flow_run_id} failed: {exc}", file=sys.stderr)
         return EXIT_INVALID if exc.user_error else EXIT_INTERNAL
@@ -258,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="carepath",
         description="Clinical care pathways as code: YAML pathways validated like code, planned, and run "
                     "through Prefect into tasks, worklists, letters and FHIR.",
-        epilog="Exit codes: 0 ok, 1 invalid input (diagnostics printed), 2 usage error, 70 internal error; "
+        epilog="Exit codes: 0 ok, 1 invalid input (diagnostics printed), 2 usage error, 69 a service (Prefect's "
+               "server, the ledger database) did not answer, 70 internal error; "
                "'diff --exit-code' exits 3 when the pathways differ.",
     )
     parser.add_argument("--version", action="version", version=f"carepath {__version__}")
@@ -311,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=instant, metavar="ISO", help="an instant with a UTC offset (default: now)")
     p.add_argument("--ledger", metavar="URL", help="SQLAlchemy URL of the outbox ledger, e.g. "
                    "postgresql+psycopg://user@host/carepath (default: sqlite in DIR)")
-    p.add_argument("--shard-size", type=int, metavar="N", help="patients per Prefect task (default 2000)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
+    p.add_argument("--shard-size", type=positive_int, metavar="N", help="patients per Prefect task (default 2000)")
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
                    help="plan shards in N parallel processes through prefect-dask (default 1)")
     p.add_argument("--migration", metavar="FILE",
                    help="move patients pinned to an older pathway version onto this one (YAML: pathway, from, to, "

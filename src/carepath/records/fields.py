@@ -41,6 +41,11 @@ MAX_SAFE_INTEGER = 2**53 - 1
 """Numbers in data must lie within +/- this (JavaScript's safe range): beyond it JSON
 readers disagree (some read a float), and no clinical value comes near it."""
 
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2999
+"""Instants must fall in these years (in their own offset and in UTC). Planning adds
+windows of days to years to an instant; near datetime's limits (years 1 and 9999) that
+overflows, and no clinical record or plan lies outside this range."""
+
 PHQ9_ITEMS = 9
 PHQ9_MAX_ITEM = 3
 
@@ -92,7 +97,21 @@ def parse_time(value: object, what: str, problems: list[str]) -> datetime | None
             "(or Z for UTC), so the instant is not ambiguous"
         )
         return None
+    if (problem := time_range_problem(parsed)) is not None:
+        problems.append(f"{what} {problem}")
+        return None
     return parsed
+
+
+def time_range_problem(value: datetime) -> str | None:
+    """Why an aware instant cannot be planned, or None (see EARLIEST_YEAR/LATEST_YEAR)."""
+    try:
+        utc_year = (value - value.utcoffset()).year  # type: ignore[operator]
+    except OverflowError:
+        utc_year = 0
+    if EARLIEST_YEAR <= value.year <= LATEST_YEAR and EARLIEST_YEAR <= utc_year <= LATEST_YEAR:
+        return None
+    return f"is out of range (got year {value.year}): instants must lie between {EARLIEST_YEAR} and {LATEST_YEAR}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from carepath.model.pathway import DataField
 from carepath.records.fields import (
-    EXAMPLE_TIME, TypeSpec, check_data, compile_event_types, json_kind, parse_time, shown_key,
+    EARLIEST_YEAR as _EARLIEST_YEAR, LATEST_YEAR as _LATEST_YEAR, EXAMPLE_TIME, TypeSpec, check_data, compile_event_types, json_kind, parse_time, shown_key,
 )
 from carepath.records.types import Event, Patient, RecordsFileError, Rejection, new_event
 
@@ -408,7 +408,8 @@ def _event(
                     at = _fromisoformat(at_text)
                 except ValueError:
                     at = None
-                if at is not None and at.tzinfo is not None:
+                # Strictly inside the plannable years, so the instant in UTC is too.
+                if at is not None and at.tzinfo is not None and _EARLIEST_YEAR < at.year < _LATEST_YEAR:
                     problems: list[str] = []
                     checked = check_data(spec, data, problems)
                     if not problems:
