@@ -172,3 +172,46 @@ def test_the_quick_start_main_job_succeeds_on_a_saturated_cpu(tmp_path: Path) ->
     lines = (tmp_path / "out" / "tasks.jsonl").read_text().splitlines()
     assert lines and all(json.loads(line)["patient"] for line in lines)
     assert "Prefect flow run" in result.stdout
+
+
+# --- 2. the PHI boundary under failure --------------------------------------------------
+
+
+def pathway_copy(tmp_path: Path, templates: dict[str, str] | None = None, edit=None) -> Path:
+    """The reference pathway and its letter templates copied into tmp (pathways/ beside
+    templates/letters/, as in the repository), some templates replaced."""
+    import shutil
+
+    shutil.copytree(ROOT / "templates" / "letters", tmp_path / "templates" / "letters",
+                    ignore=shutil.ignore_patterns("esketamine-spravato"))
+    for name, text in (templates or {}).items():
+        (tmp_path / "templates" / "letters" / f"{name}.md.j2").write_text(text)
+    (tmp_path / "pathways").mkdir()
+    target = tmp_path / "pathways" / "ketamine-iv.yaml"
+    source = PATHWAY.read_text()
+    target.write_text(edit(source) if edit else source)
+    return target
+
+
+def demo_names() -> set[str]:
+    names = set()
+    for line in (DEMO / "patients.jsonl").read_text().splitlines():
+        patient = json.loads(line)
+        names |= {patient["given_name"], patient["family_name"]}
+    return {n for n in names if len(n) >= 4}  # short names could match unrelated bytes
+
+
+@pytest.mark.integration
+def test_a_letter_that_fails_on_a_patients_name_leaves_no_name_in_prefects_database(tmp_path: Path) -> None:
+    # The template error quotes the value it could not use: the family name.
+    pathway = pathway_copy(tmp_path, {"welcome": "Dear {{ params[patient.family_name] }}\n"})
+    args = run_args(tmp_path / "out")
+    args[1] = str(pathway)
+    env = clean_env(tmp_path)
+    result = carepath(*args, env=env, timeout=600)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "template 'welcome'" in result.stderr  # the console that started the run says what broke
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "prefect-home").rglob("*") if p.is_file())
+    assert b"carepath-sweep" in stored and b"Withheld" in stored  # the scan sees the failed run's records
+    leaked = sorted(n for n in demo_names() if n.encode() in stored)
+    assert not leaked, f"patient names in Prefect's database: {leaked}"

@@ -27,8 +27,9 @@ class RunFailed(Exception):
         """Caused by the inputs or the machine (fix and re-run), not by a bug."""
         from carepath.api import InvalidInput
         from carepath.pinning import VersionReused
+        from carepath.sinks.letters import LetterError
 
-        return isinstance(self.cause, (OSError, InvalidInput, VersionReused, LookupError))
+        return isinstance(self.cause, (OSError, InvalidInput, VersionReused, LookupError, LetterError))
 
 
 @contextmanager
@@ -99,6 +100,8 @@ def run_job(pathway: str, patients: str, events: str, out: str, as_of: datetime 
     flow_run_id = str(state.state_details.flow_run_id)
     if not state.is_completed():
         cause = state.result(raise_on_failure=False)
+        # Prefect recorded only the error's type; this console may show its message.
+        cause = getattr(cause, "original", None) or cause
         raise RunFailed(flow_run_id, str(cause) if isinstance(cause, BaseException) else (state.message or state.name),
                         cause if isinstance(cause, BaseException) else None)
     return RunResult(flow_run_id, state.result(), Path(out), api_url)
