@@ -215,3 +215,138 @@ def test_a_letter_that_fails_on_a_patients_name_leaves_no_name_in_prefects_datab
     assert b"carepath-sweep" in stored and b"Withheld" in stored  # the scan sees the failed run's records
     leaked = sorted(n for n in demo_names() if n.encode() in stored)
     assert not leaked, f"patient names in Prefect's database: {leaked}"
+
+
+# --- 3. whole-input robustness: one hostile line is one rejected line -------------------
+
+
+SHARDS = {"p-1": 0, "p-2": 1}
+GOOD = {"id": "ok-1", "patient": "p-2", "type": "enrolled", "at": "2026-03-01T10:00:00-05:00", "data": {}}
+
+
+def _both_readers(path: Path) -> tuple[tuple, tuple]:
+    """(events, rejections) from the reference reader and from the streaming one."""
+    from carepath.model.events import CORE_EVENTS
+    from carepath.records import read_events, stream
+    from carepath.records.fields import compile_event_types
+
+    events, rejected = read_events(path, event_types=CORE_EVENTS, patients=SHARDS)
+    reference = ([(e.line, e.id) for e in events], [(r.line, r.reason) for r in rejected])
+    shards: dict[int, list[bytes]] = {}
+    rejected = stream.route_events(path, event_types=CORE_EVENTS, shard_of=SHARDS,
+                                   write=lambda s, record: shards.setdefault(s, []).append(record))
+    streamed_events = []
+    for records in shards.values():
+        for item in stream.read_routed(records, specs=compile_event_types(CORE_EVENTS), patients=SHARDS):
+            (rejected if hasattr(item, "reason") else streamed_events).append(item)
+    streamed = (sorted((e.line, e.id) for e in streamed_events), sorted((r.line, r.reason) for r in rejected))
+    return reference, streamed
+
+
+@pytest.mark.parametrize("line, reason", [
+    ('{"id": "x", "patient": "p-1", "type": "enrolled", "at": "0001-01-01T00:30:00+05:00", "data": {}}',
+     "out of range"),
+    ('{"id": "x", "patient": "p-1", "type": "enrolled", "at": "9999-12-31T23:30:00-05:00", "data": {}}',
+     "out of range"),
+    ('{"id": "x", "patient": "p-1", "type": "session_scheduled", "at": "2026-03-01T10:00:00-05:00", '
+     '"data": {"session": "s-1", "start": "9999-12-31T10:00:00+00:00"}}', "data.start is out of range"),
+    ('{"id": "x", "patient": "p-1", "type": "assessment_recorded", "at": "2026-03-01T10:00:00-05:00", '
+     '"data": {"instrument": "phq9", "items": [3,0,0,0,0,0,0,0,0], "items": [0,0,0,0,0,0,0,0,0]}}',
+     "field 'items' twice"),
+    ('{"id": "x", "patient": "p-1", "patient": "p-2", "type": "enrolled", "at": "2026-03-01T10:00:00-05:00"}',
+     "field 'patient' twice"),
+    ('{"id": "x", "patient": "p-1", "type": "enrolled", "at": "2026-03-01T10:00:00-05:00", "data": {}, '
+     '"id": "\\u0078"}', "field 'id' twice"),
+    ('{"id": "x", "patient": "p-1", "type": "screening_recorded", "at": "2026-03-01T10:00:00-05:00", '
+     '"data": {"trd_trials": -2}}', "data.trd_trials must not be negative"),
+    ('{"id": "x", "patient": "p-1", "type": "vitals_recorded", "at": "2026-03-01T10:00:00-05:00", '
+     '"data": {"systolic": -120, "diastolic": 80, "phase": "pre_dose"}}', "data.systolic must not be negative"),
+])
+def test_a_hostile_event_line_is_rejected_by_both_readers_and_the_rest_is_read(tmp_path: Path, line, reason) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(line + "\n" + json.dumps(GOOD) + "\n")
+    reference, streamed = _both_readers(path)
+    assert reference == streamed
+    events, rejected = reference
+    assert events == [(2, "ok-1")]
+    assert [n for n, _ in rejected] == [1] and reason in rejected[0][1], rejected
+
+
+@pytest.mark.parametrize("first, second", [
+    ({"patient": "p-1"}, {"patient": "p-2"}),                               # other patient (other shard)
+    ({"at": "2026-03-01T10:00:00-05:00"}, {"at": "2026-03-01T15:00:00+00:00"}),  # same instant, other offset
+    ({"type": "enrolled"}, {"type": "discharged"}),
+    ({}, {"id": "\\u0065-1", "type": "discharged"}),                       # the same id written with an escape
+])
+def test_a_reused_event_id_with_other_content_is_rejected_in_every_position(tmp_path: Path, first, second) -> None:
+    base = {"id": "e-1", "patient": "p-1", "type": "enrolled", "at": "2026-03-01T10:00:00-05:00", "data": {}}
+    a, b = dict(base, **first), dict(base, **second)
+    lines = [json.dumps(a), json.dumps(b).replace("\\\\u", "\\u")]
+    for order in (lines, lines[::-1], [lines[0], json.dumps(GOOD), lines[1]]):
+        path = tmp_path / "events.jsonl"
+        path.write_text("\n".join(order) + "\n")
+        reference, streamed = _both_readers(path)
+        assert reference == streamed
+        events, rejected = reference
+        assert [i for _, i in events].count("e-1") == 1
+        assert len(rejected) == 1 and "already used" in rejected[0][1]
+
+
+@pytest.mark.parametrize("patient, reason", [
+    ({"timezone": "localtime"}, "this computer's own setting"),
+    ({"timezone": "posix/America/New_York"}, "this computer's own setting"),
+    ({"timezone": "Factory"}, "this computer's own setting"),
+    ({"given_name": "Ada\nDear Sir"}, "'given_name' holds a control character or line break at character 4"),
+    ({"family_name": "By\u0000ron"}, "'family_name' holds a control character"),
+    ({"family_name": "Byron\u0007"}, "'family_name' holds a control character"),
+    ({"given_name": "Ada\u2028- bullet"}, "'given_name' holds a control character"),
+    ({"email": "a@example.org\r\nBcc: x@example.org"}, "'email' holds a control character"),
+])
+def test_a_hostile_patient_line_is_rejected_and_the_rest_is_read(tmp_path: Path, patient, reason) -> None:
+    from carepath.records import read_patients
+
+    path = tmp_path / "patients.jsonl"
+    bad = dict({"patient": "p-1", "given_name": "Ada", "family_name": "Byron"}, **patient)
+    path.write_text(json.dumps(bad) + "\n" + json.dumps({"patient": "p-2", "given_name": "B", "family_name": "C"})
+                    + "\n")
+    patients, rejected = read_patients(path, default_timezone="America/New_York")
+    assert list(patients) == ["p-2"]
+    assert [r.line for r in rejected] == [1] and reason in rejected[0].reason
+    assert "Dear Sir" not in rejected[0].reason and "Byron" not in rejected[0].reason  # names are never echoed
+
+
+def test_one_hostile_line_does_not_stop_the_cohorts_plan(tmp_path: Path) -> None:
+    """An instant near datetime's limits used to stop `plan` for everyone (OverflowError)."""
+    patients = tmp_path / "patients.jsonl"
+    patients.write_text("\n".join(json.dumps({"patient": p, "given_name": "A", "family_name": "B"})
+                                  for p in ("p-1", "p-2")) + "\n")
+    events = tmp_path / "events.jsonl"
+    lines = [
+        {"id": "e-1", "patient": "p-1", "type": "enrolled", "at": "0001-01-01T00:30:00+05:00", "data": {}},
+        {"id": "e-2", "patient": "p-2", "type": "enrolled", "at": "2026-03-01T10:00:00-05:00", "data": {}},
+        {"id": "e-3", "patient": "p-2", "type": "assessment_recorded", "at": "2026-03-02T10:00:00-05:00",
+         "data": {"instrument": "phq9", "items": [0, 0, 0, 0, 0, 0, 0, 0, 2]}},
+        {"id": "e-4", "patient": "p-1", "type": "session_scheduled", "at": "2026-03-01T10:00:00-05:00",
+         "data": {"session": "s-1", "start": "9999-12-31T10:00:00+00:00"}},
+    ]
+    events.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    result = carepath("plan", str(PATHWAY), "--patients", str(patients), "--events", str(events), "--as-of", AS_OF)
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert sorted(r["line"] for r in plan["rejected"]) == [1, 4]
+    urgent = [t for p in plan["patients"] if p["patient"] == "p-2" for t in p["tasks"]]
+    assert any(t["step"] == "suicide_risk_assessment" for t in urgent)
+
+
+def test_a_name_is_data_in_a_letter_no_lines_no_markup_no_control_characters(tmp_path: Path) -> None:
+    from carepath.compile.sandbox import letter_environment
+    from carepath.sinks.markup import to_html, to_text
+
+    (tmp_path / "t.md.j2").write_text("# Hello {{ name }}\n\nDear {{ name }},\n\n- A real bullet.\n")
+    name = "Ada\n\n- Call 555-0100 **now**\u0000\u0007\u2028# Subject"
+    markup = letter_environment(tmp_path, html=False).get_template("t.md.j2").render(name=name)
+    text, page = to_text(markup), to_html(markup)
+    assert text.count("\n- ") == 1 and "- A real bullet." in text       # the name added no bullet ...
+    assert "Dear Ada - Call 555-0100 **now** # Subject," in text        # ... and stayed one line, verbatim
+    assert not any(c in text + page for c in "\u0000\u0007\u2028")
+    assert "<strong>" not in page and page.count("<li>") == 1 and "**now**" in page

@@ -6,6 +6,7 @@ missing variable is an error, never an empty string: no "Dear ,").
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,6 +15,21 @@ from jinja2.sandbox import SandboxedEnvironment
 
 # The only filters a condition may use; calls and other filters are refused by `check`.
 CONDITION_FILTERS = frozenset({"length", "count", "abs", "lower", "upper"})
+
+
+# A value put into a letter (a name, the clinic's phone) is data, never markup: the
+# letter markup reads line structure (`# `, `- `, blank lines) and `**bold**`. `as_data`
+# turns control characters and line breaks into one space and `*` into LITERAL_STAR,
+# which the markup renderers turn back into a plain `*` after markup is applied.
+LITERAL_STAR = "\ue000"
+_DATA_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def as_data(value: object) -> object:
+    """What `{{ value }}` prints in a letter: strings as one line of plain text."""
+    if not isinstance(value, str):
+        return value
+    return _DATA_BREAKS.sub(" ", value).replace("*", LITERAL_STAR)
 
 
 @lru_cache(maxsize=1)
@@ -29,5 +45,6 @@ def letter_environment(template_dir: Path, *, html: bool) -> SandboxedEnvironmen
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=as_data,
     )
     return env
