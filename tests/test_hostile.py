@@ -350,3 +350,131 @@ def test_a_name_is_data_in_a_letter_no_lines_no_markup_no_control_characters(tmp
     assert "Dear Ada - Call 555-0100 **now** # Subject," in text        # ... and stayed one line, verbatim
     assert not any(c in text + page for c in "\u0000\u0007\u2028")
     assert "<strong>" not in page and page.count("<li>") == 1 and "**now**" in page
+
+
+# --- 4. resource limits: validate refuses what would hang or explode, and never hangs ---
+
+
+CONDITION = "when: event.data.contraindications | length > 0"
+
+
+def _validate(path: Path) -> tuple[int, list[dict]]:
+    result = carepath("validate", "--format", "json", str(path), timeout=60)
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("condition, code", [
+    ("10 ** (10 ** 8) > 1", "CP507"),
+    ("'ab' * 99999999999 == 'x'", "CP507"),
+    ("event.data.trd_trials * (2 ** 100000) > 1", "CP507"),
+    ("(" * 3000 + "1" + ")" * 3000 + " > 0", "CP507"),
+    ("(" * 120 + "1" + ")" * 120 + " > 0", "CP507"),
+    ("event.data.trd_trials > " + "9" * 5000, "CP507"),
+])
+def test_validate_refuses_a_condition_that_would_hang_or_explode(tmp_path: Path, condition, code) -> None:
+    pathway = pathway_copy(tmp_path, edit=lambda text: text.replace(CONDITION, f"when: {json.dumps(condition)}"))
+    status, diagnostics = _validate(pathway)
+    assert status == 1 and [d["code"] for d in diagnostics] == [code], diagnostics
+    assert diagnostics[0]["line"] > 1
+
+
+def test_a_5000_digit_number_in_a_pathway_is_a_coded_error(tmp_path: Path) -> None:
+    pathway = pathway_copy(tmp_path, edit=lambda text: text.replace("    value: 2\n", "    value: " + "9" * 5000 + "\n",
+                                                                      1))
+    status, diagnostics = _validate(pathway)
+    assert status == 1 and diagnostics and all(d["code"].startswith("CP") for d in diagnostics)
+
+
+@pytest.mark.parametrize("template, code", [
+    ("{{ 10 ** (10 ** 8) }}", "CP605"),
+    ("{{ 'a' * 10 ** 10 }}", "CP605"),
+    ("{{ lipsum(10 ** 6) }}", "CP602"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", "CP602"),
+    ("{% include 'welcome.md.j2' %}", "CP605"),
+    ("{{ patient.given_name | shout }}", "CP604"),
+    ("{{ patient.given_name | center(1000000000) }}", "CP604"),
+    ("{% if patient.given_name is shouting %}x{% endif %}", "CP601"),
+    ("{% include patient.family_name %}", "CP603"),
+    ("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}", "CP605"),
+])
+def test_validate_refuses_a_template_that_would_hang_or_explode(tmp_path: Path, template, code) -> None:
+    pathway = pathway_copy(tmp_path, {"welcome": f"# Welcome\n\nDear {{{{ patient.given_name }}}},\n\n{template}\n"})
+    started = time.monotonic()
+    status, diagnostics = _validate(pathway)
+    assert time.monotonic() - started < 60
+    assert status == 1 and code in [d["code"] for d in diagnostics], diagnostics
+    assert all(d["path"].endswith("welcome.md.j2") for d in diagnostics if d["code"] == code)
+
+
+@pytest.mark.parametrize("source", [
+    "{{ 10 ** (10 ** 8) }}", "{{ 'ab' * 99999999999 }}", "{{ '%0999999999d' % 1 }}", "{{ 'x'.center(10 ** 9) }}",
+    "{{ 'x'.ljust(10 ** 9) }}", "{{ '{:>999999999}'.format(1) }}", "{% include 't.md.j2' %}",
+    "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", "{% for x in xs %}{% for y in xs %}" + "x" * 1000
+    + "{% endfor %}{% endfor %}",
+])
+def test_a_letter_render_that_would_hang_or_explode_stops_with_a_template_error(tmp_path: Path, source) -> None:
+    from jinja2 import TemplateError
+
+    from carepath.compile.sandbox import letter_environment
+
+    (tmp_path / "t.md.j2").write_text(source)
+    started = time.monotonic()
+    with pytest.raises(TemplateError):
+        letter_environment(tmp_path, html=False).get_template("t.md.j2").render(xs=list(range(2000)))
+    assert time.monotonic() - started < 30
+
+
+def test_a_condition_that_grows_past_the_bounds_at_run_time_is_a_condition_error() -> None:
+    from carepath.compile.conditions import Condition, ConditionError
+
+    condition = Condition.compile("event.data.n ** event.data.n > 1", "rules[0].when")
+    with pytest.raises(ConditionError, match="too large"):
+        condition({"event": {"data": {"n": 10 ** 8}}})
+    assert Condition.compile("'ab' * n == 'x'", "w")({"n": 2}) is False
+    with pytest.raises(ConditionError):
+        Condition.compile("'ab' * n == 'x'", "w")({"n": 99999999999})
+
+
+# --- 5. confinement: templates come from the pathway's repository only ------------------
+
+
+def test_an_absolute_template_folder_is_refused(tmp_path: Path) -> None:
+    pathway = pathway_copy(tmp_path, edit=lambda text: text.replace("id: ketamine-iv\n",
+                                                                      f"id: ketamine-iv\ntemplates: {tmp_path}/templates/letters\n", 1))
+    status, diagnostics = _validate(pathway)
+    assert status == 1 and "CP606" in [d["code"] for d in diagnostics]
+    assert [d for d in diagnostics if d["code"] == "CP606"][0]["path"].endswith("ketamine-iv.yaml")
+
+
+def test_a_template_folder_climbing_out_of_the_repository_is_refused(tmp_path: Path) -> None:
+    inner = tmp_path / "repo"
+    inner.mkdir()
+    pathway = pathway_copy(inner)
+    (tmp_path / "elsewhere").mkdir()
+    import shutil
+    shutil.copytree(inner / "templates", tmp_path / "elsewhere" / "templates")
+    pathway.write_text(pathway.read_text().replace("id: ketamine-iv\n",
+                                                   "id: ketamine-iv\ntemplates: ../../elsewhere/templates/letters\n", 1))
+    status, diagnostics = _validate(pathway)
+    assert status == 1 and [d["code"] for d in diagnostics] == ["CP606"], diagnostics
+
+
+def test_a_template_symlinked_out_of_the_repository_is_refused_by_validate_and_at_render(tmp_path: Path) -> None:
+    from jinja2 import TemplateError
+
+    from carepath.compile.sandbox import letter_environment
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / ".git").mkdir()
+    pathway = pathway_copy(repo)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside text that must never reach a letter\n")
+    welcome = repo / "templates" / "letters" / "welcome.md.j2"
+    welcome.unlink()
+    welcome.symlink_to(secret)
+    status, diagnostics = _validate(pathway)
+    assert status == 1 and [d["code"] for d in diagnostics] == ["CP606"], diagnostics
+    with pytest.raises(TemplateError):
+        letter_environment(repo / "templates" / "letters", html=False).get_template("welcome.md.j2").render()

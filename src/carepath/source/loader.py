@@ -207,7 +207,12 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return _scalar(node)
+        try:
+            return _scalar(node)
+        except ValueError:  # Python refuses to read an integer of more than 4300 digits
+            self._report(node, Code.INVALID_VALUE, "this number has thousands of digits: too long to read",
+                         "write the value the clinic means")
+            return None
 
     def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[str, object]:
         result: dict[str, object] = {}
