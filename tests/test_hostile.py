@@ -140,14 +140,18 @@ def _alive(pid: int) -> bool:
 
 
 def test_scratch_files_are_removed_when_the_run_is_interrupted(tmp_path: Path) -> None:
-    from carepath.runtime.runner import _scratch_removed
+    from carepath.runtime.flows import WORK_DIR, _one_run_per_folder
 
-    scratch = tmp_path / ".carepath-work" / "shards"
-    with pytest.raises(KeyboardInterrupt), _scratch_removed(tmp_path):
+    @_one_run_per_folder
+    def body(out: str) -> None:
+        scratch = Path(out) / WORK_DIR / "shards"
         scratch.mkdir(parents=True)
         (scratch / "0.jsonl").write_text('{"given_name": "Ada"}\n')
         raise KeyboardInterrupt  # what SIGTERM and Ctrl-C become in `carepath run`
-    assert not (tmp_path / ".carepath-work").exists()
+
+    with pytest.raises(KeyboardInterrupt):
+        body(str(tmp_path))
+    assert not (tmp_path / WORK_DIR).exists()
 
 
 def _busy_loops(seconds: int) -> list[subprocess.Popen]:
@@ -478,3 +482,137 @@ def test_a_template_symlinked_out_of_the_repository_is_refused_by_validate_and_a
     assert status == 1 and [d["code"] for d in diagnostics] == ["CP606"], diagnostics
     with pytest.raises(TemplateError):
         letter_environment(repo / "templates" / "letters", html=False).get_template("welcome.md.j2").render()
+
+
+# --- 6. run faults ----------------------------------------------------------------------
+
+
+def _first_run(tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    result = carepath(*run_args(out), env=clean_env(tmp_path), timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert any((out / "letters").rglob("*.txt"))
+    return out
+
+
+@pytest.mark.integration
+def test_ledger_faults_are_clear_messages_and_never_resend_letters(tmp_path: Path) -> None:
+    out = _first_run(tmp_path)
+    ledger = out / "ledger.sqlite"
+    before = {p: p.stat().st_mtime_ns for p in (out / "letters").rglob("*") if p.is_file()}
+
+    for sidecar in out.glob("ledger.sqlite*"):
+        sidecar.unlink()  # deleted: the letters on disk are the evidence
+    result = carepath(*run_args(out), env=clean_env(tmp_path))
+    assert result.returncode == 1 and str(ledger) in result.stderr and "written again" in result.stderr
+
+    ledger.write_bytes(b"this is not a database" * 100)  # corrupt
+    result = carepath(*run_args(out), env=clean_env(tmp_path))
+    assert result.returncode == 1 and str(ledger) in result.stderr and "not a usable carepath ledger" in result.stderr
+
+    after = {p: p.stat().st_mtime_ns for p in (out / "letters").rglob("*") if p.is_file()}
+    assert after == before  # no letter was written again
+
+
+def test_an_unreachable_ledger_database_is_exit_69_before_prefect_starts(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    env.pop("PGPASSWORD", None)
+    started = time.monotonic()
+    result = carepath(*run_args(tmp_path / "out", "--ledger", "postgresql+psycopg://carepath@127.0.0.1:9/carepath"),
+                      env=env)
+    assert result.returncode == 69, result.stderr
+    assert "the ledger database postgresql+psycopg://carepath@127.0.0.1:9/carepath did not answer" in result.stderr
+    assert "PGPASSWORD" in result.stderr and "flow run" not in result.stderr
+    assert time.monotonic() - started < 30
+    assert not list((tmp_path / "prefect-home").rglob("*.db"))  # Prefect's server never started
+
+
+def test_a_second_run_on_one_folder_waits_for_the_first_and_says_so(tmp_path: Path) -> None:
+    from carepath.outlock import FolderBusy, output_lock
+
+    notes: list[str] = []
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from carepath.outlock import output_lock
+        with output_lock(Path({str(tmp_path)!r})):
+            print("locked", flush=True)
+            time.sleep(float(sys.stdin.readline()))
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(FolderBusy, match=f"process {holder.pid}"), output_lock(tmp_path, wait=0.5,
+                                                                                  note=notes.append):
+            pass
+        assert notes and str(tmp_path) in notes[0] and "waiting" in notes[0]
+        holder.stdin.write("1\n")
+        holder.stdin.flush()
+        started = time.monotonic()
+        with output_lock(tmp_path, wait=60):  # serialised: granted once the first run lets go
+            assert time.monotonic() - started >= 0.5
+        assert holder.wait(timeout=30) == 0
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("which", ["--patients", "--events"])
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_inputs_that_are_not_regular_files_are_refused(tmp_path: Path, which, special) -> None:
+    if special == "fifo":
+        target = tmp_path / "input.jsonl"
+        os.mkfifo(target)
+    else:
+        target = Path(special)
+    args = {"--patients": str(DEMO / "patients.jsonl"), "--events": str(DEMO / "events.jsonl"), which: str(target)}
+    for command in (["plan", str(PATHWAY), "--as-of", AS_OF], ["run", str(PATHWAY), "--out", str(tmp_path / "o")]):
+        result = carepath(*command, "--patients", args["--patients"], "--events", args["--events"],
+                          env=clean_env(tmp_path), timeout=60)
+        assert result.returncode == 1, result.stderr
+        assert str(target) in result.stderr and "not a file" in result.stderr
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_validate_refuses_a_pipe_or_a_device(tmp_path: Path, special) -> None:
+    target = Path(special)
+    if special == "fifo":
+        target = tmp_path / "p.yaml"
+        os.mkfifo(target)
+    status, diagnostics = _validate(target)
+    assert status == 1 and [d["code"] for d in diagnostics] == ["CP100"]
+
+
+@pytest.mark.parametrize("stdin, reason", [
+    (subprocess.DEVNULL, "not recorded"),
+    ("x" * (2 * 1024 * 1024), "more than"),
+    ("{}\n" * 10, "one event"),
+])
+def test_emit_from_stdin_is_bounded(tmp_path: Path, stdin, reason) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    command = [sys.executable, "-m", "carepath.cli.main", "emit", str(PATHWAY), "--patients",
+               str(DEMO / "patients.jsonl"), "--events", str(events), "-"]
+    kwargs = {"stdin": stdin} if stdin is subprocess.DEVNULL else {"input": stdin}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, **kwargs)
+    assert result.returncode == 1 and reason in result.stderr, result.stderr
+    assert events.read_text() == ""
+
+
+def test_emit_with_stdin_closed_is_a_clear_error(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    script = ("import os, sys; os.close(0); sys.stdin = None; from carepath.cli.main import main; "
+              f"sys.exit(main(['emit', {str(PATHWAY)!r}, '--patients', {str(DEMO / 'patients.jsonl')!r}, "
+              f"'--events', {str(events)!r}, '-']))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "standard input is closed" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["letters", "run"])
+def test_out_naming_an_existing_file_is_a_usage_error(tmp_path: Path, command) -> None:
+    out = tmp_path / "file.txt"
+    out.write_text("keep me")
+    result = carepath(command, str(PATHWAY), "--patients", str(DEMO / "patients.jsonl"), "--events",
+                      str(DEMO / "events.jsonl"), "--as-of", AS_OF, "--out", str(out), env=clean_env(tmp_path))
+    assert result.returncode == 2 and "is an existing file" in result.stderr
+    assert out.read_text() == "keep me"

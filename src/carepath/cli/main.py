@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from carepath import __version__
-from carepath.cli.arguments import instant, positive_int
+from carepath.cli.arguments import instant, out_folder, positive_int
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERNAL = 0, 1, 2, 69, 70
 
@@ -76,6 +76,9 @@ def _letters(args: argparse.Namespace) -> int:
                            pdf=not args.no_pdf)
     except LetterError as exc:
         print(f"carepath: {exc}; run 'carepath validate' on the pathway", file=sys.stderr)
+        return EXIT_INVALID
+    except OSError as exc:
+        print(f"carepath: cannot write letters to {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_INVALID
     formats = "text and HTML" if args.no_pdf else "text, HTML and PDF"
     print(f"{count} letter(s) written to {args.out} ({formats}, mode 0600); "
@@ -147,6 +150,7 @@ def _run(args: argparse.Namespace) -> int:
         console.quiet_console()
     from carepath.runtime.runner import RunFailed, run_job
     from carepath.runtime.server import ServiceUnavailable
+    from carepath.sinks.ledger import LedgerProblem
 
     console.install(console.Progress())
     try:
@@ -155,6 +159,9 @@ def _run(args: argparse.Namespace) -> int:
     except ServiceUnavailable as exc:
         print(f"carepath: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except LedgerProblem as exc:
+        print(f"carepath: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     except RunFailed as exc:
         print(f"carepath: flow run {exc.flow_run_id} failed: {exc}", file=sys.stderr)
         return EXIT_INVALID if exc.user_error else EXIT_INTERNAL
@@ -166,9 +173,16 @@ def _emit(args: argparse.Namespace) -> int:
     from carepath import api
     from carepath.recording import NotRecorded, record_event
 
+    from carepath.cli.arguments import StdinProblem, read_stdin
+
+    try:
+        text = read_stdin() if args.event == "-" else args.event
+    except StdinProblem as exc:
+        print(f"carepath: event not recorded: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     try:
         compiled = api.check_run_inputs(args.pathway, args.patients, args.events)
-        event = record_event(compiled, args.patients, args.events, sys.stdin.read() if args.event == "-" else args.event)
+        event = record_event(compiled, args.patients, args.events, text)
     except api.InvalidInput as exc:
         for d in exc.diagnostics:
             print(d.render(), file=sys.stderr)
@@ -299,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patients", required=True, metavar="FILE")
     p.add_argument("--events", required=True, metavar="FILE")
     p.add_argument("--as-of", required=True, type=instant, metavar="ISO")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, type=out_folder, metavar="DIR")
     p.add_argument("--no-pdf", action="store_true", help="skip PDF (faster; text and HTML only)")
     p.set_defaults(func=_letters)
 
@@ -313,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pathway", metavar="PATHWAY")
     p.add_argument("--patients", required=True, metavar="FILE", help="patients, JSON Lines")
     p.add_argument("--events", required=True, metavar="FILE", help="events, JSON Lines")
-    p.add_argument("--out", required=True, metavar="DIR", help="where outputs and the ledger go")
+    p.add_argument("--out", required=True, type=out_folder, metavar="DIR", help="where outputs and the ledger go")
     p.add_argument("--as-of", type=instant, metavar="ISO", help="an instant with a UTC offset (default: now)")
     p.add_argument("--ledger", metavar="URL", help="SQLAlchemy URL of the outbox ledger, e.g. "
                    "postgresql+psycopg://user@host/carepath (default: sqlite in DIR)")

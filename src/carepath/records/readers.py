@@ -44,6 +44,8 @@ from __future__ import annotations
 import difflib
 import gc
 import json
+import os
+import stat
 from collections.abc import Container, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -116,7 +118,26 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def not_regular(path: str | Path) -> str | None:
+    """Why `path` is not a file to read records from (a FIFO, a device, a socket), or None.
+
+    Checked before opening: opening a FIFO waits for a writer, and /dev/zero never ends.
+    A missing or unreadable path is left to `open`, which words it.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = "a pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+        else "not a regular file"
+    return f"is {kind}, not a file: give a JSON Lines file (it is read twice, and must end)"
+
+
 def _open(path: str | Path) -> BinaryIO:
+    if (problem := not_regular(path)) is not None:
+        raise RecordsFileError(path, problem)
     try:
         return open(path, "rb")  # noqa: SIM115 - closed by the caller's `with`
     except FileNotFoundError:

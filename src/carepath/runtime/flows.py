@@ -10,8 +10,11 @@ what was emitted, so a retried task or a re-run flow emits nothing twice.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import shutil
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,14 +23,16 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from carepath import cohort, emission
+from carepath.outlock import output_lock
 from carepath.pinning import Migration, read_migration
 from carepath.runtime import artifacts, console
-from carepath.sinks.ledger import default_url
+from carepath.sinks.ledger import check_ledger, default_url
 
 DEFAULT_SHARD_SIZE = 2000  # patients per Prefect task: ~0.1-0.2 s of planning against ~10 ms of task overhead
 
@@ -50,9 +55,12 @@ def _run_name(kind: str) -> str:
     return f"{kind}-{stem}{subject}-as-of-{as_of}"
 
 
+WORK_DIR = ".carepath-work"
+
+
 def _work_dir(out: Path) -> Path:
     """Scratch space for shard files: they hold names, so owner-only, removed after."""
-    work = out / ".carepath-work"
+    work = out / WORK_DIR
     work.mkdir(mode=0o700, parents=True, exist_ok=True)
     work.chmod(0o700)
     return work / "shards"
@@ -86,6 +94,29 @@ def _withheld(where: str) -> Iterator[None]:
     except Exception as exc:
         # `from None`: the original must not ride along as the traceback's context.
         raise Withheld(type(exc).__name__, where, exc) from None
+
+
+def _one_run_per_folder(fn):
+    """The body runs holding the output folder's lock (see carepath.outlock), and the
+    scratch folder (shard files, which hold names) goes with it, also when the run is
+    interrupted (Ctrl-C, or SIGTERM which the CLI turns into the same)."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        out = Path(signature.bind(*args, **kwargs).arguments["out"])
+
+        def note(message: str) -> None:
+            print(f"carepath: {message}", file=sys.stderr, flush=True)
+            with contextlib.suppress(MissingContextError):
+                get_run_logger().warning(message)
+
+        with output_lock(out, note=note):
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+    return wrapper
 
 
 def _withholding(where: str):
@@ -162,11 +193,13 @@ def _start(pathway: str, out: str, as_of: str | None, ledger_url: str | None, mi
     out_dir.mkdir(parents=True, exist_ok=True)
     start = _Start(_instant(as_of), out_dir, ledger_url or default_url(out_dir), str(flow_run.id),
                    read_migration(migration) if migration else None)
+    check_ledger(start.url, out_dir)  # `carepath run` checked before Prefect; a deployment's run checks here
     archive_pathway(pathway, start.url)
     return start
 
 
 @_withholding("sweep")
+@_one_run_per_folder
 def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None, shard_size: int,
               ledger_url: str | None, pdf: bool, migration: str | None) -> dict:
     """The sweep's body, inside a flow run (whichever task runner that flow has)."""
@@ -205,6 +238,7 @@ def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | N
 
 @flow(name="carepath-patient", flow_run_name=lambda: _run_name("patient"), persist_result=False)
 @_withholding("patient")
+@_one_run_per_folder
 def patient_replan(pathway: str, patients: str, events: str, out: str, patient: str, event_id: str | None = None,
                    as_of: str | None = None, ledger_url: str | None = None, pdf: bool = True,
                    migration: str | None = None) -> dict:

@@ -6,9 +6,6 @@ otherwise Prefect's temporary local server with its database under `PREFECT_HOME
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,21 +22,29 @@ class RunFailed(Exception):
     @property
     def user_error(self) -> bool:
         """Caused by the inputs or the machine (fix and re-run), not by a bug."""
+        from sqlalchemy.exc import DatabaseError
+
         from carepath.api import InvalidInput
+        from carepath.outlock import FolderBusy
         from carepath.pinning import VersionReused
         from carepath.sinks.letters import LetterError
+        from carepath.sinks.ledger import LedgerProblem
 
-        return isinstance(self.cause, (OSError, InvalidInput, VersionReused, LookupError, LetterError))
+        # DatabaseError: the ledger file is corrupt, read-only, or its disk is full.
+        return isinstance(self.cause, (OSError, InvalidInput, VersionReused, LookupError, LetterError, FolderBusy,
+                                       LedgerProblem, DatabaseError))
 
 
-@contextmanager
-def _scratch_removed(out: Path) -> Iterator[None]:
-    """The run's scratch folder (shard files, which hold names) goes with the run, also
-    when it is interrupted (Ctrl-C, or SIGTERM which the CLI turns into the same)."""
+def _check_ledger(ledger_url: str | None, out: Path) -> None:
+    """The ledger before Prefect starts (seconds): a database that does not answer is a
+    service failure; a corrupt or missing one (LedgerProblem) is the user's to fix."""
+    from carepath.runtime.server import ServiceUnavailable
+    from carepath.sinks.ledger import LedgerUnavailable, check_ledger, default_url
+
     try:
-        yield
-    finally:
-        shutil.rmtree(out / ".carepath-work", ignore_errors=True)
+        check_ledger(ledger_url or default_url(out), out)
+    except LedgerUnavailable as exc:
+        raise ServiceUnavailable(exc.service, exc.detail) from None
 
 
 def _call(flow, api_url: str | None, **parameters):
@@ -74,6 +79,8 @@ def run_job(pathway: str, patients: str, events: str, out: str, as_of: datetime 
     from prefect.settings import (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
                                   temporary_settings)
 
+    from sqlalchemy.exc import DatabaseError
+
     from carepath.runtime.flows import DEFAULT_SHARD_SIZE, sweep
     from carepath.runtime.server import check_api, start_temporary_server, startup_budget
 
@@ -82,12 +89,13 @@ def run_job(pathway: str, patients: str, events: str, out: str, as_of: datetime 
         from carepath.runtime.parallel import dask_runner, sweep_parallel
 
         flow = sweep_parallel.with_options(task_runner=dask_runner(workers))
+    _check_ledger(ledger_url, Path(out))
     api_url = PREFECT_API_URL.value() or None
     # With the temporary server nothing watches for crashed runs: heartbeats would only
     # cost a second per run. Against a real server, Prefect's own settings apply.
     overrides = {} if api_url else {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
                                     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: startup_budget()}
-    with temporary_settings(overrides), _scratch_removed(Path(out)):
+    with temporary_settings(overrides):
         if api_url:
             check_api(api_url)
         else:
@@ -102,6 +110,11 @@ def run_job(pathway: str, patients: str, events: str, out: str, as_of: datetime 
         cause = state.result(raise_on_failure=False)
         # Prefect recorded only the error's type; this console may show its message.
         cause = getattr(cause, "original", None) or cause
+        if isinstance(cause, DatabaseError):  # word it without the SQL statement and its rows
+            from carepath.sinks.ledger import default_url, shown_url
+
+            raise RunFailed(flow_run_id, f"the ledger {shown_url(ledger_url or default_url(Path(out)))} failed: "
+                            f"{cause.orig}", cause)
         raise RunFailed(flow_run_id, str(cause) if isinstance(cause, BaseException) else (state.message or state.name),
                         cause if isinstance(cause, BaseException) else None)
     return RunResult(flow_run_id, state.result(), Path(out), api_url)
