@@ -616,3 +616,20 @@ def test_out_naming_an_existing_file_is_a_usage_error(tmp_path: Path, command) -
                       str(DEMO / "events.jsonl"), "--as-of", AS_OF, "--out", str(out), env=clean_env(tmp_path))
     assert result.returncode == 2 and "is an existing file" in result.stderr
     assert out.read_text() == "keep me"
+
+
+# --- 7. review and docs defects ---------------------------------------------------------
+
+
+def test_diff_names_a_letter_template_as_where_a_parameter_is_used(tmp_path: Path) -> None:
+    param = ("parameters:\n", "parameters:\n  parking_fee:\n    value: 5\n    source: CLINIC\n"
+                              "    note: Quoted in the welcome letter.\n")
+    old = pathway_copy(tmp_path, {"welcome": "# Welcome\n\nParking costs {{ params.parking_fee }} dollars.\n"},
+                       edit=lambda text: text.replace(*param, 1))
+    new = old.with_name("new.yaml")
+    new.write_text(old.read_text().replace("    value: 5\n", "    value: 7\n", 1))
+    status, diagnostics = _validate(old)
+    assert status == 0 and "CP311" not in [d["code"] for d in diagnostics]  # validate: used ...
+    result = carepath("diff", str(old), str(new))
+    assert result.returncode == 0, result.stderr
+    assert "not used" not in result.stdout and "letter welcome (template)" in result.stdout, result.stdout  # diff too
