@@ -633,3 +633,29 @@ def test_diff_names_a_letter_template_as_where_a_parameter_is_used(tmp_path: Pat
     result = carepath("diff", str(old), str(new))
     assert result.returncode == 0, result.stderr
     assert "not used" not in result.stdout and "letter welcome (template)" in result.stdout, result.stdout  # diff too
+
+
+def test_a_scenario_with_misspelt_names_fails_at_their_lines(tmp_path: Path) -> None:
+    from carepath.testing.scenarios import run_scenario
+
+    scenario = tmp_path / "typo.scenario.yaml"
+    scenario.write_text(textwrap.dedent(f"""\
+        pathway: {PATHWAY}
+        events:
+          - {{id: e-1, type: enrolled, at: "2026-03-02T09:00:00-05:00"}}
+        as_of: "2026-03-05T17:00:00+00:00"
+        expect:
+          p-1:
+            status: activ
+            tasks:
+              - {{stpe: records_request, status: opne}}
+            no_tasks: [records_requst]
+            no_letters: [welcom]
+        """))
+    outcome = run_scenario(scenario)
+    assert not outcome.passed and not outcome.plans  # nothing was planned on a broken scenario
+    text = "\n".join(outcome.failures)
+    for line, needle in ((7, "unknown patient status 'activ'"), (9, "unknown key 'stpe'"),
+                         (9, "unknown task status 'opne'"), (10, "unknown step 'records_requst'"),
+                         (11, "unknown letter 'welcom'")):
+        assert any(row.startswith(f"{scenario}:{line}:") and needle in row for row in text.splitlines()), text
