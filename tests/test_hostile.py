@@ -659,3 +659,13 @@ def test_a_scenario_with_misspelt_names_fails_at_their_lines(tmp_path: Path) -> 
                          (9, "unknown task status 'opne'"), (10, "unknown step 'records_requst'"),
                          (11, "unknown letter 'welcom'")):
         assert any(row.startswith(f"{scenario}:{line}:") and needle in row for row in text.splitlines()), text
+
+
+def test_validate_text_output_says_which_lines_are_warnings(tmp_path: Path) -> None:
+    pathway = pathway_copy(tmp_path, edit=lambda text: text.replace(
+        "parameters:\n", "parameters:\n  spare:\n    value: 1\n    source: CLINIC\n    note: Nobody reads this.\n", 1))
+    result = carepath("validate", str(pathway))
+    assert result.returncode == 0  # a warning does not fail validate ...
+    (line,) = [row for row in result.stdout.splitlines() if "CP311" in row]
+    assert line.startswith(f"{pathway}:") and " CP311 warning: parameter 'spare' is not used" in line  # ... it says so
+    assert "1 warning(s)" in result.stderr

@@ -33,7 +33,8 @@ def _validate(args: argparse.Namespace) -> int:
             print(d.render())
         if not args.quiet:
             bad = sum(1 for r in results if has_errors(r.diagnostics))
-            print(f"{len(results)} file(s) checked, {bad} with errors", file=sys.stderr)
+            warnings = sum(1 for d in diagnostics if not has_errors([d]))
+            print(f"{len(results)} file(s) checked, {bad} with errors, {warnings} warning(s)", file=sys.stderr)
     return EXIT_INVALID if has_errors(diagnostics) else EXIT_OK
 
 
