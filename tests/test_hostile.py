@@ -669,3 +669,15 @@ def test_validate_text_output_says_which_lines_are_warnings(tmp_path: Path) -> N
     (line,) = [row for row in result.stdout.splitlines() if "CP311" in row]
     assert line.startswith(f"{pathway}:") and " CP311 warning: parameter 'spare' is not used" in line  # ... it says so
     assert "1 warning(s)" in result.stderr
+
+
+def test_emit_to_an_unreachable_prefect_server_is_exit_69_and_keeps_the_event(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes((DEMO / "events.jsonl").read_bytes())
+    line = ('{"id": "e-000010-901", "patient": "p-000010", "type": "session_completed", '
+            '"at": "2026-03-05T13:05:00-05:00", "data": {"session": "s-3"}}')
+    result = carepath("emit", str(PATHWAY), "--patients", str(DEMO / "patients.jsonl"), "--events", str(events), line,
+                      env=clean_env(tmp_path, PREFECT_API_URL="http://127.0.0.1:9/api"), timeout=120)
+    assert result.returncode == 69, result.stderr
+    assert "http://127.0.0.1:9/api" in result.stderr and "recorded in the events file" in result.stderr
+    assert events.read_text().splitlines()[-1] == line

@@ -192,8 +192,13 @@ def _emit(args: argparse.Namespace) -> int:
         print(f"carepath: event not recorded: {exc}", file=sys.stderr)
         return EXIT_INVALID
     from carepath.runtime.events import EVENT_NAME, announce
+    from carepath.runtime.server import ServiceUnavailable
 
-    sent = announce(compiled.id, event.patient, event.id, event.type)
+    try:
+        sent = announce(compiled.id, event.patient, event.id, event.type)
+    except ServiceUnavailable as exc:
+        print(f"carepath: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     where = f"sent {EVENT_NAME} {sent} to Prefect" if sent else \
         "no Prefect server configured (PREFECT_API_URL): the next sweep will plan it"
     print(f"recorded event {event.id} ({event.type}) for {event.patient} in {args.events}; {where}")
