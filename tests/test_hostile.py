@@ -263,6 +263,10 @@ def _both_readers(path: Path) -> tuple[tuple, tuple]:
      '"id": "\\u0078"}', "field 'id' twice"),
     ('{"id": "x", "patient": "p-1", "type": "screening_recorded", "at": "2026-03-01T10:00:00-05:00", '
      '"data": {"trd_trials": -2}}', "data.trd_trials must not be negative"),
+    ('{"id": "x\\u0000y", "patient": "p-1", "type": "enrolled", "at": "2026-03-01T10:00:00-05:00", "data": {}}',
+     "'id' holds a control character"),
+    ('{"id": "x\\ny", "patient": "p-1", "type": "enrolled", "at": "2026-03-01T10:00:00-05:00", "data": {}}',
+     "'id' holds a control character"),
     ('{"id": "x", "patient": "p-1", "type": "vitals_recorded", "at": "2026-03-01T10:00:00-05:00", '
      '"data": {"systolic": -120, "diastolic": 80, "phase": "pre_dose"}}', "data.systolic must not be negative"),
 ])
@@ -305,6 +309,7 @@ def test_a_reused_event_id_with_other_content_is_rejected_in_every_position(tmp_
     ({"family_name": "Byron\u0007"}, "'family_name' holds a control character"),
     ({"given_name": "Ada\u2028- bullet"}, "'given_name' holds a control character"),
     ({"email": "a@example.org\r\nBcc: x@example.org"}, "'email' holds a control character"),
+    ({"patient": "p-1\u0007"}, "'patient' holds a control character"),
 ])
 def test_a_hostile_patient_line_is_rejected_and_the_rest_is_read(tmp_path: Path, patient, reason) -> None:
     from carepath.records import read_patients
@@ -381,6 +386,13 @@ def test_validate_refuses_a_condition_that_would_hang_or_explode(tmp_path: Path,
     status, diagnostics = _validate(pathway)
     assert status == 1 and [d["code"] for d in diagnostics] == [code], diagnostics
     assert diagnostics[0]["line"] > 1
+
+
+@pytest.mark.parametrize("duration", ["99999999999w", "600000w"])
+def test_a_window_longer_than_a_century_is_a_coded_error_not_an_overflow(tmp_path: Path, duration) -> None:
+    pathway = pathway_copy(tmp_path, edit=lambda text: text.replace("value: 48h", f"value: {duration}", 1))
+    status, diagnostics = _validate(pathway)
+    assert status == 1 and diagnostics and "longer than 100 years" in diagnostics[0]["message"]
 
 
 def test_a_5000_digit_number_in_a_pathway_is_a_coded_error(tmp_path: Path) -> None:

@@ -263,6 +263,9 @@ def _ref_problem(value: object, what: str) -> str | None:
         return f"'{what}' is empty"
     if value != value.strip():
         return f"'{what}' has spaces before or after it: remove them"
+    if not value.isprintable():
+        # Ids and refs reach file names, CSV cells, Prefect run names: one line, no controls.
+        return f"'{what}' holds a control character, line break or unusual space: use plain text"
     return None
 
 
@@ -464,7 +467,7 @@ def _event(
     else:
         if (
             type(event_id) is str and type(type_name) is str and type(patient) is str and type(at_text) is str
-            and type(data) is dict and event_id and event_id.strip() == event_id
+            and type(data) is dict and event_id and event_id.strip() == event_id and event_id.isprintable()
             and _EVENT_KEYS.issuperset(obj)
         ):
             spec = specs.get(type_name)
