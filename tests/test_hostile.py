@@ -103,6 +103,16 @@ def test_the_temporary_server_gets_a_budget_for_a_loaded_machine_unless_the_user
     assert budget(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="45") == 45
 
 
+def test_a_temporary_server_that_dies_while_starting_is_noticed_at_once() -> None:
+    from carepath.runtime.server import _Watched
+
+    process = _Watched(subprocess.Popen(["sh", "-c", "exit 5"]))
+    process.wait(timeout=30)
+    with pytest.raises(RuntimeError, match="exited with code 5"):
+        process.poll()  # Prefect's start-up loop would otherwise poll until its budget ran out
+    assert _Watched(subprocess.Popen(["sh", "-c", "exit 3"])).wait(timeout=30) == 3  # Prefect retries code 3
+
+
 def test_a_child_server_dies_with_a_run_killed_by_sigkill(tmp_path: Path) -> None:
     # The same launch wrapper Prefect's server goes through; a `sleep` stands in for it.
     script = textwrap.dedent(f"""
@@ -693,3 +703,26 @@ def test_emit_to_an_unreachable_prefect_server_is_exit_69_and_keeps_the_event(tm
     assert result.returncode == 69, result.stderr
     assert "http://127.0.0.1:9/api" in result.stderr and "recorded in the events file" in result.stderr
     assert events.read_text().splitlines()[-1] == line
+
+
+@pytest.mark.integration
+def test_two_runs_started_together_on_one_folder_take_turns_and_both_succeed(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    runs = []
+    for name in ("a", "b"):  # each its own temporary Prefect server, as two users' shells would have
+        (tmp_path / name).mkdir()
+        env = clean_env(tmp_path / name)
+        runs.append(subprocess.Popen([sys.executable, "-m", "carepath.cli.main", *run_args(out)], cwd=ROOT, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        results = [(run.wait(timeout=600), run.stdout.read(), run.stderr.read()) for run in runs]
+    finally:
+        for run in runs:
+            run.kill()
+            run.wait()
+    assert [code for code, _, _ in results] == [0, 0], [err[-1500:] for _, _, err in results]
+    letters = [p.name for p in (out / "letters").rglob("*.txt")]
+    assert letters and len(letters) == len(set(letters))
+    written = sorted(int(line.split()[1]) for _, text, _ in results for line in text.splitlines()
+                     if line.startswith("letters:"))
+    assert written == [0, len(letters)]  # one run wrote every letter, the other none

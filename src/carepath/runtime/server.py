@@ -79,6 +79,25 @@ def _children_die_with_us() -> Iterator[None]:
         subprocess.Popen = original  # type: ignore[misc]
 
 
+class _Watched:
+    """The server process as Prefect's start-up loop sees it: Prefect polls only for the
+    exit code 3 (port taken, retried) and would otherwise wait out the whole budget for a
+    process that has already died (e.g. PREFECT_HOME not writable)."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self._process = process
+
+    def __getattr__(self, name: str):
+        return getattr(self._process, name)
+
+    def poll(self) -> int | None:
+        code = self._process.poll()
+        if code not in (None, 3):
+            raise RuntimeError(f"the server process exited with code {code} before it answered (its own "
+                               "output, above, says why)")
+        return code
+
+
 def start_temporary_server(budget: int) -> None:
     """Start Prefect's temporary server now (Prefect's own clients then reuse it)."""
     from prefect.server.api.server import SubprocessASGIServer
@@ -88,7 +107,7 @@ def start_temporary_server(budget: int) -> None:
 
     def launch_tied():
         with _children_die_with_us():
-            return launch()
+            return _Watched(launch())
 
     server._run_uvicorn_command = launch_tied  # type: ignore[method-assign]
     try:
