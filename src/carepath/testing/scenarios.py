@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan, PlannedLetter, PlannedTask
+from carepath.records.fields import time_range_problem
 from carepath.source.loader import LoadedSource, load_source
 
 
@@ -134,6 +135,9 @@ def run_scenario(path: Path) -> Outcome:
         return outcome
     if as_of.tzinfo is None:
         outcome.failures.append(f"as_of {scenario.as_of!r} has no UTC offset")
+        return outcome
+    if (problem := time_range_problem(as_of)) is not None:
+        outcome.failures.append(f"as_of {scenario.as_of!r} {problem}")
         return outcome
 
     patients = scenario.patients or [{"patient": "p-1", "given_name": "Test", "family_name": "Patient"}]
