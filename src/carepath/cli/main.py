@@ -329,7 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "letters/<letter-id>.{txt,html,pdf}, fhir/bundle.json, rejected.jsonl. An "
                                    "outbox ledger (DIR/ledger.sqlite, or --ledger URL) makes it exactly-once: "
                                    "running again with the same inputs writes nothing new. Uses PREFECT_API_URL "
-                                   "when set, otherwise Prefect's temporary local server (no server to start).")
+                                   "when set, otherwise Prefect's temporary local server (no server to start; it gets 180 s to "
+                                   "answer unless PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS is set). Runs on "
+                                   "one DIR take turns (DIR/.carepath.lock).")
     p.add_argument("pathway", metavar="PATHWAY")
     p.add_argument("--patients", required=True, metavar="FILE", help="patients, JSON Lines")
     p.add_argument("--events", required=True, metavar="FILE", help="events, JSON Lines")
