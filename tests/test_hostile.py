@@ -143,6 +143,38 @@ def test_a_child_server_dies_with_a_run_killed_by_sigkill(tmp_path: Path) -> Non
         parent.wait()
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.integration
+def test_the_temporary_prefect_server_dies_with_a_run_killed_by_sigkill(tmp_path: Path) -> None:
+    run = subprocess.Popen([sys.executable, "-m", "carepath.cli.main", *run_args(tmp_path / "out")], cwd=ROOT,
+                           env=clean_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (servers := _children(run.pid)):
+            assert run.poll() is None and time.monotonic() < deadline, "no server was started"
+            time.sleep(0.1)
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in servers):
+            assert time.monotonic() < deadline, "the temporary server outlived its killed run"
+            time.sleep(0.1)
+    finally:
+        run.kill()
+        run.wait()
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split()[2]
