@@ -65,6 +65,20 @@ def _call(flow, api_url: str | None, **parameters):
                                  f"{exc} Check PREFECT_API_URL.") from None
 
 
+def service_failure(cause: object, flow_run_id: str) -> Exception | None:
+    """A run that failed because a service outside carepath kept failing (the mail server)
+    is exit 69 naming it, not a user error: nothing is wrong with the inputs, and the letters
+    it did not take stay in the outbox for the next run."""
+    from carepath.runtime.server import ServiceUnavailable
+    from carepath.sinks.email import SmtpUnavailable
+
+    if isinstance(cause, SmtpUnavailable):
+        return ServiceUnavailable("the SMTP server", f"{cause} (flow run {flow_run_id}). Letters it did not take "
+                                  "stay in the outbox and go with the next run; check CAREPATH_SMTP_HOST and "
+                                  "CAREPATH_SMTP_PORT (or the CAREPATH_SMTP_BLOCK block).")
+    return None
+
+
 @dataclass(frozen=True)
 class RunResult:
     flow_run_id: str
@@ -110,6 +124,8 @@ def run_job(pathway: str, patients: str, events: str, out: str, as_of: datetime 
         cause = state.result(raise_on_failure=False)
         # Prefect recorded only the error's type; this console may show its message.
         cause = getattr(cause, "original", None) or cause
+        if (unavailable := service_failure(cause, flow_run_id)) is not None:
+            raise unavailable
         if isinstance(cause, DatabaseError):  # word it without the SQL statement and its rows
             from carepath.sinks.ledger import default_url, shown_url
 
