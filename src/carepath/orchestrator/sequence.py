@@ -42,9 +42,12 @@ def _quiet(_line: str) -> None:
     pass
 
 
+WORK_DIR = ".carepath-work"
+
+
 def work_dir(out: Path) -> Path:
     """Scratch space for shard files: they hold names, so owner-only, removed after."""
-    work = out / ".carepath-work"
+    work = out / WORK_DIR
     work.mkdir(mode=0o700, parents=True, exist_ok=True)
     work.chmod(0o700)
     return work / "shards"

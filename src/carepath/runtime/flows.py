@@ -10,12 +10,19 @@ what was emitted, so a retried task or a re-run flow emits nothing twice.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
+import shutil
+import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -24,9 +31,11 @@ from prefect.utilities.annotations import quote
 from carepath.orchestrator import sequence
 from carepath.orchestrator.executor import ProcessPool
 from carepath.orchestrator.pinning import read_migration
-from carepath.orchestrator.sequence import DEFAULT_SHARD_SIZE
+from carepath.orchestrator.sequence import DEFAULT_SHARD_SIZE, WORK_DIR
 from carepath.orchestrator.spec import RunSpec, parse_as_of
+from carepath.outlock import output_lock
 from carepath.runtime import artifacts
+from carepath.sinks.ledger import check_ledger
 
 __all__ = ["DEFAULT_SHARD_SIZE", "PrefectTasks", "patient_replan", "run_sweep", "sweep"]
 
@@ -47,9 +56,71 @@ _NO_RESULTS = {"cache_policy": NO_CACHE, "persist_result": False}
 _RETRIED = ("plan-and-emit", "replan-patient", "write-documents")
 
 
+class Withheld(Exception):
+    """What Prefect records of a failure inside carepath: the error's type and where it
+    happened, never its message. A message can quote patient data (a template error
+    quotes the value it could not use, a parser the line it could not read), and Prefect
+    keeps state messages, logs and tracebacks in its database. The original stays in
+    this process (`original`) for the console that started the run."""
+
+    def __init__(self, kind: str, where: str, original: BaseException | None = None) -> None:
+        super().__init__(f"{kind} in {where} (its message is withheld from Prefect: it may quote patient data; "
+                         "the console that started the run shows it)")
+        self.kind, self.where, self.original = kind, where, original
+
+    def __reduce__(self):  # pickled across processes without the original
+        return (Withheld, (self.kind, self.where))
+
+
+@contextmanager
+def _withheld(where: str) -> Iterator[None]:
+    try:
+        yield
+    except Withheld:
+        raise
+    except Exception as exc:
+        # `from None`: the original must not ride along as the traceback's context.
+        raise Withheld(type(exc).__name__, where, exc) from None
+
+
+def _one_run_per_folder(fn):
+    """The body runs holding the output folder's lock (see carepath.outlock), and the
+    scratch folder (shard files, which hold names) goes with it, also when the run is
+    interrupted (Ctrl-C, or SIGTERM which the CLI turns into the same)."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        out = Path(signature.bind(*args, **kwargs).arguments["out"])
+
+        def note(message: str) -> None:
+            print(f"carepath: {message}", file=sys.stderr, flush=True)
+            with contextlib.suppress(MissingContextError):
+                get_run_logger().warning(message)
+
+        with output_lock(out, note=note):
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+    return wrapper
+
+
+def _withholding(where: str):
+    """`_withheld` around a whole function (a flow's body)."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with _withheld(where):
+                return fn(*args, **kwargs)
+        return wrapper
+    return decorate
+
+
 @task(name="carepath-step", task_run_name="{label}", **_NO_RESULTS)
 def _step(label: str, fn: Callable[..., R], args: tuple) -> R:
-    return fn(*args)
+    with _withheld(label):
+        return fn(*args)
 
 
 class PrefectTasks:
@@ -85,8 +156,11 @@ class PrefectTasks:
 
 def _spec(pathway: str, out: str, as_of: str | None, ledger_url: str | None, pdf: bool,
           migration: str | None) -> RunSpec:
-    return RunSpec.resolve(pathway, out, parse_as_of(as_of), str(flow_run.id), ledger_url=ledger_url, pdf=pdf,
+    spec = RunSpec.resolve(pathway, out, parse_as_of(as_of), str(flow_run.id), ledger_url=ledger_url, pdf=pdf,
                            migration=read_migration(migration) if migration else None)
+    spec.out.mkdir(parents=True, exist_ok=True)
+    check_ledger(spec.ledger_url, spec.out)  # `carepath run` checked before Prefect; a deployment's run checks here
+    return spec
 
 
 @flow(name="carepath-sweep", flow_run_name=lambda: _run_name("sweep"), persist_result=False,
@@ -100,6 +174,8 @@ def sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None 
     return run_sweep(pathway, patients, events, out, as_of, shard_size, ledger_url, pdf, migration)
 
 
+@_withholding("sweep")
+@_one_run_per_folder
 def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None, shard_size: int,
               ledger_url: str | None, pdf: bool, migration: str | None, processes: int = 1) -> dict:
     """The sweep's body, inside a flow run (whichever task runner that flow has)."""
@@ -114,6 +190,8 @@ def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | N
 
 
 @flow(name="carepath-patient", flow_run_name=lambda: _run_name("patient"), persist_result=False)
+@_withholding("patient")
+@_one_run_per_folder
 def patient_replan(pathway: str, patients: str, events: str, out: str, patient: str, event_id: str | None = None,
                    as_of: str | None = None, ledger_url: str | None = None, pdf: bool = True,
                    migration: str | None = None) -> dict:
