@@ -83,12 +83,14 @@ def main() -> None:
                 times[workers].append(took)
                 if workers == 1:
                     serial.append(executor.serial)
-                print(json.dumps({"workers": workers, "seconds": round(took, 2), "serial_s": round(executor.serial, 2), "cpu_s": round(cpu, 2),
-                                  "patients": summary.workload.patients, "changed": summary.recorded.new + summary.recorded.changed, "load_1min": round(load, 2)}), flush=True)
+                print(json.dumps({"workers": workers, "seconds": round(took, 2), "serial_s": round(executor.serial, 2),
+                                  "cpu_s": round(cpu, 2), "patients": summary.workload.patients,
+                                  "changed": summary.recorded.new + summary.recorded.changed,
+                                  "load_1min": round(load, 2)}), flush=True)
         one, two = statistics.median(times[1]), statistics.median(times[2])
         print(json.dumps({"median_1_worker_s": round(one, 2), "median_2_workers_s": round(two, 2),
-                          "speedup": round(one / two, 2), "serial_share_1_worker": round(statistics.median(serial) / one, 2),
-                          "cpus": os.cpu_count()}))
+                          "speedup": round(one / two, 2),
+                          "serial_share_1_worker": round(statistics.median(serial) / one, 2), "cpus": os.cpu_count()}))
 
 
 if __name__ == "__main__":

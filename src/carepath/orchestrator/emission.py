@@ -176,7 +176,8 @@ def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], patients
     sent_at = when.isoformat()
     if getattr(sink, "marks_each", False):
         # A channel that may fail midway (a mail server) records each letter as it goes.
-        written = sink.write(pending, on_sent=lambda channel, done: ledger.mark_sent(compiled.id, channel, done, sent_at, run))
+        written = sink.write(pending, on_sent=lambda channel, done: ledger.mark_sent(compiled.id, channel, done,
+                                                                                    sent_at, run))
     else:
         written = sink.write(pending)
         ledger.mark_sent(compiled.id, sink.name, pending, sent_at, run)

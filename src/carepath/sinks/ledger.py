@@ -400,7 +400,8 @@ class Ledger:
                 self._advance(conn, pathway)
 
     def letters_with_sends(self, pathway: str) -> Iterator[tuple[str, dict, str | None]]:
-        """Every current letter of the pathway as (patient, body, first sent_at or None), in (patient, id) order, streamed."""
+        """Every current letter of the pathway as (patient, body, first sent_at or None), in
+        (patient, id) order, streamed."""
         sends = (select(sends_table.c.output_id, func.min(sends_table.c.sent_at).label("sent_at"))
                  .group_by(sends_table.c.output_id).subquery())
         join = outputs_table.outerjoin(sends, sends.c.output_id == outputs_table.c.id)
