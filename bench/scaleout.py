@@ -8,6 +8,8 @@ every plan, as on the hourly sweep), same cohort, same as-of, runs interleaved.
 
 Prints one JSON line per run and a summary: the median of each executor, their ratio,
 and the serial part (archive, partition, documents) measured inside the 1-worker runs.
+`cpu_s` is this process's CPU (with reaped children): the whole sweep for 1 worker; for
+2 it leaves out the pool's workers (children of the fork server, reaped when it exits).
 No Prefect: what is measured is the orchestrator; a Prefect task adds ~10 ms per shard.
 """
 
