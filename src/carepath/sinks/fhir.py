@@ -13,13 +13,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
-from pathlib import Path
 
 import orjson
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.sinks._documents import instant, require_aware, task_record
-from carepath.sinks.base import Delivery, Output, OutputKind, atomic_writer
+from carepath.sinks.base import Delivery, Output, OutputKind
+from carepath.sinks.storage import Location, storage_for
 
 # Fixed forever: changing it changes every resource id consumers may have stored.
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:carepath:output")
@@ -68,8 +68,9 @@ class FhirBundle:
     delivery = Delivery.SNAPSHOT
     kinds = frozenset({OutputKind.PATIENT, OutputKind.TASK, OutputKind.LETTER})
 
-    def __init__(self, out_dir: Path, compiled: CompiledPathway, as_of: datetime) -> None:
-        self.path = Path(out_dir) / "fhir" / "bundle.json"
+    def __init__(self, out_dir: Location, compiled: CompiledPathway, as_of: datetime) -> None:
+        self.storage = storage_for(out_dir)
+        self.path = self.storage.local_path(self.name)
         self.compiled = compiled
         self.as_of = require_aware(as_of)
 
@@ -88,7 +89,7 @@ class FhirBundle:
         }, option=orjson.OPT_INDENT_2)
         head = head[:head.rindex(b"[]")]
         count = 0
-        with atomic_writer(self.path) as handle:
+        with self.storage.writer(self.name) as handle:
             handle.write(head)
             first = True
             for patient, members in _patient_blocks(outputs):

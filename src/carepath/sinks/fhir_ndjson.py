@@ -1,0 +1,78 @@
+"""`DIR/fhir/<Type>.ndjson`: the resources of `fhir/bundle.json`, one per line, one file
+per resource type, as a FHIR Bulk Data export delivers them (`CarePlan.ndjson`,
+`Task.ndjson`, `CommunicationRequest.ndjson`), and `DIR/fhir/manifest.json` listing them
+like a Bulk Data `$export` completion response (transactionTime, output type/url/count).
+
+Same resources, same ids as the bundle (`FhirBundle` converts them): a consumer that
+loads a cohort line by line never has to parse one document of hundreds of megabytes.
+Streamed one patient at a time into the three files; the manifest is written last, so a
+manifest's counts describe files that are complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+from carepath.compile.compiled import CompiledPathway
+from carepath.sinks._documents import require_aware
+from carepath.sinks.base import Delivery, Output, OutputKind
+from carepath.sinks.fhir import _KIND_ORDER, FhirBundle, _patient_blocks
+from carepath.sinks.storage import Location, storage_for
+
+RESOURCE_TYPES = ("CarePlan", "Task", "CommunicationRequest")
+MANIFEST = "fhir/manifest.json"
+
+
+def ndjson_name(resource_type: str) -> str:
+    return f"fhir/{resource_type}.ndjson"
+
+
+class FhirNdjson:
+    """The Bulk-Data-style export of one pathway's current plan as of one instant."""
+
+    name = "fhir/ndjson"
+    delivery = Delivery.SNAPSHOT
+    kinds = frozenset({OutputKind.PATIENT, OutputKind.TASK, OutputKind.LETTER})
+
+    def __init__(self, out: Location, compiled: CompiledPathway,
+                 as_of: datetime) -> None:
+        self.storage = storage_for(out)
+        self.compiled = compiled
+        self.as_of = require_aware(as_of)
+        # The conversion is the bundle's: one mapping, two layouts.
+        self._convert = FhirBundle(Path("."), compiled, as_of)
+
+    def present(self) -> bool:
+        """Whether the export is there to be left alone (the manifest is written last)."""
+        return self.storage.exists(MANIFEST) and all(self.storage.exists(ndjson_name(t)) for t in RESOURCE_TYPES)
+
+    def write(self, outputs: Iterable[Output]) -> int:
+        """Outputs grouped by patient in ref order (the ledger's order), as for the bundle."""
+        counts = dict.fromkeys(RESOURCE_TYPES, 0)
+        written = 0
+        with ExitStack() as stack:
+            handles = {t: stack.enter_context(self.storage.writer(ndjson_name(t))) for t in RESOURCE_TYPES}
+            for patient, members in _patient_blocks(outputs):
+                members.sort(key=lambda o: (_KIND_ORDER[o.kind], o.id))
+                written += len(members)
+                for entry in self._convert._patient_entries(patient, members):
+                    resource = entry["resource"]
+                    kind = resource["resourceType"]  # type: ignore[index]
+                    handles[kind].write(orjson.dumps(resource) + b"\n")
+                    counts[kind] += 1
+        manifest = {
+            "transactionTime": self.as_of.isoformat(),
+            "request": f"urn:carepath:pathway:{self.compiled.id}|{self.compiled.version}",
+            "requiresAccessToken": False,
+            "output": [{"type": t, "url": self.storage.url(ndjson_name(t)), "count": counts[t]}
+                       for t in RESOURCE_TYPES],
+            "error": [],
+        }
+        with self.storage.writer(MANIFEST) as handle:
+            handle.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+        return written

@@ -1,0 +1,60 @@
+"""The output location of the documents: a folder, a `file://` URL (the same folder) or
+another fsspec URL (`memory://` here), each replacing a document in one step."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from carepath.sinks.storage import FsspecStorage, LocalStorage, storage_for
+
+
+@pytest.fixture
+def memory():
+    fs = fsspec.filesystem("memory")
+    yield "memory://carepath-storage-test"
+    if fs.exists("/carepath-storage-test"):
+        fs.rm("/carepath-storage-test", recursive=True)
+
+
+def test_a_path_and_a_file_url_are_the_same_local_folder(tmp_path: Path) -> None:
+    assert isinstance(storage_for(tmp_path), LocalStorage)
+    assert isinstance(storage_for(str(tmp_path)), LocalStorage)
+    by_url = storage_for(tmp_path.as_uri())
+    assert isinstance(by_url, LocalStorage) and by_url.root == tmp_path
+    with by_url.writer("fhir/a.ndjson", mode=0o600) as handle:
+        handle.write(b"{}\n")
+    written = tmp_path / "fhir" / "a.ndjson"
+    assert written.read_bytes() == b"{}\n"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600  # local disks keep file modes
+    assert by_url.url("fhir/a.ndjson") == written.resolve().as_uri()
+
+
+def test_fsspec_url_writes_replace_in_one_step(memory: str) -> None:
+    store = storage_for(memory)
+    assert isinstance(store, FsspecStorage)
+    with store.writer("fhir/a.ndjson") as handle:
+        handle.write(b"old\n")
+    with pytest.raises(RuntimeError):
+        with store.writer("fhir/a.ndjson") as handle:
+            handle.write(b"half of the new")
+            raise RuntimeError("killed midway")
+    assert store.read_bytes("fhir/a.ndjson") == b"old\n"
+    fs = fsspec.filesystem("memory")
+    assert fs.ls("/carepath-storage-test/fhir", detail=False) == ["/carepath-storage-test/fhir/a.ndjson"]
+    with store.writer("fhir/a.ndjson") as handle:
+        handle.write(b"new\n")
+    assert store.read_bytes("fhir/a.ndjson") == b"new\n" and store.exists("fhir/a.ndjson")
+    assert not store.exists("fhir/b.ndjson")
+    assert store.url("fhir/a.ndjson") == f"{memory}/fhir/a.ndjson"
+
+
+@pytest.mark.parametrize("name", ["", "/etc/passwd", "../x", "a/../../x", "a//b", "./a"])
+def test_names_stay_inside_the_location(tmp_path: Path, memory: str, name: str) -> None:
+    for store in (storage_for(tmp_path), storage_for(memory)):
+        with pytest.raises(ValueError, match="relative path"):
+            with store.writer(name) as handle:
+                handle.write(b"x")
