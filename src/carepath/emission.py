@@ -298,29 +298,31 @@ def emit_patient(pathway: str, patients_path: str, events_path: str, ref: str, a
                        rejected + tuple(refused))
 
 
-def document_sinks(compiled: CompiledPathway, out: Path, as_of: datetime) -> list[Sink]:
+def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime) -> list[Sink]:
     from carepath.sinks.fhir import FhirBundle
+    from carepath.sinks.fhir_ndjson import FhirNdjson
     from carepath.sinks.tabular import TasksCsv, TasksJsonl
     from carepath.sinks.worklist import Worklist
 
-    return [TasksJsonl(out), TasksCsv(out, compiled), Worklist(out, compiled, as_of), FhirBundle(out, compiled, as_of)]
+    return [TasksJsonl(out), TasksCsv(out, compiled), Worklist(out, compiled, as_of), FhirBundle(out, compiled, as_of),
+            FhirNdjson(out, compiled, as_of)]
 
 
-def write_documents(pathway: str, ledger_url: str, out: Path, as_of: datetime, run: str) -> dict[str, int | None]:
+def write_documents(pathway: str, ledger_url: str, out: Path | str, as_of: datetime, run: str) -> dict[str, int | None]:
     """Rewrite each document whose content is stale; None for those left as they were."""
     compiled = compiled_pathway(pathway)
     ledger = ledger_for(ledger_url)
     state = f"{ledger.generation()}|{as_of.isoformat()}"
     written: dict[str, int | None] = {}
     for sink in document_sinks(compiled, out, as_of):
-        path = getattr(sink, "path", None)
-        if ledger.snapshot_state(sink.name) == state and (path is None or Path(path).exists()):
+        present = sink.present() if hasattr(sink, "present") else sink.storage.exists(sink.name)
+        if ledger.snapshot_state(sink.name) == state and present:
             written[sink.name] = None
             continue
         written[sink.name] = sink.write(ledger.current(sink.kinds))
         ledger.mark_snapshot(sink.name, state, run)
     outbox = LettersJsonl(out)
-    if ledger.snapshot_state(outbox.name) == state and outbox.path.exists():
+    if ledger.snapshot_state(outbox.name) == state and outbox.storage.exists(outbox.name):
         written[outbox.name] = None
     else:
         written[outbox.name] = outbox.write(ledger.letters_with_sends())
@@ -328,11 +330,26 @@ def write_documents(pathway: str, ledger_url: str, out: Path, as_of: datetime, r
     return written
 
 
+def write_patient_record(pathway: str, ledger_url: str, out: Path | str, patient: str, as_of: datetime) -> str:
+    """After an event-triggered re-plan: that patient's record (`patients/<xx>/<ref>.json`)
+    instead of the cohort-wide documents, whose rewrite costs time in proportion to the
+    cohort. The ledger's generation moved, so the next sweep rebuilds those documents."""
+    from carepath.sinks.patient_record import patient_record
+    from carepath.sinks.patient_record import write_patient_record as write
+    from carepath.sinks.storage import storage_for
+
+    compiled = compiled_pathway(pathway)
+    outputs = ledger_for(ledger_url).patient_outputs(compiled.id, patient)
+    record = patient_record(compiled.id, compiled.version, patient, outputs, as_of)
+    return write(storage_for(out), record)
+
+
 def clear_leftovers(out: Path) -> int:
     """Remove half-written files a killed run left behind (`write_atomic`'s temporaries).
     Called when a sweep starts: what they were to hold is rewritten by this run."""
     count = 0
-    for folder, pattern in ((out, ".*.tmp"), (out / "letters", "**/.*.tmp"), (out / "fhir", ".*.tmp")):
+    for folder, pattern in ((out, ".*.tmp"), (out / "letters", "**/.*.tmp"), (out / "fhir", ".*.tmp"),
+                            (out / "patients", "**/.*.tmp")):
         for tmp in folder.glob(pattern) if folder.is_dir() else ():
             tmp.unlink(missing_ok=True)
             count += 1

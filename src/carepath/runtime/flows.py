@@ -89,6 +89,12 @@ def write_documents(pathway: str, ledger_url: str, out: str, as_of: datetime, ru
     return emission.write_documents(pathway, ledger_url, Path(out), as_of, run)
 
 
+@task(name="write-patient-record", task_run_name="write-patient-record-{patient}", retries=2,
+      retry_delay_seconds=1, **_NO_RESULTS)
+def write_patient_record(pathway: str, ledger_url: str, out: str, patient: str, as_of: datetime) -> str:
+    return emission.write_patient_record(pathway, ledger_url, Path(out), patient, as_of)
+
+
 @flow(name="carepath-sweep", flow_run_name=lambda: _run_name("sweep"), persist_result=False,
       task_runner=ThreadPoolTaskRunner(max_workers=1))
 def sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None = None,
@@ -160,13 +166,15 @@ def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | N
 def patient_replan(pathway: str, patients: str, events: str, out: str, patient: str, event_id: str | None = None,
                    as_of: str | None = None, ledger_url: str | None = None, pdf: bool = True,
                    migration: str | None = None) -> dict:
-    """Re-plan one patient after a recorded event (the event trigger's flow), then refresh
-    the documents. `patient` is the pseudonymous ref the event carried."""
+    """Re-plan one patient after a recorded event (the event trigger's flow), then write
+    that patient's record (`patients/<xx>/<ref>.json`); the cohort-wide documents are left
+    to the next sweep. `patient` is the pseudonymous ref the event carried."""
     logger = get_run_logger()
     start = _start(pathway, out, as_of, ledger_url, migration)
     when, out_dir, url, run, moving = start.when, start.out, start.url, start.run, start.migration
     report = replan_patient(pathway, patients, events, patient, when, url, out, run, pdf, moving)
-    documents = write_documents(pathway, url, out, when, run)
+    # One patient's record, not the cohort-wide documents: the next sweep rebuilds those.
+    documents = {write_patient_record(pathway, url, out, patient, when): 1}
     summary = emission.RunSummary.of(emission.compiled_pathway(pathway), when, [report], len(report.rejected),
                                      documents)
     artifacts.publish(summary, out_dir, key_prefix="carepath-patient")

@@ -300,6 +300,22 @@ class Ledger:
             for row in conn.execution_options(stream_results=True, yield_per=2000).execute(query):
                 yield row.patient, orjson.loads(row.body), row.sent_at
 
+    def patient_outputs(self, pathway: str, patient: str) -> list[tuple[Output, str | None]]:
+        """One patient's current outputs under one pathway in (kind, id) order, each with
+        its letter's first `sent_at` (None when unsent or not a letter): the per-patient
+        record an event-triggered run writes, read through the patient index."""
+        sends = (select(sends_table.c.output_id, func.min(sends_table.c.sent_at).label("sent_at"))
+                 .group_by(sends_table.c.output_id).subquery())
+        join = outputs_table.outerjoin(sends, sends.c.output_id == outputs_table.c.id)
+        query = (select(outputs_table.c.id, outputs_table.c.kind, outputs_table.c.patient, outputs_table.c.body,
+                        outputs_table.c.digest, sends.c.sent_at).select_from(join)
+                 .where(outputs_table.c.patient == patient, outputs_table.c.pathway == pathway,
+                        outputs_table.c.retired == 0))
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(query))
+        sent = {r.id: r.sent_at for r in rows}
+        return [(o, sent.get(o.id)) for o in _in_kind_order(rows)]
+
     # -- snapshots -------------------------------------------------------------------
 
     def generation(self) -> int:
