@@ -105,3 +105,21 @@ def test_record_names_spread_refs_over_folders_and_stay_safe() -> None:
     assert len(folders) == 256
     folder, bucket, leaf = record_name("../etc/passwd").split("/")
     assert folder == "patients" and len(bucket) == 2 and leaf == "..%2Fetc%2Fpasswd.json"
+
+
+def test_documents_go_to_the_shared_location_letters_stay_local(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    url = "memory://carepath-shared-test/documents"
+    monkeypatch.setenv("CAREPATH_DOCUMENTS_URL", url)
+    out = tmp_path / "out"
+    sweep(out)
+    fs = fsspec.filesystem("memory")
+    shared = "/carepath-shared-test/documents"
+    for document in COHORT_DOCUMENTS:
+        assert fs.exists(f"{shared}/{document}"), document
+        assert not (out / document).exists(), document
+    assert list((out / "letters").rglob("*.txt"))  # letters and their 0600 files stay on the local disk
+    tasks = [json.loads(line) for line in fs.cat_file(f"{shared}/tasks.jsonl").decode().splitlines()]
+    assert {t["patient"] for t in tasks} == {"p-001", "p-002"}
+    name = replan(out, with_new_session(tmp_path), out)
+    assert fs.exists(f"{shared}/{name}") and not (out / name).exists()
+    fs.rm("/carepath-shared-test", recursive=True)

@@ -58,3 +58,21 @@ def test_names_stay_inside_the_location(tmp_path: Path, memory: str, name: str) 
         with pytest.raises(ValueError, match="relative path"):
             with store.writer(name) as handle:
                 handle.write(b"x")
+
+
+def test_run_refuses_a_documents_location_it_cannot_write_before_prefect(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "carepath.cli.main", "run", str(root / "pathways" / "ketamine-iv.yaml"),
+                           "--patients", str(root / "examples" / "patients.jsonl"),
+                           "--events", str(root / "examples" / "events.jsonl"), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "CAREPATH_DOCUMENTS_URL": "nosuchprotocol://bucket/carepath"})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "CAREPATH_DOCUMENTS_URL" in proc.stderr and "nosuchprotocol" in proc.stderr
+    assert time.monotonic() - started < 10 and not (tmp_path / "o").exists()

@@ -310,8 +310,11 @@ def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime) 
 
 def write_documents(pathway: str, ledger_url: str, out: Path | str, as_of: datetime, run: str) -> dict[str, int | None]:
     """Rewrite each document whose content is stale; None for those left as they were."""
+    from carepath.sinks.storage import documents_location, storage_for
+
     compiled = compiled_pathway(pathway)
     ledger = ledger_for(ledger_url)
+    out = storage_for(documents_location(out))
     state = f"{ledger.generation()}|{as_of.isoformat()}"
     written: dict[str, int | None] = {}
     for sink in document_sinks(compiled, out, as_of):
@@ -336,12 +339,12 @@ def write_patient_record(pathway: str, ledger_url: str, out: Path | str, patient
     cohort. The ledger's generation moved, so the next sweep rebuilds those documents."""
     from carepath.sinks.patient_record import patient_record
     from carepath.sinks.patient_record import write_patient_record as write
-    from carepath.sinks.storage import storage_for
+    from carepath.sinks.storage import documents_location, storage_for
 
     compiled = compiled_pathway(pathway)
     outputs = ledger_for(ledger_url).patient_outputs(compiled.id, patient)
     record = patient_record(compiled.id, compiled.version, patient, outputs, as_of)
-    return write(storage_for(out), record)
+    return write(storage_for(documents_location(out)), record)
 
 
 def clear_leftovers(out: Path) -> int:

@@ -6,10 +6,15 @@ over the old one (a rename on a local disk; on an object store the move is its c
 is also all-or-nothing for a reader). A reader sees the old document or the new one, never
 half of one. A `file://` URL is a local folder: it keeps the local guarantees (file modes
 such as 0600 for letters, a rename on the same disk).
+
+The cohort-wide documents and the per-patient records go to `--out DIR` unless
+CAREPATH_DOCUMENTS_URL names another location (set it alike on every worker that shares
+it). The letters, the ledger's default database and the scratch space stay in DIR.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -134,3 +139,21 @@ def storage_for(location: Location) -> LocalStorage | FsspecStorage:
     if parts.scheme == "file" and parts.netloc in ("", "localhost"):
         return LocalStorage(Path(unquote(parts.path)))
     return FsspecStorage(location)
+
+
+DOCUMENTS_ENV = "CAREPATH_DOCUMENTS_URL"
+
+
+def documents_location(out: Location) -> Location:
+    """Where a run's documents go: CAREPATH_DOCUMENTS_URL when set, else the output folder."""
+    return os.environ.get(DOCUMENTS_ENV) or out
+
+
+def location_problem(location: str) -> str | None:
+    """Why documents cannot go to `location` (an unknown protocol, its package missing), or None."""
+    try:
+        storage_for(location)
+    except (ValueError, ImportError) as exc:
+        return (f"{location!r} is not a location documents can be written to ({exc}); use a folder, a file:// "
+                f"URL or an fsspec URL whose protocol is installed (s3:// needs s3fs, gcs:// gcsfs)")
+    return None
