@@ -76,3 +76,25 @@ def test_run_refuses_a_documents_location_it_cannot_write_before_prefect(tmp_pat
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "CAREPATH_DOCUMENTS_URL" in proc.stderr and "nosuchprotocol" in proc.stderr
     assert time.monotonic() - started < 10 and not (tmp_path / "o").exists()
+
+
+def test_the_run_summary_says_where_the_documents_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from carepath.runtime.console import summary_text
+
+    summary = {"pathway": "ketamine-iv", "version": "1.0.0", "as_of": "2026-03-03T17:00:00+00:00", "patients": 2,
+               "events": 5, "rejected_lines": 0, "letters_written": 1, "letters_planned": 1, "overdue": 0, "open_tasks": [],
+               "patients_needing_attention": 0, "letters_by_status": {"scheduled": 1, "due": 0, "expired": 0,
+                                                                      "withdrawn": 0},
+               "outputs": {"new": 1, "changed": 0, "unchanged": 0, "retired": 0}}
+    result = SimpleNamespace(summary=summary, out=tmp_path, flow_run_id="run-1", api_url=None)
+    local = summary_text(result)
+    assert f"worklist: {tmp_path / 'worklist.html'}" in local
+    assert f"letters: 1 sent this run under {tmp_path / 'letters'}" in local
+    monkeypatch.setenv("CAREPATH_DOCUMENTS_URL", "memory://shared/ketamine-iv")
+    shared = summary_text(result)
+    assert "worklist: memory://shared/ketamine-iv/worklist.html" in shared
+    assert "FHIR: memory://shared/ketamine-iv/fhir/bundle.json" in shared
+    assert "(see memory://shared/ketamine-iv/letters.jsonl)" in shared
+    assert f"under {tmp_path / 'letters'}" in shared  # the letters stay on the local disk

@@ -71,6 +71,10 @@ class LocalStorage:
     def url(self, name: str) -> str:
         return self.path(name).resolve().as_uri()
 
+    def shown(self, name: str) -> str:
+        """How a person is told where the document is: its path."""
+        return str(self.path(name))
+
     def __repr__(self) -> str:
         return f"LocalStorage({str(self.root)!r})"
 
@@ -116,6 +120,9 @@ class FsspecStorage:
 
     def url(self, name: str) -> str:
         return f"{self.base}/{_check(name)}"
+
+    def shown(self, name: str) -> str:
+        return self.url(name)
 
     def __repr__(self) -> str:
         return f"FsspecStorage({self.base!r})"
