@@ -107,3 +107,27 @@ def test_a_failed_export_leaves_the_previous_one(cohort: Planned, exported: Path
     with pytest.raises(ValueError, match="care-plan"):
         FhirNdjson(tmp_path, cohort.compiled, AS_OF).write(iter(broken))
     assert {p.name: p.read_bytes() for p in (tmp_path / "fhir").iterdir()} == before
+
+
+def test_the_run_writes_bundle_and_export_in_one_pass(cohort: Planned, exported: Path, tmp_path: Path) -> None:
+    from carepath.sinks.fhir_ndjson import FhirExport
+
+    alone = tmp_path / "bundle-alone"
+    FhirBundle(alone, cohort.compiled, AS_OF).write(iter(cohort.outputs))
+    sink = FhirExport(tmp_path / "both", cohort.compiled, AS_OF)
+    assert sink.name == "fhir/bundle.json" and not sink.present()
+    assert sink.write(iter(cohort.outputs)) == len(cohort.outputs)
+    assert sink.present()
+    both = tmp_path / "both" / "fhir"
+    assert (both / "bundle.json").read_bytes() == (alone / "fhir" / "bundle.json").read_bytes()
+    for kind in MODELS:
+        assert (both / f"{kind}.ndjson").read_bytes() == (exported / "fhir" / f"{kind}.ndjson").read_bytes()
+    assert json.loads((both / "manifest.json").read_text())["output"] == [
+        {**o, "url": (both / f"{o['type']}.ndjson").resolve().as_uri()}
+        for o in json.loads((exported / "fhir" / "manifest.json").read_text())["output"]]
+    # A failure midway leaves every file as it was, and no temporaries.
+    before = {p.name: p.read_bytes() for p in both.iterdir()}
+    broken = [o for o in cohort.outputs if o.kind is not OutputKind.PATIENT]
+    with pytest.raises(ValueError, match="care-plan"):
+        sink.write(iter(broken))
+    assert {p.name: p.read_bytes() for p in both.iterdir()} == before

@@ -299,13 +299,12 @@ def emit_patient(pathway: str, patients_path: str, events_path: str, ref: str, a
 
 
 def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime) -> list[Sink]:
-    from carepath.sinks.fhir import FhirBundle
-    from carepath.sinks.fhir_ndjson import FhirNdjson
+    from carepath.sinks.fhir_ndjson import FhirExport
     from carepath.sinks.tabular import TasksCsv, TasksJsonl
     from carepath.sinks.worklist import Worklist
 
-    return [TasksJsonl(out), TasksCsv(out, compiled), Worklist(out, compiled, as_of), FhirBundle(out, compiled, as_of),
-            FhirNdjson(out, compiled, as_of)]
+    # FhirExport: fhir/bundle.json and the Bulk Data NDJSON export, in one pass.
+    return [TasksJsonl(out), TasksCsv(out, compiled), Worklist(out, compiled, as_of), FhirExport(out, compiled, as_of)]
 
 
 def write_documents(pathway: str, ledger_url: str, out: Path | str, as_of: datetime, run: str) -> dict[str, int | None]:

@@ -11,7 +11,7 @@ same `urn:uuid:` across runs and the bundle is byte-identical for identical inpu
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 
 import orjson
@@ -74,10 +74,12 @@ class FhirBundle:
         self.compiled = compiled
         self.as_of = require_aware(as_of)
 
-    def write(self, outputs: Iterable[Output]) -> int:
+    def write(self, outputs: Iterable[Output], *,
+              tee: Callable[[list[dict[str, object]]], None] | None = None) -> int:
         """Stream the bundle to disk one patient at a time: a cohort's bundle is far larger
         than the memory a run may use. Outputs must come grouped by patient in ref order
-        (the ledger's order); within a patient any order gives the same bytes."""
+        (the ledger's order); within a patient any order gives the same bytes. `tee` gets
+        each patient's entries too (the NDJSON export, written in the same pass)."""
         as_of = self.as_of.isoformat()
         head = orjson.dumps({
             "resourceType": "Bundle",
@@ -95,7 +97,10 @@ class FhirBundle:
             for patient, members in _patient_blocks(outputs):
                 members.sort(key=lambda o: (_KIND_ORDER[o.kind], o.id))
                 count += len(members)
-                for entry in self._patient_entries(patient, members):
+                entries = self._patient_entries(patient, members)
+                if tee is not None:
+                    tee(entries)
+                for entry in entries:
                     # Indented as orjson would indent it two levels down, one entry at a time.
                     text = orjson.dumps(entry, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n    ")
                     handle.write((b"[\n    " if first else b",\n    ") + text)

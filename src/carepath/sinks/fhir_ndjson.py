@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from contextlib import ExitStack
 from datetime import datetime
-from pathlib import Path
 
 import orjson
 
@@ -22,7 +21,7 @@ from carepath.compile.compiled import CompiledPathway
 from carepath.sinks._documents import require_aware
 from carepath.sinks.base import Delivery, Output, OutputKind
 from carepath.sinks.fhir import _KIND_ORDER, FhirBundle, _patient_blocks
-from carepath.sinks.storage import Location, storage_for
+from carepath.sinks.storage import FsspecStorage, LocalStorage, Location, storage_for
 
 RESOURCE_TYPES = ("CarePlan", "Task", "CommunicationRequest")
 MANIFEST = "fhir/manifest.json"
@@ -32,6 +31,21 @@ def ndjson_name(resource_type: str) -> str:
     return f"fhir/{resource_type}.ndjson"
 
 
+class _Files:
+    """The three NDJSON files being written, and how many resources each holds."""
+
+    def __init__(self, storage: LocalStorage | FsspecStorage, stack: ExitStack) -> None:
+        self.handles = {t: stack.enter_context(storage.writer(ndjson_name(t))) for t in RESOURCE_TYPES}
+        self.counts = dict.fromkeys(RESOURCE_TYPES, 0)
+
+    def add(self, entries: list[dict[str, object]]) -> None:
+        for entry in entries:
+            resource = entry["resource"]
+            kind = resource["resourceType"]  # type: ignore[index]
+            self.handles[kind].write(orjson.dumps(resource) + b"\n")
+            self.counts[kind] += 1
+
+
 class FhirNdjson:
     """The Bulk-Data-style export of one pathway's current plan as of one instant."""
 
@@ -39,13 +53,12 @@ class FhirNdjson:
     delivery = Delivery.SNAPSHOT
     kinds = frozenset({OutputKind.PATIENT, OutputKind.TASK, OutputKind.LETTER})
 
-    def __init__(self, out: Location, compiled: CompiledPathway,
-                 as_of: datetime) -> None:
+    def __init__(self, out: Location, compiled: CompiledPathway, as_of: datetime) -> None:
         self.storage = storage_for(out)
         self.compiled = compiled
         self.as_of = require_aware(as_of)
         # The conversion is the bundle's: one mapping, two layouts.
-        self._convert = FhirBundle(Path("."), compiled, as_of)
+        self._convert = FhirBundle(self.storage, compiled, as_of)
 
     def present(self) -> bool:
         """Whether the export is there to be left alone (the manifest is written last)."""
@@ -53,18 +66,18 @@ class FhirNdjson:
 
     def write(self, outputs: Iterable[Output]) -> int:
         """Outputs grouped by patient in ref order (the ledger's order), as for the bundle."""
-        counts = dict.fromkeys(RESOURCE_TYPES, 0)
         written = 0
         with ExitStack() as stack:
-            handles = {t: stack.enter_context(self.storage.writer(ndjson_name(t))) for t in RESOURCE_TYPES}
+            files = _Files(self.storage, stack)
             for patient, members in _patient_blocks(outputs):
                 members.sort(key=lambda o: (_KIND_ORDER[o.kind], o.id))
                 written += len(members)
-                for entry in self._convert._patient_entries(patient, members):
-                    resource = entry["resource"]
-                    kind = resource["resourceType"]  # type: ignore[index]
-                    handles[kind].write(orjson.dumps(resource) + b"\n")
-                    counts[kind] += 1
+                files.add(self._convert._patient_entries(patient, members))
+        self.finish(files.counts)
+        return written
+
+    def finish(self, counts: dict[str, int]) -> None:
+        """The manifest, once the files it lists are complete."""
         manifest = {
             "transactionTime": self.as_of.isoformat(),
             "request": f"urn:carepath:pathway:{self.compiled.id}|{self.compiled.version}",
@@ -75,4 +88,28 @@ class FhirNdjson:
         }
         with self.storage.writer(MANIFEST) as handle:
             handle.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
-        return written
+
+
+class FhirExport:
+    """`fhir/bundle.json` and the NDJSON export in one pass over the outputs (the run's
+    FHIR document step): the ledger is read and each resource converted once, not twice.
+    Named as the bundle, so a ledger's record of the bundle's last state still applies."""
+
+    name = FhirBundle.name
+    delivery = Delivery.SNAPSHOT
+    kinds = FhirBundle.kinds
+
+    def __init__(self, out: Location, compiled: CompiledPathway, as_of: datetime) -> None:
+        self.storage = storage_for(out)
+        self.bundle = FhirBundle(self.storage, compiled, as_of)
+        self.ndjson = FhirNdjson(self.storage, compiled, as_of)
+
+    def present(self) -> bool:
+        return self.storage.exists(self.bundle.name) and self.ndjson.present()
+
+    def write(self, outputs: Iterable[Output]) -> int:
+        with ExitStack() as stack:
+            files = _Files(self.storage, stack)
+            count = self.bundle.write(outputs, tee=files.add)
+        self.ndjson.finish(files.counts)
+        return count
