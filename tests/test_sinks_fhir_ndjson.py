@@ -69,7 +69,7 @@ def test_manifest_lists_each_file_with_its_count(exported: Path) -> None:
     assert [o["type"] for o in manifest["output"]] == list(MODELS)
     for item in manifest["output"]:
         path = exported / "fhir" / f"{item['type']}.ndjson"
-        assert item["url"] == path.resolve().as_uri()
+        assert item["url"] == f"{item['type']}.ndjson"  # beside the manifest: the folder may move
         assert item["count"] == len(lines(path))
 
 
@@ -78,8 +78,7 @@ def test_no_names_and_byte_identical_when_rewritten(cohort: Planned, exported: P
     for name in [*(f"{k}.ndjson" for k in MODELS), "manifest.json"]:
         data = (tmp_path / "fhir" / name).read_text()
         assert not contains_name(data, cohort.names), name
-        if name != "manifest.json":  # the manifest names its own folder
-            assert data == (exported / "fhir" / name).read_text()
+        assert data == (exported / "fhir" / name).read_text()  # whatever the folder
     assert not list((tmp_path / "fhir").glob(".*.tmp"))
 
 
@@ -122,9 +121,7 @@ def test_the_run_writes_bundle_and_export_in_one_pass(cohort: Planned, exported:
     assert (both / "bundle.json").read_bytes() == (alone / "fhir" / "bundle.json").read_bytes()
     for kind in MODELS:
         assert (both / f"{kind}.ndjson").read_bytes() == (exported / "fhir" / f"{kind}.ndjson").read_bytes()
-    assert json.loads((both / "manifest.json").read_text())["output"] == [
-        {**o, "url": (both / f"{o['type']}.ndjson").resolve().as_uri()}
-        for o in json.loads((exported / "fhir" / "manifest.json").read_text())["output"]]
+    assert (both / "manifest.json").read_bytes() == (exported / "fhir" / "manifest.json").read_bytes()
     # A failure midway leaves every file as it was, and no temporaries.
     before = {p.name: p.read_bytes() for p in both.iterdir()}
     broken = [o for o in cohort.outputs if o.kind is not OutputKind.PATIENT]

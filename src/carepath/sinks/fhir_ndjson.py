@@ -6,7 +6,8 @@ like a Bulk Data `$export` completion response (transactionTime, output type/url
 Same resources, same ids as the bundle (`FhirBundle` converts them): a consumer that
 loads a cohort line by line never has to parse one document of hundreds of megabytes.
 Streamed one patient at a time into the three files; the manifest is written last, so a
-manifest's counts describe files that are complete.
+manifest's counts describe files that are complete. Its `url`s are full URLs on a shared
+store and names relative to the manifest in a local folder.
 """
 
 from __future__ import annotations
@@ -76,14 +77,21 @@ class FhirNdjson:
         self.finish(files.counts)
         return written
 
+    def _url(self, resource_type: str) -> str:
+        """On a shared store, the file's full URL (readers on other hosts); in a local
+        folder, its name beside the manifest, so that the same input gives the same bytes
+        in any folder and the folder can be moved or copied whole."""
+        if isinstance(self.storage, LocalStorage):
+            return f"{resource_type}.ndjson"
+        return self.storage.url(ndjson_name(resource_type))
+
     def finish(self, counts: dict[str, int]) -> None:
         """The manifest, once the files it lists are complete."""
         manifest = {
             "transactionTime": self.as_of.isoformat(),
             "request": f"urn:carepath:pathway:{self.compiled.id}|{self.compiled.version}",
             "requiresAccessToken": False,
-            "output": [{"type": t, "url": self.storage.url(ndjson_name(t)), "count": counts[t]}
-                       for t in RESOURCE_TYPES],
+            "output": [{"type": t, "url": self._url(t), "count": counts[t]} for t in RESOURCE_TYPES],
             "error": [],
         }
         with self.storage.writer(MANIFEST) as handle:
