@@ -123,3 +123,13 @@ def test_documents_go_to_the_shared_location_letters_stay_local(tmp_path: Path, 
     name = replan(out, with_new_session(tmp_path), out)
     assert fs.exists(f"{shared}/{name}") and not (out / name).exists()
     fs.rm("/carepath-shared-test", recursive=True)
+
+
+def test_a_file_url_location_gets_the_same_documents_as_the_output_folder(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    sweep(tmp_path / "plain")
+    shared = tmp_path / "shared"
+    monkeypatch.setenv("CAREPATH_DOCUMENTS_URL", shared.as_uri())
+    sweep(tmp_path / "out")
+    for document in COHORT_DOCUMENTS:
+        assert (shared / document).read_bytes() == (tmp_path / "plain" / document).read_bytes(), document
+        assert not (tmp_path / "out" / document).exists()
