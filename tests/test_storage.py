@@ -98,3 +98,18 @@ def test_the_run_summary_says_where_the_documents_are(tmp_path: Path, monkeypatc
     assert "FHIR: memory://shared/ketamine-iv/fhir/bundle.json" in shared
     assert "(see memory://shared/ketamine-iv/letters.jsonl)" in shared
     assert f"under {tmp_path / 'letters'}" in shared  # the letters stay on the local disk
+
+
+def test_a_sweep_clears_temporaries_a_killed_writer_left_on_the_shared_store(tmp_path: Path, memory: str,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from carepath.emission import clear_leftovers
+
+    fs = fsspec.filesystem("memory")
+    store = storage_for(memory)
+    with store.writer("fhir/bundle.json") as handle:
+        handle.write(b"{}")
+    for left in ("/carepath-storage-test/.tasks.jsonl.1.tmp", "/carepath-storage-test/fhir/.Task.ndjson.2.tmp"):
+        fs.pipe_file(left, b"half")
+    monkeypatch.setenv("CAREPATH_DOCUMENTS_URL", memory)
+    assert clear_leftovers(tmp_path) == 2
+    assert sorted(fs.find("/carepath-storage-test")) == ["/carepath-storage-test/fhir/bundle.json"]

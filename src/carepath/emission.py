@@ -355,6 +355,11 @@ def clear_leftovers(out: Path) -> int:
         for tmp in folder.glob(pattern) if folder.is_dir() else ():
             tmp.unlink(missing_ok=True)
             count += 1
+    from carepath.sinks.storage import FsspecStorage, documents_location, storage_for
+
+    documents = storage_for(documents_location(out))
+    if isinstance(documents, FsspecStorage):  # the sweep's own documents on a shared store
+        count += documents.clear_temporaries(("", "fhir"))
     return count
 
 

@@ -115,6 +115,17 @@ class FsspecStorage:
     def exists(self, name: str) -> bool:
         return bool(self.fs.exists(self._full(name)))
 
+    def clear_temporaries(self, folders: tuple[str, ...]) -> int:
+        """Remove the temporaries a writer killed before its move left in these folders
+        ("" is the root); a sweep calls it when it starts, before anything is written."""
+        count = 0
+        for folder in folders:
+            where = f"{self.root}/{_check(folder)}" if folder else self.root
+            for tmp in self.fs.glob(f"{where}/.*.tmp"):
+                self.fs.rm(tmp)
+                count += 1
+        return count
+
     def read_bytes(self, name: str) -> bytes:
         return bytes(self.fs.cat_file(self._full(name)))
 
