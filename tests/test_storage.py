@@ -113,3 +113,13 @@ def test_a_sweep_clears_temporaries_a_killed_writer_left_on_the_shared_store(tmp
     monkeypatch.setenv("CAREPATH_DOCUMENTS_URL", memory)
     assert clear_leftovers(tmp_path) == 2
     assert sorted(fs.find("/carepath-storage-test")) == ["/carepath-storage-test/fhir/bundle.json"]
+
+
+def test_both_kinds_of_location_are_storages(tmp_path: Path, memory: str) -> None:
+    from carepath.sinks.storage import Storage
+
+    local, shared = storage_for(tmp_path), storage_for(memory)
+    assert isinstance(local, Storage) and isinstance(shared, Storage)
+    assert local.local_path("tasks.jsonl") == tmp_path / "tasks.jsonl" and shared.local_path("tasks.jsonl") is None
+    assert local.shown("tasks.jsonl") == str(tmp_path / "tasks.jsonl")
+    assert shared.shown("tasks.jsonl") == f"{memory}/tasks.jsonl"

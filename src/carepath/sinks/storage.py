@@ -4,8 +4,8 @@ on several hosts can share (`s3://…`, `gcs://…`, `memory://…` in tests).
 A document is replaced in one step: written to a temporary name beside it, then moved
 over the old one (a rename on a local disk; on an object store the move is its copy, which
 is also all-or-nothing for a reader). A reader sees the old document or the new one, never
-half of one. A `file://` URL is a local folder: it keeps the local guarantees (file modes
-such as 0600 for letters, a rename on the same disk).
+half of one. A `file://` URL is a local folder: it keeps the local guarantees (file modes,
+an fsync, a rename on the same disk).
 
 The cohort-wide documents and the per-patient records go to `--out DIR` unless
 CAREPATH_DOCUMENTS_URL names another location (set it alike on every worker that shares
@@ -36,6 +36,14 @@ class Storage(Protocol):
     def read_bytes(self, name: str) -> bytes: ...
 
     def url(self, name: str) -> str: ...
+
+    def shown(self, name: str) -> str:
+        """Where a person finds the document (a path on this machine, else its URL)."""
+        ...
+
+    def local_path(self, name: str) -> Path | None:
+        """The document's path when it is a file on this machine, else None."""
+        ...
 
 
 def _check(name: str) -> str:
