@@ -7,7 +7,9 @@ patient's record (cost independent of the cohort's size) and the next sweep rebu
 cohort-wide documents from the ledger. The record holds what those documents would show
 for the patient: the care-plan summary, the task objects as `tasks.jsonl` writes them and
 the letters as `letters.jsonl` lists them (with their outbox status). No names: the
-pseudonymous ref only, as everywhere outside the letters.
+pseudonymous ref only, as everywhere outside the letters. It is the plan as of the
+patient's last event run (its `as_of`); sweeps leave it alone, so a task that became
+overdue since shows as such in the sweep's documents, not here.
 
 `<xx>` is two hex digits of a hash of the ref, so no folder holds more than a 256th of a
 cohort; the file name is the ref, percent-encoded where a character is not safe in one.
