@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,11 +18,12 @@ def edit(text: str, *pairs: tuple[str, str]) -> str:
 
 
 def write_variant(directory: Path, text: str, name: str = "ketamine-iv.yaml") -> Path:
-    """`directory/pathways/<name>` beside a link to the real templates, as a pathway repository has."""
+    """`directory/pathways/<name>` beside a copy of the real templates, as a pathway repository has
+    (a link would point out of it, and templates must resolve inside the pathway's repository)."""
     (directory / "pathways").mkdir(parents=True, exist_ok=True)
     templates = directory / "templates"
     if not templates.exists():
-        templates.symlink_to(ROOT / "templates", target_is_directory=True)
+        shutil.copytree(ROOT / "templates", templates)
     path = directory / "pathways" / name
     path.write_text(text)
     return path

@@ -3,6 +3,7 @@ any pathway may use; the esketamine pathway's induction is one)."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -21,7 +22,7 @@ PATHWAY = f"""\
 id: calendar-demo
 version: 1.0.0
 title: Calendar demo
-templates: {CORPUS_TEMPLATES}
+templates: templates
 clinic:
   name: Test Clinic
   phone: "555-0100"
@@ -86,6 +87,8 @@ def test_seven_a_week_gives_each_day_its_own_slot() -> None:
 
 
 def _compiled(tmp_path: Path):
+    # A copy beside the pathway: templates must resolve inside the pathway's repository.
+    shutil.copytree(CORPUS_TEMPLATES, tmp_path / "templates")
     path = tmp_path / "calendar-demo.yaml"
     path.write_text(PATHWAY)
     return load_pathway(path)

@@ -246,3 +246,16 @@ def test_a_failing_server_never_puts_the_patients_address_in_the_error(smtp, tmp
     with pytest.raises(SmtpUnavailable) as raised:
         sweep(tmp_path)
     assert "451" in str(raised.value) and "ada" not in str(raised.value)
+
+
+def test_a_mail_server_that_keeps_failing_is_a_service_failure_naming_it() -> None:
+    """`carepath run` maps it to exit 69 (a service did not answer), not 1 (bad input)."""
+    from carepath.runtime.runner import service_failure
+    from carepath.runtime.server import ServiceUnavailable
+    from carepath.sinks.email import SmtpUnavailable
+
+    failure = service_failure(SmtpUnavailable("SMTP server 127.0.0.1:2525 failed 4 times (421)"), "run-1")
+    assert isinstance(failure, ServiceUnavailable)
+    assert str(failure).startswith("the SMTP server did not answer: SMTP server 127.0.0.1:2525 failed 4 times")
+    assert "CAREPATH_SMTP_HOST" in str(failure) and "outbox" in str(failure)
+    assert service_failure(ValueError("a bad line"), "run-1") is None

@@ -115,7 +115,7 @@ def outputs(out: Path) -> dict[str, bytes]:
     files = {}
     for p in sorted(out.rglob("*")):
         rel = str(p.relative_to(out))
-        if p.is_file() and "ledger" not in rel and ".carepath-work" not in rel:
+        if p.is_file() and "ledger" not in rel and not rel.startswith(".carepath"):  # scratch, the run lock
             files[rel] = b"" if p.suffix == ".pdf" else p.read_bytes()
     return files
 

@@ -101,7 +101,12 @@ def check_run_inputs(pathway: str | Path, patients: str | Path, events: str | Pa
 
     compiled = load_pathway(pathway)
     problems = []
+    from carepath.records.readers import not_regular
+
     for path in (patients, events):
+        if (problem := not_regular(path)) is not None:
+            problems.append(Diagnostic(str(path), 1, 1, str(Code.FILE_UNREADABLE), problem))
+            continue
         try:
             with open(path, "rb"):
                 pass

@@ -58,10 +58,14 @@ class Code(StrEnum):
     EXPR_FORBIDDEN = "CP504"
     EXPR_NOT_BOOLEAN = "CP505"
     EXPR_UNSUPPORTED = "CP506"
+    EXPR_TOO_LARGE = "CP507"
     # 6xx: letter templates
     TEMPLATE_SYNTAX = "CP601"
     TEMPLATE_UNKNOWN_VARIABLE = "CP602"
     TEMPLATE_FORBIDDEN = "CP603"
+    TEMPLATE_UNKNOWN_FILTER = "CP604"
+    TEMPLATE_TOO_LARGE = "CP605"
+    TEMPLATE_OUTSIDE = "CP606"
 
 
 SUMMARIES: dict[Code, str] = {
@@ -108,7 +112,15 @@ SUMMARIES: dict[Code, str] = {
     Code.EXPR_FORBIDDEN: "An expression reaches for something the sandbox forbids.",
     Code.EXPR_NOT_BOOLEAN: "A condition cannot yield true/false.",
     Code.EXPR_UNSUPPORTED: "An expression uses a construct conditions may not use (calls, filters, assignments).",
+    Code.EXPR_TOO_LARGE: "An expression computes a value too large to evaluate safely, holds a number too long, "
+                         "or is nested too deeply.",
     Code.TEMPLATE_SYNTAX: "A letter template does not parse.",
     Code.TEMPLATE_UNKNOWN_VARIABLE: "A template uses a variable the engine does not provide.",
     Code.TEMPLATE_FORBIDDEN: "A template reaches for something the sandbox forbids.",
+    Code.TEMPLATE_UNKNOWN_FILTER: "A template uses a filter the letter sandbox does not have (a typo, or one "
+                                  "removed because it pads text to any width).",
+    Code.TEMPLATE_TOO_LARGE: "A template computes a value too large to render safely, includes itself, or is "
+                             "nested too deeply.",
+    Code.TEMPLATE_OUTSIDE: "The template folder or a template file lies outside the pathway's repository "
+                           "(an absolute path, '..' out of it, or a symlink pointing out).",
 }

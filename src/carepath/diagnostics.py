@@ -26,8 +26,10 @@ class Diagnostic:
     severity: Severity = Severity.ERROR
 
     def render(self) -> str:
-        """`path:line:col: CODE message` — the contract's one-line form."""
-        text = f"{self.path}:{self.line}:{self.col}: {self.code} {self.message}"
+        """`path:line:col: CODE message` — the contract's one-line form; a warning (which
+        does not fail `validate`) says so: `path:line:col: CODE warning: message`."""
+        label = "warning: " if self.severity is Severity.WARNING else ""
+        text = f"{self.path}:{self.line}:{self.col}: {self.code} {label}{self.message}"
         if self.hint:
             text += f" (hint: {self.hint})"
         return text

@@ -37,7 +37,7 @@ def record_event(compiled: CompiledPathway, patients_path: str | Path, events_pa
         try:
             earlier = _same_id(compiled, patients, path, event)
             if earlier is not None:
-                if earlier == (event.patient, event.type, event.at, dict(event.data)):
+                if earlier == (event.patient, event.type, event.at, event.at.utcoffset(), dict(event.data)):
                     return event  # already recorded: emitting again only re-announces it
                 raise NotRecorded(f"event id {event.id!r} is already used in {path} for a different event: "
                                   "give each event its own id")
@@ -74,7 +74,7 @@ def _same_id(compiled: CompiledPathway, patients: dict, path: Path, event: Event
     needle = orjson.dumps(event.id)
     with path.open("rb") as handle:
         for raw in handle:
-            if needle not in raw:  # cheap pre-filter: most lines cannot carry this id
+            if needle not in raw and b"\\u" not in raw:  # cheap pre-filter, unless an escape could hide the id
                 continue
             try:
                 obj = orjson.loads(raw)
@@ -85,5 +85,5 @@ def _same_id(compiled: CompiledPathway, patients: dict, path: Path, event: Event
                     found = _checked(compiled, patients, raw.decode().strip())
                 except NotRecorded:
                     continue  # a rejected line does not claim its id
-                return found.patient, found.type, found.at, dict(found.data)
+                return found.patient, found.type, found.at, found.at.utcoffset(), dict(found.data)
     return None

@@ -301,6 +301,19 @@ case("CP603-template-forbidden", "CP603 bad_templates/sandbox/welcome.md.j2 line
      "the welcome template reads clinic.__class__, which the sandbox forbids",
      ("templates: templates\n", "templates: bad_templates/sandbox\n"))
 
+# Bounds and confinement (the letter sandbox refuses these at run time too).
+case("CP507-power-too-large", "CP507 line 36", "the condition computes 10 ** (10 ** 8), which would never finish",
+     ("when: event.data.trd_trials >= 2\n", "when: event.data.trd_trials >= 10 ** (10 ** 8)\n"))
+case("CP604-unknown-filter", "CP604 bad_templates/filter/welcome.md.j2 line 3",
+     "the welcome template uses a filter 'shout' that letters do not have",
+     ("templates: templates\n", "templates: bad_templates/filter\n"))
+case("CP605-template-includes-itself", "CP605 bad_templates/recursive/welcome.md.j2 line 7",
+     "the welcome template includes itself, which would never finish",
+     ("templates: templates\n", "templates: bad_templates/recursive\n"))
+case("CP606-template-links-outside", "CP606 bad_templates/outside/welcome.md.j2 line 1",
+     "the welcome template is a symlink to /etc/passwd, outside the repository",
+     ("templates: templates\n", "templates: bad_templates/outside\n"))
+
 
 def render(expect: str, why: str, edits: list[tuple[str, str]]) -> str:
     body = BODY
@@ -342,6 +355,15 @@ def write_templates() -> None:
     put(bad / "unknown_name", welcome, relapse.rstrip("\n") + "\n\n{{ doctor }}\n")
     # bad_templates/sandbox/: welcome reaches for clinic.__class__ (CP603, line 5).
     put(bad / "sandbox", swap(welcome, "{{ clinic.phone }}", "{{ clinic.__class__ }}"), relapse)
+    # bad_templates/filter/: welcome shouts the name with a filter letters lack (CP604, line 3).
+    put(bad / "filter", swap(welcome, "{{ patient.given_name }}", "{{ patient.given_name | shout }}"), relapse)
+    # bad_templates/recursive/: welcome includes itself at its end (CP605, line 7).
+    put(bad / "recursive", welcome.rstrip("\n") + "\n\n{% include 'welcome.md.j2' %}\n", relapse)
+    # bad_templates/outside/: welcome is a symlink climbing out of any checkout to /etc/passwd (CP606).
+    put(bad / "outside", welcome, relapse)
+    link = bad / "outside" / "welcome.md.j2"
+    link.unlink()
+    link.symlink_to("../" * 40 + "etc/passwd")
 
 
 def main() -> None:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.parser import Parser
 
+from jinja2.exceptions import SecurityError
+
 from carepath.codes import Code
-from carepath.compile.sandbox import CONDITION_FILTERS, condition_environment
+from carepath.compile.sandbox import CONDITION_FILTERS, bounded_mul, bounded_pow, condition_environment
 from carepath.model.context import Kind, Shape
 
 
@@ -34,6 +36,56 @@ def parse_condition(source: str) -> nodes.Expr:
     if not parser.stream.eos:
         raise TemplateSyntaxError("unexpected text after the expression", parser.stream.current.lineno)
     return expr
+
+
+MAX_DEPTH = 50  # nesting levels an expression may have; real conditions have fewer than ten
+
+
+def depth(tree: nodes.Node) -> int:
+    """How deeply the tree nests (iteratively: a deep tree must not exhaust the stack here)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in node.iter_child_nodes())
+    return deepest
+
+
+class _NotConstant(Exception):
+    pass
+
+
+_FOLD = {nodes.Add: lambda a, b: a + b, nodes.Sub: lambda a, b: a - b, nodes.Mul: bounded_mul,
+         nodes.Pow: bounded_pow, nodes.Neg: lambda a: -a, nodes.Pos: lambda a: +a}
+
+
+def constant_value(node: nodes.Node) -> object:
+    """The value of arithmetic on constants, computed with the sandbox's bounds (so a
+    too-large result raises SecurityError here, in `validate`, instead of at run time);
+    _NotConstant when it depends on anything else."""
+    if isinstance(node, nodes.Const) and isinstance(node.value, (int, float, str)):
+        return node.value
+    fold = _FOLD.get(type(node))  # type: ignore[call-overload]
+    if fold is None:
+        raise _NotConstant
+    if isinstance(node, nodes.UnaryExpr):
+        return fold(constant_value(node.node))
+    left, right = constant_value(node.left), constant_value(node.right)  # type: ignore[attr-defined]
+    try:
+        return fold(left, right)
+    except (TypeError, ValueError, ZeroDivisionError):
+        raise _NotConstant from None
+
+
+def too_large(tree: nodes.Node) -> Iterator[tuple[str, int]]:
+    """(reason, line) for each constant computation the sandbox would refuse."""
+    for node in tree.find_all((nodes.Mul, nodes.Pow)):
+        try:
+            constant_value(node)
+        except _NotConstant:
+            continue
+        except SecurityError as exc:
+            yield str(exc), node.lineno
 
 
 _COMPARE_OPS = {"eq", "ne", "lt", "lteq", "gt", "gteq", "in", "notin"}
@@ -186,6 +238,19 @@ def check_condition(source: str, context: dict[str, Shape]) -> list[Finding]:
         tree = parse_condition(source)
     except TemplateSyntaxError as exc:
         return [Finding(Code.EXPR_SYNTAX, f"condition does not parse: {exc.message}", lineno=exc.lineno or 1)]
+    except RecursionError:
+        return [Finding(Code.EXPR_TOO_LARGE, "the condition is nested too deeply to read",
+                        f"use at most {MAX_DEPTH} levels of parentheses and operators")]
+    except ValueError:  # Python refuses to read an integer of more than 4300 digits
+        return [Finding(Code.EXPR_TOO_LARGE, "the condition holds a number too long to read",
+                        "numbers in conditions are scores, counts and thresholds")]
+    if depth(tree) > MAX_DEPTH:
+        return [Finding(Code.EXPR_TOO_LARGE, f"the condition is nested more than {MAX_DEPTH} levels deep",
+                        "split it into simpler comparisons")]
+    large = [Finding(Code.EXPR_TOO_LARGE, f"the condition cannot be evaluated safely: {reason}",
+                     "numbers in conditions are scores, counts and thresholds") for reason, _ in too_large(tree)]
+    if large:
+        return large
     checker = _ConditionChecker(context)
     kind = checker.shape(tree)
     if not checker.findings and kind not in (Kind.BOOL, Kind.ANY):
@@ -194,14 +259,31 @@ def check_condition(source: str, context: dict[str, Shape]) -> list[Finding]:
     return checker.findings
 
 
-def check_template_tree(tree: nodes.Template, context: dict[str, Shape]) -> Iterator[Finding]:
-    """Names and attribute chains in a letter template, against the letter context."""
+def check_template_tree(tree: nodes.Template, context: dict[str, Shape],
+                        filters: frozenset[str] = frozenset()) -> Iterator[Finding]:
+    """Names and attribute chains in a letter template, against the letter context;
+    filters the letter sandbox lacks (`filters`: those it has); constant computations
+    it would refuse."""
     from jinja2 import meta
 
     from carepath.compile.sandbox import condition_environment as _env
 
+    unknown = [node for node in tree.find_all(nodes.Filter) if filters and node.name not in filters]
+    for node in unknown:
+        yield Finding(Code.TEMPLATE_UNKNOWN_FILTER, f"template uses the filter {node.name!r}, which letters "
+                      "do not have", "available: " + ", ".join(sorted(filters)), lineno=node.lineno)
+    for reason, line in too_large(tree):
+        yield Finding(Code.TEMPLATE_TOO_LARGE, f"template cannot be rendered safely: {reason}", lineno=line)
+    if unknown:
+        return  # Jinja's analysis below compiles the template, which stops at an unknown filter
+
     local_names = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
-    for name in sorted(meta.find_undeclared_variables(tree) - set(context) - local_names - set(_env().globals)):
+    try:
+        undeclared = meta.find_undeclared_variables(tree)
+    except TemplateSyntaxError as exc:  # e.g. an unknown test ('is shouting')
+        yield Finding(Code.TEMPLATE_SYNTAX, f"template does not compile: {exc.message}", lineno=exc.lineno or 1)
+        return
+    for name in sorted(undeclared - set(context) - local_names - set(_env().globals)):
         line = next((n.lineno for n in tree.find_all(nodes.Name) if n.name == name), 1)
         yield Finding(Code.TEMPLATE_UNKNOWN_VARIABLE, f"template uses {name!r}, which the engine does not provide",
                       "available: " + ", ".join(sorted(context)), lineno=line)

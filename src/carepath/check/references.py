@@ -3,6 +3,7 @@ event types, data fields, parameters, template files."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,6 +20,7 @@ from carepath.model.pathway import (
     FlagAction,
     GotoAction,
     LetterAction,
+    Pathway,
     TaskAction,
     UnflagAction,
 )
@@ -148,9 +150,55 @@ def _anchor(ctx: CheckContext, anchor: str, per: str, triggers: list[str] | None
                            f"{what} is anchored at {spec!r}, which is not a date-time in {event_type!r} events")
 
 
+def parameter_uses(pathway: Pathway, template_dir: Path) -> dict[str, list[str]]:
+    """Where each parameter is read, in review terms ("step integration_psychotherapy",
+    "letter welcome (template)"): `$name` values, `params.name` in conditions, and
+    `params.name` in letter templates. The one answer for both `validate` (an unused
+    parameter) and `diff` (what a changed value moves)."""
+    uses: dict[str, list[str]] = {}
+
+    def add(name: str, where: str) -> None:
+        places = uses.setdefault(name, [])
+        if where not in places:
+            places.append(where)
+
+    def walk(value: object, where: str) -> None:
+        if isinstance(value, str):
+            if (name := referenced_name(value)) is not None:
+                add(name, where)
+            for name in sorted(_params_in_expression(value)):
+                add(name, where)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v, where)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v, where)
+
+    data = pathway.model_dump()
+    for key, value in data.items():
+        if key == "parameters":
+            continue
+        if key == "sessions":
+            walk(value, "session booking")
+        elif key == "rules":
+            for rule in value:
+                walk(rule, f"rule {rule['id']}")
+        elif key in ("stages", "steps", "letters") and isinstance(value, dict):
+            for name, item in value.items():
+                walk(item, f"{key[:-1]} {name}")
+        else:
+            walk(value, key)
+    for name, letter in pathway.letters.items():
+        template = template_dir / f"{letter.template}.md.j2"
+        if template.is_file():
+            for param in sorted(_params_in_expression(template.read_text(encoding="utf-8", errors="replace"))):
+                add(param, f"letter {name} (template)")
+    return uses
+
+
 def _parameters(ctx: CheckContext) -> None:
     """Unknown `$name` references anywhere in the file, and parameters nobody uses."""
-    used: set[str] = set()
 
     def walk(value: object, path: KeyPath) -> None:
         if isinstance(value, dict):
@@ -163,19 +211,12 @@ def _parameters(ctx: CheckContext) -> None:
                 walk(v, (*path, i))
         elif isinstance(value, str):
             name = referenced_name(value)
-            if name is not None:
-                used.add(name)
-                if name not in ctx.pathway.parameters:
-                    ctx.report(path, Code.UNKNOWN_PARAMETER, f"unknown parameter '${name}'",
-                               _suggest(name, ctx.pathway.parameters))
-            for name in _params_in_expression(value):
-                used.add(name)
+            if name is not None and name not in ctx.pathway.parameters:
+                ctx.report(path, Code.UNKNOWN_PARAMETER, f"unknown parameter '${name}'",
+                           _suggest(name, ctx.pathway.parameters))
 
     walk(ctx.source.data, ())
-    for letter in ctx.pathway.letters.values():
-        template = ctx.base_dir / ctx.pathway.templates / f"{letter.template}.md.j2"
-        if template.is_file():
-            used |= _params_in_expression(template.read_text(encoding="utf-8", errors="replace"))
+    used = parameter_uses(ctx.pathway, ctx.base_dir / ctx.pathway.templates)
     for name in ctx.pathway.parameters:
         if name not in used:
             ctx.report(("parameters", name), Code.UNUSED_PARAMETER, f"parameter {name!r} is not used",

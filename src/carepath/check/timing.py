@@ -10,11 +10,12 @@ from carepath.codes import Code
 from carepath.model.durations import SyntaxProblem, parse_span
 from carepath.model.params import ParamProblem, resolve_clock, resolve_count, resolve_enum, resolve_offset
 from carepath.model.pathway import Basis, BusinessDue, ClockDue, ClosedPolicy, Choice, Offset, OutsideHours
+from carepath.records.fields import host_dependent_zone
 from carepath.source.loader import KeyPath
 
 
 def valid_zone(name: str) -> bool:
-    if not name or name.startswith(("/", ".")) or ".." in name:
+    if not name or name.startswith(("/", ".")) or ".." in name or host_dependent_zone(name):
         return False
     try:
         ZoneInfo(name)

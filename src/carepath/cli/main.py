@@ -1,7 +1,8 @@
 """`carepath` command line. Each command is a few lines over `carepath.api`.
 
 Exit codes: 0 success; 1 the input has errors (diagnostics printed); 2 the command line
-itself is wrong; 70 an internal error (a bug: please report it with the message).
+itself is wrong; 69 a service the command needs did not answer (Prefect's server, the
+ledger database; the message names it and the setting to change); 70 an internal error (a bug: please report it with the message).
 `diff --exit-code` adds 3: the two pathways differ.
 """
 
@@ -15,9 +16,9 @@ import sys
 from collections.abc import Sequence
 
 from carepath import __version__
-from carepath.cli.arguments import instant
+from carepath.cli.arguments import instant, out_folder, positive_int
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERNAL = 0, 1, 2, 69, 70
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -33,7 +34,8 @@ def _validate(args: argparse.Namespace) -> int:
             print(d.render())
         if not args.quiet:
             bad = sum(1 for r in results if has_errors(r.diagnostics))
-            print(f"{len(results)} file(s) checked, {bad} with errors", file=sys.stderr)
+            warnings = sum(1 for d in diagnostics if not has_errors([d]))
+            print(f"{len(results)} file(s) checked, {bad} with errors, {warnings} warning(s)", file=sys.stderr)
     return EXIT_INVALID if has_errors(diagnostics) else EXIT_OK
 
 
@@ -85,6 +87,9 @@ def _letters(args: argparse.Namespace) -> int:
                            pdf=not args.no_pdf)
     except LetterError as exc:
         print(f"carepath: {exc}; run 'carepath validate' on the pathway", file=sys.stderr)
+        return EXIT_INVALID
+    except OSError as exc:
+        print(f"carepath: cannot write letters to {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_INVALID
     formats = "text and HTML" if args.no_pdf else "text, HTML and PDF"
     print(f"{count} letter(s) written to {args.out} ({formats}, mode 0600); "
@@ -163,11 +168,19 @@ def _run(args: argparse.Namespace) -> int:
     if not args.verbose:
         console.quiet_console()
     from carepath.runtime.runner import RunFailed, run_job
+    from carepath.runtime.server import ServiceUnavailable
+    from carepath.sinks.ledger import LedgerProblem
 
     console.install(console.Progress())
     try:
         result = run_job(args.pathway, args.patients, args.events, args.out, args.as_of, shard_size=args.shard_size,
                          ledger_url=args.ledger, pdf=not args.no_pdf, workers=args.workers, migration=args.migration)
+    except ServiceUnavailable as exc:
+        print(f"carepath: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except LedgerProblem as exc:
+        print(f"carepath: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     except RunFailed as exc:
         print(f"carepath: flow run {exc.flow_run_id} failed: {exc}", file=sys.stderr)
         return EXIT_INVALID if exc.user_error else EXIT_INTERNAL
@@ -179,9 +192,16 @@ def _emit(args: argparse.Namespace) -> int:
     from carepath import api
     from carepath.recording import NotRecorded, record_event
 
+    from carepath.cli.arguments import StdinProblem, read_stdin
+
+    try:
+        text = read_stdin() if args.event == "-" else args.event
+    except StdinProblem as exc:
+        print(f"carepath: event not recorded: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     try:
         compiled = api.check_run_inputs(args.pathway, args.patients, args.events)
-        event = record_event(compiled, args.patients, args.events, sys.stdin.read() if args.event == "-" else args.event)
+        event = record_event(compiled, args.patients, args.events, text)
     except api.InvalidInput as exc:
         for d in exc.diagnostics:
             print(d.render(), file=sys.stderr)
@@ -190,8 +210,13 @@ def _emit(args: argparse.Namespace) -> int:
         print(f"carepath: event not recorded: {exc}", file=sys.stderr)
         return EXIT_INVALID
     from carepath.runtime.events import EVENT_NAME, announce
+    from carepath.runtime.server import ServiceUnavailable
 
-    sent = announce(compiled.id, event.patient, event.id, event.type)
+    try:
+        sent = announce(compiled.id, event.patient, event.id, event.type)
+    except ServiceUnavailable as exc:
+        print(f"carepath: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     where = f"sent {EVENT_NAME} {sent} to Prefect" if sent else \
         "no Prefect server configured (PREFECT_API_URL): the next sweep will plan it"
     print(f"recorded event {event.id} ({event.type}) for {event.patient} in {args.events}; {where}")
@@ -276,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="carepath",
         description="Clinical care pathways as code: YAML pathways validated like code, planned, and run "
                     "through Prefect into tasks, worklists, letters and FHIR.",
-        epilog="Exit codes: 0 ok, 1 invalid input (diagnostics printed), 2 usage error, 70 internal error; "
+        epilog="Exit codes: 0 ok, 1 invalid input (diagnostics printed), 2 usage error, 69 a service (Prefect's "
+               "server, the ledger database) did not answer, 70 internal error; "
                "'diff --exit-code' exits 3 when the pathways differ.",
     )
     parser.add_argument("--version", action="version", version=f"carepath {__version__}")
@@ -314,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patients", required=True, metavar="FILE")
     p.add_argument("--events", required=True, metavar="FILE")
     p.add_argument("--as-of", required=True, type=instant, metavar="ISO")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, type=out_folder, metavar="DIR")
     p.add_argument("--no-pdf", action="store_true", help="skip PDF (faster; text and HTML only)")
     p.set_defaults(func=_letters)
 
@@ -327,16 +353,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the documents to a folder or fsspec URL shared by several hosts). An "
                                    "outbox ledger (DIR/ledger.sqlite, or --ledger URL) makes it exactly-once: "
                                    "running again with the same inputs writes nothing new. Uses PREFECT_API_URL "
-                                   "when set, otherwise Prefect's temporary local server (no server to start).")
+                                   "when set, otherwise Prefect's temporary local server (no server to start; it gets 180 s to "
+                                   "answer unless PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS is set). Runs on "
+                                   "one DIR take turns (DIR/.carepath.lock).")
     p.add_argument("pathway", metavar="PATHWAY")
     p.add_argument("--patients", required=True, metavar="FILE", help="patients, JSON Lines")
     p.add_argument("--events", required=True, metavar="FILE", help="events, JSON Lines")
-    p.add_argument("--out", required=True, metavar="DIR", help="where outputs and the ledger go")
+    p.add_argument("--out", required=True, type=out_folder, metavar="DIR", help="where outputs and the ledger go")
     p.add_argument("--as-of", type=instant, metavar="ISO", help="an instant with a UTC offset (default: now)")
     p.add_argument("--ledger", metavar="URL", help="SQLAlchemy URL of the outbox ledger, e.g. "
                    "postgresql+psycopg://user@host/carepath (default: sqlite in DIR)")
-    p.add_argument("--shard-size", type=int, metavar="N", help="patients per Prefect task (default 2000)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
+    p.add_argument("--shard-size", type=positive_int, metavar="N", help="patients per Prefect task (default 2000)")
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
                    help="plan shards in N parallel processes through prefect-dask (default 1)")
     p.add_argument("--migration", metavar="FILE",
                    help="move patients pinned to an older pathway version onto this one (YAML: pathway, from, to, "

@@ -22,7 +22,7 @@ from typing import Any
 
 from jinja2 import nodes
 
-from carepath.compile.sandbox import condition_environment
+from carepath.compile.sandbox import bounded_mul, condition_environment
 
 
 class Fallback(Exception):
@@ -87,7 +87,7 @@ def _not_in(a: Any, b: Any) -> bool:
 
 _COMPARE = {"eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "gteq": operator.ge, "lt": operator.lt,
             "lteq": operator.le, "in": _in, "notin": _not_in}
-_BINARY = {nodes.Add: operator.add, nodes.Sub: operator.sub, nodes.Mul: operator.mul}
+_BINARY = {nodes.Add: operator.add, nodes.Sub: operator.sub, nodes.Mul: bounded_mul}
 
 Fn = Callable[[Any], Any]
 

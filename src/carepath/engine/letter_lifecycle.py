@@ -4,7 +4,8 @@ A letter is `scheduled` until its send time, then `due` until it expires; a lett
 reaches its expiry unsent is `expired` and never goes out. A letter tied to a session is
 `withdrawn` when the session is cancelled, and a letter that announced one booking of a
 session is `withdrawn` when the session is booked again (moved): the new booking's letter
-is the one live letter. Withdrawal wins over expiry, because it says why the letter no
+is the one live letter. Discharge withdraws every letter not yet due when it came.
+Withdrawal wins over expiry, because it says why the letter no
 longer applies.
 
 Expiry: a letter called for by a session's booking expires at the start it announced
@@ -32,8 +33,11 @@ class SessionFacts(Protocol):
 
 
 def settle_letters(compiled: c.CompiledPathway, letters: Iterable[PlannedLetter],
-                   sessions: Mapping[str, SessionFacts], as_of: datetime) -> tuple[PlannedLetter, ...]:
-    """The letters with `expires_at` and `status` as of `as_of`, in send order."""
+                   sessions: Mapping[str, SessionFacts], as_of: datetime,
+                   discharged_at: datetime | None = None) -> tuple[PlannedLetter, ...]:
+    """The letters with `expires_at` and `status` as of `as_of`, in send order. A letter
+    whose send time comes after the patient's discharge is withdrawn: discharge ends
+    routine work, and a letter is routine work."""
     out = []
     for letter in letters:
         session = sessions.get(letter.session) if letter.session is not None else None
@@ -45,8 +49,9 @@ def settle_letters(compiled: c.CompiledPathway, letters: Iterable[PlannedLetter]
         if booked is not None:
             announced = booked.astimezone(letter.send_at.tzinfo)
             expires_at = min(expires_at, announced) if own is not None else announced
-        if session is not None and (session.status == "cancelled"
-                                    or (booked is not None and session.scheduled_by != letter.trigger)):
+        if (discharged_at is not None and letter.send_at > discharged_at) or (
+                session is not None and (session.status == "cancelled"
+                                         or (booked is not None and session.scheduled_by != letter.trigger))):
             status = WITHDRAWN
         elif as_of >= expires_at:
             status = EXPIRED

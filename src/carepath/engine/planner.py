@@ -107,6 +107,7 @@ class _Fold:
 
         self.patient_zone = ZoneInfo(patient.timezone)
         self.status = PatientStatus.ACTIVE
+        self.discharged_at: datetime | None = None  # letters not yet due then are withdrawn
         self.flags: set[str] = set()
         self.tasks: dict[str, _Task] = {}
         self.holding: list[_Task] = []  # tasks whose step keeps a hold: holds() scans only these
@@ -286,6 +287,7 @@ class _Fold:
         # Planned recurring work that earlier plans showed is withdrawn, not dropped.
         self.materialise_recurring(at, include_next=True)
         self.status = PatientStatus.DISCHARGED
+        self.discharged_at = at
         for task in self.tasks.values():
             if task.is_open and not task.step.safety:
                 task.cancelled_at = at
@@ -646,7 +648,7 @@ class _Fold:
         flags.update(flag for flag, (_, missed) in unmet.items() if missed)
         tasks.extend(self.escalations(as_of, tasks))
         tasks.sort(key=lambda t: (t.due or t.earliest, t.earliest, t.step, t.id))
-        letters = settle_letters(self.p, self.letters.values(), self.sessions, as_of)
+        letters = settle_letters(self.p, self.letters.values(), self.sessions, as_of, self.discharged_at)
         sessions = sorted(
             (PlannedSession(s.id, s.status, s.start.astimezone(self.zone) if s.start else None,
                             s.completed_at.astimezone(self.zone) if s.completed_at else None)

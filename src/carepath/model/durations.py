@@ -18,6 +18,7 @@ _UNITS = {
     "d": timedelta(days=1), "day": timedelta(days=1), "days": timedelta(days=1),
     "w": timedelta(weeks=1), "week": timedelta(weeks=1), "weeks": timedelta(weeks=1),
 }
+MAX_DURATION = timedelta(days=36525)  # 100 years
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _SPAN = re.compile(r"^\s*(\d\d:\d\d)\s*-\s*(\d\d:\d\d)\s*$")
 
@@ -58,7 +59,10 @@ def parse_offset(text: str) -> timedelta:
     if m.group("sign"):
         raise SyntaxProblem(f"{text!r} is negative; write '{text.strip()[1:].strip()} before' instead",
                             negative=True)
-    value = int(m.group("n")) * _UNITS[m.group("unit")]
+    digits = m.group("n")
+    if len(digits) > 9 or (value := int(digits) * _UNITS[m.group("unit")]) > MAX_DURATION:
+        # Plans add durations to instants: beyond this they would overflow the calendar.
+        raise SyntaxProblem(f"{text!r} is longer than {MAX_DURATION.days // 365} years; no clinical window is")
     return -value if m.group("side") == "before" else value
 
 

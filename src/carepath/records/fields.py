@@ -41,8 +41,33 @@ MAX_SAFE_INTEGER = 2**53 - 1
 """Numbers in data must lie within +/- this (JavaScript's safe range): beyond it JSON
 readers disagree (some read a float), and no clinical value comes near it."""
 
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2999
+"""Instants must fall in these years (in their own offset and in UTC). Planning adds
+windows of days to years to an instant; near datetime's limits (years 1 and 9999) that
+overflows, and no clinical record or plan lies outside this range."""
+
 PHQ9_ITEMS = 9
 PHQ9_MAX_ITEM = 3
+
+
+# Zone names that mean "whatever this host is set to" (or no zone at all), not a place:
+# the same file would then plan differently on another machine.
+_HOST_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+def host_dependent_zone(name: str) -> bool:
+    return name in _HOST_ZONES or name.startswith(("posix/", "right/"))
+
+
+# Characters that would break a name out of its line in a letter or a CSV cell: C0/C1
+# controls (NUL, BEL, line breaks, tab, ESC...), DEL, and Unicode line/paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def control_character(text: str) -> int | None:
+    """1-based position of the first control character or line break in `text`, or None."""
+    found = _CONTROL.search(text)
+    return found.start() + 1 if found else None
 
 
 def json_kind(value: object) -> str:
@@ -92,7 +117,21 @@ def parse_time(value: object, what: str, problems: list[str]) -> datetime | None
             "(or Z for UTC), so the instant is not ambiguous"
         )
         return None
+    if (problem := time_range_problem(parsed)) is not None:
+        problems.append(f"{what} {problem}")
+        return None
     return parsed
+
+
+def time_range_problem(value: datetime) -> str | None:
+    """Why an aware instant cannot be planned, or None (see EARLIEST_YEAR/LATEST_YEAR)."""
+    try:
+        utc_year = (value - value.utcoffset()).year  # type: ignore[operator]
+    except OverflowError:
+        utc_year = 0
+    if EARLIEST_YEAR <= value.year <= LATEST_YEAR and EARLIEST_YEAR <= utc_year <= LATEST_YEAR:
+        return None
+    return f"is out of range (got year {value.year}): instants must lie between {EARLIEST_YEAR} and {LATEST_YEAR}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +142,18 @@ class TypeSpec:
     fields: tuple[tuple[str, FieldType, bool, dict[str, str] | None], ...]  # allowed: value -> shared str
     names: frozenset[str]
     phq9: bool          # assessment_recorded: PHQ-9 rules apply when instrument is phq9
+    non_negative: tuple[str, ...] = ()  # whole-number fields that count or measure something
 
     def describe_fields(self) -> str:
         return ", ".join(self.names_in_order()) or "no data fields"
 
     def names_in_order(self) -> list[str]:
         return [name for name, *_ in self.fields]
+
+
+# Core fields that count (documented treatment trials) or measure (blood pressure): a
+# negative value is a typing error, and `trd_trials: -2` would read as "fewer than 2 trials".
+_NON_NEGATIVE = {"screening_recorded": ("trd_trials",), "vitals_recorded": ("systolic", "diastolic")}
 
 
 def compile_event_types(event_types: Mapping[str, Mapping[str, DataField]]) -> dict[str, TypeSpec]:
@@ -122,6 +167,7 @@ def compile_event_types(event_types: Mapping[str, Mapping[str, DataField]]) -> d
         specs[type_name] = TypeSpec(
             name=type_name, fields=compiled, names=frozenset(fields),
             phq9=type_name == "assessment_recorded",
+            non_negative=tuple(n for n in _NON_NEGATIVE.get(type_name, ()) if n in fields),
         )
     return specs
 
@@ -189,6 +235,10 @@ def check_data(spec: TypeSpec, data: dict[str, object], problems: list[str]) -> 
         out[name] = value
     if not spec.names.issuperset(data):
         _unknown_fields(spec, data, problems)
+    for name in spec.non_negative:
+        value = out.get(name)
+        if type(value) is int and value < 0:
+            problems.append(f"data.{name} must not be negative (got {value})")
     if spec.phq9 and out.get("instrument") == "phq9":
         check_phq9(out, problems)
     return MappingProxyType(out)

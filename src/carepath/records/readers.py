@@ -23,7 +23,11 @@ Choices made here, beyond the contract's wording:
   (a shifted column can put a family name into any field). Unknown event types get a
   "did you mean" from the known types instead of an echo.
 - **Text hygiene:** a line that is not valid UTF-8, holds an unpaired `\\u` surrogate
-  escape, uses `NaN`/`Infinity`, or is longer than `MAX_LINE_BYTES` is rejected. A UTF-8
+  escape, uses `NaN`/`Infinity`, gives a key twice in one object, or is longer than
+  `MAX_LINE_BYTES` is rejected. Names and e-mail addresses with control characters or
+  line breaks are rejected (in a letter they would add lines or print NUL/BEL); so is a
+  `timezone` that means the host's own setting (`localtime`). Instants must lie in the
+  years 1900-2999 (see `fields.EARLIEST_YEAR`). A UTF-8
   byte-order mark at the start of the file is ignored. Blank lines are skipped.
 - Ids and patient refs must be non-empty text without leading or trailing spaces (a
   stray space would otherwise surface later as a confusing "unknown patient").
@@ -40,6 +44,8 @@ from __future__ import annotations
 import difflib
 import gc
 import json
+import os
+import stat
 from collections.abc import Container, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
@@ -50,8 +56,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from carepath.model.pathway import DataField
 from carepath.records.fields import (
-    EXAMPLE_TIME, TypeSpec, check_data, compile_event_types, json_kind, parse_time, shown_key,
+    EXAMPLE_TIME, TypeSpec, check_data, compile_event_types, control_character, host_dependent_zone, json_kind,
+    parse_time, shown_key,
 )
+from carepath.records.fields import EARLIEST_YEAR as _EARLIEST_YEAR
+from carepath.records.fields import LATEST_YEAR as _LATEST_YEAR
 from carepath.records.types import Event, Patient, RecordsFileError, Rejection, new_event
 
 MAX_LINE_BYTES = 1024 * 1024
@@ -69,8 +78,25 @@ def _refuse_constant(name: str) -> object:
     raise _NonFinite(name)
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # Both parsers would keep the last of two equal keys: `"items":[3,...],"items":[0,...]`
+    # would silently drop an item-9 answer. A line that says two things is rejected.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 # One decoder for every line: `json.loads(text, **kwargs)` would build a new one each call.
-_decode = json.JSONDecoder(parse_constant=_refuse_constant).decode
+_decode = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_refuse_duplicates).decode
 
 
 # --- lines -------------------------------------------------------------------------
@@ -93,7 +119,26 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def not_regular(path: str | Path) -> str | None:
+    """Why `path` is not a file to read records from (a FIFO, a device, a socket), or None.
+
+    Checked before opening: opening a FIFO waits for a writer, and /dev/zero never ends.
+    A missing or unreadable path is left to `open`, which words it.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = "a pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+        else "not a regular file"
+    return f"is {kind}, not a file: give a JSON Lines file (it is read twice, and must end)"
+
+
 def _open(path: str | Path) -> BinaryIO:
+    if (problem := not_regular(path)) is not None:
+        raise RecordsFileError(path, problem)
     try:
         return open(path, "rb")  # noqa: SIM115 - closed by the caller's `with`
     except FileNotFoundError:
@@ -126,6 +171,9 @@ def _parse_line_stdlib(number: int, raw: bytes) -> object:
         obj = _decode(text)
     except _NonFinite as exc:
         return Rejection(number, None, f"{exc} is not allowed in JSON: write a number or leave the field out")
+    except _DuplicateKey as exc:
+        return Rejection(number, None, f"line gives the field {shown_key(str(exc))} twice: keep one (which one is "
+                                       "meant cannot be told)")
     except json.JSONDecodeError as exc:
         if not text.strip():
             return None
@@ -147,7 +195,8 @@ def _parse_line_fast(number: int, raw: bytes) -> object:
     to the reference parser, which words the rejection.
 
     orjson is stricter than `json` (no NaN, no lone surrogates, UTF-8 checked, no BOM),
-    keeps the last of duplicate keys as `json` does, and differs only in reading integers
+    keeps the last of duplicate keys (the reference rejects them; counting ':' finds them), and differs
+    only in reading integers
     beyond 64 bits as floats; typed data fields accept integers only within
     +/-(2**53 - 1), so both parsers accept and reject the same lines.
     """
@@ -157,12 +206,16 @@ def _parse_line_fast(number: int, raw: bytes) -> object:
         except Exception:  # noqa: BLE001 - orjson.JSONDecodeError and friends: reword below
             pass
         else:
-            if type(obj) is dict:
+            # orjson keeps the last of repeated keys; a repeat shows as more ':' in the line
+            # than in the object written back (one per key, plus those inside text: exact
+            # when no escape can hide a ':').
+            if type(obj) is dict and raw.count(b":") == _orjson_dumps(obj).count(b":") and b"\\u" not in raw:
                 return obj
     return _parse_line_stdlib(number, raw)
 
 
 try:  # orjson comes with prefect (a dependency); it halves the time spent parsing JSON.
+    from orjson import dumps as _orjson_dumps
     from orjson import loads as _orjson_loads
 except ImportError:  # pragma: no cover - exercised by forcing the stdlib parser in tests
     _parse_line = _parse_line_stdlib
@@ -211,6 +264,9 @@ def _ref_problem(value: object, what: str) -> str | None:
         return f"'{what}' is empty"
     if value != value.strip():
         return f"'{what}' has spaces before or after it: remove them"
+    if not value.isprintable():
+        # Ids and refs reach file names, CSV cells, Prefect run names: one line, no controls.
+        return f"'{what}' holds a control character, line break or unusual space: use plain text"
     return None
 
 
@@ -268,6 +324,8 @@ def read_patients(path: str | Path, *, default_timezone: str) -> tuple[dict[str,
 
 
 def _valid_zone(name: str) -> bool:
+    if host_dependent_zone(name):
+        return False
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: e.g. a directory name like "America"
@@ -287,6 +345,10 @@ def _patient(obj: dict[str, object], default_timezone: str, zones: dict[str, boo
             problems.append(f"'{key}' is missing")
         elif type(value) is not str:
             problems.append(f"'{key}' must be text (got {json_kind(value)})")
+        elif (at := control_character(value)) is not None:
+            # A line break would add lines (bullets, a subject) to a letter; NUL or BEL would be printed.
+            problems.append(f"'{key}' holds a control character or line break at character {at}: "
+                            "a name is one line of printable text")
         names.append(value)
     if all(type(v) is str and not v.strip() for v in names):
         problems.append("'given_name' and 'family_name' are both empty: give at least one")
@@ -299,7 +361,12 @@ def _patient(obj: dict[str, object], default_timezone: str, zones: dict[str, boo
         known = zones.get(zone)
         if known is None:
             known = zones[zone] = _valid_zone(zone)
-        if not known:
+        if not known and host_dependent_zone(zone):
+            problems.append(
+                "'timezone' names this computer's own setting, not a place: use an IANA name such as "
+                "America/New_York, or leave it out for the clinic's zone"
+            )
+        elif not known:
             problems.append(
                 "'timezone' is not a known IANA time zone name: use one such as America/New_York or "
                 "Europe/London, or leave it out for the clinic's zone"
@@ -307,6 +374,8 @@ def _patient(obj: dict[str, object], default_timezone: str, zones: dict[str, boo
     email = obj.get("email")
     if email is not None and type(email) is not str:
         problems.append(f"'email' must be text (got {json_kind(email)})")
+    elif email is not None and (at := control_character(email)) is not None:
+        problems.append(f"'email' holds a control character or line break at character {at}")
     if not _PATIENT_KEYS.issuperset(obj):
         problems.append(_unknown_keys(obj, _PATIENT_KEYS, "patient"))
     if problems:
@@ -402,7 +471,7 @@ def _event(
     else:
         if (
             type(event_id) is str and type(type_name) is str and type(patient) is str and type(at_text) is str
-            and type(data) is dict and event_id and event_id.strip() == event_id
+            and type(data) is dict and event_id and event_id.strip() == event_id and event_id.isprintable()
             and _EVENT_KEYS.issuperset(obj)
         ):
             spec = specs.get(type_name)
@@ -412,7 +481,8 @@ def _event(
                     at = _fromisoformat(at_text)
                 except ValueError:
                     at = None
-                if at is not None and at.tzinfo is not None:
+                # Strictly inside the plannable years, so the instant in UTC is too.
+                if at is not None and at.tzinfo is not None and _EARLIEST_YEAR < at.year < _LATEST_YEAR:
                     problems: list[str] = []
                     checked = check_data(spec, data, problems)
                     if not problems:

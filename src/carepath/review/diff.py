@@ -9,10 +9,10 @@ parameter notes are documentation, not behaviour, and are not compared.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from carepath.compile import compiled as c
 from carepath.model import pathway as m
@@ -251,29 +251,11 @@ def _param_text(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _used_by(model: m.Pathway, name: str) -> str:
+def _used_by(r: Reviewed, name: str) -> str:
     """Where a parameter is read, so a reviewer sees what a changed threshold moves."""
-    pattern = re.compile(rf"(^\${name}\b|\bparams\.{name}\b)")
-    data = model.model_dump()
-    found: list[str] = []
+    from carepath.check.references import parameter_uses
 
-    def walk(value: object, where: str) -> None:
-        if isinstance(value, str) and pattern.search(value.strip()) and where not in found:
-            found.append(where)
-        elif isinstance(value, dict):
-            for v in value.values():
-                walk(v, where)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v, where)
-
-    walk(data["sessions"], "session booking")
-    for kind in ("stages", "steps", "letters"):
-        for key, value in data[kind].items():
-            walk(value, f"{kind[:-1]} {key}")
-    for rule in data["rules"]:
-        walk(rule, f"rule {rule['id']}")
-    return ", ".join(found)
+    return ", ".join(parameter_uses(r.model, Path(r.compiled.template_dir)).get(name, []))
 
 
 def _parameters(old: Reviewed, new: Reviewed) -> list[Change]:
@@ -283,7 +265,7 @@ def _parameters(old: Reviewed, new: Reviewed) -> list[Change]:
 
     def facts(name: str, p: object, r: Reviewed) -> Facts:
         assert isinstance(p, m.Parameter)
-        used = _used_by(r.model, name)
+        used = _used_by(r, name)
         return {"value": Fact(_param_key(p.value), _param_text(p.value), code=True,
                               note=f"used by {used}" if used else "not used"),
                 "source": _plain(p.source.value)}

@@ -9,6 +9,7 @@ import asyncio
 from prefect.events import Event as PrefectEvent
 from prefect.events.clients import get_events_client
 from prefect.settings import PREFECT_API_URL
+from websockets.exceptions import WebSocketException
 
 EVENT_NAME = "carepath.event.recorded"
 
@@ -36,5 +37,13 @@ def announce(pathway: str, ref: str, event_id: str, event_type: str) -> str | No
     if not PREFECT_API_URL.value():
         return None
     event = announcement(pathway, ref, event_id, event_type)
-    asyncio.run(_send(event))
+    try:
+        asyncio.run(_send(event))
+    except (OSError, TimeoutError, WebSocketException) as exc:  # ConnectionRefusedError is an OSError
+        from carepath.runtime.server import ServiceUnavailable
+
+        raise ServiceUnavailable(
+            f"the Prefect server at {PREFECT_API_URL.value()}",
+            f"{type(exc).__name__}: {exc}. The event is recorded in the events file (the next sweep plans it); "
+            "start the server or correct PREFECT_API_URL, then emit the same event again to announce it") from None
     return str(event.id)

@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 
 from carepath.sinks.base import Output, OutputKind
 
@@ -156,6 +156,78 @@ def url_problem(url: str) -> str | None:
     except (NoSuchModuleError, ImportError) as exc:
         return f"no database driver for {parsed.drivername!r} is installed ({exc})"
     return None
+
+
+class LedgerProblem(Exception):
+    """The ledger cannot be used as it is (corrupt, missing while letters exist): the
+    message names it and what to do; the user must act (exit 1)."""
+
+
+class LedgerUnavailable(Exception):
+    """The ledger's database server did not answer (exit 69)."""
+
+    def __init__(self, service: str, detail: str) -> None:
+        self.service, self.detail = service, detail
+        super().__init__(f"{service} did not answer: {detail}")
+
+
+def shown_url(url: str) -> str:
+    """The ledger as a message may name it: its file, or its URL without a password."""
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _letters_on_disk(out_dir: Path) -> bool:
+    letters = out_dir / "letters"
+    return letters.is_dir() and next((p for p in letters.rglob("*.txt") if p.is_file()), None) is not None
+
+
+def check_ledger(url: str, out_dir: Path) -> None:
+    """Before a run: the ledger can be opened, and letters already on disk are in it.
+
+    Without its ledger a run would take every letter for new and write (send) it again:
+    the files under `out_dir/letters` are the evidence that the ledger was used, so a
+    missing or empty ledger beside them is refused rather than started afresh.
+    """
+    where = shown_url(url)
+    if url.startswith("sqlite:///"):
+        path = Path(where)
+        if path.exists() and not path.is_file():
+            raise LedgerProblem(f"the ledger {path} is not a file")
+        if not path.exists():
+            if _letters_on_disk(out_dir):
+                raise LedgerProblem(_missing(where, out_dir))
+            return
+    engine = create_engine(url, future=True, **({"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}))
+    try:
+        with engine.connect() as conn:
+            from sqlalchemy import inspect as inspect_db
+
+            has_outputs = inspect_db(conn).has_table("outputs")
+            # One row is enough evidence; counting all of them would scan millions.
+            rows = conn.execute(select(outputs_table.c.id).limit(1)).first() if has_outputs else None
+    except OperationalError as exc:
+        if url.startswith("sqlite"):
+            raise LedgerProblem(f"the ledger {where} cannot be used ({exc.orig}): check the file, its folder's "
+                                "permissions and free disk space") from None
+        raise LedgerUnavailable(f"the ledger database {where}", f"{' '.join(str(exc.orig).split())}. Check "
+                                "--ledger, that the server runs, and the password in PGPASSWORD or ~/.pgpass") from None
+    except DatabaseError as exc:
+        raise LedgerProblem(f"the ledger {where} is not a usable carepath ledger ({exc.orig}): restore it from a "
+                            f"backup, or move it away together with {out_dir / 'letters'} to start afresh") from None
+    finally:
+        engine.dispose()
+    if not rows and _letters_on_disk(out_dir):
+        raise LedgerProblem(_missing(where, out_dir))
+
+
+def _missing(where: str, out_dir: Path) -> str:
+    return (f"the ledger {where} is missing or empty, but {out_dir / 'letters'} holds letters written by earlier "
+            "runs: without the ledger every letter would be written again as new. Restore the ledger from a "
+            f"backup, or move {out_dir / 'letters'} away to start afresh")
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001

@@ -4,6 +4,7 @@ One source per letter (DESIGN: templates): `# Subject` on the first line, paragr
 separated by blank lines, `- ` bullets, `**bold**`. Everything else is text. HTML is
 produced by escaping every text span here, so a value such as a name with `<` or `&`
 can never become markup, whether it came from the template or from the patient file.
+Values are data here too: a name cannot add a line, a bullet or bold (compile.sandbox.as_data).
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ import html
 import re
 from dataclasses import dataclass
 
+from carepath.compile.sandbox import LITERAL_STAR
+
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
+
+# Values put into a letter are data, never markup (see compile.sandbox.as_data): a `*`
+# from a value arrives as a stand-in, turned back into a plain `*` after markup is applied.
+_LITERAL_STAR = LITERAL_STAR
 
 _CSS = """
 body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 12pt; line-height: 1.5;
@@ -68,7 +75,8 @@ def to_text(markup: str) -> str:
     doc = parse(markup)
     parts = []
     if doc.subject:
-        parts.append(f"{doc.subject}\n{'=' * len(doc.subject)}")
+        subject = doc.subject.replace(_LITERAL_STAR, "*")
+        parts.append(f"{subject}\n{'=' * len(subject)}")
     for kind, lines in doc.blocks:
         if kind == "ul":
             parts.append("\n".join("- " + _plain(item) for item in lines))
@@ -78,11 +86,11 @@ def to_text(markup: str) -> str:
 
 
 def _plain(text: str) -> str:
-    return _BOLD.sub(r"\1", text)
+    return _BOLD.sub(r"\1", text).replace(_LITERAL_STAR, "*")
 
 
 def _inline(text: str) -> str:
-    return _BOLD.sub(r"<strong>\1</strong>", html.escape(text, quote=True))
+    return _BOLD.sub(r"<strong>\1</strong>", html.escape(text, quote=True)).replace(_LITERAL_STAR, "*")
 
 
 def to_html(markup: str) -> str:
@@ -95,7 +103,7 @@ def to_html(markup: str) -> str:
             body.append("<ul>\n" + "\n".join(f"  <li>{_inline(item)}</li>" for item in lines) + "\n</ul>")
         else:
             body.append(f"<p>{' '.join(_inline(line) for line in lines)}</p>")
-    title = html.escape(doc.subject or "Letter", quote=True)
+    title = html.escape(doc.subject or "Letter", quote=True).replace(_LITERAL_STAR, "*")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         f"<title>{title}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"

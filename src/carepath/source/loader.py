@@ -13,6 +13,7 @@ Booleans follow YAML 1.2 (`true`/`false` only): `on:` is a key of the language a
 from __future__ import annotations
 
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,11 @@ def load_source(path: str | Path, *, display: str | None = None, text: bytes | N
     if text is None:
         try:
             p = Path(path)
-            size = p.stat().st_size
+            info = p.stat()
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                # A FIFO would block the read, a device such as /dev/zero never end it.
+                return fail(Position(1, 1), Code.FILE_UNREADABLE, "is a pipe or a device, not a pathway file")
+            size = info.st_size
             if size > MAX_BYTES:
                 return fail(Position(1, 1), Code.FILE_TOO_LARGE,
                             f"file is {size} bytes; a pathway may be at most {MAX_BYTES} bytes",
@@ -207,7 +212,12 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return _scalar(node)
+        try:
+            return _scalar(node)
+        except ValueError:  # Python refuses to read an integer of more than 4300 digits
+            self._report(node, Code.INVALID_VALUE, "this number has thousands of digits: too long to read",
+                         "write the value the clinic means")
+            return None
 
     def _mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[str, object]:
         result: dict[str, object] = {}

@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from carepath.engine.result import PatientPlan
-from carepath.source.loader import load_source
+from carepath.compile.compiled import CompiledPathway
+from carepath.engine.result import PatientPlan, PlannedLetter, PlannedTask
+from carepath.records.fields import time_range_problem
+from carepath.source.loader import LoadedSource, load_source
 
 
 class _Strict(BaseModel):
@@ -89,11 +91,15 @@ class Outcome:
 
 
 def load_scenario(path: Path) -> Scenario:
+    return _load(path)[0]
+
+
+def _load(path: Path) -> tuple[Scenario, LoadedSource]:
     source = load_source(path)
     if source.diagnostics:
         raise ScenarioError("; ".join(d.render() for d in source.diagnostics))
     try:
-        return Scenario.model_validate(source.data)
+        return Scenario.model_validate(source.data), source
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
@@ -109,7 +115,7 @@ def run_scenario(path: Path) -> Outcome:
 
     path = Path(path)
     try:
-        scenario = load_scenario(path)
+        scenario, source = _load(path)
     except ScenarioError as exc:
         return Outcome(path, None, [f"scenario file: {exc}"])
     pathway_file = (path.parent / scenario.pathway).resolve()
@@ -119,6 +125,9 @@ def run_scenario(path: Path) -> Outcome:
     except api.InvalidPathway as exc:
         outcome.failures.append("pathway does not validate:\n" + "\n".join(d.render() for d in exc.diagnostics))
         return outcome
+    if problems := _unknown_names(path, source, scenario, compiled):
+        outcome.failures.append("scenario file:\n" + "\n".join(problems))
+        return outcome
     try:
         as_of = datetime.fromisoformat(scenario.as_of)
     except ValueError:
@@ -126,6 +135,9 @@ def run_scenario(path: Path) -> Outcome:
         return outcome
     if as_of.tzinfo is None:
         outcome.failures.append(f"as_of {scenario.as_of!r} has no UTC offset")
+        return outcome
+    if (problem := time_range_problem(as_of)) is not None:
+        outcome.failures.append(f"as_of {scenario.as_of!r} {problem}")
         return outcome
 
     patients = scenario.patients or [{"patient": "p-1", "given_name": "Test", "family_name": "Patient"}]
@@ -152,6 +164,49 @@ def run_scenario(path: Path) -> Outcome:
         outcome.failures.append("unexpected rejected lines: "
                                 + "; ".join(f"line {r.line} ({r.id}): {r.reason}" for r in cohort.rejected))
     return outcome
+
+
+PATIENT_STATUSES = ("active", "pending_eligibility", "blocked", "discharged")
+TASK_STATUSES = ("open", "done", "overdue", "cancelled")
+_TASK_KEYS = frozenset({f.name for f in fields(PlannedTask)} | {"pathway_version"})
+_LETTER_KEYS = frozenset({f.name for f in fields(PlannedLetter)} | {"pathway_version"})
+
+
+def _unknown_names(path: Path, source: LoadedSource, scenario: Scenario, compiled: CompiledPathway) -> list[str]:
+    """A misspelt key, step, letter, stage or status in `expect` would make a check that
+    can never fail (`no_tasks: [records_requst]`) or one that fails for the wrong reason:
+    each is reported at its line, before anything is planned."""
+    problems: list[str] = []
+
+    def bad(loc: tuple, message: str) -> None:
+        pos = source.locate(loc)
+        problems.append(f"{path}:{pos.line}:{pos.col}: {'.'.join(map(str, loc))}: {message}")
+
+    def one_of(loc: tuple, value: object, allowed, what: str) -> None:
+        if value is not None and value not in allowed:
+            bad(loc, f"unknown {what} {value!r} (known: {', '.join(sorted(allowed))})")
+
+    for ref, want in scenario.expect.items():
+        at = ("expect", ref)
+        one_of((*at, "stage"), want.stage, compiled.stages, "stage")
+        one_of((*at, "status"), want.status, PATIENT_STATUSES, "patient status")
+        for i, flag in enumerate(want.flags or ()):
+            one_of((*at, "flags", i), flag, compiled.flags, "flag")
+        for kind, entries, keys, names, name_key in (
+                ("tasks", want.tasks, _TASK_KEYS, compiled.steps, "step"),
+                ("letters", want.letters, _LETTER_KEYS, compiled.letters, "letter")):
+            for i, entry in enumerate(entries or ()):
+                for key in entry:
+                    if key not in keys:
+                        bad((*at, kind, i, key), f"unknown key {key!r} (a {kind[:-1]} has: {', '.join(sorted(keys))})")
+                one_of((*at, kind, i, name_key), entry.get(name_key), names, name_key)
+                if kind == "tasks":
+                    one_of((*at, kind, i, "status"), entry.get("status"), TASK_STATUSES, "task status")
+        for i, step in enumerate(want.no_tasks):
+            one_of((*at, "no_tasks", i), step, compiled.steps, "step")
+        for i, letter in enumerate(want.no_letters):
+            one_of((*at, "no_letters", i), letter, compiled.letters, "letter")
+    return problems
 
 
 def _compare(ref: str, want: PatientExpectation, got: PatientPlan, version: str) -> list[str]:
