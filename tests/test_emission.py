@@ -151,11 +151,17 @@ def test_a_new_event_adds_its_task_once(tmp_path: Path) -> None:
     again = sequence.replan_patient(replace(spec, run="evt-2"), PATIENTS, events, "p-001")
     assert report.recorded.new + report.recorded.changed > 0
     assert again.recorded.new == again.recorded.changed == 0
-    tasks = [json.loads(l) for l in (tmp_path / "tasks.jsonl").read_text().splitlines()]
+    # The event run writes the patient's record; the next sweep rebuilds tasks.jsonl.
+    (record,) = again.documents
+    tasks = json.loads((tmp_path / record).read_text())["tasks"]
     integration = [t for t in tasks if t["patient"] == "p-001" and t["trigger"] == "e-new"
                    and t["step"] == "integration_psychotherapy"]
     assert len(integration) == 1
     assert report.pathway == "ketamine-iv"
+    sweep(tmp_path, run="run-2", events=events)
+    tasks = [json.loads(l) for l in (tmp_path / "tasks.jsonl").read_text().splitlines()]
+    assert [t["id"] for t in tasks if t["trigger"] == "e-new" and t["step"] == "integration_psychotherapy"] \
+        == [integration[0]["id"]]
 
 
 def test_ledger_and_documents_hold_refs_never_names(tmp_path: Path) -> None:

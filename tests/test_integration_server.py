@@ -7,7 +7,8 @@ repository, a `prefect worker start --pool carepath`, and then `carepath emit` o
 `session_completed` event. The deployment's event trigger must start a flow run for that
 patient (parameters templated from the Prefect event), the worker must run it from
 CAREPATH_HOME (relative paths resolved by the pull step), and the integration
-psychotherapy task for that session must appear in `out/ketamine-iv/tasks.jsonl`.
+psychotherapy task for that session must appear in that patient's record,
+`out/ketamine-iv/patients/<xx>/<ref>.json` (an event run leaves tasks.jsonl to the sweep).
 
 Then the PHI boundary: no patient name or e-mail address from the patients file may
 appear in the flow run's logs (read through the API), in the server's or worker's output,
@@ -38,6 +39,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+
+from carepath.sinks.patient_record import record_name
 
 pytestmark = pytest.mark.integration
 
@@ -275,11 +278,11 @@ def _flow_run_logs(stack: Stack, flow_run_id: str, expected: str) -> str:
     pytest.fail(f"{expected!r} not in the flow run's logs within {LOGS_S} s:\n{messages}" + stack.tails())
 
 
-def _task_written(tasks_file: Path, deadline: float) -> dict | None:
+def _task_written(record_file: Path, deadline: float) -> dict | None:
+    """The session's task in the patient's record (what an event-triggered run writes)."""
     while time.monotonic() < deadline:
-        if tasks_file.exists():
-            for line in tasks_file.read_text().splitlines():
-                task = json.loads(line)
+        if record_file.exists():
+            for task in json.loads(record_file.read_text())["tasks"]:
                 if (task.get("patient"), task.get("step"), task.get("trigger")) == \
                         (PATIENT, "integration_psychotherapy", EVENT_ID):
                     return task
@@ -350,8 +353,10 @@ def test_emitted_event_triggers_a_deployed_flow_run_on_a_real_server(stack: Stac
     assert run["parameters"]["patient"] == PATIENT
     assert run["parameters"]["event_id"] == EVENT_ID
     assert run["parameters"]["out"] == "out/ketamine-iv"
-    task = _task_written(stack.home / "out" / "ketamine-iv" / "tasks.jsonl", started + FLOW_RUN_S)
-    assert task is not None, "no integration_psychotherapy task for the session in tasks.jsonl" + stack.tails()
+    # An event run writes that patient's record, not the cohort-wide tasks.jsonl (the next sweep's).
+    record = stack.home / "out" / "ketamine-iv" / record_name(PATIENT)
+    task = _task_written(record, started + FLOW_RUN_S)
+    assert task is not None, f"no integration_psychotherapy task for the session in {record}" + stack.tails()
     assert task["status"] == "open" and task["role"] == "psychotherapist"
     # the session's integration reminder is due now: it was sent, into its send date's folder
     letters = [p for p in (stack.home / "out" / "ketamine-iv" / "letters").rglob("*") if p.is_file()]

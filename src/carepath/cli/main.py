@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -155,6 +156,11 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     if args.ledger and (problem := url_problem(args.ledger)):
         print(f"carepath: --ledger: {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    from carepath.sinks.storage import DOCUMENTS_ENV, location_problem
+
+    if (documents := os.environ.get(DOCUMENTS_ENV)) and (problem := location_problem(documents)):
+        print(f"carepath: {DOCUMENTS_ENV}: {problem}", file=sys.stderr)
         return EXIT_INVALID
     # A SIGTERM (a scheduler stopping the job) unwinds like Ctrl-C, so Prefect's temporary
     # server is stopped with us rather than left running.
@@ -342,7 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Plan every patient in shards inside one recorded Prefect flow run and emit "
                                    "what is new into DIR: tasks.jsonl, tasks.csv, worklist.html, "
                                    "letters/YYYY/MM/DD/<letter-id>.{txt,html,pdf} (the letters due and never sent: "
-                                   "an outbox), letters.jsonl, fhir/bundle.json, rejected.jsonl. An "
+                                   "an outbox), letters.jsonl, fhir/bundle.json, fhir/<Type>.ndjson with "
+                                   "fhir/manifest.json (FHIR Bulk Data), rejected.jsonl (CAREPATH_DOCUMENTS_URL: "
+                                   "the documents to a folder or fsspec URL shared by several hosts). An "
                                    "outbox ledger (DIR/ledger.sqlite, or --ledger URL) makes it exactly-once: "
                                    "running again with the same inputs writes nothing new. Uses PREFECT_API_URL "
                                    "when set, otherwise Prefect's temporary local server (no server to start; it gets 180 s to "

@@ -294,28 +294,32 @@ def emit_patient(spec: RunSpec, patients_path: str | Path, events_path: str | Pa
                        rejected + tuple(refused))
 
 
-def document_sinks(compiled: CompiledPathway, out: Path, as_of: datetime) -> list[Sink]:
-    from carepath.sinks.fhir import FhirBundle
+def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime) -> list[Sink]:
+    from carepath.sinks.fhir_ndjson import FhirExport
     from carepath.sinks.tabular import TasksCsv, TasksJsonl
     from carepath.sinks.worklist import Worklist
 
-    return [TasksJsonl(out), TasksCsv(out, compiled), Worklist(out, compiled, as_of), FhirBundle(out, compiled, as_of)]
+    # FhirExport: fhir/bundle.json and the Bulk Data NDJSON export, in one pass.
+    return [TasksJsonl(out), TasksCsv(out, compiled), Worklist(out, compiled, as_of), FhirExport(out, compiled, as_of)]
 
 
 def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
     """Rewrite each document whose content is stale; None for those left as they were."""
-    compiled, out, as_of, run = spec.compiled, spec.out, spec.as_of, spec.run
+    from carepath.sinks.storage import documents_location, storage_for
+
+    compiled, as_of, run = spec.compiled, spec.as_of, spec.run
+    out = storage_for(documents_location(spec.out))
     state = f"{ledger.generation(compiled.id)}|{as_of.isoformat()}"
     written: dict[str, int | None] = {}
     for sink in document_sinks(compiled, out, as_of):
-        path = getattr(sink, "path", None)
-        if ledger.snapshot_state(compiled.id, sink.name) == state and (path is None or Path(path).exists()):
+        present = sink.present() if hasattr(sink, "present") else sink.storage.exists(sink.name)
+        if ledger.snapshot_state(compiled.id, sink.name) == state and present:
             written[sink.name] = None
             continue
         written[sink.name] = sink.write(ledger.current(compiled.id, sink.kinds))
         ledger.mark_snapshot(compiled.id, sink.name, state, run)
     outbox = LettersJsonl(out)
-    if ledger.snapshot_state(compiled.id, outbox.name) == state and outbox.path.exists():
+    if ledger.snapshot_state(compiled.id, outbox.name) == state and outbox.storage.exists(outbox.name):
         written[outbox.name] = None
     else:
         written[outbox.name] = outbox.write(ledger.letters_with_sends(compiled.id))
@@ -323,14 +327,34 @@ def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
     return written
 
 
+def write_patient_record(spec: RunSpec, ledger: Ledger, patient: str) -> str:
+    """After an event-triggered re-plan: that patient's record (`patients/<xx>/<ref>.json`)
+    instead of the cohort-wide documents, whose rewrite costs time in proportion to the
+    cohort. The ledger's generation moved, so the next sweep rebuilds those documents."""
+    from carepath.sinks.patient_record import patient_record
+    from carepath.sinks.patient_record import write_patient_record as write
+    from carepath.sinks.storage import documents_location, storage_for
+
+    compiled = spec.compiled
+    outputs = ledger.patient_outputs(compiled.id, patient)
+    record = patient_record(compiled.id, compiled.version, patient, outputs, spec.as_of)
+    return write(storage_for(documents_location(spec.out)), record)
+
+
 def clear_leftovers(out: Path) -> int:
     """Remove half-written files a killed run left behind (`write_atomic`'s temporaries).
     Called when a sweep starts: what they were to hold is rewritten by this run."""
     count = 0
-    for folder, pattern in ((out, ".*.tmp"), (out / "letters", "**/.*.tmp"), (out / "fhir", ".*.tmp")):
+    for folder, pattern in ((out, ".*.tmp"), (out / "letters", "**/.*.tmp"), (out / "fhir", ".*.tmp"),
+                            (out / "patients", "**/.*.tmp")):
         for tmp in folder.glob(pattern) if folder.is_dir() else ():
             tmp.unlink(missing_ok=True)
             count += 1
+    from carepath.sinks.storage import FsspecStorage, documents_location, storage_for
+
+    documents = storage_for(documents_location(out))
+    if isinstance(documents, FsspecStorage):  # the sweep's own documents on a shared store
+        count += documents.clear_temporaries(("", "fhir"))
     return count
 
 

@@ -20,7 +20,8 @@ from typing import Protocol
 
 from carepath.orchestrator import cohort
 from carepath.orchestrator.emission import (
-    EmitShard, RunSummary, ShardReport, archive_pathway, clear_leftovers, emit_patient, write_documents, write_rejected,
+    EmitShard, RunSummary, ShardReport, archive_pathway, clear_leftovers, emit_patient, write_documents,
+    write_patient_record, write_rejected,
 )
 from carepath.orchestrator.executor import Executor, InProcess
 from carepath.orchestrator.spec import RunSpec
@@ -91,14 +92,16 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
 
 def replan_patient(spec: RunSpec, patients: str | Path, events: str | Path, ref: str,
                    executor: Executor | None = None) -> RunSummary:
-    """Re-plan one patient (after an event was recorded), then refresh the documents."""
+    """Re-plan one patient (after an event was recorded), then write that patient's record
+    (`patients/<xx>/<ref>.json`): the cohort-wide documents cost time in proportion to the
+    cohort, so they are left to the next sweep (the ledger's generation moved)."""
     run = executor or InProcess()
     spec.out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(spec.ledger_url)
     try:
         run.call("archive-pathway-version", archive_pathway, spec, ledger)
         report = run.call(f"replan-patient-{ref}", emit_patient, spec, str(patients), str(events), ref, ledger)
-        documents = run.call("write-documents", write_documents, spec, ledger)
+        record = run.call(f"write-patient-record-{ref}", write_patient_record, spec, ledger, ref)
     finally:
         ledger.close()
-    return RunSummary.of(spec.compiled, spec.as_of, [report], len(report.rejected), documents)
+    return RunSummary.of(spec.compiled, spec.as_of, [report], len(report.rejected), {record: 1})

@@ -9,6 +9,7 @@ from pathlib import Path
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from carepath.orchestrator.emission import RunSummary
+from carepath.sinks.storage import documents_location, storage_for
 
 
 def _key(prefix: str, pathway: str, what: str) -> str:
@@ -53,7 +54,7 @@ def markdown(summary: RunSummary, out: Path) -> str:
         f"- patients needing attention: {summary.workload.attention:,} (blocked, awaiting eligibility, on hold "
         f"or flagged for attention; good news such as remission does not count)",
         f"- documents rewritten: {', '.join(s['documents_rewritten']) or 'none (nothing changed)'}",
-        f"- worklist: `{out / 'worklist.html'}`",
+        f"- worklist: `{storage_for(documents_location(out)).shown('worklist.html')}`",
     ]
     return "\n".join(lines) + "\n"
 

@@ -10,6 +10,8 @@ import time
 from contextvars import ContextVar
 from typing import TextIO
 
+from carepath.sinks.storage import documents_location, storage_for
+
 
 class Progress:
     def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
@@ -77,6 +79,7 @@ def quiet_console() -> None:
 def summary_text(result) -> str:  # noqa: ANN001 - a runner.RunResult (kept import-free of Prefect)
     s = result.summary
     out = result.out
+    docs = storage_for(documents_location(out))
     lines = [f"{s['pathway']} {s['version']} as of {s['as_of']}: {s['patients']:,} patient(s), "
              f"{s['events']:,} event(s), {s['rejected_lines']:,} input line(s) rejected"
              + (f" (see {out / 'rejected.jsonl'})" if s["rejected_lines"] else "")]
@@ -89,9 +92,10 @@ def summary_text(result) -> str:  # noqa: ANN001 - a runner.RunResult (kept impo
     for row in sorted(s["open_tasks"], key=lambda r: (r["priority"] != "urgent", r["role"], r["priority"])):
         lines.append(f"  {row['role']:<22} {row['priority']:<8} {row['count']:>7,}")
     lines.append(f"letters: {s['letters_written']:,} sent this run under {out / 'letters'}; "
-                 + letters_by_status(s) + f" (see {out / 'letters.jsonl'})")
-    lines.append(f"worklist: {out / 'worklist.html'}")
-    lines.append(f"tasks: {out / 'tasks.jsonl'}, {out / 'tasks.csv'}; FHIR: {out / 'fhir' / 'bundle.json'}")
+                 + letters_by_status(s) + f" (see {docs.shown('letters.jsonl')})")
+    lines.append(f"worklist: {docs.shown('worklist.html')}")
+    lines.append(f"tasks: {docs.shown('tasks.jsonl')}, {docs.shown('tasks.csv')}; FHIR: {docs.shown('fhir/bundle.json')}"
+                 f" (Bulk Data NDJSON: {docs.shown('fhir/manifest.json')})")
     where = result.api_url or "Prefect's temporary local server (PREFECT_HOME)"
     lines.append(f"Prefect flow run: {result.flow_run_id} ({where})")
     return "\n".join(lines) + "\n"

@@ -195,8 +195,9 @@ def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | N
 def patient_replan(pathway: str, patients: str, events: str, out: str, patient: str, event_id: str | None = None,
                    as_of: str | None = None, ledger_url: str | None = None, pdf: bool = True,
                    migration: str | None = None) -> dict:
-    """Re-plan one patient after a recorded event (the event trigger's flow), then refresh
-    the documents. `patient` is the pseudonymous ref the event carried."""
+    """Re-plan one patient after a recorded event (the event trigger's flow), then write
+    that patient's record (`patients/<xx>/<ref>.json`); the cohort-wide documents are left
+    to the next sweep. `patient` is the pseudonymous ref the event carried."""
     logger = get_run_logger()
     spec = _spec(pathway, out, as_of, ledger_url, pdf, migration)
     summary = sequence.replan_patient(spec, patients, events, patient, PrefectTasks())

@@ -11,15 +11,15 @@ same `urn:uuid:` across runs and the bundle is byte-identical for identical inpu
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from pathlib import Path
 
 import orjson
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.sinks._documents import instant, require_aware, task_record
-from carepath.sinks.base import Delivery, Output, OutputKind, atomic_writer
+from carepath.sinks.base import Delivery, Output, OutputKind
+from carepath.sinks.storage import Location, storage_for
 
 # Fixed forever: changing it changes every resource id consumers may have stored.
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:carepath:output")
@@ -68,15 +68,18 @@ class FhirBundle:
     delivery = Delivery.SNAPSHOT
     kinds = frozenset({OutputKind.PATIENT, OutputKind.TASK, OutputKind.LETTER})
 
-    def __init__(self, out_dir: Path, compiled: CompiledPathway, as_of: datetime) -> None:
-        self.path = Path(out_dir) / "fhir" / "bundle.json"
+    def __init__(self, out_dir: Location, compiled: CompiledPathway, as_of: datetime) -> None:
+        self.storage = storage_for(out_dir)
+        self.path = self.storage.local_path(self.name)
         self.compiled = compiled
         self.as_of = require_aware(as_of)
 
-    def write(self, outputs: Iterable[Output]) -> int:
+    def write(self, outputs: Iterable[Output], *,
+              tee: Callable[[list[dict[str, object]]], None] | None = None) -> int:
         """Stream the bundle to disk one patient at a time: a cohort's bundle is far larger
         than the memory a run may use. Outputs must come grouped by patient in ref order
-        (the ledger's order); within a patient any order gives the same bytes."""
+        (the ledger's order); within a patient any order gives the same bytes. `tee` gets
+        each patient's entries too (the NDJSON export, written in the same pass)."""
         as_of = self.as_of.isoformat()
         head = orjson.dumps({
             "resourceType": "Bundle",
@@ -88,13 +91,16 @@ class FhirBundle:
         }, option=orjson.OPT_INDENT_2)
         head = head[:head.rindex(b"[]")]
         count = 0
-        with atomic_writer(self.path) as handle:
+        with self.storage.writer(self.name) as handle:
             handle.write(head)
             first = True
             for patient, members in _patient_blocks(outputs):
                 members.sort(key=lambda o: (_KIND_ORDER[o.kind], o.id))
                 count += len(members)
-                for entry in self._patient_entries(patient, members):
+                entries = self._patient_entries(patient, members)
+                if tee is not None:
+                    tee(entries)
+                for entry in entries:
                     # Indented as orjson would indent it two levels down, one entry at a time.
                     text = orjson.dumps(entry, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n    ")
                     handle.write((b"[\n    " if first else b",\n    ") + text)

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Column, Engine, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text, create_engine, event, func,
     inspect, select, text, update,
 )
+from sqlalchemy import Connection, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DatabaseError, OperationalError
 
@@ -127,6 +128,13 @@ sends_table = Table(
     Column("sent_at", String(40), nullable=False),
     Column("run", String(64), nullable=False),
 )
+
+# The channels that sent letters, each found through the key's index (a loose index scan
+# that SQLite and PostgreSQL both run in a few steps, however many sends there are).
+_CHANNELS = text(
+    "WITH RECURSIVE ch(channel) AS (SELECT MIN(channel) FROM letter_sends UNION ALL "
+    "SELECT (SELECT MIN(channel) FROM letter_sends WHERE channel > ch.channel) FROM ch WHERE ch.channel IS NOT NULL) "
+    "SELECT channel FROM ch WHERE channel IS NOT NULL")
 
 _KIND_ORDER = {OutputKind.PATIENT.value: 0, OutputKind.TASK.value: 1, OutputKind.LETTER.value: 2}
 _BATCH = 500  # rows per statement: under SQLite's bound-parameter limit
@@ -383,8 +391,11 @@ class Ledger:
         patient once, even when the clinic changes channel."""
         sent: set[str] = set()
         with self.engine.connect() as conn:
+            channels = list(conn.execute(_CHANNELS).scalars()) if outputs else []
             for chunk in _chunks([o.id for o in outputs]):
-                rows = conn.execute(select(sends_table.c.output_id).where(sends_table.c.output_id.in_(chunk)))
+                # By (channel, id), the key: by id alone each call scans every send of the cohort.
+                rows = conn.execute(select(sends_table.c.output_id).where(sends_table.c.channel.in_(channels),
+                                                                          sends_table.c.output_id.in_(chunk)))
                 sent.update(r.output_id for r in rows)
         return [o for o in outputs if o.id not in sent]
 
@@ -412,6 +423,33 @@ class Ledger:
         with self.engine.connect() as conn:
             for row in conn.execution_options(stream_results=True, yield_per=2000).execute(query):
                 yield row.patient, orjson.loads(row.body), row.sent_at
+
+    def patient_outputs(self, pathway: str, patient: str) -> list[tuple[Output, str | None]]:
+        """One patient's current outputs under one pathway in (kind, id) order, each with
+        its letter's first `sent_at` (None when unsent or not a letter): the per-patient
+        record an event-triggered run writes, read through the patient index."""
+        query = (select(outputs_table.c.id, outputs_table.c.kind, outputs_table.c.patient, outputs_table.c.body,
+                        outputs_table.c.digest)
+                 .where(outputs_table.c.patient == patient, outputs_table.c.pathway == pathway,
+                        outputs_table.c.retired == 0))
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(query))
+            letters = [r.id for r in rows if r.kind == OutputKind.LETTER.value]
+            sent = self._first_sends(conn, letters) if letters else {}
+        return [(o, sent.get(o.id)) for o in _in_kind_order(rows)]
+
+    def _first_sends(self, conn: Connection, letter_ids: list[str]) -> dict[str, str]:
+        """The first `sent_at` of those letters that were sent. Looked up by (channel, id),
+        the sends table's key, so its cost does not grow with the table (by id alone it is
+        a scan of every send of the cohort)."""
+        channels = list(conn.execute(_CHANNELS).scalars())
+        found: dict[str, str] = {}
+        for chunk in _chunks(letter_ids):
+            rows = conn.execute(select(sends_table.c.output_id, func.min(sends_table.c.sent_at).label("sent_at"))
+                                .where(sends_table.c.channel.in_(channels), sends_table.c.output_id.in_(chunk))
+                                .group_by(sends_table.c.output_id))
+            found.update((r.output_id, r.sent_at) for r in rows)
+        return found
 
     # -- snapshots -------------------------------------------------------------------
 

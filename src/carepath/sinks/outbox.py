@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 import orjson
 
-from carepath.sinks.base import atomic_writer
+from carepath.sinks.storage import Location, storage_for
 
 FIELDS = ("id", "patient", "template", "send_at", "expires_at", "status", "sent_at")
 
@@ -35,13 +34,14 @@ class LettersJsonl:
 
     name = "letters.jsonl"
 
-    def __init__(self, out_dir: Path) -> None:
-        self.path = out_dir / "letters.jsonl"
+    def __init__(self, out_dir: Location) -> None:
+        self.storage = storage_for(out_dir)
+        self.path = self.storage.local_path(self.name)
         self.counts: Counter = Counter()
 
     def write(self, rows: Iterable[tuple[str, Mapping[str, object], str | None]]) -> int:
         self.counts = Counter()
-        with atomic_writer(self.path) as handle:
+        with self.storage.writer(self.name) as handle:
             for patient, body, sent_at in rows:
                 record = outbox_record(patient, body, sent_at)
                 self.counts[record["status"]] += 1

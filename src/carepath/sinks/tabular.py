@@ -10,11 +10,11 @@ import csv
 import io
 import json
 from collections.abc import Iterable
-from pathlib import Path
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.sinks._documents import TASK_FIELDS, TIME_FIELDS, instant, task_record
-from carepath.sinks.base import Delivery, Output, OutputKind, atomic_writer
+from carepath.sinks.base import Delivery, Output, OutputKind
+from carepath.sinks.storage import Location, storage_for
 
 CSV_COLUMNS: tuple[str, ...] = ("patient", *TASK_FIELDS)
 
@@ -31,13 +31,14 @@ class TasksJsonl:
     delivery = Delivery.SNAPSHOT
     kinds = frozenset({OutputKind.TASK})
 
-    def __init__(self, out_dir: Path) -> None:
-        self.path = Path(out_dir) / "tasks.jsonl"
+    def __init__(self, out_dir: Location) -> None:
+        self.storage = storage_for(out_dir)
+        self.path = self.storage.local_path(self.name)
 
     def write(self, outputs: Iterable[Output]) -> int:
         count = 0
         # Streamed line by line: a cohort's task list is far larger than a run's memory.
-        with atomic_writer(self.path) as handle:
+        with self.storage.writer(self.name) as handle:
             for output in outputs:
                 if output.kind != OutputKind.TASK:
                     continue
@@ -55,13 +56,14 @@ class TasksCsv:
     delivery = Delivery.SNAPSHOT
     kinds = frozenset({OutputKind.TASK})
 
-    def __init__(self, out_dir: Path, compiled: CompiledPathway) -> None:
-        self.path = Path(out_dir) / "tasks.csv"
+    def __init__(self, out_dir: Location, compiled: CompiledPathway) -> None:
+        self.storage = storage_for(out_dir)
+        self.path = self.storage.local_path(self.name)
         self.zone = compiled.clinic.zone
 
     def write(self, outputs: Iterable[Output]) -> int:
         count = 0
-        with atomic_writer(self.path) as raw:
+        with self.storage.writer(self.name) as raw:
             text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
             writer = csv.writer(text, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
             writer.writerow(CSV_COLUMNS)

@@ -25,7 +25,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cache
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -33,7 +32,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from carepath.compile.compiled import ClinicCalendar, CompiledPathway, Step
 from carepath.engine import calendar as clinic_calendar
 from carepath.sinks._documents import PRIORITY_RANK, instant, require_aware, task_record
-from carepath.sinks.base import Delivery, Output, OutputKind, atomic_writer
+from carepath.sinks.base import Delivery, Output, OutputKind
+from carepath.sinks.storage import Location, storage_for
 
 ACTIONABLE = ("overdue", "open")
 # Patients listed by name-free ref under "Patients needing attention"; the others (active
@@ -168,10 +168,11 @@ class Worklist:
     delivery = Delivery.SNAPSHOT
     kinds = frozenset({OutputKind.PATIENT, OutputKind.TASK})
 
-    def __init__(self, out_dir: Path, compiled: CompiledPathway, as_of: datetime, *,
+    def __init__(self, out_dir: Location, compiled: CompiledPathway, as_of: datetime, *,
                  patient: str | None = None) -> None:
         """`patient`: one patient's whole plan instead (every task, no horizon, no caps)."""
-        self.path = Path(out_dir) / "worklist.html"
+        self.storage = storage_for(out_dir)
+        self.path = self.storage.local_path(self.name)
         self.compiled = compiled
         self.as_of = require_aware(as_of)
         self.patient = patient
@@ -179,7 +180,7 @@ class Worklist:
     def write(self, outputs: Iterable[Output]) -> int:
         page, count = self.page(outputs)
         # Streamed as Jinja produces it.
-        with atomic_writer(self.path) as handle:
+        with self.storage.writer(self.name) as handle:
             for chunk in _template().generate(page=page):
                 handle.write(chunk.encode())
         return count

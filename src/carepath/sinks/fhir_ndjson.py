@@ -1,0 +1,123 @@
+"""`DIR/fhir/<Type>.ndjson`: the resources of `fhir/bundle.json`, one per line, one file
+per resource type, as a FHIR Bulk Data export delivers them (`CarePlan.ndjson`,
+`Task.ndjson`, `CommunicationRequest.ndjson`), and `DIR/fhir/manifest.json` listing them
+like a Bulk Data `$export` completion response (transactionTime, output type/url/count).
+
+Same resources, same ids as the bundle (`FhirBundle` converts them): a consumer that
+loads a cohort line by line never has to parse one document of hundreds of megabytes.
+Streamed one patient at a time into the three files; the manifest is written last, so a
+manifest's counts describe files that are complete. Its `url`s are full URLs on a shared
+store and names relative to the manifest in a local folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import ExitStack
+from datetime import datetime
+
+import orjson
+
+from carepath.compile.compiled import CompiledPathway
+from carepath.sinks._documents import require_aware
+from carepath.sinks.base import Delivery, Output, OutputKind
+from carepath.sinks.fhir import _KIND_ORDER, FhirBundle, _patient_blocks
+from carepath.sinks.storage import FsspecStorage, LocalStorage, Location, storage_for
+
+RESOURCE_TYPES = ("CarePlan", "Task", "CommunicationRequest")
+MANIFEST = "fhir/manifest.json"
+
+
+def ndjson_name(resource_type: str) -> str:
+    return f"fhir/{resource_type}.ndjson"
+
+
+class _Files:
+    """The three NDJSON files being written, and how many resources each holds."""
+
+    def __init__(self, storage: LocalStorage | FsspecStorage, stack: ExitStack) -> None:
+        self.handles = {t: stack.enter_context(storage.writer(ndjson_name(t))) for t in RESOURCE_TYPES}
+        self.counts = dict.fromkeys(RESOURCE_TYPES, 0)
+
+    def add(self, entries: list[dict[str, object]]) -> None:
+        for entry in entries:
+            resource = entry["resource"]
+            kind = resource["resourceType"]  # type: ignore[index]
+            self.handles[kind].write(orjson.dumps(resource) + b"\n")
+            self.counts[kind] += 1
+
+
+class FhirNdjson:
+    """The Bulk-Data-style export of one pathway's current plan as of one instant."""
+
+    name = "fhir/ndjson"
+    delivery = Delivery.SNAPSHOT
+    kinds = frozenset({OutputKind.PATIENT, OutputKind.TASK, OutputKind.LETTER})
+
+    def __init__(self, out: Location, compiled: CompiledPathway, as_of: datetime) -> None:
+        self.storage = storage_for(out)
+        self.compiled = compiled
+        self.as_of = require_aware(as_of)
+        # The conversion is the bundle's: one mapping, two layouts.
+        self._convert = FhirBundle(self.storage, compiled, as_of)
+
+    def present(self) -> bool:
+        """Whether the export is there to be left alone (the manifest is written last)."""
+        return self.storage.exists(MANIFEST) and all(self.storage.exists(ndjson_name(t)) for t in RESOURCE_TYPES)
+
+    def write(self, outputs: Iterable[Output]) -> int:
+        """Outputs grouped by patient in ref order (the ledger's order), as for the bundle."""
+        written = 0
+        with ExitStack() as stack:
+            files = _Files(self.storage, stack)
+            for patient, members in _patient_blocks(outputs):
+                members.sort(key=lambda o: (_KIND_ORDER[o.kind], o.id))
+                written += len(members)
+                files.add(self._convert._patient_entries(patient, members))
+        self.finish(files.counts)
+        return written
+
+    def _url(self, resource_type: str) -> str:
+        """On a shared store, the file's full URL (readers on other hosts); in a local
+        folder, its name beside the manifest, so that the same input gives the same bytes
+        in any folder and the folder can be moved or copied whole."""
+        if isinstance(self.storage, LocalStorage):
+            return f"{resource_type}.ndjson"
+        return self.storage.url(ndjson_name(resource_type))
+
+    def finish(self, counts: dict[str, int]) -> None:
+        """The manifest, once the files it lists are complete."""
+        manifest = {
+            "transactionTime": self.as_of.isoformat(),
+            "request": f"urn:carepath:pathway:{self.compiled.id}|{self.compiled.version}",
+            "requiresAccessToken": False,
+            "output": [{"type": t, "url": self._url(t), "count": counts[t]} for t in RESOURCE_TYPES],
+            "error": [],
+        }
+        with self.storage.writer(MANIFEST) as handle:
+            handle.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+class FhirExport:
+    """`fhir/bundle.json` and the NDJSON export in one pass over the outputs (the run's
+    FHIR document step): the ledger is read and each resource converted once, not twice.
+    Named as the bundle, so a ledger's record of the bundle's last state still applies."""
+
+    name = FhirBundle.name
+    delivery = Delivery.SNAPSHOT
+    kinds = FhirBundle.kinds
+
+    def __init__(self, out: Location, compiled: CompiledPathway, as_of: datetime) -> None:
+        self.storage = storage_for(out)
+        self.bundle = FhirBundle(self.storage, compiled, as_of)
+        self.ndjson = FhirNdjson(self.storage, compiled, as_of)
+
+    def present(self) -> bool:
+        return self.storage.exists(self.bundle.name) and self.ndjson.present()
+
+    def write(self, outputs: Iterable[Output]) -> int:
+        with ExitStack() as stack:
+            files = _Files(self.storage, stack)
+            count = self.bundle.write(outputs, tee=files.add)
+        self.ndjson.finish(files.counts)
+        return count

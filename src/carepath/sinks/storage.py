@@ -1,0 +1,185 @@
+"""Where the documents of a run go: a folder on this machine or an fsspec URL that workers
+on several hosts can share (`s3://…`, `gcs://…`, `memory://…` in tests).
+
+A document is replaced in one step: written to a temporary name beside it, then moved
+over the old one (a rename on a local disk; on an object store the move is its copy, which
+is also all-or-nothing for a reader). A reader sees the old document or the new one, never
+half of one. A `file://` URL is a local folder: it keeps the local guarantees (file modes,
+an fsync, a rename on the same disk).
+
+The cohort-wide documents and the per-patient records go to `--out DIR` unless
+CAREPATH_DOCUMENTS_URL names another location (set it alike on every worker that shares
+it). The letters, the ledger's default database and the scratch space stay in DIR.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+from urllib.parse import unquote, urlsplit
+
+from carepath.sinks.base import atomic_writer
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """A root that documents are written under, by relative name (`fhir/Task.ndjson`)."""
+
+    def writer(self, name: str, mode: int = 0o644) -> AbstractContextManager[BinaryIO]: ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def read_bytes(self, name: str) -> bytes: ...
+
+    def url(self, name: str) -> str: ...
+
+    def shown(self, name: str) -> str:
+        """Where a person finds the document (a path on this machine, else its URL)."""
+        ...
+
+    def local_path(self, name: str) -> Path | None:
+        """The document's path when it is a file on this machine, else None."""
+        ...
+
+
+def _check(name: str) -> str:
+    parts = name.split("/")
+    if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"document name {name!r} must be a relative path without '.' or '..' parts")
+    return name
+
+
+class LocalStorage:
+    """A folder on this machine."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, name: str) -> Path:
+        return self.root / _check(name)
+
+    def local_path(self, name: str) -> Path | None:
+        return self.path(name)
+
+    @contextmanager
+    def writer(self, name: str, mode: int = 0o644, *, durable: bool = True) -> Iterator[BinaryIO]:
+        with atomic_writer(self.path(name), mode, durable=durable) as handle:
+            yield handle
+
+    def exists(self, name: str) -> bool:
+        return self.path(name).exists()
+
+    def read_bytes(self, name: str) -> bytes:
+        return self.path(name).read_bytes()
+
+    def url(self, name: str) -> str:
+        return self.path(name).resolve().as_uri()
+
+    def shown(self, name: str) -> str:
+        """How a person is told where the document is: its path."""
+        return str(self.path(name))
+
+    def __repr__(self) -> str:
+        return f"LocalStorage({str(self.root)!r})"
+
+
+class FsspecStorage:
+    """Any fsspec file system, by URL. File modes are the store's business (an object
+    store has none); the temporary name is unique per writer, so concurrent workers never
+    write into each other's temporaries."""
+
+    def __init__(self, url: str) -> None:
+        import fsspec  # only when an URL is used: a local run does not pay for the import
+
+        self.base = url.rstrip("/")
+        self.fs, self.root = fsspec.core.url_to_fs(self.base)
+        self.root = self.root.rstrip("/")
+
+    def local_path(self, name: str) -> Path | None:
+        return None  # not a file on this machine
+
+    def _full(self, name: str) -> str:
+        return f"{self.root}/{_check(name)}"
+
+    @contextmanager
+    def writer(self, name: str, mode: int = 0o644, *, durable: bool = True) -> Iterator[BinaryIO]:
+        final = self._full(name)
+        folder, _, base = final.rpartition("/")
+        tmp = f"{folder}/.{base}.{uuid.uuid4().hex}.tmp"
+        self.fs.makedirs(folder, exist_ok=True)
+        try:
+            with self.fs.open(tmp, "wb") as handle:
+                yield handle
+            self.fs.mv(tmp, final)
+        except BaseException:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
+            raise
+
+    def exists(self, name: str) -> bool:
+        return bool(self.fs.exists(self._full(name)))
+
+    def clear_temporaries(self, folders: tuple[str, ...]) -> int:
+        """Remove the temporaries a writer killed before its move left in these folders
+        ("" is the root); a sweep calls it when it starts, before anything is written."""
+        count = 0
+        for folder in folders:
+            where = f"{self.root}/{_check(folder)}" if folder else self.root
+            for tmp in self.fs.glob(f"{where}/.*.tmp"):
+                self.fs.rm(tmp)
+                count += 1
+        return count
+
+    def read_bytes(self, name: str) -> bytes:
+        return bytes(self.fs.cat_file(self._full(name)))
+
+    def url(self, name: str) -> str:
+        return f"{self.base}/{_check(name)}"
+
+    def shown(self, name: str) -> str:
+        return self.url(name)
+
+    def __repr__(self) -> str:
+        return f"FsspecStorage({self.base!r})"
+
+
+Location = str | Path | LocalStorage | FsspecStorage  # what a sink accepts as its output location
+
+
+def is_url(location: str | Path) -> bool:
+    return isinstance(location, str) and "://" in location
+
+
+def storage_for(location: Location) -> LocalStorage | FsspecStorage:
+    """The storage for an output location: a path, a `file://` URL (both local), or any
+    other fsspec URL."""
+    if isinstance(location, (LocalStorage, FsspecStorage)):
+        return location
+    if isinstance(location, Path) or not is_url(location):
+        return LocalStorage(Path(location))
+    parts = urlsplit(location)
+    if parts.scheme == "file" and parts.netloc in ("", "localhost"):
+        return LocalStorage(Path(unquote(parts.path)))
+    return FsspecStorage(location)
+
+
+DOCUMENTS_ENV = "CAREPATH_DOCUMENTS_URL"
+
+
+def documents_location(out: Location) -> Location:
+    """Where a run's documents go: CAREPATH_DOCUMENTS_URL when set, else the output folder."""
+    return os.environ.get(DOCUMENTS_ENV) or out
+
+
+def location_problem(location: str) -> str | None:
+    """Why documents cannot go to `location` (an unknown protocol, its package missing), or None."""
+    try:
+        storage_for(location)
+    except (ValueError, ImportError) as exc:
+        return (f"{location!r} is not a location documents can be written to ({exc}); use a folder, a file:// "
+                f"URL or an fsspec URL whose protocol is installed (s3:// needs s3fs, gcs:// gcsfs)")
+    return None
