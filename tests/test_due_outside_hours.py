@@ -1,4 +1,4 @@
-"""A due time falls while the clinic is open unless the step says it may not (DOMAIN §9)."""
+"""A due time falls while the clinic is open unless the step says it may not."""
 
 from __future__ import annotations
 

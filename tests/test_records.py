@@ -1,4 +1,4 @@
-"""The patients and events readers (DESIGN.md "Contracts" → "Input", DOMAIN.md §7)."""
+"""The patients and events readers: their line contract and the PHQ-9 rules."""
 
 from __future__ import annotations
 

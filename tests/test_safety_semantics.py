@@ -1,4 +1,4 @@
-"""DOMAIN.md section 10 as language features: what scenario files cannot pin on their own
+"""The clinical safety semantics as language features: what scenario files cannot pin on their own
 (coverage of hold reactions, the checks of the new constructs on the shipped pathways)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Deterministic identity (DESIGN decision 2): same inputs, same ids, on any machine."""
+"""Deterministic identity (from pathway, version, patient, step and occurrence): same inputs, same ids, on any machine."""
 
 from __future__ import annotations
 

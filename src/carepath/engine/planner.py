@@ -1,6 +1,6 @@
 """The planner: fold a patient's events, in time order, through the compiled pathway.
 
-plan(compiled, patient, events, as_of) is a pure function (DESIGN decision 1): no clock
+plan(compiled, patient, events, as_of) is a pure function (the plan is recomputed from history and time): no clock
 reads, no I/O; the same inputs give the same plan, whatever order the events came in.
 Only events at or before `as_of` are known; recurring work and overdue status are
 evaluated at `as_of`.

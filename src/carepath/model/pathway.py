@@ -106,7 +106,7 @@ class Frozen(BaseModel):
 
 
 class SourceTag(StrEnum):
-    """Where a parameter's default comes from (DOMAIN.md tags)."""
+    """Where a parameter's default comes from (label/REMS, a published convention, or a clinic's own policy)."""
 
     LABEL = "LABEL"
     PUB = "PUB"

@@ -8,7 +8,7 @@ raw, to its patient's shard file. Patients go to shards in ref order, `shard_siz
 time, so shard outputs come out in the order `carepath plan` prints them.
 `plan_shard` reads one shard file back, validates its event lines (the rejections a
 line earns on its own are reported here, worded as `read_events` words them), and
-plans its patients: what a Prefect task or a Dask worker does with nothing but the
+plans its patients: what a Prefect task or a pool worker does with nothing but the
 `Shard` (a path and counts; picklable, free of patient data).
 
 Memory: the patients, a Bloom filter and three arrays of 8 bytes per event line (for

@@ -245,7 +245,7 @@ def check_data(spec: TypeSpec, data: dict[str, object], problems: list[str]) -> 
 
 
 def check_phq9(out: Mapping[str, object], problems: list[str]) -> None:
-    """DOMAIN.md §7: exactly 9 items, each a whole number 0..3; a stated total must agree.
+    """PHQ-9: exactly 9 items, each a whole number 0..3; a stated total must agree.
 
     `out` holds the fields that passed their type check; a field that failed it has
     already been reported and is not checked again here.

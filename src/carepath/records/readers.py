@@ -1,4 +1,4 @@
-"""Readers for the patients and events files (DESIGN.md, "Contracts" → "Input").
+"""Readers for the patients and events files (JSON Lines, one object per line).
 
 Both files are JSON Lines. Each bad line becomes one `Rejection` (its 1-based line
 number, the id when readable, and a reason saying what to fix); every other line is
@@ -562,8 +562,8 @@ def salvage_answers(
     """The answers of a PHQ-9 line rejected only because its stated total disagrees with
     its items, as a derived `assessment_rejected` event (same id and line).
 
-    The record stays rejected (DOMAIN §7), but its items are what the patient answered:
-    an item-9 answer above 0 must still reach the pathway (DOMAIN §10). A line with any
+    The record stays rejected (a stated total must agree with its items), but its items are what the patient answered:
+    an item-9 answer above 0 must still reach the pathway: a clerical error never loses a safety answer. A line with any
     other problem gives nothing: its answers cannot be trusted either.
     """
     data = obj.get("data")

@@ -3,7 +3,7 @@ and a deployment imports its entrypoint by name (a flow built in a factory canno
 from a deployment). The pathway is a parameter, so one flow serves every pathway.
 
 Parameters, run names, task names, logs and artifacts carry file paths, shard names,
-pseudonymous patient refs and counts — never a patient's name (DESIGN.md, PHI boundary).
+pseudonymous patient refs and counts — never a patient's name: names live only in the patients file and the letters.
 Task results are not persisted and not cached: the outbox ledger, not Prefect, records
 what was emitted, so a retried task or a re-run flow emits nothing twice.
 """

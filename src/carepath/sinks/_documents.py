@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-# The plan contract's task object (DESIGN.md, `carepath plan`), in the order
+# The plan contract's task object (`carepath plan`'s JSON), in the order
 # `PlannedTask.as_json` writes it; tests hold the two together.
 TASK_FIELDS: tuple[str, ...] = (
     "id", "step", "title", "role", "priority", "earliest", "due", "status", "trigger",

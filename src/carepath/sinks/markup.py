@@ -1,6 +1,6 @@
 """The letter markup: a tiny Markdown subset that renders to plain text and to HTML.
 
-One source per letter (DESIGN: templates): `# Subject` on the first line, paragraphs
+One source per letter (letter templates): `# Subject` on the first line, paragraphs
 separated by blank lines, `- ` bullets, `**bold**`. Everything else is text. HTML is
 produced by escaping every text span here, so a value such as a name with `<` or `&`
 can never become markup, whether it came from the template or from the patient file.
