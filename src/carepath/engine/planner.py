@@ -9,6 +9,7 @@ evaluated at `as_of`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Protocol
@@ -124,6 +125,7 @@ class _Fold:
         self.completed_total = 0
         self.missed_total = 0
         self.visit: _Visit | None = None
+        self.recurring_ahead: datetime | None = None  # when the next recurring occurrence opens (at as_of)
         self.rejected: list[EngineRejection] = []
         self.fired: set[str] = set()
         self.tables = compiled.tables
@@ -574,6 +576,8 @@ class _Fold:
             return
         if not include_next and visit.wake is not None and visit.wake > until:
             return  # nothing opens before `until`: the loop below would change nothing
+        if include_next:
+            self.recurring_ahead = None
         for recurring in visit.stage.recurring:
             fixed = recurring.decision_of is None
             if fixed and not include_next:
@@ -601,6 +605,9 @@ class _Fold:
                                         key=f"{visit.stage.name}:{visit.trigger}:{n + 1}", anchor=anchor)
                 task.created_at = opens
                 if ahead:
+                    # The plan gains the following occurrence once this one opens.
+                    if self.recurring_ahead is None or opens < self.recurring_ahead:
+                        self.recurring_ahead = opens
                     break
         if not include_next and visit.stage.recurring and len(visit.upcoming) == len(visit.stage.recurring):
             visit.wake = min(opens for _, opens in visit.upcoming.values())
@@ -645,9 +652,11 @@ class _Fold:
                 held=self.held(task, status, holds),
             ))
         flags.update(flag for flag, (_, missed) in unmet.items() if missed)
-        tasks.extend(self.escalations(as_of, tasks))
+        escalations = self.escalations(as_of, tasks)
+        tasks.extend(escalations)
         tasks.sort(key=lambda t: (t.due or t.earliest, t.earliest, t.step, t.id))
         letters = settle_letters(self.p, self.letters.values(), self.sessions, as_of, self.discharged_at)
+        wake = self.wake(as_of, escalations, letters)
         sessions = sorted(
             (PlannedSession(s.id, s.status, s.start.astimezone(self.zone) if s.start else None,
                             s.completed_at.astimezone(self.zone) if s.completed_at else None)
@@ -658,8 +667,35 @@ class _Fold:
             patient=self.patient.ref, stage=self.visit.stage.name if self.visit else self.p.start,
             status=str(self.status), flags=tuple(sorted(flags)), holds=tuple(sorted(holds)),
             tasks=tuple(tasks), letters=tuple(letters), sessions=tuple(sessions), rejected=tuple(self.rejected),
-            fired=frozenset(self.fired),
+            fired=frozenset(self.fired), wake=wake,
         )
+
+    def wake(self, as_of: datetime, escalations: list[PlannedTask],
+             letters: tuple[PlannedLetter, ...]) -> datetime | None:
+        """The earliest instant at or after `as_of` at which one of the plan's comparisons
+        with the as-of (in `_status`, `result`, `escalations`, `settle_letters`, recurring
+        work) turns: from there on the same events may give a different plan. An instant
+        equal to `as_of` counts, so a comparison that turns just after it is not missed."""
+        times: list[datetime] = []
+        if self.recurring_ahead is not None:
+            times.append(self.recurring_ahead)
+        for task in self.tasks.values():
+            if not task.is_open:
+                continue
+            if task.due is not None:
+                times.append(task.due)
+                if task.step.overdue is not None:
+                    times.append(task.due + task.step.overdue.after)
+            if task.superseded_at is not None:
+                times.append(task.superseded_at)
+        times.extend(t.due for t in escalations if t.due is not None and t.status in _OPEN)
+        for letter in letters:
+            if letter.status in ("scheduled", "due"):
+                times.append(letter.send_at)
+                if letter.expires_at is not None:
+                    times.append(letter.expires_at)
+        ahead = [t for t in times if t >= as_of]
+        return min(ahead) if ahead else None
 
     @staticmethod
     def window_outcome(task: _Task, as_of: datetime, latest: dict[str, tuple[datetime, bool]]) -> None:
@@ -808,8 +844,16 @@ def plan(compiled: c.CompiledPathway, patient: PatientLike, events: Iterable[Eve
     """The patient's plan as of `as_of`, from the full event history."""
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
-    known = [e for e in events if e.at <= as_of]
+    known, ahead = [], None
+    for e in events:
+        if e.at <= as_of:
+            known.append(e)
+        elif ahead is None or e.at < ahead:
+            ahead = e.at  # an event dated after the as-of: the plan changes once it is known
     known.sort(key=_in_time_order)
     fold = _Fold(compiled, patient)
     fold.run(known, as_of)
-    return fold.result(as_of)
+    result = fold.result(as_of)
+    if ahead is not None and (result.wake is None or ahead < result.wake):
+        result = dataclasses.replace(result, wake=ahead)
+    return result

@@ -95,6 +95,11 @@ class PatientPlan:
     sessions: tuple[PlannedSession, ...] = ()
     rejected: tuple[EngineRejection, ...] = field(default=())
     fired: frozenset[str] = frozenset()  # rules and transitions that acted (scenario coverage)
+    # The earliest instant from which this plan may read differently with no new event (a
+    # window closing, a letter falling due or expiring, recurring work opening, an event
+    # dated ahead of the as-of becoming known); None when only a new event can change it.
+    # Not part of the plan contract: the sweep's wake index (re-plan only who may change).
+    wake: datetime | None = None
 
     def as_json(self, pathway_version: str) -> dict[str, object]:
         return {
