@@ -174,7 +174,8 @@ def _run(args: argparse.Namespace) -> int:
     console.install(console.Progress())
     try:
         result = run_job(args.pathway, args.patients, args.events, args.out, args.as_of, shard_size=args.shard_size,
-                         ledger_url=args.ledger, pdf=not args.no_pdf, workers=args.workers, migration=args.migration)
+                         ledger_url=args.ledger, pdf=not args.no_pdf, workers=args.workers, migration=args.migration,
+                         full=args.full)
     except ServiceUnavailable as exc:
         print(f"carepath: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -370,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="move patients pinned to an older pathway version onto this one (YAML: pathway, from, to, "
                         "patients, reason); without it they keep the version they enrolled under")
     p.add_argument("--no-pdf", action="store_true", help="letters as text and HTML only")
+    p.add_argument("--full", action="store_true",
+                   help="re-plan every patient (by default only those with new events or a passed deadline, "
+                        "with identical results)")
     p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's own log lines on the console")
     p.set_defaults(func=_run)
 

@@ -18,7 +18,7 @@ duplicate ids), and one shard at a time. No Prefect here; the runtime calls thes
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -160,3 +160,50 @@ def iter_plans(compiled: CompiledPathway, part: Partition, as_of: datetime) -> I
     """Every shard planned in order, one at a time (the in-process path)."""
     for shard in part.shards:
         yield plan_shard(compiled, shard, as_of)
+
+
+# -- shards of an incremental sweep: patients only, their events come from the event store --
+
+
+def write_patient_shards(workdir: Path, patients: Mapping[str, Patient], refs: Sequence[str], shard_size: int,
+                         others: Sequence[str] = (), ids: Sequence[str] = ()) -> tuple[Shard, ...]:
+    """Shard files of the patients to re-plan (`refs`, in order). Each also lists `others`,
+    the refs of this run's other patients whose lines share an event id with them, and
+    those ids: the planning step judges the shard's lines with them as the whole file would."""
+    if shard_size < 1:
+        raise ValueError("shard_size must be at least 1")
+    shard_size = max(shard_size, -(-len(refs) // _MAX_OPEN_SHARDS))
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    tail = b"".join(b"K" + orjson.dumps(ref) + b"\n" for ref in others)
+    tail += b"".join(b"I" + orjson.dumps(event_id) + b"\n" for event_id in ids)
+    shards = []
+    for index, start in enumerate(range(0, len(refs), shard_size)):
+        path = workdir / f"shard-{index:04d}.jsonl"
+        group = refs[start:start + shard_size]
+        with path.open("wb") as handle:
+            for ref in group:
+                p = patients[ref]
+                handle.write(b"P" + orjson.dumps([p.ref, p.given_name, p.family_name, p.timezone, p.email]) + b"\n")
+            handle.write(tail)
+        shards.append(Shard(index, path, len(group), 0))
+    return tuple(shards)
+
+
+def read_patient_shard(path: Path) -> tuple[dict[str, Patient], set[str], list[str]]:
+    """A shard's patients, the other refs it names, and the shared event ids."""
+    patients: dict[str, Patient] = {}
+    others: set[str] = set()
+    ids: list[str] = []
+    with path.open("rb") as handle:
+        for raw in handle:
+            kind, body = raw[:1], orjson.loads(raw[1:])
+            if kind == b"P":
+                ref, given, family, zone, email = body
+                patients[ref] = Patient(ref, given, family, zone, email)
+            elif kind == b"K":
+                others.add(body)
+            else:
+                ids.append(body)
+    return patients, others, ids

@@ -25,10 +25,14 @@ from carepath import api
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine import plan
 from carepath.engine.result import PatientPlan
-from carepath.orchestrator.cohort import Rejected, Shard, plan_shard
+from carepath.orchestrator.cohort import Rejected, Shard, read_patient_shard
+from carepath.orchestrator.event_store import EventStore, key
 from carepath.orchestrator.pinning import VersionReused, decide
 from carepath.orchestrator.spec import RunSpec
-from carepath.records import Event, iter_event_lines, read_patients
+from carepath.orchestrator.wake_index import Planned, WakeIndex, record_digest
+from carepath.records import Patient, read_patients
+from carepath.records.fields import compile_event_types
+from carepath.records.readers import _gc_paused
 from carepath.sinks.base import Output, OutputKind, Sink, outputs_of, write_atomic
 from carepath.sinks.ledger import Ledger, Recorded
 from carepath.sinks.letters import DUE, LetterFiles
@@ -73,7 +77,26 @@ class ShardReport:
     rejected: tuple[Rejected, ...]
 
 
+def summary_of(p: PatientPlan, rejected: Iterable[Rejected] = ()) -> dict[str, object]:
+    """What the run summary needs of one plan (its open work, status, letters) and the
+    patient's rejected lines, compact: the wake index keeps it for patients a sweep does
+    not re-plan. No names."""
+    letters: Counter = Counter(letter.status for letter in p.letters)
+    return {
+        "status": p.status, "flags": list(p.flags), "holds": list(p.holds), "letters": dict(letters),
+        "tasks": [[t.id, t.step, t.role, t.priority, t.status, t.due.isoformat() if t.due else None,
+                   t.earliest.isoformat()] for t in p.tasks if t.status in ACTIVE_TASK],
+        "rejected": [[r.file, r.line, r.id, r.reason] for r in rejected],
+    }
+
+
 def workload(plans: Iterable[PatientPlan], compiled: CompiledPathway, as_of: datetime) -> Workload:
+    return workload_of(((p.patient, summary_of(p)) for p in plans), compiled, as_of)
+
+
+def workload_of(summaries: Iterable[tuple[str, dict]], compiled: CompiledPathway, as_of: datetime) -> Workload:
+    """The counts and top rows of the patients' open work as of `as_of` (the worklist's
+    bands are the as-of's: a task due tomorrow is `today`'s work tomorrow)."""
     from carepath.sinks.worklist import band_of, needs_attention, safety_critical, sort_key
 
     open_tasks: Counter = Counter()
@@ -84,23 +107,25 @@ def workload(plans: Iterable[PatientPlan], compiled: CompiledPathway, as_of: dat
     now = as_of.astimezone(zone)
     horizon_end = now + compiled.worklist.horizon
     letter_statuses: Counter = Counter()
-    for p in plans:
+    parse = datetime.fromisoformat
+    for ref, s in summaries:
+        if "status" not in s:
+            continue  # refused (pinned to a version that cannot be planned): no plan to count
         patients += 1
-        statuses[p.status] += 1
-        letters += len(p.letters)
-        attention += needs_attention(p.status, p.flags, p.holds, compiled.flag_severity)
-        letter_statuses.update(letter.status for letter in p.letters)
-        for t in p.tasks:
-            if t.status in ACTIVE_TASK:
-                open_tasks[(t.role, t.priority)] += 1
-                overdue += t.status == "overdue"
-                # Ranked as the worklist ranks its rows, so the artifact shows the page's top rows.
-                safety = safety_critical(compiled.steps.get(t.step), t.priority)
-                band = band_of(t.status, safety, t.due, t.earliest, now, now.date(), horizon_end, zone)
-                if band in ("safety", "overdue", "today"):
-                    urgent.append((sort_key(band, t.due, t.earliest, t.priority, p.patient, t.id), band,
-                                   p.patient, t.step, t.due.isoformat() if t.due else "", t.status,
-                                   t.earliest.isoformat()))
+        statuses[s["status"]] += 1
+        letters += sum(s["letters"].values())
+        attention += needs_attention(s["status"], tuple(s["flags"]), tuple(s["holds"]), compiled.flag_severity)
+        letter_statuses.update(s["letters"])
+        for task_id, step, role, priority, status, due_text, earliest_text in s["tasks"]:
+            open_tasks[(role, priority)] += 1
+            overdue += status == "overdue"
+            due, earliest = parse(due_text) if due_text else None, parse(earliest_text)
+            # Ranked as the worklist ranks its rows, so the artifact shows the page's top rows.
+            safety = safety_critical(compiled.steps.get(step), priority)
+            band = band_of(status, safety, due, earliest, now, now.date(), horizon_end, zone)
+            if band in ("safety", "overdue", "today"):
+                urgent.append((sort_key(band, due, earliest, priority, ref, task_id), band, ref, step,
+                               due_text or "", status, earliest_text))
     urgent.sort(key=lambda u: u[0])
     return Workload(patients, open_tasks, overdue, letters, statuses, tuple(urgent[:URGENT_SHOWN]), attention,
                     letter_statuses)
@@ -154,7 +179,8 @@ def pinned_groups(spec: RunSpec, plans: Sequence[PatientPlan], ledger: Ledger,
 
 
 def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], patients: dict, ledger: Ledger,
-               out: Path, run: str, *, pdf: bool = True, as_of: datetime | None = None) -> tuple[Recorded, int]:
+               out: Path, run: str, *, pdf: bool = True, as_of: datetime | None = None,
+               undelivered_to: set[str] | None = None) -> tuple[Recorded, int]:
     """Record the outputs of the plans that changed since they were last emitted, then
     send their letters that are due and were never sent. An unchanged plan costs one
     digest: a letter's status is part of the plan, so a letter that became due (or
@@ -184,6 +210,8 @@ def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], patients
     # A letter the channel could not deliver (a recipient refused) leaves its patient's
     # digest unset, so the next run tries it again even if the plan did not change.
     undelivered = {o.patient for o in ledger.unsent(pending)} if written < len(pending) else set()
+    if undelivered_to is not None:
+        undelivered_to.update(undelivered)
     # Last: a run killed before this line re-examines these patients next time.
     ledger.set_plan_digests(compiled.id, {p.patient: digests[p.patient] for p in changed
                                           if p.patient not in undelivered}, run)
@@ -226,28 +254,59 @@ def _now() -> datetime:
 
 
 def _emit_groups(spec: RunSpec, groups: list[tuple[CompiledPathway, list[PatientPlan]]], patients: dict,
-                 ledger: Ledger) -> tuple[Recorded, int, list[PatientPlan]]:
+                 ledger: Ledger, undelivered: set[str]) -> tuple[Recorded, int, list[PatientPlan]]:
     recorded, written, everyone = Recorded(), 0, []
     for compiled, plans in groups:
         if plans:
-            r, w = emit_plans(compiled, plans, patients, ledger, spec.out, spec.run, pdf=spec.pdf, as_of=spec.as_of)
+            r, w = emit_plans(compiled, plans, patients, ledger, spec.out, spec.run, pdf=spec.pdf, as_of=spec.as_of,
+                              undelivered_to=undelivered)
             recorded, written = recorded + r, written + w
             everyone.extend(plans)
     return recorded, written, everyone
 
 
-def emit_shard(spec: RunSpec, shard: Shard, ledger: Ledger) -> ShardReport:
-    """Plan one shard, record its outputs, send its due letters (steps 1-3 of the sequence)."""
+def emit_patients(spec: RunSpec, patients: dict[str, Patient], ledger: Ledger, others: Iterable[str] = (),
+                  ids: Sequence[str] = (), name: str = "") -> ShardReport:
+    """Plan these patients from the event store, record their outputs, send their due
+    letters, then record in the wake index when each plan next changes (last, so a run
+    killed before it re-plans them). `others` and `ids`: see `EventStore.events_of`."""
     compiled, as_of = spec.compiled, spec.as_of
-    planned = plan_shard(compiled, shard, as_of)
+    store = EventStore(ledger.engine, compiled.id)
+    specs = compile_event_types(compiled.event_fields)
+    with _gc_paused():
+        events, bad = store.events_of(patients, ids, specs, set(patients) | set(others))
+        plans = [plan(compiled, patients[ref], events[ref], as_of) for ref in sorted(patients)]
 
     def replan(old: CompiledPathway, refs: set[str]) -> list[PatientPlan]:
-        return [p for p in plan_shard(old, shard, as_of).plans if p.patient in refs]
+        return [plan(old, patients[ref], events[ref], as_of) for ref in sorted(refs)]
 
-    groups, refused = pinned_groups(spec, planned.plans, ledger, replan)
-    recorded, written, plans = _emit_groups(spec, groups, planned.patients, ledger)
-    return ShardReport(shard.name, shard.patients, shard.events, recorded, written,
-                       workload(plans, compiled, as_of), tuple(planned.rejected) + tuple(refused))
+    groups, refused = pinned_groups(spec, plans, ledger, replan)
+    undelivered: set[str] = set()
+    recorded, written, emitted = _emit_groups(spec, groups, patients, ledger, undelivered)
+    rejected: dict[str, list[Rejected]] = {ref: [Rejected("events", r.line, r.id, r.reason) for r in bad[ref]]
+                                           for ref in patients}
+    for p in emitted:
+        rejected[p.patient].extend(Rejected("events", r.line, r.id, r.reason) for r in p.rejected)
+    for r in refused:
+        rejected[r.id].append(r)  # type: ignore[index]
+    index = WakeIndex(ledger.engine, compiled.id)
+    planned = [Planned(p.patient, p.wake, record_digest(patients[p.patient]), summary_of(p, rejected[p.patient]))
+               for p in emitted]
+    # Refused patients (pinned to a version that cannot be planned) keep only their rejection.
+    planned += [Planned(r.id, None, record_digest(patients[r.id]), {"rejected": [[r.file, r.line, r.id, r.reason]]})
+                for r in refused if r.id is not None]
+    index.remember(planned, as_of, spec.digest)
+    if undelivered:
+        index.forget_wakes(undelivered)  # a letter that could not be delivered is tried again next sweep
+    all_rejected = tuple(r for ref in sorted(rejected) for r in rejected[ref])
+    return ShardReport(name, len(patients), sum(len(e) for e in events.values()), recorded, written,
+                       workload(emitted, compiled, as_of), all_rejected)
+
+
+def emit_shard(spec: RunSpec, shard: Shard, ledger: Ledger) -> ShardReport:
+    """Steps 1-3 of the sequence for one shard of patients to re-plan."""
+    patients, others, ids = read_patient_shard(shard.path)
+    return emit_patients(spec, patients, ledger, others, ids, shard.name)
 
 
 @dataclass(frozen=True)
@@ -273,25 +332,20 @@ class EmitShard:
 
 def emit_patient(spec: RunSpec, patients_path: str | Path, events_path: str | Path, ref: str,
                  ledger: Ledger) -> ShardReport:
-    """Re-plan one patient (an event-triggered run): streams the events file, keeps only
-    that patient's lines."""
-    compiled, as_of = spec.compiled, spec.as_of
+    """Re-plan one patient (an event-triggered run): the lines appended to the events file
+    are ingested, then only that patient's events are read, from the store."""
+    compiled = spec.compiled
     patients, _ = read_patients(patients_path, default_timezone=compiled.clinic.zone.key)
     if ref not in patients:
         raise LookupError(f"patient {ref!r} is not in {patients_path} (or its line is rejected)")
-    mine = {ref: patients[ref]}
-    events = [e for e in iter_event_lines(events_path, event_types=compiled.event_fields, patients=mine)
-              if type(e) is Event]
-    result = plan(compiled, patients[ref], events, as_of)
-    rejected = tuple(Rejected("events", r.line, r.id, r.reason) for r in result.rejected)
-
-    def replan(old: CompiledPathway, refs: set[str]) -> list[PatientPlan]:
-        return [plan(old, patients[ref], events, as_of)]
-
-    groups, refused = pinned_groups(spec, [result], ledger, replan)
-    recorded, written, plans = _emit_groups(spec, groups, mine, ledger)
-    return ShardReport(f"patient-{ref}", 1, len(events), recorded, written, workload(plans, compiled, as_of),
-                       rejected + tuple(refused))
+    store = EventStore(ledger.engine, compiled.id)
+    index = WakeIndex(ledger.engine, compiled.id)
+    store.ingest(events_path, on_new=index.mark_dirty)
+    shared = store.shared([ref])
+    keyed = {key(r): r for r in patients}
+    others = {keyed[p] for _, p in shared if p in keyed}
+    return emit_patients(spec, {ref: patients[ref]}, ledger, others, sorted({i for i, _ in shared}),
+                         f"patient-{ref}")
 
 
 def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime) -> list[Sink]:
@@ -358,6 +412,30 @@ def clear_leftovers(out: Path) -> int:
     return count
 
 
+@dataclass(frozen=True)
+class CohortReport:
+    rejected: int       # input lines refused, the whole cohort's
+    workload: Workload  # the whole cohort's open work
+
+
+def report_cohort(spec: RunSpec, patients_path: str | Path, ledger: Ledger) -> CohortReport:
+    """After a sweep: `rejected.jsonl` and the workload of every patient, from the wake
+    index's rows (patients not re-planned by this sweep included) and the event store."""
+    compiled = spec.compiled
+    patients, bad_patients = read_patients(patients_path, default_timezone=compiled.clinic.zone.key)
+    index = WakeIndex(ledger.engine, compiled.id)
+    store = EventStore(ledger.engine, compiled.id)
+    rejected = [Rejected("patients", r.line, r.id, r.reason) for r in bad_patients]
+    rejected += [Rejected("events", r.line, r.id, r.reason)
+                 for r in store.unplaced(patients, compile_event_types(compiled.event_fields))]
+    summaries = []
+    for ref, summary in index.summaries(patients):
+        rejected.extend(Rejected(*row) for row in summary["rejected"])  # type: ignore[union-attr]
+        summaries.append((ref, summary))
+    write_rejected(spec.out, rejected)
+    return CohortReport(len(rejected), workload_of(summaries, compiled, spec.as_of))
+
+
 def write_rejected(out: Path, rejected: Iterable[Rejected]) -> Path:
     """`rejected.jsonl`: every input line refused this run, with line and reason (no names)."""
     rows = sorted(rejected, key=lambda r: (r.file != "events", r.file, r.line, r.id or ""))
@@ -386,10 +464,12 @@ class RunSummary:
 
     @classmethod
     def of(cls, compiled: CompiledPathway, as_of: datetime, reports: Sequence[ShardReport], rejected: int,
-           documents: dict[str, int | None]) -> RunSummary:
+           documents: dict[str, int | None], cohort: Workload | None = None) -> RunSummary:
+        """`cohort`: the whole cohort's workload (a sweep re-plans few patients); else the reports'."""
         recorded, work = Recorded(), Workload()
         for r in reports:
             recorded, work = recorded + r.recorded, work + r.workload
+        work = cohort if cohort is not None else work
         return cls(compiled.id, compiled.version, as_of.isoformat(), len(reports), sum(r.events for r in reports),
                    recorded, sum(r.letters_written for r in reports), work, rejected, documents)
 

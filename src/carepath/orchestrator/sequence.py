@@ -18,11 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from carepath.orchestrator import cohort
 from carepath.orchestrator.emission import (
-    EmitShard, RunSummary, ShardReport, archive_pathway, clear_leftovers, emit_patient, write_documents,
-    write_patient_record, write_rejected,
+    EmitShard, RunSummary, ShardReport, archive_pathway, clear_leftovers, emit_patient, report_cohort,
+    write_documents, write_patient_record,
 )
+from carepath.orchestrator.choice import choose
 from carepath.orchestrator.executor import Executor, InProcess
 from carepath.orchestrator.spec import RunSpec
 from carepath.sinks.ledger import Ledger
@@ -55,8 +55,11 @@ def work_dir(out: Path) -> Path:
 
 
 def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Executor | None = None, *,
-          shard_size: int = DEFAULT_SHARD_SIZE, progress: Progress | None = None, log: Log = _quiet) -> RunSummary:
-    """Plan every patient of the cohort in shards and emit what is new."""
+          shard_size: int = DEFAULT_SHARD_SIZE, progress: Progress | None = None, log: Log = _quiet,
+          full: bool = False) -> RunSummary:
+    """Ingest the lines appended to the events file, re-plan the patients the wake index
+    says may have changed (every patient with `full`), emit what is new, and rewrite the
+    cohort-wide documents."""
     run = executor or InProcess()
     spec.out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(spec.ledger_url)
@@ -65,13 +68,13 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
         if removed := clear_leftovers(spec.out):
             log(f"removed {removed} half-written file(s) left by an interrupted run")
         work = work_dir(spec.out)
-        part = run.call("partition", cohort.partition, spec.compiled, str(patients), str(events), work, shard_size)
-        log(f"{part.patients} patients, {part.events} events in {len(part.shards)} shard(s); "
-            f"{len(part.rejected)} input line(s) rejected")
+        chosen = run.call("choose-patients", choose, spec, str(patients), str(events), work, shard_size, full, ledger)
+        log(f"{chosen.patients} patients; {chosen.ingested} new event line(s); re-planning {chosen.planned} "
+            f"in {len(chosen.shards)} shard(s) ({_reasons(chosen.reasons)})")
         if progress:
-            progress.start(len(part.shards), part.patients)
+            progress.start(len(chosen.shards), chosen.planned)
         reports: list[ShardReport] = []
-        for report in run.map(lambda s: f"plan-and-emit-{s.name}", EmitShard(spec, ledger), part.shards):
+        for report in run.map(lambda s: f"plan-and-emit-{s.name}", EmitShard(spec, ledger), chosen.shards):
             reports.append(report)
             if progress:
                 progress.advance(report.patients)
@@ -79,15 +82,18 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
             progress.finish()
         reports.sort(key=lambda r: r.shard)
         documents = run.call("write-documents", write_documents, spec, ledger)
-        rejected = list(part.rejected) + [r for rep in reports for r in rep.rejected]
-        write_rejected(spec.out, rejected)
+        cohort = run.call("report-cohort", report_cohort, spec, str(patients), ledger)
         shutil.rmtree(work.parent, ignore_errors=True)
-        summary = RunSummary.of(spec.compiled, spec.as_of, reports, len(rejected), documents)
+        summary = RunSummary.of(spec.compiled, spec.as_of, reports, cohort.rejected, documents, cohort.workload)
     finally:
         ledger.close()
     log(f"recorded {summary.recorded.new} new, {summary.recorded.changed} changed output(s); "
         f"{summary.letters_written} letter(s) written")
     return summary
+
+
+def _reasons(reasons: dict[str, int]) -> str:
+    return ", ".join(f"{why}: {n}" for why, n in sorted(reasons.items())) or "nothing changed"
 
 
 def replan_patient(spec: RunSpec, patients: str | Path, events: str | Path, ref: str,

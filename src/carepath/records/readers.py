@@ -46,7 +46,7 @@ import gc
 import json
 import os
 import stat
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
 from datetime import datetime
@@ -419,33 +419,43 @@ def iter_event_lines(
     The file is opened on the first `next()`; a `RecordsFileError` is raised from there.
     """
     specs = compile_event_types(event_types)
+    with _open(path) as handle:
+        try:
+            yield from event_verdicts(enumerate(handle, start=1), specs, patients)
+        except OSError as exc:
+            raise RecordsFileError(path, f"could not be read ({exc.strerror or exc})") from None
+
+
+def event_verdicts(numbered: Iterable[tuple[int, bytes]], specs: dict[str, TypeSpec],
+                   patients: Container[str]) -> Iterator[Event | Rejection]:
+    """The reference verdicts of (line number, raw line) pairs in line order: each event
+    or rejection; exact duplicates are skipped. A line's verdict depends only on itself,
+    the known patients and the earlier lines with the same id, so any subset of a file
+    that holds every line sharing an id with its lines gets the verdicts the whole file
+    gives them (what the per-patient event store relies on)."""
     known_patients: dict[str, str] = {}   # membership cache that also shares one str per ref
     seen: dict[str, Event] = {}
     parse_line, make_event = _parse_line, _event
-    with _open(path) as handle:
-        try:
-            for number, raw in enumerate(handle, start=1):
-                obj = parse_line(number, raw)
-                if obj is None:
-                    continue
-                if type(obj) is Rejection:
-                    yield obj
-                    continue
-                event = make_event(number, obj, specs, patients, known_patients)  # type: ignore[arg-type]
-                if type(event) is str:
-                    yield Rejection(number, _id_of(obj), event)
-                    salvaged = salvage_answers(number, obj, specs, patients, known_patients)  # type: ignore[arg-type]
-                    if salvaged is not None:
-                        yield salvaged
-                    continue
-                earlier = seen.setdefault(event.id, event)  # type: ignore[union-attr]
-                if earlier is event:
-                    yield event  # type: ignore[misc]
-                elif (differs := _differences(earlier, event)):  # type: ignore[arg-type]
-                    yield id_conflict(number, earlier, differs)  # type: ignore[arg-type]
-                # else: an exact duplicate of an earlier line, skipped silently
-        except OSError as exc:
-            raise RecordsFileError(path, f"could not be read ({exc.strerror or exc})") from None
+    for number, raw in numbered:
+        obj = parse_line(number, raw)
+        if obj is None:
+            continue
+        if type(obj) is Rejection:
+            yield obj
+            continue
+        event = make_event(number, obj, specs, patients, known_patients)  # type: ignore[arg-type]
+        if type(event) is str:
+            yield Rejection(number, _id_of(obj), event)
+            salvaged = salvage_answers(number, obj, specs, patients, known_patients)  # type: ignore[arg-type]
+            if salvaged is not None:
+                yield salvaged
+            continue
+        earlier = seen.setdefault(event.id, event)  # type: ignore[union-attr]
+        if earlier is event:
+            yield event  # type: ignore[misc]
+        elif (differs := _differences(earlier, event)):  # type: ignore[arg-type]
+            yield id_conflict(number, earlier, differs)  # type: ignore[arg-type]
+        # else: an exact duplicate of an earlier line, skipped silently
 
 
 def _event(

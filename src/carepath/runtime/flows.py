@@ -167,24 +167,27 @@ def _spec(pathway: str, out: str, as_of: str | None, ledger_url: str | None, pdf
       task_runner=ThreadPoolTaskRunner(max_workers=1))
 def sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None = None,
           shard_size: int = DEFAULT_SHARD_SIZE, ledger_url: str | None = None, pdf: bool = True,
-          migration: str | None = None) -> dict:
-    """Plan every patient of a cohort in shards and emit what is new: tasks, letters,
-    worklist, FHIR bundle. Safe to run any number of times. Patients keep the pathway
-    version they enrolled under unless the `migration` file moves them."""
-    return run_sweep(pathway, patients, events, out, as_of, shard_size, ledger_url, pdf, migration)
+          migration: str | None = None, full: bool = False) -> dict:
+    """Ingest the events appended since the last run, re-plan the patients whose plan may
+    have changed (new events, a deadline passed; every patient with `full`) in shards and
+    emit what is new: tasks, letters, worklist, FHIR bundle. Safe to run any number of
+    times. Patients keep the pathway version they enrolled under unless the `migration`
+    file moves them."""
+    return run_sweep(pathway, patients, events, out, as_of, shard_size, ledger_url, pdf, migration, full=full)
 
 
 @_withholding("sweep")
 @_one_run_per_folder
 def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None, shard_size: int,
-              ledger_url: str | None, pdf: bool, migration: str | None, processes: int = 1) -> dict:
+              ledger_url: str | None, pdf: bool, migration: str | None, processes: int = 1,
+              full: bool = False) -> dict:
     """The sweep's body, inside a flow run (whichever task runner that flow has)."""
     from carepath.runtime import console
 
     logger = get_run_logger()
     spec = _spec(pathway, out, as_of, ledger_url, pdf, migration)
     summary = sequence.sweep(spec, patients, events, PrefectTasks(processes), shard_size=shard_size,
-                             progress=console.current(), log=logger.info)
+                             progress=console.current(), log=logger.info, full=full)
     artifacts.publish(summary, spec.out)
     return summary.as_json()
 

@@ -1,0 +1,247 @@
+"""The events file, ingested incrementally into the ledger's database and read back by patient.
+
+The events file is append-only in practice (a feed the clinic's systems add lines to). A
+sweep re-planning every patient from the whole file cost time in proportion to the file;
+instead each run ingests the lines appended since the last one (the feed row remembers
+how far the file was read), storing each line raw under its line number, its patient ref
+and its event id. A patient's events are then read by index.
+
+Verdicts stay the reference's (`records.readers.event_verdicts`): a line's verdict depends
+only on the line, the known patients and the earlier lines that share its id, so a
+patient's lines plus every line sharing an id with them give exactly the verdicts the
+whole file gives those lines. Lines naming no known patient are judged when
+`rejected.jsonl` is written, against the patients of that run.
+
+A file that is not the one read before (another path, shorter, or its read part changed)
+is ingested again from its first line, and every patient is re-planned.
+
+Only complete lines are ingested: an unterminated last line is probably still being
+written, and is read once its newline arrives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from sqlalchemy import Column, Connection, Index, Integer, LargeBinary, PrimaryKeyConstraint, String, Table, select
+
+from carepath.records import readers as _r
+from carepath.records.fields import TypeSpec
+from carepath.records.types import Event, RecordsFileError, Rejection
+from carepath.sinks.ledger import _metadata
+
+feed_table = Table(
+    "event_feed", _metadata,
+    Column("pathway", String(200), primary_key=True),
+    Column("path", String(4096), nullable=False),   # the file read (resolved)
+    Column("offset", Integer, nullable=False),      # bytes ingested: always just after a newline
+    Column("lines", Integer, nullable=False),       # lines ingested
+    Column("fingerprint", String(64), nullable=False),  # of the ingested bytes' head and tail
+)
+
+lines_table = Table(
+    "event_lines", _metadata,
+    Column("pathway", String(200), nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("patient", String(200), nullable=True),   # keyed (see `key`); None: names no patient
+    Column("event_id", String(200), nullable=True),  # keyed
+    Column("raw", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("pathway", "line", name="pk_event_lines"),
+    Index("ix_event_lines_patient", "pathway", "patient", "line"),
+    Index("ix_event_lines_event_id", "pathway", "event_id"),
+)
+
+TABLES = (feed_table, lines_table)
+_BATCH = 500       # rows per statement (SQLite's bound-parameter limit)
+_CHUNK = 1 << 22   # bytes read per step of an ingest
+_EDGE = 4096       # bytes of the ingested part's head and tail in its fingerprint
+
+
+@dataclass(frozen=True)
+class Ingested:
+    lines: int             # lines ingested by this call
+    patients: frozenset[str]  # refs named by those lines
+    restarted: bool        # the file was not the one read before: everything was read again
+    first: bool = False    # nothing had been read before
+
+
+def _fingerprint(handle, end: int) -> str:  # noqa: ANN001 - a binary file
+    """Digest of the first and last few KiB before `end` (and `end` itself): an append
+    leaves it unchanged, a rewrite of what was read almost surely changes it."""
+    digest = hashlib.sha256(str(end).encode())
+    handle.seek(0)
+    digest.update(handle.read(min(_EDGE, end)))
+    handle.seek(max(0, end - _EDGE))
+    digest.update(handle.read(end - max(0, end - _EDGE)))
+    return digest.hexdigest()[:32]
+
+
+def key(value: str) -> str:
+    """A ref or id as the store indexes it: itself, or a digest of it when it is long (an
+    index entry must stay small; nothing limits a ref's length)."""
+    if len(value) <= 100:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _route(raw: bytes, number: int) -> tuple[str | None, str | None]:
+    """The (keyed) patient ref and event id a line names, if it is a JSON object that names them."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        obj = _r._parse_line(number, raw)  # the reference parser reads what orjson refuses (e.g. a BOM)
+    if type(obj) is not dict:
+        return None, None
+    patient, event_id = obj.get("patient"), obj.get("id")
+    return (key(patient) if type(patient) is str else None, key(event_id) if type(event_id) is str else None)
+
+
+class EventStore:
+    """One pathway's ingested events in the ledger's database (`engine` is the ledger's)."""
+
+    def __init__(self, engine, pathway: str) -> None:  # noqa: ANN001 - a SQLAlchemy Engine
+        self.engine, self.pathway = engine, pathway
+        _metadata.create_all(engine, tables=list(TABLES))
+
+    # -- ingest -----------------------------------------------------------------------
+
+    def ingest(self, path: str | Path, on_new: Callable[[Connection, set[str]], None] | None = None) -> Ingested:
+        """Store the lines appended to `path` since the last ingest; `on_new(conn, refs)` runs
+        in the same transaction as the moved offset (the wake index marks those patients),
+        so a run killed midway never loses track of what it ingested."""
+        resolved = str(Path(path).resolve())
+        with _r._open(path) as handle:
+            try:
+                size = os.fstat(handle.fileno()).st_size
+                with self.engine.begin() as conn:
+                    row = conn.execute(select(feed_table).where(feed_table.c.pathway == self.pathway)).first()
+                    restarted = (row is None or row.path != resolved or row.offset > size
+                                 or _fingerprint(handle, row.offset) != row.fingerprint)
+                    if restarted:
+                        conn.execute(lines_table.delete().where(lines_table.c.pathway == self.pathway))
+                        offset, number = 0, 0
+                    else:
+                        offset, number = row.offset, row.lines
+                    count, refs, offset, number = self._read_from(conn, handle, offset, number)
+                    values = {"path": resolved, "offset": offset, "lines": number,
+                              "fingerprint": _fingerprint(handle, offset)}
+                    if row is None:
+                        conn.execute(feed_table.insert().values(pathway=self.pathway, **values))
+                    else:
+                        conn.execute(feed_table.update().where(feed_table.c.pathway == self.pathway).values(**values))
+                    if on_new is not None and (refs or restarted):
+                        on_new(conn, refs)
+            except OSError as exc:
+                raise RecordsFileError(path, f"could not be read ({exc.strerror or exc})") from None
+        return Ingested(count, frozenset(refs), restarted, row is None)
+
+    def _read_from(self, conn: Connection, handle, offset: int, number: int,  # noqa: ANN001
+                   ) -> tuple[int, set[str], int, int]:
+        handle.seek(offset)
+        refs: set[str] = set()
+        rows: list[dict[str, object]] = []
+        count = 0
+        pending = b""
+        while chunk := handle.read(_CHUNK):
+            data = pending + chunk
+            end = data.rfind(b"\n") + 1
+            pending = data[end:]
+            for raw in data[:end].splitlines(keepends=True):
+                number += 1
+                patient, event_id = _route(raw, number)
+                if patient is not None:
+                    refs.add(patient)
+                # A line too long to be a record is rejected for its length alone: keep no more.
+                rows.append({"pathway": self.pathway, "line": number, "patient": patient, "event_id": event_id,
+                             "raw": raw[:_r.MAX_LINE_BYTES + 1]})
+                if len(rows) >= 20 * _BATCH:
+                    conn.execute(lines_table.insert(), rows)
+                    count += len(rows)
+                    rows = []
+            offset += end
+        if rows:
+            conn.execute(lines_table.insert(), rows)
+            count += len(rows)
+        return count, refs, offset, number
+
+    # -- reading ----------------------------------------------------------------------
+
+    def lines_of(self, refs: Iterable[str], ids: Iterable[str] = ()) -> list[tuple[int, str | None, bytes]]:
+        """(line, keyed patient, raw) of every line of these patients and of every line of the
+        (keyed) event ids `ids`, in line order."""
+        refs = sorted({key(r) for r in refs})
+        columns = (lines_table.c.line, lines_table.c.patient, lines_table.c.raw)
+        mine: dict[int, tuple[int, str | None, bytes]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(refs):
+                mine.update((r[0], tuple(r)) for r in conn.execute(select(*columns).where(
+                    lines_table.c.pathway == self.pathway, lines_table.c.patient.in_(chunk))))
+            for chunk in _chunks(sorted(set(ids))):
+                mine.update((r[0], tuple(r)) for r in conn.execute(select(*columns).where(
+                    lines_table.c.pathway == self.pathway, lines_table.c.event_id.in_(chunk))))
+        return [mine[n] for n in sorted(mine)]
+
+    def shared(self, refs: Iterable[str]) -> list[tuple[str, str]]:
+        """(event id, other patient), keyed, for each line of another patient that uses an
+        event id one of these patients' lines uses: rare, and all the verdicts of these
+        patients' lines may depend on."""
+        refs = sorted({key(r) for r in refs})
+        a, b = lines_table.alias("a"), lines_table.alias("b")
+        out: set[tuple[str, str]] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(refs):
+                out.update(conn.execute(
+                    select(b.c.event_id, b.c.patient).distinct().select_from(a.join(
+                        b, (b.c.pathway == a.c.pathway) & (b.c.event_id == a.c.event_id) & (b.c.patient != a.c.patient)))
+                    .where(a.c.pathway == self.pathway, a.c.patient.in_(chunk), a.c.event_id.is_not(None))).all())
+        return sorted(out)
+
+    def events_of(self, refs: Iterable[str], ids: Iterable[str], specs: dict[str, TypeSpec],
+                  known: Container[str]) -> tuple[dict[str, list[Event]], dict[str, list[Rejection]]]:
+        """The valid events of these patients and the rejections of their own lines, judged
+        with every line sharing an id with them (`ids`, from `shared`) and `known`, the
+        refs of this run's patients (at least theirs and those of the others sharing ids)."""
+        refs = set(refs)
+        ref_of = {key(r): r for r in refs}
+        events: dict[str, list[Event]] = {ref: [] for ref in refs}
+        rejected: dict[str, list[Rejection]] = {ref: [] for ref in refs}
+        lines = self.lines_of(refs, ids)
+        owner = {line: ref_of.get(patient) for line, patient, _ in lines}
+        for item in _r.event_verdicts(((line, raw) for line, _, raw in lines), specs, known):
+            ref = owner.get(item.line)
+            if ref is None:
+                continue  # another patient's line, read only for its id
+            if type(item) is Event:
+                events[ref].append(item)
+            else:
+                rejected[ref].append(item)  # type: ignore[arg-type]
+        return events, rejected
+
+    def unplaced(self, patients: Mapping[str, object], specs: dict[str, TypeSpec]) -> list[Rejection]:
+        """The rejections of lines that name no known patient (or no patient, or are not
+        JSON objects): judged against this run's patients, as the whole file would be."""
+        with self.engine.connect() as conn:
+            named = [p for (p,) in conn.execute(select(lines_table.c.patient).where(
+                lines_table.c.pathway == self.pathway).group_by(lines_table.c.patient)) if p is not None]
+            known = {key(p) for p in patients}
+            unknown = [p for p in named if p not in known]
+            rows = list(conn.execute(select(lines_table.c.line, lines_table.c.raw).where(
+                lines_table.c.pathway == self.pathway, lines_table.c.patient.is_(None))))
+            for chunk in _chunks(unknown):
+                rows += conn.execute(select(lines_table.c.line, lines_table.c.raw).where(
+                    lines_table.c.pathway == self.pathway, lines_table.c.patient.in_(chunk))).all()
+        rows.sort()
+        # Such a line is rejected whatever came before it (it can never be an accepted
+        # event), so judging each alone gives the whole file's verdict.
+        return [r for line, raw in rows for r in _r.event_verdicts([(line, raw)], specs, patients)
+                if type(r) is Rejection]
+
+
+def _chunks(items: list) -> Iterator[list]:
+    for start in range(0, len(items), _BATCH):
+        yield items[start:start + _BATCH]

@@ -1,0 +1,181 @@
+"""Which patients a sweep must re-plan: the wake index.
+
+Each plan records when it next changes with no new event (`PatientPlan.wake`: a window
+closing, a letter falling due or expiring, recurring work opening). A patient is
+re-planned when one of these holds, and only then:
+
+- new lines name them (marked by the event store's ingest, in its transaction);
+- they are new, or their line in the patients file changed (name, zone, email);
+- their wake has come (`wake <= as_of`), or the as-of went back before their last plan;
+- the pathway's rules changed (another digest), a migration was asked for, the events
+  file was replaced, or `--full`;
+- a patient who shares an event id with them was added or removed (that may change how
+  a line of theirs is judged).
+
+Otherwise the same events at the new as-of give the same plan (the property
+tests/test_incremental.py checks against full re-plans), so leaving them alone is exact.
+
+Each row also keeps what the run summary and `rejected.jsonl` need from the patient's
+last plan (its workload and its rejected lines), so an incremental sweep reports on the
+whole cohort while planning few.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+from sqlalchemy import Column, Connection, PrimaryKeyConstraint, String, Table, Text, select
+
+from carepath.orchestrator.event_store import key
+from carepath.records.types import Patient
+from carepath.sinks.ledger import _metadata
+
+wake_table = Table(
+    "patient_wake", _metadata,
+    Column("pathway", String(200), nullable=False),
+    Column("patient", String(200), nullable=False),
+    Column("wake", String(40), nullable=True),     # UTC, fixed width (sorts as text); None: only an event wakes it
+    Column("as_of", String(40), nullable=False),   # UTC instant of the plan
+    Column("record", String(32), nullable=False),  # digest of the patient's line as planned
+    Column("rules", String(64), nullable=False),   # digest of the pathway source planned under
+    Column("summary", Text, nullable=False),       # JSON: what the run summary and rejected.jsonl need
+    PrimaryKeyConstraint("pathway", "patient", name="pk_patient_wake"),
+)
+
+dirty_table = Table(
+    "patient_dirty", _metadata,
+    Column("pathway", String(200), primary_key=True),
+    Column("patient", String(200), primary_key=True),  # keyed as the event store keys refs
+)
+
+TABLES = (wake_table, dirty_table)
+_BATCH = 500
+
+
+def instant(moment: datetime) -> str:
+    """UTC, microseconds always written: equal-width text that sorts as the instants do."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def record_digest(patient: Patient) -> str:
+    return hashlib.sha256(orjson.dumps([patient.ref, patient.given_name, patient.family_name, patient.timezone,
+                                        patient.email])).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One patient's row after a plan."""
+
+    patient: str
+    wake: datetime | None
+    record: str
+    summary: dict[str, object]
+
+
+@dataclass(frozen=True)
+class Due:
+    refs: tuple[str, ...]   # to re-plan, in ref order
+    reasons: dict[str, int]  # why, counted (for the run's log)
+
+
+class WakeIndex:
+    def __init__(self, engine, pathway: str) -> None:  # noqa: ANN001 - the ledger's SQLAlchemy Engine
+        self.engine, self.pathway = engine, pathway
+        _metadata.create_all(engine, tables=list(TABLES))
+
+    def mark_dirty(self, conn: Connection, refs: Iterable[str]) -> None:
+        """Called inside the ingest's transaction with the (keyed) refs of new lines."""
+        rows = [{"pathway": self.pathway, "patient": ref} for ref in refs]
+        insert = _insert(conn, dirty_table)
+        for start in range(0, len(rows), _BATCH):
+            conn.execute(insert.on_conflict_do_nothing(index_elements=["pathway", "patient"]), rows[start:start + _BATCH])
+
+    def due(self, patients: Mapping[str, Patient], as_of: datetime, rules: str, *, full: bool,
+            sharing: Callable[[set[str]], set[str]]) -> Due:
+        """The patients to re-plan at `as_of` (see the module notes)."""
+        now = instant(as_of)
+        with self.engine.connect() as conn:
+            rows = {r.patient: r for r in conn.execute(
+                select(wake_table.c.patient, wake_table.c.wake, wake_table.c.as_of, wake_table.c.record,
+                       wake_table.c.rules).where(wake_table.c.pathway == self.pathway))}
+            dirty = {p for (p,) in conn.execute(select(dirty_table.c.patient).where(
+                dirty_table.c.pathway == self.pathway))}
+        reasons: dict[str, int] = {}
+        chosen: set[str] = set()
+
+        def take(ref: str, why: str) -> None:
+            if ref not in chosen:
+                chosen.add(ref)
+                reasons[why] = reasons.get(why, 0) + 1
+
+        for ref, patient in patients.items():
+            row = rows.get(ref)
+            if full:
+                take(ref, "full")
+            elif row is None:
+                take(ref, "new")
+            elif key(ref) in dirty:
+                take(ref, "new events")
+            elif row.rules != rules:
+                take(ref, "other rules")
+            elif row.record != record_digest(patient):
+                take(ref, "patient changed")
+            elif row.as_of > now:
+                take(ref, "as-of went back")
+            elif row.wake is not None and row.wake <= now:
+                take(ref, "wake")
+        changed = {ref for ref in patients if ref not in rows} | {ref for ref in rows if ref not in patients}
+        if changed and not full:
+            keyed = {key(ref): ref for ref in patients}
+            for other in sharing(changed):
+                if other in keyed:
+                    take(keyed[other], "shares an event id")
+        return Due(tuple(sorted(chosen)), reasons)
+
+    def remember(self, planned: Iterable[Planned], as_of: datetime, rules: str) -> None:
+        """After a shard's outputs were recorded and its letters sent: the new rows, and
+        the patients' dirty marks cleared (a run killed before this re-plans them)."""
+        rows = [{"pathway": self.pathway, "patient": p.patient, "wake": instant(p.wake) if p.wake else None,
+                 "as_of": instant(as_of), "record": p.record, "rules": rules,
+                 "summary": orjson.dumps(p.summary).decode()} for p in planned]
+        with self.engine.begin() as conn:
+            insert = _insert(conn, wake_table)
+            for start in range(0, len(rows), _BATCH):
+                stmt = insert.on_conflict_do_update(
+                    index_elements=["pathway", "patient"],
+                    set_={c: insert.excluded[c] for c in ("wake", "as_of", "record", "rules", "summary")})
+                conn.execute(stmt, rows[start:start + _BATCH])
+            keys = [key(p["patient"]) for p in rows]  # type: ignore[arg-type]
+            for start in range(0, len(keys), _BATCH):
+                conn.execute(dirty_table.delete().where(dirty_table.c.pathway == self.pathway,
+                                                        dirty_table.c.patient.in_(keys[start:start + _BATCH])))
+
+    def forget_wakes(self, refs: Iterable[str]) -> None:
+        """These patients are re-planned at the next sweep whatever happens (a letter of
+        theirs could not be delivered and is tried again)."""
+        rows = [{"pathway": self.pathway, "patient": key(ref)} for ref in refs]
+        if rows:
+            with self.engine.begin() as conn:
+                self.mark_dirty(conn, [r["patient"] for r in rows])  # type: ignore[misc]
+
+    def summaries(self, patients: Mapping[str, Patient]) -> Iterator[tuple[str, dict[str, object]]]:
+        """Each known patient's stored summary, in ref order."""
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True).execute(
+                select(wake_table.c.patient, wake_table.c.summary).where(wake_table.c.pathway == self.pathway)
+                .order_by(wake_table.c.patient))
+            for ref, summary in result:
+                if ref in patients:
+                    yield ref, orjson.loads(summary)
+
+
+def _insert(conn: Connection, table: Table):  # noqa: ANN202 - a dialect's INSERT with ON CONFLICT
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
