@@ -5,7 +5,14 @@ ledger together all succeed; a current ledger costs one query to open."""
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -76,6 +83,65 @@ def url_of(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+_DATABASES = itertools.count()  # PostgreSQL database names, unique on the module's server
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1 for the ledger's other database: its URL
+    without a database name. Skipped, saying so, where PostgreSQL is not installed."""
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (no initdb): the PostgreSQL ledger is not tested here")
+    base = Path(tempfile.mkdtemp(prefix="carepath-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+        shutil.chown(base, "nobody")
+        as_user = ["runuser", "-u", "nobody", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = base / "data"
+    subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "carepath", "--auth=trust"],
+                   check=True, capture_output=True, timeout=120)
+    subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o",
+                    f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                   check=True, capture_output=True, timeout=120)
+    try:
+        yield f"postgresql+psycopg://carepath@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=120)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
+    """Makes the URL of an empty database for a ledger, by name, on either backend."""
+    if request.param == "sqlite":
+        return lambda name: url_of(tmp_path / f"{name}.sqlite")
+    server = request.getfixturevalue("postgres")
+
+    def create(name: str) -> str:
+        database = f"ledger_{name}_{next(_DATABASES)}"
+        admin = sqlalchemy.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(sqlalchemy.text(f'CREATE DATABASE "{database}"'))
+        finally:
+            admin.dispose()
+        return f"{server}/{database}"
+    return create
+
+
 def sweep(out: Path, url: str, run: str):  # noqa: ANN201 - the sequence's summary
     return sequence.sweep(RunSpec.resolve(PATHWAY, out, AS_OF, run, ledger_url=url, pdf=False), PATIENTS, EVENTS,
                           shard_size=1)
@@ -125,56 +191,65 @@ def test_revisions_are_listed_in_the_order_of_their_files() -> None:
     assert script.get_current_head() == ledger_migrations.HEAD
 
 
-def test_a_fresh_ledger_is_at_head_with_exactly_the_tables_the_code_queries(tmp_path: Path) -> None:
-    url = url_of(tmp_path / "ledger.sqlite")
+def test_a_fresh_ledger_is_at_head_with_exactly_the_tables_the_code_queries(
+        new_ledger_url: Callable[[str], str]) -> None:
+    url = new_ledger_url("fresh")
     Ledger(url).close()
     assert revision_of(url) == ledger_migrations.HEAD
     assert schema_differences(url) == []
 
 
-def _legacy_ledger(path: Path, schema: str, fresh_url: str) -> None:
+def _legacy_ledger(url: str, schema: str, fresh_url: str) -> None:
     """A pre-migrations ledger holding what a first run recorded in the fresh ledger at
     `fresh_url`, as that carepath version recorded it."""
-    import sqlite3
-
-    source = sqlite3.connect(fresh_url.removeprefix("sqlite:///"))
-    target = sqlite3.connect(path)
+    source, target = sqlalchemy.create_engine(fresh_url), sqlalchemy.create_engine(url)
     try:
-        target.executescript(schema)
-        tables = {r[0] for r in target.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        target.executemany(f"INSERT INTO outputs ({OUTPUT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           source.execute(f"SELECT {OUTPUT_COLUMNS} FROM outputs"))
-        for table in ("pins", "pathway_versions") + tuple(t for t in ("patient_state", "pathway_generations",
-                                                                       "document_snapshots") if t in tables):
-            for row in source.execute(f"SELECT * FROM {table}"):
-                target.execute(f"INSERT INTO {table} VALUES ({', '.join('?' * len(row))})", row)
-        if "letter_sends" in tables:  # the outbox existed and had adopted older letters: its flag says so
-            for row in source.execute("SELECT * FROM letter_sends"):
-                target.execute("INSERT INTO letter_sends VALUES (?, ?, ?, ?)", row)
-            target.executemany("INSERT INTO meta VALUES (?, ?)", [("generation", 5), ("letter_sends_adopted", 1)])
-        else:  # before the outbox, a written letter was a delivery of the `letters` sink
-            target.executemany(
-                "INSERT INTO deliveries VALUES ('letters', ?, ?, 'run-1')",
-                source.execute("SELECT o.id, o.digest FROM letter_sends s JOIN outputs o ON o.id = s.output_id"))
-            target.execute("INSERT INTO meta VALUES ('generation', 5)")
-            target.execute("INSERT INTO snapshots VALUES ('tasks.jsonl', '5|2026-03-03T17:00:00+00:00', 'run-1')")
-        target.commit()
+        with source.connect() as old, target.begin() as conn:
+            for statement in filter(str.strip, schema.split(";")):
+                conn.execute(sqlalchemy.text(statement))
+            tables = set(sqlalchemy.inspect(conn).get_table_names())
+
+            def copy(query: str, table: str, columns: str) -> None:
+                found = [dict(r._mapping) for r in old.execute(sqlalchemy.text(query))]
+                if found:
+                    names = ", ".join(f":{c.strip()}" for c in columns.split(","))
+                    conn.execute(sqlalchemy.text(f"INSERT INTO {table} ({columns}) VALUES ({names})"), found)
+
+            copy(f"SELECT {OUTPUT_COLUMNS} FROM outputs", "outputs", OUTPUT_COLUMNS)
+            copy("SELECT patient, pathway, version, run FROM pins", "pins", "patient, pathway, version, run")
+            copy("SELECT pathway, version, digest, source FROM pathway_versions", "pathway_versions",
+                 "pathway, version, digest, source")
+            if "letter_sends" in tables:  # the outbox existed and had adopted older letters: its flag says so
+                copy("SELECT channel, output_id, sent_at, run FROM letter_sends", "letter_sends",
+                     "channel, output_id, sent_at, run")
+                copy("SELECT pathway, patient, digest, run FROM patient_state", "patient_state",
+                     "pathway, patient, digest, run")
+                copy("SELECT pathway, value FROM pathway_generations", "pathway_generations", "pathway, value")
+                copy("SELECT pathway, sink, state, run FROM document_snapshots", "document_snapshots",
+                     "pathway, sink, state, run")
+                conn.execute(sqlalchemy.text("INSERT INTO meta VALUES ('generation', 5), ('letter_sends_adopted', 1)"))
+            else:  # before the outbox, a written letter was a delivery of the `letters` sink
+                copy("SELECT 'letters' AS sink, o.id AS output_id, o.digest, 'run-1' AS run FROM letter_sends s "
+                     "JOIN outputs o ON o.id = s.output_id", "deliveries", "sink, output_id, digest, run")
+                conn.execute(sqlalchemy.text("INSERT INTO meta VALUES ('generation', 5)"))
+                conn.execute(sqlalchemy.text(
+                    "INSERT INTO snapshots VALUES ('tasks.jsonl', '5|2026-03-03T17:00:00+00:00', 'run-1')"))
     finally:
-        source.close()
-        target.close()
+        source.dispose()
+        target.dispose()
 
 
 @pytest.mark.parametrize("schema", [FIRST_SCHEMA, LAST_SCHEMA], ids=["first-version", "last-version"])
 def test_a_ledger_from_before_migrations_upgrades_with_its_rows_and_sends_no_letter_twice(
-        tmp_path: Path, schema: str) -> None:
-    out, fresh = tmp_path / "out", url_of(tmp_path / "fresh.sqlite")
+        tmp_path: Path, new_ledger_url: Callable[[str], str], schema: str) -> None:
+    out, fresh = tmp_path / "out", url_of(tmp_path / "first-run.sqlite")
     first = sweep(out, fresh, "run-1")
     assert first.letters_written == 3
     sent = rows(fresh, "SELECT output_id FROM letter_sends")
     outputs = rows(fresh, f"SELECT {OUTPUT_COLUMNS} FROM outputs")
     pins = rows(fresh, "SELECT * FROM pins")
-    legacy = url_of(tmp_path / "legacy.sqlite")
-    _legacy_ledger(tmp_path / "legacy.sqlite", schema, fresh)
+    legacy = new_ledger_url("legacy")
+    _legacy_ledger(legacy, schema, fresh)
     assert revision_of(legacy) is None
 
     Ledger(legacy).close()  # the upgrade
@@ -184,8 +259,11 @@ def test_a_ledger_from_before_migrations_upgrades_with_its_rows_and_sends_no_let
     assert rows(legacy, f"SELECT {OUTPUT_COLUMNS} FROM outputs") == outputs
     assert rows(legacy, "SELECT * FROM pins") == pins
     assert rows(legacy, "SELECT output_id FROM letter_sends") == sent
-    assert rows(legacy, "SELECT name FROM sqlite_master WHERE name IN ('meta', 'snapshots', 'outputs_unscoped')") \
-        == set()
+    engine = sqlalchemy.create_engine(legacy)
+    try:
+        assert not {"meta", "snapshots", "outputs_unscoped"} & set(sqlalchemy.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
     if schema is LAST_SCHEMA:  # sends keep their times
         assert rows(legacy, "SELECT * FROM letter_sends") == rows(fresh, "SELECT * FROM letter_sends")
 
@@ -217,8 +295,9 @@ def _open(url: str, start: multiprocessing.synchronize.Barrier) -> int:  # type:
     return ran
 
 
-def test_processes_opening_a_fresh_ledger_at_the_same_moment_all_succeed_and_one_upgrades(tmp_path: Path) -> None:
-    url = url_of(tmp_path / "ledger.sqlite")
+def test_processes_opening_a_fresh_ledger_at_the_same_moment_all_succeed_and_one_upgrades(
+        new_ledger_url: Callable[[str], str]) -> None:
+    url = new_ledger_url("shared")
     context = multiprocessing.get_context("fork")
     processes = 4
     start = context.Manager().Barrier(processes)
@@ -229,11 +308,11 @@ def test_processes_opening_a_fresh_ledger_at_the_same_moment_all_succeed_and_one
     assert schema_differences(url) == []
 
 
-def test_opening_a_current_ledger_runs_no_migration_and_costs_one_query(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_opening_a_current_ledger_runs_no_migration_and_costs_one_query(
+        new_ledger_url: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
     from alembic import command
 
-    url = url_of(tmp_path / "ledger.sqlite")
+    url = new_ledger_url("current")
     Ledger(url).close()
 
     def refused(*_args, **_kwargs) -> None:  # noqa: ANN002, ANN003
@@ -250,7 +329,10 @@ def test_opening_a_current_ledger_runs_no_migration_and_costs_one_query(tmp_path
         Ledger(url).close()
     finally:
         sqlalchemy.event.remove(sqlalchemy.Engine, "before_cursor_execute", seen)
-    assert statements == [f"SELECT version_num FROM {ledger_migrations.VERSION_TABLE}"]
+    # (A new PostgreSQL engine first asks the server its version and settings.)
+    ours = [s for s in statements if not s.lower().startswith(("select pg_catalog.version", "select current_schema",
+                                                                  "show "))]
+    assert ours == [f"SELECT version_num FROM {ledger_migrations.VERSION_TABLE}"]
 
 
 def test_a_ledger_written_by_a_newer_carepath_is_refused_naming_it(tmp_path: Path) -> None:
