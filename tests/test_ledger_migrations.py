@@ -349,3 +349,14 @@ def test_a_ledger_written_by_a_newer_carepath_is_refused_naming_it(tmp_path: Pat
         assert str(path) in str(refused.value) and "9999" in str(refused.value) and "newer carepath" in str(
             refused.value)
     assert revision_of(url) == "9999"  # left as it was
+
+
+def test_the_revisions_ship_in_the_package() -> None:
+    # setuptools ships the .py files of discovered packages (pyproject's packages.find):
+    # without versions/__init__.py an installed carepath would have no revisions at all.
+    from setuptools import find_packages
+
+    packages = find_packages(where=str(ROOT / "src"))
+    assert {"carepath.sinks.ledger_migrations", "carepath.sinks.ledger_migrations.versions"} <= set(packages)
+    versions = Path(ledger_migrations.__file__).parent / "versions"
+    assert {p.name.split("_")[0] for p in versions.glob("[0-9]*.py")} == set(ledger_migrations.REVISIONS)
