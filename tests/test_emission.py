@@ -193,7 +193,11 @@ def test_letters_written_before_the_outbox_are_not_sent_again(tmp_path: Path) ->
     engine = sqlalchemy.create_engine(url)
     with engine.begin() as conn:
         conn.execute(sqlalchemy.text("DROP TABLE letter_sends"))
-        conn.execute(sqlalchemy.text("DELETE FROM meta WHERE key = 'letter_sends_adopted'"))
+        # Before the ledger had migrations: no version table, and `meta` without the adoption flag.
+        conn.execute(sqlalchemy.text("DROP TABLE carepath_ledger_version"))
+        conn.execute(sqlalchemy.text('CREATE TABLE meta ("key" VARCHAR(64) NOT NULL PRIMARY KEY, '
+                                     "value INTEGER NOT NULL)"))
+        conn.execute(sqlalchemy.text("INSERT INTO meta VALUES ('generation', 3)"))
         conn.execute(sqlalchemy.text("DELETE FROM patient_state"))  # every plan is examined again
         conn.execute(deliveries_table.insert(), [{"sink": "letters", "output_id": i, "digest": "x", "run": "old"}
                                                  for i in sent])

@@ -114,6 +114,13 @@ def _unscope(url: str) -> None:
                                      "retired, first_run, updated_run FROM outputs_new"))
         conn.execute(sqlalchemy.text("DROP TABLE outputs_new"))
         conn.execute(sqlalchemy.text("DROP TABLE document_snapshots"))
+        # Before the ledger had migrations: no version table, its own one-time flags in `meta`.
+        conn.execute(sqlalchemy.text("DROP TABLE carepath_ledger_version"))
+        conn.execute(sqlalchemy.text('CREATE TABLE meta ("key" VARCHAR(64) NOT NULL PRIMARY KEY, '
+                                     "value INTEGER NOT NULL)"))
+        conn.execute(sqlalchemy.text("INSERT INTO meta VALUES ('generation', 7), ('letter_sends_adopted', 1)"))
+        conn.execute(sqlalchemy.text("CREATE TABLE snapshots (sink VARCHAR(64) NOT NULL PRIMARY KEY, "
+                                     "state VARCHAR(200) NOT NULL, run VARCHAR(64) NOT NULL)"))
     engine.dispose()
 
 
@@ -135,7 +142,7 @@ def test_a_ledger_from_before_pathway_scoping_is_adopted(tmp_path: Path) -> None
     try:
         pk = sqlalchemy.inspect(engine).get_pk_constraint("outputs")["constrained_columns"]
         assert sorted(pk) == ["id", "pathway"]
-        assert "outputs_unscoped" not in sqlalchemy.inspect(engine).get_table_names()
+        assert not {"outputs_unscoped", "meta", "snapshots"} & set(sqlalchemy.inspect(engine).get_table_names())
     finally:
         engine.dispose()
 

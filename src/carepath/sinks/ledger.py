@@ -18,6 +18,10 @@ caching is at-least-once under concurrency, so exactly-once emission rests here:
 SQLite next to the outputs by default (WAL, so parallel shard tasks in other processes
 wait instead of failing); any SQLAlchemy URL selects another database, e.g.
 `postgresql+psycopg://…`. Bodies hold pseudonymous refs only, never names.
+
+The tables below are what the queries use; the database gets them from the Alembic
+revisions in carepath.sinks.ledger_migrations, run when a ledger is opened (a change here
+needs a new revision there; a test compares the two).
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ from pathlib import Path
 import orjson
 from sqlalchemy import (
     Column, Engine, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text, create_engine, event, func,
-    inspect, select, text, update,
+    select, text, update,
 )
 from sqlalchemy import Connection, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DatabaseError, OperationalError
 
+from carepath.sinks import ledger_migrations
 from carepath.sinks.base import Output, OutputKind
 
 _metadata = MetaData()
@@ -66,20 +71,14 @@ deliveries_table = Table(
 )
 
 # Per pathway: two pathways' documents (in their own output folders) sharing one ledger
-# are each rewritten when their own content is stale. (A ledger from before this keeps
-# its older `snapshots` table unused: each document is rewritten once after the upgrade.)
+# are each rewritten when their own content is stale. (A ledger from before this loses
+# its older `snapshots` table in the upgrade: each document is rewritten once after it.)
 snapshots_table = Table(
     "document_snapshots", _metadata,
     Column("pathway", String(200), primary_key=True),
     Column("sink", String(64), primary_key=True),
     Column("state", String(200), nullable=False),  # generation and as-of the document shows
     Column("run", String(64), nullable=False),
-)
-
-meta_table = Table(
-    "meta", _metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", Integer, nullable=False),
 )
 
 # Per pathway, so one pathway's run never makes another's documents stale.
@@ -225,6 +224,7 @@ def check_ledger(url: str, out_dir: Path) -> None:
             from sqlalchemy import inspect as inspect_db
 
             has_outputs = inspect_db(conn).has_table("outputs")
+            ledger_migrations.check(conn)
             # One row is enough evidence; counting all of them would scan millions.
             rows = conn.execute(select(outputs_table.c.id).limit(1)).first() if has_outputs else None
     except OperationalError as exc:
@@ -236,10 +236,17 @@ def check_ledger(url: str, out_dir: Path) -> None:
     except DatabaseError as exc:
         raise LedgerProblem(f"the ledger {where} is not a usable carepath ledger ({exc.orig}): restore it from a "
                             f"backup, or move it away together with {out_dir / 'letters'} to start afresh") from None
+    except ledger_migrations.NewerLedger as exc:
+        raise LedgerProblem(_newer(where, exc)) from None
     finally:
         engine.dispose()
     if not rows and _letters_on_disk(out_dir):
         raise LedgerProblem(_missing(where, out_dir))
+
+
+def _newer(where: str, exc: ledger_migrations.NewerLedger) -> str:
+    return (f"the ledger {where} was written by a newer carepath: {exc}. Run the carepath version that wrote it "
+            "(or a newer one); an older version must not write into it")
 
 
 def _missing(where: str, out_dir: Path) -> str:
@@ -266,53 +273,13 @@ class Ledger:
         self.engine: Engine = create_engine(url, future=True, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        # Tables are created and older ledgers upgraded by the ledger's migrations (see
+        # carepath.sinks.ledger_migrations); a ledger already current costs one query.
         try:
-            _metadata.create_all(self.engine)
-        except OperationalError:
-            # Another process (a parallel shard's worker) created the tables between our
-            # check and our CREATE; what exists now is what we wanted.
-            _metadata.create_all(self.engine)
-        with self.engine.begin() as conn:
-            insert = self._dialect.insert(meta_table).values(key="generation", value=0)
-            conn.execute(insert.on_conflict_do_nothing(index_elements=["key"]))
-        self._scope_outputs_by_pathway()
-        self._adopt_letter_deliveries()
-
-    def _scope_outputs_by_pathway(self) -> None:
-        """Once per ledger written before outputs were keyed by pathway: re-key them. When
-        more than one pathway wrote into it, one pathway's run may have retired or
-        overwritten another's outputs of a shared patient ref, so every plan digest is
-        forgotten: each pathway's next run records each patient's outputs again (what is
-        unchanged stays unchanged; sent letters are never sent again)."""
-        with self.engine.begin() as conn:
-            if "pathway" in inspect(conn).get_pk_constraint("outputs")["constrained_columns"]:
-                return
-            conn.execute(text("ALTER TABLE outputs RENAME TO outputs_unscoped"))
-            outputs_table.create(conn)
-            old = Table("outputs_unscoped", MetaData(), autoload_with=conn)
-            names = [c.name for c in outputs_table.columns]
-            conn.execute(outputs_table.insert().from_select(names, select(*[old.c[n] for n in names])))
-            old.drop(conn)
-            pathways = conn.execute(select(func.count(func.distinct(outputs_table.c.pathway)))).scalar_one()
-            if pathways > 1:
-                conn.execute(patient_state_table.delete())
-
-    def _adopt_letter_deliveries(self) -> None:
-        """Once per ledger: letters written before the outbox existed (delivery rows of the
-        `letters` sink) count as sent, so an upgrade never sends them again. Their send
-        time is not known: `sent_at` stays empty."""
-        with self.engine.begin() as conn:
-            claim = self._dialect.insert(meta_table).values(key="letter_sends_adopted", value=1)
-            if conn.execute(claim.on_conflict_do_nothing(index_elements=["key"])).rowcount == 0:
-                return
-            legacy = select(deliveries_table.c.sink.label("channel"), deliveries_table.c.output_id,
-                            func.coalesce(None, "").label("sent_at"), deliveries_table.c.run
-                            ).where(deliveries_table.c.sink == "letters")
-            conn.execute(self._dialect.insert(sends_table).from_select(
-                ["channel", "output_id", "sent_at", "run"], legacy).on_conflict_do_nothing(
-                index_elements=["channel", "output_id"]))
-            # letters.jsonl of every pathway shows these sends: each must be rewritten
-            conn.execute(update(generations_table).values(value=generations_table.c.value + 1))
+            ledger_migrations.upgrade(self.engine)
+        except ledger_migrations.NewerLedger as exc:
+            self.engine.dispose()
+            raise LedgerProblem(_newer(shown_url(url), exc)) from None
 
     def close(self) -> None:
         self.engine.dispose()
