@@ -56,7 +56,6 @@ lines_table = Table(
     Index("ix_event_lines_event_id", "pathway", "event_id"),
 )
 
-TABLES = (feed_table, lines_table)
 _BATCH = 500       # rows per statement (SQLite's bound-parameter limit)
 _CHUNK = 1 << 22   # bytes read per step of an ingest
 _EDGE = 4096       # bytes of the ingested part's head and tail in its fingerprint
@@ -106,7 +105,6 @@ class EventStore:
 
     def __init__(self, engine, pathway: str) -> None:  # noqa: ANN001 - a SQLAlchemy Engine
         self.engine, self.pathway = engine, pathway
-        _metadata.create_all(engine, tables=list(TABLES))
 
     # -- ingest -----------------------------------------------------------------------
 

@@ -52,7 +52,6 @@ dirty_table = Table(
     Column("patient", String(200), primary_key=True),  # keyed as the event store keys refs
 )
 
-TABLES = (wake_table, dirty_table)
 _BATCH = 500
 
 
@@ -85,7 +84,6 @@ class Due:
 class WakeIndex:
     def __init__(self, engine, pathway: str) -> None:  # noqa: ANN001 - the ledger's SQLAlchemy Engine
         self.engine, self.pathway = engine, pathway
-        _metadata.create_all(engine, tables=list(TABLES))
 
     def mark_dirty(self, conn: Connection, refs: Iterable[str]) -> None:
         """Called inside the ingest's transaction with the (keyed) refs of new lines."""
