@@ -11,9 +11,9 @@ from pathlib import Path
 
 from carepath.orchestrator.cohort import Shard, write_patient_shards
 from carepath.orchestrator.event_store import EventStore, key
+from carepath.orchestrator.patients_index import PatientsIndex
 from carepath.orchestrator.spec import RunSpec
 from carepath.orchestrator.wake_index import WakeIndex
-from carepath.records import read_patients
 from carepath.sinks.ledger import Ledger
 
 
@@ -31,7 +31,7 @@ class Chosen:
 def choose(spec: RunSpec, patients_path: str, events_path: str, work: Path, shard_size: int, full: bool,
            ledger: Ledger) -> Chosen:
     compiled = spec.compiled
-    patients, _ = read_patients(patients_path, default_timezone=compiled.clinic.zone.key)
+    patients, _ = PatientsIndex(ledger.engine, compiled.id).read_all(patients_path, compiled.clinic.zone.key)
     store = EventStore(ledger.engine, compiled.id)
     index = WakeIndex(ledger.engine, compiled.id)
     ingested = store.ingest(events_path, on_new=index.mark_dirty)

@@ -28,6 +28,7 @@ from carepath.engine.result import PatientPlan
 from carepath.orchestrator.cohort import Rejected, Shard, read_patient_shard
 from carepath.orchestrator.event_store import EventStore, key
 from carepath.orchestrator.pinning import VersionReused, decide
+from carepath.orchestrator.patients_index import PatientsIndex
 from carepath.orchestrator.spec import RunSpec
 from carepath.orchestrator.wake_index import Planned, WakeIndex, record_digest
 from carepath.records import Patient, read_patients
@@ -335,17 +336,19 @@ def emit_patient(spec: RunSpec, patients_path: str | Path, events_path: str | Pa
     """Re-plan one patient (an event-triggered run): the lines appended to the events file
     are ingested, then only that patient's events are read, from the store."""
     compiled = spec.compiled
-    patients, _ = read_patients(patients_path, default_timezone=compiled.clinic.zone.key)
-    if ref not in patients:
+    people = PatientsIndex(ledger.engine, compiled.id)
+    patient = people.one(patients_path, ref, compiled.clinic.zone.key)
+    if patient is None:
         raise LookupError(f"patient {ref!r} is not in {patients_path} (or its line is rejected)")
     store = EventStore(ledger.engine, compiled.id)
     index = WakeIndex(ledger.engine, compiled.id)
     store.ingest(events_path, on_new=index.mark_dirty)
     shared = store.shared([ref])
-    keyed = {key(r): r for r in patients}
-    others = {keyed[p] for _, p in shared if p in keyed}
-    return emit_patients(spec, {ref: patients[ref]}, ledger, others, sorted({i for i, _ in shared}),
-                         f"patient-{ref}")
+    others: set[str] = set()
+    if shared:  # rare: another patient's line uses an id of theirs; is that patient known?
+        keyed = {key(r): r for r in read_patients(patients_path, default_timezone=compiled.clinic.zone.key)[0]}
+        others = {keyed[p] for _, p in shared if p in keyed}
+    return emit_patients(spec, {ref: patient}, ledger, others, sorted({i for i, _ in shared}), f"patient-{ref}")
 
 
 def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime) -> list[Sink]:
@@ -461,6 +464,7 @@ class RunSummary:
     workload: Workload
     rejected: int
     documents: dict[str, int | None]
+    replanned: int = 0  # patients planned by this run (the others' plans could not have changed)
 
     @classmethod
     def of(cls, compiled: CompiledPathway, as_of: datetime, reports: Sequence[ShardReport], rejected: int,
@@ -471,12 +475,13 @@ class RunSummary:
             recorded, work = recorded + r.recorded, work + r.workload
         work = cohort if cohort is not None else work
         return cls(compiled.id, compiled.version, as_of.isoformat(), len(reports), sum(r.events for r in reports),
-                   recorded, sum(r.letters_written for r in reports), work, rejected, documents)
+                   recorded, sum(r.letters_written for r in reports), work, rejected, documents,
+                   sum(r.patients for r in reports))
 
     def as_json(self) -> dict[str, object]:
         return {
             "pathway": self.pathway, "version": self.version, "as_of": self.as_of, "shards": self.shards,
-            "patients": self.workload.patients, "events": self.events,
+            "patients": self.workload.patients, "replanned": self.replanned, "events": self.events,
             "outputs": {"new": self.recorded.new, "changed": self.recorded.changed,
                         "unchanged": self.recorded.unchanged, "retired": self.recorded.retired},
             "letters_written": self.letters_written, "letters_planned": self.workload.letters,

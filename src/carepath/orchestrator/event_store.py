@@ -187,16 +187,20 @@ class EventStore:
     def shared(self, refs: Iterable[str]) -> list[tuple[str, str]]:
         """(event id, other patient), keyed, for each line of another patient that uses an
         event id one of these patients' lines uses: rare, and all the verdicts of these
-        patients' lines may depend on."""
+        patients' lines may depend on. Two index lookups (a self-join let SQLite scan)."""
         refs = sorted({key(r) for r in refs})
-        a, b = lines_table.alias("a"), lines_table.alias("b")
+        c = lines_table.c
+        ids: set[str] = set()
         out: set[tuple[str, str]] = set()
         with self.engine.connect() as conn:
             for chunk in _chunks(refs):
-                out.update(conn.execute(
-                    select(b.c.event_id, b.c.patient).distinct().select_from(a.join(
-                        b, (b.c.pathway == a.c.pathway) & (b.c.event_id == a.c.event_id) & (b.c.patient != a.c.patient)))
-                    .where(a.c.pathway == self.pathway, a.c.patient.in_(chunk), a.c.event_id.is_not(None))).all())
+                ids.update(i for (i,) in conn.execute(select(c.event_id).where(
+                    c.pathway == self.pathway, c.patient.in_(chunk), c.event_id.is_not(None))))
+            mine = set(refs)
+            for chunk in _chunks(sorted(ids)):
+                # (No condition on the patient here: SQLite would then pick the patient index.)
+                out.update((i, p) for i, p in conn.execute(select(c.event_id, c.patient).where(
+                    c.pathway == self.pathway, c.event_id.in_(chunk))) if p is not None and p not in mine)
         return sorted(out)
 
     def events_of(self, refs: Iterable[str], ids: Iterable[str], specs: dict[str, TypeSpec],

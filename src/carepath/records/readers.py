@@ -280,11 +280,14 @@ def _unknown_keys(obj: dict[str, object], allowed: frozenset[str], kind: str) ->
 # --- patients ----------------------------------------------------------------------
 
 
-def read_patients(path: str | Path, *, default_timezone: str) -> tuple[dict[str, Patient], list[Rejection]]:
+def read_patients(path: str | Path, *, default_timezone: str,
+                  where: dict[str, tuple[int, int, int]] | None = None) -> tuple[dict[str, Patient], list[Rejection]]:
     """Patients by ref, in file order, and the rejected lines.
 
     `default_timezone` (the clinic's zone) is given to patients whose line has none; it
     must itself be a valid IANA name (the pathway check guarantees this), else ValueError.
+    `where`, when given, receives each patient's line as (line number, offset, length), so
+    that `read_patient_at` can read that patient alone later.
     """
     if not _valid_zone(default_timezone):
         raise ValueError(f"default_timezone {default_timezone!r} is not a known IANA time zone")
@@ -294,7 +297,9 @@ def read_patients(path: str | Path, *, default_timezone: str) -> tuple[dict[str,
     zones: dict[str, bool] = {default_timezone: True}
     with _open(path) as handle, _gc_paused():
         try:
+            offset = 0
             for number, raw in enumerate(handle, start=1):
+                start, offset = offset, offset + len(raw)
                 obj = _parse_line(number, raw)
                 if obj is None:
                     continue
@@ -310,6 +315,8 @@ def read_patients(path: str | Path, *, default_timezone: str) -> tuple[dict[str,
                 if earlier is None:
                     patients[found.ref] = found
                     lines[found.ref] = number
+                    if where is not None:
+                        where[found.ref] = (number, start, len(raw))
                 elif earlier != found:
                     differs = [name for name in ("given_name", "family_name", "timezone", "email")
                                if getattr(earlier, name) != getattr(found, name)]
@@ -321,6 +328,23 @@ def read_patients(path: str | Path, *, default_timezone: str) -> tuple[dict[str,
         except OSError as exc:
             raise RecordsFileError(path, f"could not be read ({exc.strerror or exc})") from None
     return patients, rejected
+
+
+def read_patient_at(path: str | Path, ref: str, line: tuple[int, int, int], *, default_timezone: str) -> Patient | None:
+    """The patient on one line of the patients file (as `read_patients` recorded it in
+    `where`); None when that line no longer holds a valid line of that patient."""
+    number, offset, length = line
+    with _open(path) as handle:
+        try:
+            handle.seek(offset)
+            raw = handle.read(length)
+        except OSError as exc:
+            raise RecordsFileError(path, f"could not be read ({exc.strerror or exc})") from None
+    obj = _parse_line(number, raw)
+    if type(obj) is not dict:
+        return None
+    found = _patient(obj, default_timezone, {default_timezone: True})  # type: ignore[arg-type]
+    return found if isinstance(found, Patient) and found.ref == ref else None
 
 
 def _valid_zone(name: str) -> bool:

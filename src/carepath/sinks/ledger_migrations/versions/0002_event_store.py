@@ -6,7 +6,9 @@
   event id it names (indexed: a patient's lines, an id's lines);
 - `patient_wake`: per patient, when their plan next changes with no new event, what it
   was planned from, and the summary a sweep reports for them;
-- `patient_dirty`: patients whose new lines were read but who were not yet re-planned.
+- `patient_dirty`: patients whose new lines were read but who were not yet re-planned;
+- `patients_file`, `patient_lines`: the patients file as last read (its stamp) and where
+  each patient's line is in it, so an event-triggered run reads one patient's line.
 
 New tables only; an existing ledger's next sweep reads the events file from its start
 and re-plans every patient once (it changes nothing that did not change).
@@ -60,6 +62,21 @@ def _tables(metadata: sa.MetaData) -> list[sa.Table]:
             sa.Column("pathway", sa.String(200), primary_key=True),
             sa.Column("patient", sa.String(200), primary_key=True),
         ),
+        sa.Table(
+            "patients_file", metadata,
+            sa.Column("pathway", sa.String(200), primary_key=True),
+            sa.Column("path", sa.String(4096), nullable=False),
+            sa.Column("stamp", sa.String(200), nullable=False),
+        ),
+        sa.Table(
+            "patient_lines", metadata,
+            sa.Column("pathway", sa.String(200), nullable=False),
+            sa.Column("patient", sa.String(200), nullable=False),
+            sa.Column("line", sa.Integer, nullable=False),
+            sa.Column("offset", sa.Integer, nullable=False),
+            sa.Column("length", sa.Integer, nullable=False),
+            sa.PrimaryKeyConstraint("pathway", "patient", name="pk_patient_lines"),
+        ),
     ]
 
 
@@ -72,5 +89,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("patient_dirty", "patient_wake", "event_lines", "event_feed"):
+    for name in ("patient_lines", "patients_file", "patient_dirty", "patient_wake", "event_lines", "event_feed"):
         op.drop_table(name)
