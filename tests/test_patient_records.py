@@ -49,8 +49,8 @@ def replan(out: Path | str, events: Path, ledger_out: Path, run: str = "evt") ->
     """What the patient flow does (the orchestrator's one-patient sequence): re-plan one
     patient, then write its record; the record's name. Documents go to `out` when it is not
     the run's folder (a shared location)."""
-    spec = RunSpec.resolve(PATHWAY, ledger_out, AS_OF, run, pdf=False)
-    with documents_at(out if str(out) != str(ledger_out) else None):
+    with documents_at(out if str(out) != str(ledger_out) else None):  # read once, when the run is resolved
+        spec = RunSpec.resolve(PATHWAY, ledger_out, AS_OF, run, pdf=False)
         summary = sequence.replan_patient(spec, PATIENTS, events, "p-001")
     (name,) = summary.documents
     return name

@@ -362,10 +362,10 @@ def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime) 
 
 def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
     """Rewrite each document whose content is stale; None for those left as they were."""
-    from carepath.sinks.storage import documents_location, storage_for
+    from carepath.sinks.storage import storage_for
 
     compiled, as_of, run = spec.compiled, spec.as_of, spec.run
-    out = storage_for(documents_location(spec.out))
+    out = storage_for(spec.documents)
     state = f"{ledger.generation(compiled.id)}|{as_of.isoformat()}"
     written: dict[str, int | None] = {}
     for sink in document_sinks(compiled, out, as_of):
@@ -390,15 +390,15 @@ def write_patient_record(spec: RunSpec, ledger: Ledger, patient: str) -> str:
     cohort. The ledger's generation moved, so the next sweep rebuilds those documents."""
     from carepath.sinks.patient_record import patient_record
     from carepath.sinks.patient_record import write_patient_record as write
-    from carepath.sinks.storage import documents_location, storage_for
+    from carepath.sinks.storage import storage_for
 
     compiled = spec.compiled
     outputs = ledger.patient_outputs(compiled.id, patient)
     record = patient_record(compiled.id, compiled.version, patient, outputs, spec.as_of)
-    return write(storage_for(documents_location(spec.out)), record)
+    return write(storage_for(spec.documents), record)
 
 
-def clear_leftovers(out: Path) -> int:
+def clear_leftovers(out: Path, documents: str | Path | None = None) -> int:
     """Remove half-written files a killed run left behind (`write_atomic`'s temporaries).
     Called when a sweep starts: what they were to hold is rewritten by this run."""
     count = 0
@@ -409,9 +409,9 @@ def clear_leftovers(out: Path) -> int:
             count += 1
     from carepath.sinks.storage import FsspecStorage, documents_location, storage_for
 
-    documents = storage_for(documents_location(out))
-    if isinstance(documents, FsspecStorage):  # the sweep's own documents on a shared store
-        count += documents.clear_temporaries(("", "fhir"))
+    store = storage_for(documents if documents is not None else documents_location(out))
+    if isinstance(store, FsspecStorage):  # the sweep's own documents on a shared store
+        count += store.clear_temporaries(("", "fhir"))
     return count
 
 

@@ -65,7 +65,7 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
     ledger = Ledger(spec.ledger_url)
     try:
         run.call("archive-pathway-version", archive_pathway, spec, ledger)
-        if removed := clear_leftovers(spec.out):
+        if removed := clear_leftovers(spec.out, spec.documents):
             log(f"removed {removed} half-written file(s) left by an interrupted run")
         work = work_dir(spec.out)
         chosen = run.call("choose-patients", choose, spec, str(patients), str(events), work, shard_size, full, ledger)

@@ -8,6 +8,7 @@ typed, timezone-aware instant from here on; nothing below re-parses it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,20 +41,31 @@ class RunSpec:
     run: str                       # the run's id in the ledger (Prefect's flow run id under Prefect)
     pdf: bool = True
     migration: Migration | None = None
+    # Where the cohort-wide documents and patient records go: a folder or an fsspec URL
+    # that workers on several hosts share; "" is `out`. Settled here, so every step of a
+    # run (in any process) writes to the same place.
+    documents_url: str = ""
 
     def __post_init__(self) -> None:
         if self.as_of.tzinfo is None:
             raise ValueError("a run's as-of must be timezone-aware")
 
+    @property
+    def documents(self) -> str | Path:
+        return self.documents_url or self.out
+
     @classmethod
     def resolve(cls, pathway: str | Path, out: str | Path, as_of: datetime, run: str, *,
-                ledger_url: str | None = None, pdf: bool = True, migration: Migration | None = None) -> RunSpec:
-        """Read and compile the pathway once; InvalidInput when it is not valid."""
+                ledger_url: str | None = None, pdf: bool = True, migration: Migration | None = None,
+                documents_url: str | None = None) -> RunSpec:
+        """Read and compile the pathway once; InvalidInput when it is not valid. The
+        documents' location: `documents_url`, else CAREPATH_DOCUMENTS_URL, else `out`."""
         from carepath import api
+        from carepath.sinks.storage import DOCUMENTS_ENV
 
         path = Path(pathway).resolve()
         source = path.read_bytes()
         compiled = api.load_pathway_text(path, source, str(pathway))
         out_dir = Path(out).resolve()
         return cls(path, source, source_digest(source), compiled, as_of, out_dir, ledger_url or default_url(out_dir),
-                   run, pdf, migration)
+                   run, pdf, migration, documents_url or os.environ.get(DOCUMENTS_ENV, ""))
