@@ -140,3 +140,97 @@ def test_incremental_sweeps_equal_full_replans(tmp_path_factory: pytest.TempPath
         for key in full:
             assert incremental[key] == full[key], f"{key} differs at step {number} as of {as_of}"
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _sweep(out: Path, patients: Path, events: Path, as_of: datetime, run: str, **options) -> dict:
+    spec = RunSpec.resolve(COHORTS["ketamine-iv"][0], out, as_of, run, pdf=False)
+    return sequence.sweep(spec, patients, events, **options).as_json()
+
+
+def _copy_demo(folder: Path) -> tuple[Path, Path]:
+    folder.mkdir()
+    shutil.copy(COHORTS["ketamine-iv"][1] / "patients.jsonl", folder / "patients.jsonl")
+    shutil.copy(COHORTS["ketamine-iv"][1] / "events.jsonl", folder / "events.jsonl")
+    return folder / "patients.jsonl", folder / "events.jsonl"
+
+
+AS_OF = datetime.fromisoformat("2026-03-05T17:00:00+00:00")
+
+
+def test_a_replaced_events_file_is_read_again_and_everyone_is_replanned(tmp_path: Path) -> None:
+    patients, events = _copy_demo(tmp_path / "in")
+    _sweep(tmp_path / "out", patients, events, AS_OF, "first")
+    _sweep(tmp_path / "reference", patients, events, AS_OF, "first", full=True)
+    # An earlier line edited in place (not appended): what was read before is not what is there now.
+    lines = events.read_bytes().splitlines(keepends=True)
+    lines[3] = lines[3].replace(b"15:48:00", b"15:49:00")
+    events.write_bytes(b"".join(lines))
+    later = AS_OF + timedelta(hours=1)
+    summary = _sweep(tmp_path / "out", patients, events, later, "again")
+    assert summary["replanned"] == summary["patients"] == 40
+    _sweep(tmp_path / "reference", patients, events, later, "again", full=True)
+    assert _seen(tmp_path / "out") == _seen(tmp_path / "reference")
+
+
+def test_an_unfinished_last_line_waits_for_its_newline(tmp_path: Path) -> None:
+    patients, events = _copy_demo(tmp_path / "in")
+    _sweep(tmp_path / "out", patients, events, AS_OF, "first")
+    line = json.dumps({"id": "e-late-1", "patient": "p-000001", "type": "assessment_recorded",
+                       "at": "2026-03-05T16:00:00+00:00",
+                       "data": {"instrument": "phq9", "items": [1, 1, 1, 1, 1, 1, 1, 1, 1], "total": 9}}).encode()
+    with events.open("ab") as handle:
+        handle.write(line[:40])  # a writer is half-way through the line
+    half = _sweep(tmp_path / "out", patients, events, AS_OF + timedelta(minutes=1), "half")
+    assert half["rejected_lines"] == _sweep(tmp_path / "out", patients, events, AS_OF + timedelta(minutes=1),
+                                            "half-again")["rejected_lines"]
+    with events.open("ab") as handle:
+        handle.write(line[40:] + b"\n")
+    whole = _sweep(tmp_path / "out", patients, events, AS_OF + timedelta(minutes=2), "whole")
+    assert whole["replanned"] >= 1 and whole["rejected_lines"] == half["rejected_lines"]
+    assert b"e-late-1" not in (tmp_path / "out" / "rejected.jsonl").read_bytes()
+
+
+def test_patients_with_ingested_lines_stay_due_until_they_are_replanned(tmp_path: Path) -> None:
+    """A run killed after reading new lines but before planning: the next sweep re-plans
+    those patients although it finds no new line."""
+    from carepath.orchestrator.event_store import EventStore
+    from carepath.orchestrator.wake_index import WakeIndex
+
+    patients, events = _copy_demo(tmp_path / "in")
+    out = tmp_path / "out"
+    _sweep(out, patients, events, AS_OF, "first")
+    with events.open("a") as handle:
+        handle.write(json.dumps({"id": "e-new-1", "patient": "p-000002", "type": "assessment_recorded",
+                                 "at": "2026-03-05T16:30:00+00:00",
+                                 "data": {"instrument": "phq9", "items": [0] * 9, "total": 0}}) + "\n")
+    ledger = Ledger(f"sqlite:///{out / 'ledger.sqlite'}")
+    try:  # what the killed run did: ingest, nothing after
+        assert EventStore(ledger.engine, "ketamine-iv").ingest(
+            events, on_new=WakeIndex(ledger.engine, "ketamine-iv").mark_dirty).lines == 1
+    finally:
+        ledger.close()
+    summary = _sweep(out, patients, events, AS_OF, "after-the-crash")
+    assert summary["replanned"] == 1
+    assert _sweep(out, patients, events, AS_OF, "then")["replanned"] == 0
+
+
+def test_an_event_run_reads_one_patient_not_the_cohort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from carepath.records import readers
+
+    patients, events = _copy_demo(tmp_path / "in")
+    out = tmp_path / "out"
+    _sweep(out, patients, events, AS_OF, "first")
+    with events.open("a") as handle:
+        handle.write(json.dumps({"id": "e-new-2", "patient": "p-000003", "type": "assessment_recorded",
+                                 "at": "2026-03-05T17:30:00+00:00",
+                                 "data": {"instrument": "phq9", "items": [0] * 9, "total": 0}}) + "\n")
+
+    def whole_file(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the whole file was read")
+
+    for name in ("read_patients", "read_events", "iter_event_lines"):
+        monkeypatch.setattr(readers, name, whole_file)
+    monkeypatch.setattr("carepath.orchestrator.emission.read_patients", whole_file)
+    spec = RunSpec.resolve(COHORTS["ketamine-iv"][0], out, AS_OF + timedelta(hours=1), "event", pdf=False)
+    summary = sequence.replan_patient(spec, patients, events, "p-000003")
+    assert summary.workload.patients == 1 and summary.events > 0
