@@ -234,3 +234,32 @@ def test_an_event_run_reads_one_patient_not_the_cohort(tmp_path: Path, monkeypat
     spec = RunSpec.resolve(COHORTS["ketamine-iv"][0], out, AS_OF + timedelta(hours=1), "event", pdf=False)
     summary = sequence.replan_patient(spec, patients, events, "p-000003")
     assert summary.workload.patients == 1 and summary.events > 0
+
+
+def test_hostile_lines_get_the_readers_verdicts_and_line_numbers(tmp_path: Path) -> None:
+    """Line breaks are b"\\n" only (a lone carriage return stays inside its line), CRLF
+    endings, a line longer than a record may be, a BOM-less blank line: the sweep's
+    `rejected.jsonl` names the same lines, for the same reasons, as `carepath plan`."""
+    from carepath import api
+    from carepath.orchestrator.planning import plan_cohort, read_cohort
+    from carepath.records.readers import MAX_LINE_BYTES
+
+    patients, events = _copy_demo(tmp_path / "in")
+    good = json.dumps({"id": "e-crlf", "patient": "p-000004", "type": "assessment_recorded",
+                       "at": "2026-03-05T16:00:00+00:00",
+                       "data": {"instrument": "phq9", "items": [0] * 9, "total": 0}}).encode()
+    with events.open("ab") as handle:
+        handle.write(good + b"\r\n")
+        handle.write(b'{"id": "e-cr", "patient": "p-000004",\r "type": "enrolled"}\n')
+        handle.write(b"\n")
+        handle.write(b'{"id": "e-long", "patient": "p-000004", "pad": "' + b"x" * (MAX_LINE_BYTES + 10) + b'"}\n')
+        handle.write(good.replace(b"e-crlf", b"e-after") + b"\n")
+    _sweep(tmp_path / "out", patients, events, AS_OF, "first")
+    swept = [json.loads(line) for line in (tmp_path / "out" / "rejected.jsonl").read_bytes().splitlines()]
+    compiled = api.load_pathway(COHORTS["ketamine-iv"][0])
+    cohort = read_cohort(compiled, patients, events)
+    for _ in plan_cohort(compiled, cohort, AS_OF):
+        pass
+    planned = sorted((r.as_json() for r in cohort.rejected), key=lambda r: (r["file"] != "events", r["file"], r["line"]))
+    assert [r for r in swept if r["file"] == "events"] == [r for r in planned if r["file"] == "events"]
+    assert len([r for r in swept if r["file"] == "events"]) >= 3

@@ -140,28 +140,37 @@ class EventStore:
 
     def _read_from(self, conn: Connection, handle, offset: int, number: int,  # noqa: ANN001
                    ) -> tuple[int, set[str], int, int]:
+        """Lines from `offset` to the last newline, split as a file is iterated (on b"\n"
+        only, so line numbers are the readers'). A line too long to be a record is kept
+        only up to the length that gets it rejected, so a hostile line never fills memory."""
         handle.seek(offset)
+        limit = _r.MAX_LINE_BYTES + 1
         refs: set[str] = set()
         rows: list[dict[str, object]] = []
         count = 0
-        pending = b""
+        pending, dropped = b"", 0  # the unfinished line (at most `limit` bytes kept) and what was cut from it
         while chunk := handle.read(_CHUNK):
             data = pending + chunk
             end = data.rfind(b"\n") + 1
-            pending = data[end:]
-            for raw in data[:end].splitlines(keepends=True):
+            if end == 0:
+                dropped += max(0, len(data) - limit)
+                pending = data[:limit]
+                continue
+            parts = data[:end].split(b"\n")[:-1]
+            for raw in parts:
                 number += 1
+                raw = raw[:limit] + b"\n" if len(raw) < limit else raw[:limit]
                 patient, event_id = _route(raw, number)
                 if patient is not None:
                     refs.add(patient)
-                # A line too long to be a record is rejected for its length alone: keep no more.
                 rows.append({"pathway": self.pathway, "line": number, "patient": patient, "event_id": event_id,
-                             "raw": raw[:_r.MAX_LINE_BYTES + 1]})
+                             "raw": raw})
                 if len(rows) >= 20 * _BATCH:
                     conn.execute(lines_table.insert(), rows)
                     count += len(rows)
                     rows = []
-            offset += end
+            offset += end + dropped
+            pending, dropped = data[end:end + limit], max(0, len(data) - end - limit)
         if rows:
             conn.execute(lines_table.insert(), rows)
             count += len(rows)
