@@ -146,7 +146,7 @@ class EventStore:
         handle.seek(offset)
         limit = _r.MAX_LINE_BYTES + 1
         refs: set[str] = set()
-        rows: list[dict[str, object]] = []
+        rows: list[tuple[str, int, str | None, str | None, bytes]] = []
         count = 0
         pending, dropped = b"", 0  # the unfinished line (at most `limit` bytes kept) and what was cut from it
         while chunk := handle.read(_CHUNK):
@@ -163,16 +163,15 @@ class EventStore:
                 patient, event_id = _route(raw, number)
                 if patient is not None:
                     refs.add(patient)
-                rows.append({"pathway": self.pathway, "line": number, "patient": patient, "event_id": event_id,
-                             "raw": raw})
+                rows.append((self.pathway, number, patient, event_id, raw))
                 if len(rows) >= 20 * _BATCH:
-                    conn.execute(lines_table.insert(), rows)
+                    _insert_lines(conn, rows)
                     count += len(rows)
                     rows = []
             offset += end + dropped
             pending, dropped = data[end:end + limit], max(0, len(data) - end - limit)
         if rows:
-            conn.execute(lines_table.insert(), rows)
+            _insert_lines(conn, rows)
             count += len(rows)
         return count, refs, offset, number
 
@@ -251,6 +250,13 @@ class EventStore:
         # event), so judging each alone gives the whole file's verdict.
         return [r for line, raw in rows for r in _r.event_verdicts([(line, raw)], specs, patients)
                 if type(r) is Rejection]
+
+
+def _insert_lines(conn: Connection, rows: list[tuple[str, int, str | None, str | None, bytes]]) -> None:
+    """Through the driver's executemany: SQLAlchemy's per-row parameter handling cost as
+    much as the inserts themselves (an ingest of 500k lines: 6 s of 13)."""
+    marks = ", ".join(["?"] * 5 if conn.dialect.paramstyle == "qmark" else ["%s"] * 5)
+    conn.exec_driver_sql(f"INSERT INTO event_lines (pathway, line, patient, event_id, raw) VALUES ({marks})", rows)
 
 
 def _chunks(items: list) -> Iterator[list]:
