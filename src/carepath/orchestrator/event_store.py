@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Column, Connection, Index, Integer, LargeBinary, PrimaryKeyConstraint, String, Table, select
+from sqlalchemy import (
+    Column, Connection, Index, Integer, LargeBinary, PrimaryKeyConstraint, String, Table, func, select,
+)
 
 from carepath.records import readers as _r
 from carepath.records.fields import TypeSpec
@@ -54,6 +56,15 @@ lines_table = Table(
     PrimaryKeyConstraint("pathway", "line", name="pk_event_lines"),
     Index("ix_event_lines_patient", "pathway", "patient", "line"),
     Index("ix_event_lines_event_id", "pathway", "event_id"),
+)
+
+# Event ids that lines of more than one patient use (rare: a feed error, a hostile file).
+# Only for them do a patient's verdicts depend on other patients' lines; kept as lines are
+# ingested, so finding them costs nothing in the common case.
+shared_ids_table = Table(
+    "event_shared_ids", _metadata,
+    Column("pathway", String(200), primary_key=True),
+    Column("event_id", String(200), primary_key=True),  # keyed
 )
 
 _BATCH = 500       # rows per statement (SQLite's bound-parameter limit)
@@ -122,10 +133,12 @@ class EventStore:
                                  or _fingerprint(handle, row.offset) != row.fingerprint)
                     if restarted:
                         conn.execute(lines_table.delete().where(lines_table.c.pathway == self.pathway))
+                        conn.execute(shared_ids_table.delete().where(shared_ids_table.c.pathway == self.pathway))
                         offset, number = 0, 0
                     else:
                         offset, number = row.offset, row.lines
-                    count, refs, offset, number = self._read_from(conn, handle, offset, number)
+                    count, refs, offset, number, ids = self._read_from(conn, handle, offset, number)
+                    self._note_shared(conn, None if restarted else ids)
                     values = {"path": resolved, "offset": offset, "lines": number,
                               "fingerprint": _fingerprint(handle, offset)}
                     if row is None:
@@ -146,6 +159,7 @@ class EventStore:
         handle.seek(offset)
         limit = _r.MAX_LINE_BYTES + 1
         refs: set[str] = set()
+        ids: set[str] = set()
         rows: list[tuple[str, int, str | None, str | None, bytes]] = []
         count = 0
         pending, dropped = b"", 0  # the unfinished line (at most `limit` bytes kept) and what was cut from it
@@ -163,6 +177,8 @@ class EventStore:
                 patient, event_id = _route(raw, number)
                 if patient is not None:
                     refs.add(patient)
+                    if event_id is not None:
+                        ids.add(event_id)
                 rows.append((self.pathway, number, patient, event_id, raw))
                 if len(rows) >= 20 * _BATCH:
                     _insert_lines(conn, rows)
@@ -173,7 +189,25 @@ class EventStore:
         if rows:
             _insert_lines(conn, rows)
             count += len(rows)
-        return count, refs, offset, number
+        return count, refs, offset, number, ids
+
+    def _note_shared(self, conn: Connection, ids: set[str] | None) -> None:
+        """Record the event ids now used by lines of more than one patient: among `ids`
+        (those of the lines just read), or among all lines (None: the file was read anew)."""
+        c = lines_table.c
+        query = (select(c.event_id).where(c.pathway == self.pathway, c.event_id.is_not(None), c.patient.is_not(None))
+                 .group_by(c.event_id).having(func.count(func.distinct(c.patient)) > 1))
+        found: set[str] = set()
+        if ids is None:
+            found.update(i for (i,) in conn.execute(query))
+        else:
+            for chunk in _chunks(sorted(ids)):
+                found.update(i for (i,) in conn.execute(query.where(c.event_id.in_(chunk))))
+        known = {i for (i,) in conn.execute(select(shared_ids_table.c.event_id).where(
+            shared_ids_table.c.pathway == self.pathway))} if found else set()
+        rows = [{"pathway": self.pathway, "event_id": i} for i in sorted(found - known)]
+        for start in range(0, len(rows), _BATCH):
+            conn.execute(shared_ids_table.insert(), rows[start:start + _BATCH])
 
     # -- reading ----------------------------------------------------------------------
 
@@ -193,23 +227,23 @@ class EventStore:
         return [mine[n] for n in sorted(mine)]
 
     def shared(self, refs: Iterable[str]) -> list[tuple[str, str]]:
-        """(event id, other patient), keyed, for each line of another patient that uses an
-        event id one of these patients' lines uses: rare, and all the verdicts of these
-        patients' lines may depend on. Two index lookups (a self-join let SQLite scan)."""
-        refs = sorted({key(r) for r in refs})
+        """(event id, patient), keyed, for every patient whose lines use an event id that
+        several patients use and one of these patients uses: all the verdicts of these
+        patients' lines may depend on. These patients are among them (a shard holds only
+        some of the patients re-planned, and needs the lines of the others too). Read from
+        the (rare) ids that several patients use."""
+        mine = {key(r) for r in refs}
         c = lines_table.c
-        ids: set[str] = set()
-        out: set[tuple[str, str]] = set()
         with self.engine.connect() as conn:
-            for chunk in _chunks(refs):
-                ids.update(i for (i,) in conn.execute(select(c.event_id).where(
-                    c.pathway == self.pathway, c.patient.in_(chunk), c.event_id.is_not(None))))
-            mine = set(refs)
-            for chunk in _chunks(sorted(ids)):
-                # (No condition on the patient here: SQLite would then pick the patient index.)
-                out.update((i, p) for i, p in conn.execute(select(c.event_id, c.patient).where(
-                    c.pathway == self.pathway, c.event_id.in_(chunk))) if p is not None and p not in mine)
-        return sorted(out)
+            ids = [i for (i,) in conn.execute(select(shared_ids_table.c.event_id).where(
+                shared_ids_table.c.pathway == self.pathway))]
+            users: dict[str, set[str]] = {}
+            for chunk in _chunks(ids):
+                for i, p in conn.execute(select(c.event_id, c.patient).where(
+                        c.pathway == self.pathway, c.event_id.in_(chunk))):
+                    if p is not None:
+                        users.setdefault(i, set()).add(p)
+        return sorted((i, p) for i, patients in users.items() if patients & mine for p in patients)
 
     def events_of(self, refs: Iterable[str], ids: Iterable[str], specs: dict[str, TypeSpec],
                   known: Container[str]) -> tuple[dict[str, list[Event]], dict[str, list[Rejection]]]:

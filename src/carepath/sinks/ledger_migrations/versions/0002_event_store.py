@@ -4,6 +4,7 @@
   fingerprint of what was read, so a replaced file is read again from its start);
 - `event_lines`: every line read, raw, under its line number, with the patient ref and
   event id it names (indexed: a patient's lines, an id's lines);
+- `event_shared_ids`: the (rare) event ids that lines of several patients use;
 - `patient_wake`: per patient, when their plan next changes with no new event, what it
   was planned from, and the summary a sweep reports for them;
 - `patient_dirty`: patients whose new lines were read but who were not yet re-planned;
@@ -45,6 +46,11 @@ def _tables(metadata: sa.MetaData) -> list[sa.Table]:
             sa.PrimaryKeyConstraint("pathway", "line", name="pk_event_lines"),
             sa.Index("ix_event_lines_patient", "pathway", "patient", "line"),
             sa.Index("ix_event_lines_event_id", "pathway", "event_id"),
+        ),
+        sa.Table(
+            "event_shared_ids", metadata,
+            sa.Column("pathway", sa.String(200), primary_key=True),
+            sa.Column("event_id", sa.String(200), primary_key=True),
         ),
         sa.Table(
             "patient_wake", metadata,
@@ -89,5 +95,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("patient_lines", "patients_file", "patient_dirty", "patient_wake", "event_lines", "event_feed"):
+    for name in ("patient_lines", "patients_file", "patient_dirty", "patient_wake", "event_shared_ids", "event_lines",
+                 "event_feed"):
         op.drop_table(name)
