@@ -195,7 +195,9 @@ class EventStore:
         """Record the event ids now used by lines of more than one patient: among `ids`
         (those of the lines just read), or among all lines (None: the file was read anew)."""
         c = lines_table.c
-        query = (select(c.event_id).where(c.pathway == self.pathway, c.event_id.is_not(None), c.patient.is_not(None))
+        # COUNT(DISTINCT) skips lines naming no patient; no condition on the patient column
+        # here, or SQLite picks the patient index and scans every line.
+        query = (select(c.event_id).where(c.pathway == self.pathway, c.event_id.is_not(None))
                  .group_by(c.event_id).having(func.count(func.distinct(c.patient)) > 1))
         found: set[str] = set()
         if ids is None:
