@@ -425,7 +425,7 @@ def report_cohort(spec: RunSpec, patients_path: str | Path, ledger: Ledger) -> C
     """After a sweep: `rejected.jsonl` and the workload of every patient, from the wake
     index's rows (patients not re-planned by this sweep included) and the event store."""
     compiled = spec.compiled
-    patients, bad_patients = read_patients(patients_path, default_timezone=compiled.clinic.zone.key)
+    patients, bad_patients = PatientsIndex(ledger.engine, compiled.id).refs(patients_path, compiled.clinic.zone.key)
     index = WakeIndex(ledger.engine, compiled.id)
     store = EventStore(ledger.engine, compiled.id)
     rejected = [Rejected("patients", r.line, r.id, r.reason) for r in bad_patients]

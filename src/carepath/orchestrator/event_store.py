@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -268,7 +268,7 @@ class EventStore:
                 rejected[ref].append(item)  # type: ignore[arg-type]
         return events, rejected
 
-    def unplaced(self, patients: Mapping[str, object], specs: dict[str, TypeSpec]) -> list[Rejection]:
+    def unplaced(self, patients: Collection[str], specs: dict[str, TypeSpec]) -> list[Rejection]:
         """The rejections of lines that name no known patient (or no patient, or are not
         JSON objects): judged against this run's patients, as the whole file would be."""
         with self.engine.connect() as conn:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import Column, Integer, PrimaryKeyConstraint, String, Table, select
+import orjson
+from sqlalchemy import Column, Integer, PrimaryKeyConstraint, String, Table, Text, select
 
 from carepath.records import Patient, read_patients
 from carepath.records.readers import read_patient_at
@@ -25,6 +26,7 @@ file_table = Table(
     Column("pathway", String(200), primary_key=True),
     Column("path", String(4096), nullable=False),
     Column("stamp", String(200), nullable=False),
+    Column("rejected", Text, nullable=False),  # JSON: the file's rejected lines (line, ref, reason; no names)
 )
 
 where_table = Table(
@@ -69,8 +71,24 @@ class PatientsIndex:
             for start in range(0, len(rows), _BATCH):
                 conn.execute(where_table.insert(), rows[start:start + _BATCH])
             conn.execute(file_table.delete().where(file_table.c.pathway == self.pathway))
-            conn.execute(file_table.insert().values(pathway=self.pathway, path=resolved, stamp=stamp))
+            conn.execute(file_table.insert().values(
+                pathway=self.pathway, path=resolved, stamp=stamp,
+                rejected=orjson.dumps([[r.line, r.id, r.reason] for r in rejected]).decode()))
         return patients, rejected
+
+    def refs(self, path: str | Path, default_timezone: str) -> tuple[set[str], list[Rejection]]:
+        """The refs of the file's valid patients and its rejected lines: from the index while
+        the file is the one indexed (a sweep's report needs no names), else read again."""
+        resolved, stamp = _stamp(path)
+        with self.engine.connect() as conn:
+            known = conn.execute(select(file_table.c.path, file_table.c.stamp, file_table.c.rejected).where(
+                file_table.c.pathway == self.pathway)).first()
+            if known is not None and (known.path, known.stamp) == (resolved, stamp):
+                refs = {r for (r,) in conn.execute(select(where_table.c.patient).where(
+                    where_table.c.pathway == self.pathway))}
+                return refs, [Rejection(line, ref, reason) for line, ref, reason in orjson.loads(known.rejected)]
+        patients, rejected = self.read_all(path, default_timezone)
+        return set(patients), rejected
 
     def one(self, path: str | Path, ref: str, default_timezone: str) -> Patient | None:
         """One patient's record (None: no valid line of theirs), read from their line while

@@ -23,7 +23,7 @@ whole cohort while planning few.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -160,7 +160,7 @@ class WakeIndex:
             with self.engine.begin() as conn:
                 self.mark_dirty(conn, [r["patient"] for r in rows])  # type: ignore[misc]
 
-    def summaries(self, patients: Mapping[str, Patient]) -> Iterator[tuple[str, dict[str, object]]]:
+    def summaries(self, patients: Collection[str]) -> Iterator[tuple[str, dict[str, object]]]:
         """Each known patient's stored summary, in ref order."""
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True).execute(

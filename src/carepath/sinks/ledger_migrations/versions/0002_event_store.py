@@ -73,6 +73,7 @@ def _tables(metadata: sa.MetaData) -> list[sa.Table]:
             sa.Column("pathway", sa.String(200), primary_key=True),
             sa.Column("path", sa.String(4096), nullable=False),
             sa.Column("stamp", sa.String(200), nullable=False),
+            sa.Column("rejected", sa.Text, nullable=False),
         ),
         sa.Table(
             "patient_lines", metadata,
