@@ -81,7 +81,8 @@ def summary_text(result) -> str:  # noqa: ANN001 - a runner.RunResult (kept impo
     out = result.out
     docs = storage_for(documents_location(out))
     lines = [f"{s['pathway']} {s['version']} as of {s['as_of']}: {s['patients']:,} patient(s), "
-             f"{s['events']:,} event(s), {s['rejected_lines']:,} input line(s) rejected"
+             f"{s.get('replanned', s['patients']):,} re-planned ({s['events']:,} of their event(s) read), "
+             f"{s['rejected_lines']:,} input line(s) rejected"
              + (f" (see {out / 'rejected.jsonl'})" if s["rejected_lines"] else "")]
     o = s["outputs"]
     lines.append(f"outputs: {o['new']:,} new, {o['changed']:,} updated, {o['unchanged']:,} unchanged"
