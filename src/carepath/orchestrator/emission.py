@@ -304,26 +304,34 @@ def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime) 
 
 
 def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
-    """Rewrite each document whose content is stale; None for those left as they were."""
+    """Rewrite each document whose content is stale; None for those left as they were.
+    The stale ones are written together, in one pass over the ledger's current outputs
+    (one query, each body decoded once): each document is replaced when the pass is done."""
+    from contextlib import ExitStack
+
+    from carepath.sinks._documents import ledger_groups
     from carepath.sinks.storage import documents_location, storage_for
 
     compiled, as_of, run = spec.compiled, spec.as_of, spec.run
     out = storage_for(documents_location(spec.out))
     state = f"{ledger.generation(compiled.id)}|{as_of.isoformat()}"
     written: dict[str, int | None] = {}
-    for sink in document_sinks(compiled, out, as_of):
+    stale = []
+    for sink in [*document_sinks(compiled, out, as_of), LettersJsonl(out)]:
         present = sink.present() if hasattr(sink, "present") else sink.storage.exists(sink.name)
-        if ledger.snapshot_state(compiled.id, sink.name) == state and present:
-            written[sink.name] = None
-            continue
-        written[sink.name] = sink.write(ledger.current(compiled.id, sink.kinds))
+        written[sink.name] = None
+        if ledger.snapshot_state(compiled.id, sink.name) != state or not present:
+            stale.append(sink)
+    if not stale:
+        return written
+    with ExitStack() as documents:
+        feeds = [documents.enter_context(sink.feed()) for sink in stale]
+        for group in ledger_groups(ledger.document_rows(compiled.id)):
+            for feed in feeds:
+                feed.add(group)
+    for sink in stale:
+        written[sink.name] = sink.written
         ledger.mark_snapshot(compiled.id, sink.name, state, run)
-    outbox = LettersJsonl(out)
-    if ledger.snapshot_state(compiled.id, outbox.name) == state and outbox.storage.exists(outbox.name):
-        written[outbox.name] = None
-    else:
-        written[outbox.name] = outbox.write(ledger.letters_with_sends(compiled.id))
-        ledger.mark_snapshot(compiled.id, outbox.name, state, run)
     return written
 
 
