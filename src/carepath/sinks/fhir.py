@@ -20,7 +20,7 @@ from typing import BinaryIO
 import orjson
 
 from carepath.compile.compiled import CompiledPathway
-from carepath.sinks._documents import Instants, PatientOutputs, patient_groups, require_aware
+from carepath.sinks._documents import Instants, PatientOutputs, iso_text, patient_groups, require_aware
 from carepath.sinks.base import Delivery, Output, OutputKind
 from carepath.sinks.storage import Location, storage_for
 
@@ -225,13 +225,13 @@ class FhirBundle:
         }
         period: dict[str, str] = {}
         if earliest is not None:
-            period["start"] = earliest.isoformat()
+            period["start"] = iso_text(task["earliest"], earliest)
         if due is not None:
-            period["end"] = due.isoformat()
+            period["end"] = iso_text(task["due"], due)
         if period:
             resource["executionPeriod"] = period
         if completed is not None:
-            resource["lastModified"] = completed.isoformat()
+            resource["lastModified"] = iso_text(task["completed_at"], completed)
         resource["performerType"] = [{"text": str(task["role"])}]
         resource["reasonCode"] = {"text": f"{task['source']} (event {task['trigger']})"}
         if task["out_of_window"]:
@@ -267,7 +267,7 @@ class FhirBundle:
             "category": [{"text": "patient letter"}],
             "subject": subject,
             "payload": [{"contentString": f"Letter {body.get('letter')} (template {body.get('template')})"}],
-            "occurrenceDateTime": send_at.isoformat(),
+            "occurrenceDateTime": iso_text(body["send_at"], send_at),
             "reasonCode": [{"text": f"{body.get('source')} (event {body.get('trigger')})"}],
         }
         return resource

@@ -11,12 +11,15 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import BinaryIO
 
 import orjson
 
 from carepath.compile.compiled import CompiledPathway
-from carepath.sinks._documents import TASK_FIELDS, TIME_FIELDS, Instants, PatientOutputs, instant, task_record
+from carepath.sinks._documents import (
+    TASK_FIELDS, TIME_FIELDS, Instants, PatientOutputs, instant, iso_text, task_record,
+)
 from carepath.sinks.base import Delivery, Output, OutputKind
 from carepath.sinks.storage import Location, storage_for
 
@@ -170,7 +173,7 @@ class _CsvFeed:
                 if key in TIME_FIELDS:
                     cell = times.get(value)
                     if cell is None:
-                        cell = self.sink._cell(key, record, owner)
+                        cell = self._time(key, value, record, owner)
                         if len(times) >= Instants.LIMIT:
                             times.clear()
                         times[value] = cell
@@ -184,6 +187,18 @@ class _CsvFeed:
             else:
                 cells.append(self.sink._cell(key, record, owner))  # lists, and the errors
         return cells
+
+    def _time(self, key: str, value: str, record: dict[str, object], owner: str) -> str:
+        """The instant in the clinic's zone; the text as it is when it is already that."""
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        offset = moment.utcoffset() if moment is not None else None
+        if offset is None:
+            return self.sink._cell(key, record, owner)  # refused as `instant` refuses it
+        local = moment.astimezone(self.sink.zone)
+        return iso_text(value, moment) if local.utcoffset() == offset else local.isoformat()
 
 
 def defuse(text: str) -> str:
