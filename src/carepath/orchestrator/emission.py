@@ -324,9 +324,10 @@ def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
             stale.append(sink)
     if not stale:
         return written
+    kinds = frozenset().union(*(sink.kinds for sink in stale))
     with ExitStack() as documents:
         feeds = [documents.enter_context(sink.feed()) for sink in stale]
-        for group in ledger_groups(ledger.document_rows(compiled.id)):
+        for group in ledger_groups(ledger.document_rows(compiled.id, kinds)):
             for feed in feeds:
                 feed.add(group)
     for sink in stale:

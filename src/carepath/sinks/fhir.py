@@ -45,12 +45,13 @@ CAREPLAN_STATUS = {
 
 def uuid5_text(namespace: bytes, name: str) -> str:
     """`str(uuid.uuid5(namespace, name))` without the UUID object (a bundle makes one per
-    output): the SHA-1 of namespace and name, version 5, RFC 4122 variant."""
-    digest = bytearray(hashlib.sha1(namespace + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    output): the SHA-1 of namespace and name in hex, version 5, RFC 4122 variant."""
+    h = hashlib.sha1(namespace + name.encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+# The variant's two high bits set to 10: the first hex digit of the fourth group.
+_VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
 class _BundleFeed:
@@ -72,11 +73,11 @@ class _BundleFeed:
         self.count += len(entries)
         if self.tee is not None:
             self.tee(entries)
-        dumps, indent = orjson.dumps, orjson.OPT_INDENT_2
-        parts = [dumps(entry, option=indent).replace(b"\n", b"\n    ") for entry in entries]
-        lead = b"[\n    " if self.first else b",\n    "
+        # The patient's entries as one list, one level less indented than the bundle's
+        # "entry" list: indent each line once more and drop the list's own brackets.
+        text = orjson.dumps(entries, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n  ")
+        self.handle.write((b"[" if self.first else b",") + text[1:-4])
         self.first = False
-        self.handle.write(lead + b",\n    ".join(parts))
 
 
 class FhirBundle:
@@ -208,28 +209,37 @@ class FhirBundle:
         due = instant(task, "due", owner)
         completed = instant(task, "completed_at", owner)
         priority = str(task["priority"])
-        if priority not in TASK_PRIORITY:
+        fhir_priority = TASK_PRIORITY.get(priority)
+        if fhir_priority is None:
             raise ValueError(f"{owner}: no FHIR priority for {priority!r}")
-        resource: dict[str, object] = {
-            "resourceType": "Task",
-            "id": self._uuid(output.id),
-            "meta": {"tag": [{"system": PRIORITY_SYSTEM, "code": priority}]},
-            "identifier": self._identifier(output),
-            "basedOn": [{"reference": plan_url}],
-            **self._task_status(task, earliest, owner),
-            "intent": "order",
-            "priority": TASK_PRIORITY[priority],
-            "code": {"text": str(task["step"])},
-            "description": str(task["title"]),
-            "for": subject,
-        }
-        period: dict[str, str] = {}
+        status = task["status"]
+        if status == "open":
+            # Not yet actionable before its window opens.
+            resource: dict[str, object] = {
+                "resourceType": "Task", "id": self._uuid(output.id),
+                "meta": {"tag": [{"system": PRIORITY_SYSTEM, "code": priority}]},
+                "identifier": [{"system": OUTPUT_SYSTEM, "value": output.id}], "basedOn": [{"reference": plan_url}],
+                "status": "requested" if earliest is not None and earliest > self.as_of else "ready",
+            }
+        else:
+            resource = {
+                "resourceType": "Task", "id": self._uuid(output.id),
+                "meta": {"tag": [{"system": PRIORITY_SYSTEM, "code": priority}]},
+                "identifier": [{"system": OUTPUT_SYSTEM, "value": output.id}], "basedOn": [{"reference": plan_url}],
+                **self._task_status(task, earliest, owner),
+            }
+        resource["intent"] = "order"
+        resource["priority"] = fhir_priority
+        resource["code"] = {"text": str(task["step"])}
+        resource["description"] = str(task["title"])
+        resource["for"] = subject
         if earliest is not None:
-            period["start"] = iso_text(task["earliest"], earliest)
-        if due is not None:
-            period["end"] = iso_text(task["due"], due)
-        if period:
+            period = {"start": iso_text(task["earliest"], earliest)}
+            if due is not None:
+                period["end"] = iso_text(task["due"], due)
             resource["executionPeriod"] = period
+        elif due is not None:
+            resource["executionPeriod"] = {"end": iso_text(task["due"], due)}
         if completed is not None:
             resource["lastModified"] = iso_text(task["completed_at"], completed)
         resource["performerType"] = [{"text": str(task["role"])}]

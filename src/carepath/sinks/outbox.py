@@ -17,6 +17,7 @@ from typing import BinaryIO
 import orjson
 
 from carepath.sinks._documents import PatientOutputs
+from carepath.sinks.base import OutputKind
 from carepath.sinks.storage import Location, storage_for
 
 FIELDS = ("id", "patient", "template", "send_at", "expires_at", "status", "sent_at")
@@ -36,6 +37,7 @@ class LettersJsonl:
     """A snapshot document, rewritten atomically when the ledger changed."""
 
     name = "letters.jsonl"
+    kinds = frozenset({OutputKind.LETTER})
 
     def __init__(self, out_dir: Location) -> None:
         self.storage = storage_for(out_dir)

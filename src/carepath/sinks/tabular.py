@@ -29,6 +29,8 @@ CSV_COLUMNS: tuple[str, ...] = ("patient", *TASK_FIELDS)
 # injection"); tab and carriage return are on the list because some programs strip them
 # before looking.
 _FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_LEAD_SET = frozenset(_FORMULA_LEADS)
+_IS_TIME = tuple(key in TIME_FIELDS for key in CSV_COLUMNS)
 
 
 class TasksJsonl:
@@ -164,28 +166,28 @@ class _CsvFeed:
             if extra:
                 # A column cannot appear halfway down a file; the contract has to change first.
                 raise ValueError(f"task {owner} has fields the CSV does not know: {', '.join(extra)}")
-        cells = []
-        times = self._times
-        for key in CSV_COLUMNS:
-            value = record[key]
+        # `task_record` puts every column in CSV order, and nothing else when the count matches.
+        cells: list[str] = []
+        append, times = cells.append, self._times
+        for key, is_time, value in zip(CSV_COLUMNS, _IS_TIME, record.values()):
             kind = type(value)
             if kind is str:
-                if key in TIME_FIELDS:
+                if is_time:
                     cell = times.get(value)
                     if cell is None:
                         cell = self._time(key, value, record, owner)
                         if len(times) >= Instants.LIMIT:
                             times.clear()
                         times[value] = cell
-                    cells.append(cell)
+                    append(cell)
                 else:
-                    cells.append("'" + value if value.startswith(_FORMULA_LEADS) else value)
+                    append("'" + value if value[:1] in _FORMULA_LEAD_SET else value)
             elif value is None:
-                cells.append("")
+                append("")
             elif kind is bool:
-                cells.append("true" if value else "false")
+                append("true" if value else "false")
             else:
-                cells.append(self.sink._cell(key, record, owner))  # lists, and the errors
+                append(self.sink._cell(key, record, owner))  # lists, and the errors
         return cells
 
     def _time(self, key: str, value: str, record: dict[str, object], owner: str) -> str:
