@@ -185,17 +185,18 @@ _KINDS = {kind.value: kind for kind in OutputKind}
 
 def ledger_groups(rows: Iterable[tuple[str, str, str, str | bytes, str, str | None]]) -> Iterator[PatientOutputs]:
     """`patient_groups` of the ledger's document rows (`Ledger.document_rows`: id, kind,
-    patient, stored body, digest, first send time; already in patient, kind, id order),
-    each body decoded once for every sink of the pass."""
+    patient, stored body, digest, first send time; in patient order), each body decoded
+    once for every sink of the pass. Ids are sorted here, not by the database, whose
+    collation (PostgreSQL's follows the locale) may order text otherwise than Python."""
     block: PatientOutputs | None = None
     loads, kinds = orjson.loads, _KINDS
     for output_id, kind, patient, body, digest, sent_at in rows:
         if block is None or patient != block.patient:
             if block is not None:
-                yield block
+                yield _sorted(block)
             block = PatientOutputs(patient)
         block.add(Output(output_id, kinds[kind], patient, loads(body), digest))
         if sent_at is not None:
             block.sent[output_id] = sent_at
     if block is not None:
-        yield block
+        yield _sorted(block)
