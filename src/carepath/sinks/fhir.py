@@ -50,6 +50,9 @@ def uuid5_text(namespace: bytes, name: str) -> str:
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
+_LETTER_CATEGORY = [{"text": "patient letter"}]
+_OUT_OF_WINDOW = [{"text": "Moved to the next clinic opening, outside its clinical window"}]
+
 # The variant's two high bits set to 10: the first hex digit of the fourth group.
 _VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
@@ -93,6 +96,7 @@ class FhirBundle:
         self.compiled = compiled
         self.as_of = require_aware(as_of)
         self.written = 0
+        self._parts: dict[tuple[str, str], object] = {}
 
     def write(self, outputs: Iterable[Output], *,
               tee: Callable[[list[dict[str, object]]], None] | None = None) -> int:
@@ -161,12 +165,14 @@ class FhirBundle:
             # is not the whole current state, and writing it would publish dangling links.
             raise ValueError(f"patient {patient}: expected one care-plan output, got {len(plans)}")
         plan = plans[0]
-        plan_url = f"urn:uuid:{self._uuid(plan.id)}"
+        # Parts every resource of the patient shows alike are built once and shared:
+        # the serialiser writes a shared object as it writes a copy.
+        based_on = [{"reference": f"urn:uuid:{self._uuid(plan.id)}"}]
         subject = {"reference": f"Patient/{patient}",
                    "identifier": {"system": PATIENT_SYSTEM, "value": patient}}
-        resources = [self._task(o, task, subject, plan_url, instants)
+        resources = [self._task(o, task, subject, based_on, instants)
                      for o, task in zip(group.tasks, group.records())]
-        resources += [self._letter(o, subject, plan_url, instants) for o in group.letters]
+        resources += [self._letter(o, subject, based_on, instants) for o in group.letters]
         entries = [self._entry(self._care_plan(plan, subject, [r["id"] for r in resources]))]
         return entries + [self._entry(r) for r in resources]
 
@@ -202,8 +208,8 @@ class FhirBundle:
             resource["note"] = [{"text": "; ".join(notes)}]
         return resource
 
-    def _task(self, output: Output, task: Mapping[str, object], subject: dict[str, object], plan_url: str,
-              instant: Instants) -> dict[str, object]:
+    def _task(self, output: Output, task: Mapping[str, object], subject: dict[str, object],
+              based_on: list[dict[str, str]], instant: Instants) -> dict[str, object]:
         owner = f"task {output.id}"
         earliest = instant(task, "earliest", owner)
         due = instant(task, "due", owner)
@@ -216,21 +222,19 @@ class FhirBundle:
         if status == "open":
             # Not yet actionable before its window opens.
             resource: dict[str, object] = {
-                "resourceType": "Task", "id": self._uuid(output.id),
-                "meta": {"tag": [{"system": PRIORITY_SYSTEM, "code": priority}]},
-                "identifier": [{"system": OUTPUT_SYSTEM, "value": output.id}], "basedOn": [{"reference": plan_url}],
+                "resourceType": "Task", "id": self._uuid(output.id), "meta": self._shared("meta", priority),
+                "identifier": [{"system": OUTPUT_SYSTEM, "value": output.id}], "basedOn": based_on,
                 "status": "requested" if earliest is not None and earliest > self.as_of else "ready",
             }
         else:
             resource = {
-                "resourceType": "Task", "id": self._uuid(output.id),
-                "meta": {"tag": [{"system": PRIORITY_SYSTEM, "code": priority}]},
-                "identifier": [{"system": OUTPUT_SYSTEM, "value": output.id}], "basedOn": [{"reference": plan_url}],
+                "resourceType": "Task", "id": self._uuid(output.id), "meta": self._shared("meta", priority),
+                "identifier": [{"system": OUTPUT_SYSTEM, "value": output.id}], "basedOn": based_on,
                 **self._task_status(task, earliest, owner),
             }
         resource["intent"] = "order"
         resource["priority"] = fhir_priority
-        resource["code"] = {"text": str(task["step"])}
+        resource["code"] = self._shared("text", str(task["step"]))
         resource["description"] = str(task["title"])
         resource["for"] = subject
         if earliest is not None:
@@ -242,11 +246,30 @@ class FhirBundle:
             resource["executionPeriod"] = {"end": iso_text(task["due"], due)}
         if completed is not None:
             resource["lastModified"] = iso_text(task["completed_at"], completed)
-        resource["performerType"] = [{"text": str(task["role"])}]
+        resource["performerType"] = self._shared("texts", str(task["role"]))
         resource["reasonCode"] = {"text": f"{task['source']} (event {task['trigger']})"}
         if task["out_of_window"]:
-            resource["note"] = [{"text": "Moved to the next clinic opening, outside its clinical window"}]
+            resource["note"] = _OUT_OF_WINDOW
         return resource
+
+    def _shared(self, shape: str, value: str) -> object:
+        """{"text": value}, [{"text": value}], a letter's payload or a priority's meta tag,
+        one object per value (steps, roles, priorities, letters: a pathway has few)."""
+        key = (shape, value)
+        found = self._parts.get(key)
+        if found is None:
+            if shape == "meta":
+                found = {"tag": [{"system": PRIORITY_SYSTEM, "code": value}]}
+            elif shape == "text":
+                found = {"text": value}
+            elif shape == "payload":
+                found = [{"contentString": value}]
+            else:
+                found = [{"text": value}]
+            if len(self._parts) >= 4096:  # bounded, whatever the bodies hold
+                self._parts.clear()
+            self._parts[key] = found
+        return found
 
     def _task_status(self, task: Mapping[str, object], earliest: datetime | None, owner: str) -> dict[str, object]:
         status = task["status"]
@@ -261,7 +284,7 @@ class FhirBundle:
             return {"status": "cancelled"}
         raise ValueError(f"{owner}: no FHIR status for task status {status!r}")
 
-    def _letter(self, output: Output, subject: dict[str, object], plan_url: str,
+    def _letter(self, output: Output, subject: dict[str, object], based_on: list[dict[str, str]],
                 instant: Instants) -> dict[str, object]:
         body = output.body
         send_at = instant(body, "send_at", f"letter {output.id}")
@@ -271,12 +294,12 @@ class FhirBundle:
             "resourceType": "CommunicationRequest",
             "id": self._uuid(output.id),
             "identifier": self._identifier(output),
-            "basedOn": [{"reference": plan_url}],
+            "basedOn": based_on,
             # A letter that will never be sent (expired unsent, or withdrawn) is a request revoked.
             "status": "revoked" if body.get("status") in ("expired", "withdrawn") else "active",
-            "category": [{"text": "patient letter"}],
+            "category": _LETTER_CATEGORY,
             "subject": subject,
-            "payload": [{"contentString": f"Letter {body.get('letter')} (template {body.get('template')})"}],
+            "payload": self._shared("payload", f"Letter {body.get('letter')} (template {body.get('template')})"),
             "occurrenceDateTime": iso_text(body["send_at"], send_at),
             "reasonCode": [{"text": f"{body.get('source')} (event {body.get('trigger')})"}],
         }
