@@ -56,6 +56,13 @@ def test_one_pass_writes_what_each_document_writes_alone(swept: RunSpec, tmp_pat
     assert together["tasks.jsonl"].count(b"\n") > 100
 
 
+def test_every_document_of_a_sweep_can_be_fed_in_one_pass(swept: RunSpec, tmp_path: Path) -> None:
+    from carepath.sinks._documents import DocumentSink
+
+    sinks = [*emission.document_sinks(swept.compiled, tmp_path, swept.as_of), LettersJsonl(tmp_path)]
+    assert all(isinstance(sink, DocumentSink) for sink in sinks)
+
+
 def test_a_removed_document_is_rewritten_alone_and_the_same(swept: RunSpec, tmp_path: Path) -> None:
     out = tmp_path / "out"
     ledger = Ledger(swept.ledger_url)

@@ -306,7 +306,8 @@ def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime) 
 def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
     """Rewrite each document whose content is stale; None for those left as they were.
     The stale ones are written together, in one pass over the ledger's current outputs
-    (one query, each body decoded once): each document is replaced when the pass is done."""
+    (one query, each body decoded once; each is a `carepath.sinks._documents.DocumentSink`):
+    each document is replaced when the pass is done, none when it fails."""
     from contextlib import ExitStack
 
     from carepath.sinks._documents import ledger_groups

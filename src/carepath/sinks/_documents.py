@@ -9,7 +9,9 @@ nothing here relies on a body's key order or on its types being Python objects.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 import orjson
 
@@ -117,6 +119,25 @@ class Instants:
                 self._seen[value] = seen
                 return seen
         return instant(body, key, owner)  # not an aware instant's text: refused as `instant` refuses it
+
+
+class DocumentFeed(Protocol):
+    """What a document's `feed()` yields for one pass: each patient's outputs in turn."""
+
+    def add(self, group: PatientOutputs) -> None: ...
+
+
+@runtime_checkable
+class DocumentSink(Protocol):
+    """A cohort-wide document written from one pass over the ledger among others:
+    `feed()` opens it (a context manager yielding a `DocumentFeed`), and it replaces the
+    document when the block ends without an error; `written` then counts what it shows."""
+
+    name: str
+    kinds: frozenset[OutputKind]
+    written: int
+
+    def feed(self) -> AbstractContextManager[DocumentFeed]: ...
 
 
 class PatientOutputs:
