@@ -361,26 +361,40 @@ def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime) 
 
 
 def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
-    """Rewrite each document whose content is stale; None for those left as they were."""
+    """Rewrite each document whose content is stale; None for those left as they were.
+    The stale ones are written together, in one pass over the ledger's current outputs
+    (one query, each body decoded once; each is a `carepath.sinks._documents.DocumentSink`):
+    each document is replaced when the pass is done, none when it fails. A document that
+    does not show the as-of (`shows_as_of` False: the task lists, letters.jsonl) is stale
+    only when the pathway's outputs or sends changed, so a sweep that changed nothing
+    leaves it alone."""
+    from contextlib import ExitStack
+
+    from carepath.sinks._documents import DocumentSink, ledger_groups
     from carepath.sinks.storage import storage_for
 
     compiled, as_of, run = spec.compiled, spec.as_of, spec.run
     out = storage_for(spec.documents)
-    state = f"{ledger.generation(compiled.id)}|{as_of.isoformat()}"
+    generation = str(ledger.generation(compiled.id))
     written: dict[str, int | None] = {}
-    for sink in document_sinks(compiled, out, as_of):
+    stale: list[tuple[DocumentSink, str]] = []
+    for sink in [*document_sinks(compiled, out, as_of), LettersJsonl(out)]:
+        state = f"{generation}|{as_of.isoformat()}" if getattr(sink, "shows_as_of", True) else generation
         present = sink.present() if hasattr(sink, "present") else sink.storage.exists(sink.name)
-        if ledger.snapshot_state(compiled.id, sink.name) == state and present:
-            written[sink.name] = None
-            continue
-        written[sink.name] = sink.write(ledger.current(compiled.id, sink.kinds))
+        written[sink.name] = None
+        if ledger.snapshot_state(compiled.id, sink.name) != state or not present:
+            stale.append((sink, state))
+    if not stale:
+        return written
+    kinds = frozenset().union(*(sink.kinds for sink, _ in stale))
+    with ExitStack() as documents:
+        feeds = [documents.enter_context(sink.feed()) for sink, _ in stale]
+        for group in ledger_groups(ledger.document_rows(compiled.id, kinds)):
+            for feed in feeds:
+                feed.add(group)
+    for sink, state in stale:
+        written[sink.name] = sink.written
         ledger.mark_snapshot(compiled.id, sink.name, state, run)
-    outbox = LettersJsonl(out)
-    if ledger.snapshot_state(compiled.id, outbox.name) == state and outbox.storage.exists(outbox.name):
-        written[outbox.name] = None
-    else:
-        written[outbox.name] = outbox.write(ledger.letters_with_sends(compiled.id))
-        ledger.mark_snapshot(compiled.id, outbox.name, state, run)
     return written
 
 

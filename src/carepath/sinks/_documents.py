@@ -1,5 +1,6 @@
 """What the document sinks (task lists, worklist, FHIR bundle) share: the task fields in
-contract order and strict parsing of the instants in output bodies.
+contract order, strict parsing of the instants in output bodies, and one patient's outputs
+as a pass over the ledger hands them to every sink at once.
 
 Bodies may come back from the ledger's store rather than straight from the engine, so
 nothing here relies on a body's key order or on its types being Python objects.
@@ -7,8 +8,14 @@ nothing here relies on a body's key order or on its types being Python objects.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import orjson
+
+from carepath.sinks.base import Output, OutputKind
 
 # The plan contract's task object (`carepath plan`'s JSON), in the order
 # `PlannedTask.as_json` writes it; tests hold the two together.
@@ -41,9 +48,36 @@ def instant(body: Mapping[str, object], key: str, owner: str) -> datetime | None
     return require_aware(datetime.fromisoformat(value), f"{owner} {key}")
 
 
+def iso_text(value: object, moment: datetime) -> str:
+    """`moment.isoformat()`, where `moment` was read from `value`: the text itself when it
+    already has that form (as every instant the engine writes has), which saves formatting
+    the offset again (slow in CPython) for each of a cohort's instants."""
+    if type(value) is str and _isoformat_shaped(value):
+        return value
+    return moment.isoformat()
+
+
+def _isoformat_shaped(text: str) -> bool:
+    """Whether a text that `datetime.fromisoformat` read as an aware instant is exactly
+    what `isoformat()` writes for it: "YYYY-MM-DDTHH:MM:SS±HH:MM", or with six digits of
+    non-zero microseconds; the parser already checked every digit."""
+    size = len(text)
+    if size == 25:
+        sign = 19
+    elif size == 32 and text[19] == "." and text[20:26] != "000000":
+        sign = 26
+    else:
+        return False
+    return (text[4] == "-" and text[7] == "-" and text[10] == "T" and text[13] == ":" and text[16] == ":"
+            and text[sign + 3] == ":" and (text[sign] == "+" or (text[sign] == "-" and text[sign + 1:] != "00:00")))
+
+
 def task_record(patient: str, body: Mapping[str, object]) -> dict[str, object]:
     """The task object plus its patient, keys in contract order (unknown keys after, sorted)
     so that the same task gives the same bytes however its body was stored."""
+    if tuple(body) == TASK_FIELDS:
+        # As the engine writes a task (and the ledger stores it): already in contract order.
+        return {"patient": patient, **body}
     owner = body.get("patient")
     if owner is not None and owner != patient:
         raise ValueError(f"task {body.get('id')!r} body names patient {owner!r} but belongs to {patient!r}")
@@ -54,3 +88,136 @@ def task_record(patient: str, body: Mapping[str, object]) -> dict[str, object]:
     record.update((key, body.get(key)) for key in TASK_FIELDS)
     record.update((key, body[key]) for key in sorted(body) if key not in record)
     return record
+
+
+class Instants:
+    """`instant` for one document pass, remembered by the text it was read from: each
+    patient's tasks and letters share times (a session's slot, its deadline), so about
+    half of a cohort's instants were read before. Bounded: forgotten wholesale when full,
+    so the pass never holds the cohort."""
+
+    LIMIT = 1 << 16
+
+    def __init__(self) -> None:
+        self._seen: dict[str, datetime] = {}
+
+    def __call__(self, body: Mapping[str, object], key: str, owner: str) -> datetime | None:
+        value = body.get(key)
+        if value is None:
+            return None
+        if type(value) is str:
+            seen = self._seen.get(value)
+            if seen is not None:
+                return seen
+            try:
+                seen = datetime.fromisoformat(value)
+            except ValueError:
+                seen = None
+            if seen is not None and seen.utcoffset() is not None:
+                if len(self._seen) >= self.LIMIT:
+                    self._seen.clear()
+                self._seen[value] = seen
+                return seen
+        return instant(body, key, owner)  # not an aware instant's text: refused as `instant` refuses it
+
+
+class DocumentFeed(Protocol):
+    """What a document's `feed()` yields for one pass: each patient's outputs in turn."""
+
+    def add(self, group: PatientOutputs) -> None: ...
+
+
+@runtime_checkable
+class DocumentSink(Protocol):
+    """A cohort-wide document written from one pass over the ledger among others:
+    `feed()` opens it (a context manager yielding a `DocumentFeed`), and it replaces the
+    document when the block ends without an error; `written` then counts what it shows."""
+
+    name: str
+    kinds: frozenset[OutputKind]
+    written: int
+
+    def feed(self) -> AbstractContextManager[DocumentFeed]: ...
+
+
+class PatientOutputs:
+    """One patient's current outputs as the document sinks take them in one pass: the
+    care-plan summary (normally one), tasks and letters, each kind in id order, and the
+    first send time of each letter a channel sent ("" when sent before send times were
+    recorded)."""
+
+    __slots__ = ("patient", "plans", "tasks", "letters", "sent", "_records")
+
+    def __init__(self, patient: str) -> None:
+        self.patient = patient
+        self.plans: list[Output] = []
+        self.tasks: list[Output] = []
+        self.letters: list[Output] = []
+        self.sent: dict[str, str] = {}
+        self._records: list[dict[str, object]] | None = None
+
+    def records(self) -> list[dict[str, object]]:
+        """The task records (`task_record`) of `tasks`, built once for every sink of the pass."""
+        if self._records is None:
+            self._records = [task_record(self.patient, o.body) for o in self.tasks]
+        return self._records
+
+    def add(self, output: Output) -> None:
+        kind = output.kind
+        if kind is OutputKind.TASK:
+            self.tasks.append(output)
+        elif kind is OutputKind.LETTER:
+            self.letters.append(output)
+        elif kind is OutputKind.PATIENT:
+            self.plans.append(output)
+        else:
+            raise ValueError(f"output {output.id} has a kind the documents do not know: {output.kind}")
+
+
+def patient_groups(outputs: Iterable[Output]) -> Iterator[PatientOutputs]:
+    """Consecutive outputs of one patient at a time, each kind sorted by id; patients must
+    ascend (the ledger's order), so a pass needs one patient in memory at a time."""
+    block: PatientOutputs | None = None
+    for output in outputs:
+        if block is None or output.patient != block.patient:
+            if block is not None:
+                if output.patient < block.patient:
+                    raise ValueError(f"outputs must come grouped by patient in ref order: {output.patient} "
+                                     f"after {block.patient}")
+                yield _sorted(block)
+            block = PatientOutputs(output.patient)
+        block.add(output)
+    if block is not None:
+        yield _sorted(block)
+
+
+def _sorted(block: PatientOutputs) -> PatientOutputs:
+    for members in (block.plans, block.tasks, block.letters):
+        members.sort(key=_by_id)
+    return block
+
+
+def _by_id(output: Output) -> str:
+    return output.id
+
+
+_KINDS = {kind.value: kind for kind in OutputKind}
+
+
+def ledger_groups(rows: Iterable[tuple[str, str, str, str | bytes, str, str | None]]) -> Iterator[PatientOutputs]:
+    """`patient_groups` of the ledger's document rows (`Ledger.document_rows`: id, kind,
+    patient, stored body, digest, first send time; in patient order), each body decoded
+    once for every sink of the pass. Ids are sorted here, not by the database, whose
+    collation (PostgreSQL's follows the locale) may order text otherwise than Python."""
+    block: PatientOutputs | None = None
+    loads, kinds = orjson.loads, _KINDS
+    for output_id, kind, patient, body, digest, sent_at in rows:
+        if block is None or patient != block.patient:
+            if block is not None:
+                yield _sorted(block)
+            block = PatientOutputs(patient)
+        block.add(Output(output_id, kinds[kind], patient, loads(body), digest))
+        if sent_at is not None:
+            block.sent[output_id] = sent_at
+    if block is not None:
+        yield _sorted(block)

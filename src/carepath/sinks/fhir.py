@@ -10,19 +10,23 @@ same `urn:uuid:` across runs and the bundle is byte-identical for identical inpu
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
+from typing import BinaryIO
 
 import orjson
 
 from carepath.compile.compiled import CompiledPathway
-from carepath.sinks._documents import instant, require_aware, task_record
+from carepath.sinks._documents import Instants, PatientOutputs, iso_text, patient_groups, require_aware
 from carepath.sinks.base import Delivery, Output, OutputKind
 from carepath.sinks.storage import Location, storage_for
 
 # Fixed forever: changing it changes every resource id consumers may have stored.
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:carepath:output")
+NAMESPACE_BYTES = NAMESPACE.bytes
 OUTPUT_SYSTEM = "urn:carepath:output"
 PATIENT_SYSTEM = "urn:carepath:patient"
 PRIORITY_SYSTEM = "urn:carepath:priority"
@@ -39,26 +43,44 @@ CAREPLAN_STATUS = {
     "discharged": "completed",
 }
 
-_KIND_ORDER = {OutputKind.PATIENT: 0, OutputKind.TASK: 1, OutputKind.LETTER: 2}
+def uuid5_text(namespace: bytes, name: str) -> str:
+    """`str(uuid.uuid5(namespace, name))` without the UUID object (a bundle makes one per
+    output): the SHA-1 of namespace and name in hex, version 5, RFC 4122 variant."""
+    h = hashlib.sha1(namespace + name.encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
-def _patient_blocks(outputs: Iterable[Output]) -> Iterator[tuple[str, list[Output]]]:
-    """Consecutive outputs of one patient at a time; patients must ascend."""
-    current: str | None = None
-    block: list[Output] = []
-    for output in outputs:
-        if output.kind not in _KIND_ORDER:
-            raise ValueError(f"output {output.id} has a kind the FHIR bundle does not know: {output.kind}")
-        if output.patient != current:
-            if current is not None:
-                if output.patient < current:
-                    raise ValueError(f"outputs must come grouped by patient in ref order: {output.patient} "
-                                     f"after {current}")
-                yield current, block
-            current, block = output.patient, []
-        block.append(output)
-    if current is not None:
-        yield current, block
+_LETTER_CATEGORY = [{"text": "patient letter"}]
+_OUT_OF_WINDOW = [{"text": "Moved to the next clinic opening, outside its clinical window"}]
+
+# The variant's two high bits set to 10: the first hex digit of the fourth group.
+_VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
+
+
+class _BundleFeed:
+    """Entries of the bundle, one patient at a time, indented as orjson indents them two
+    levels down (and handed to `tee` too)."""
+
+    def __init__(self, bundle: FhirBundle, handle: BinaryIO,
+                 tee: Callable[[list[dict[str, object]]], None] | None) -> None:
+        self.bundle, self.handle, self.tee = bundle, handle, tee
+        self.first, self.count = True, 0
+        self.instants = Instants()
+        self.last: str | None = None
+
+    def add(self, group: PatientOutputs) -> None:
+        if self.last is not None and group.patient <= self.last:
+            raise ValueError(f"outputs must come grouped by patient in ref order: {group.patient} after {self.last}")
+        self.last = group.patient
+        entries = self.bundle._group_entries(group, self.instants)
+        self.count += len(entries)
+        if self.tee is not None:
+            self.tee(entries)
+        # The patient's entries as one list, one level less indented than the bundle's
+        # "entry" list: indent each line once more and drop the list's own brackets.
+        text = orjson.dumps(entries, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n  ")
+        self.handle.write((b"[" if self.first else b",") + text[1:-4])
+        self.first = False
 
 
 class FhirBundle:
@@ -73,6 +95,8 @@ class FhirBundle:
         self.path = self.storage.local_path(self.name)
         self.compiled = compiled
         self.as_of = require_aware(as_of)
+        self.written = 0
+        self._parts: dict[tuple[str, str], object] = {}
 
     def write(self, outputs: Iterable[Output], *,
               tee: Callable[[list[dict[str, object]]], None] | None = None) -> int:
@@ -80,6 +104,15 @@ class FhirBundle:
         than the memory a run may use. Outputs must come grouped by patient in ref order
         (the ledger's order); within a patient any order gives the same bytes. `tee` gets
         each patient's entries too (the NDJSON export, written in the same pass)."""
+        with self.feed(tee=tee) as feed:
+            for group in patient_groups(outputs):
+                feed.add(group)
+        return self.written
+
+    @contextmanager
+    def feed(self, *, tee: Callable[[list[dict[str, object]]], None] | None = None) -> Iterator[_BundleFeed]:
+        """The bundle open for one pass (`add` one patient's outputs at a time, patients
+        ascending); it replaces the old one when the block ends without an error."""
         as_of = self.as_of.isoformat()
         head = orjson.dumps({
             "resourceType": "Bundle",
@@ -90,33 +123,22 @@ class FhirBundle:
             "entry": [],
         }, option=orjson.OPT_INDENT_2)
         head = head[:head.rindex(b"[]")]
-        count = 0
         with self.storage.writer(self.name) as handle:
             handle.write(head)
-            first = True
-            for patient, members in _patient_blocks(outputs):
-                members.sort(key=lambda o: (_KIND_ORDER[o.kind], o.id))
-                count += len(members)
-                entries = self._patient_entries(patient, members)
-                if tee is not None:
-                    tee(entries)
-                for entry in entries:
-                    # Indented as orjson would indent it two levels down, one entry at a time.
-                    text = orjson.dumps(entry, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n    ")
-                    handle.write((b"[\n    " if first else b",\n    ") + text)
-                    first = False
-            handle.write(b"[]\n}\n" if first else b"\n  ]\n}\n")
-        return count
+            feed = _BundleFeed(self, handle, tee)
+            yield feed
+            handle.write(b"[]\n}\n" if feed.first else b"\n  ]\n}\n")
+            self.written = feed.count
 
     def bundle(self, outputs: Iterable[Output]) -> tuple[dict[str, object], int]:
         """The Bundle as JSON data, and how many outputs it holds (tests and small cohorts;
         `write` streams the same content)."""
         entries: list[dict[str, object]] = []
         count = 0
-        for patient, members in _patient_blocks(sorted(outputs, key=lambda o: o.patient)):
-            members.sort(key=lambda o: (_KIND_ORDER[o.kind], o.id))
-            count += len(members)
-            entries += self._patient_entries(patient, members)
+        instants = Instants()
+        for group in patient_groups(sorted(outputs, key=lambda o: o.patient)):
+            count += len(group.plans) + len(group.tasks) + len(group.letters)
+            entries += self._group_entries(group, instants)
         as_of = self.as_of.isoformat()
         bundle = {
             "resourceType": "Bundle",
@@ -132,20 +154,25 @@ class FhirBundle:
         return f"urn:carepath:pathway:{self.compiled.id}|{self.compiled.version}"
 
     def _uuid(self, output_id: str) -> str:
-        return str(uuid.uuid5(NAMESPACE, f"{self.compiled.id}/{output_id}"))
+        return uuid5_text(NAMESPACE_BYTES, f"{self.compiled.id}/{output_id}")
 
-    def _patient_entries(self, patient: str, members: list[Output]) -> list[dict[str, object]]:
-        plans = [o for o in members if o.kind == OutputKind.PATIENT]
+    def _group_entries(self, group: PatientOutputs, instants: Instants) -> list[dict[str, object]]:
+        """One patient's entries: the CarePlan, then a Task per task and a
+        CommunicationRequest per letter, each in id order."""
+        patient, plans = group.patient, group.plans
         if len(plans) != 1:
             # Tasks must be based on a CarePlan in the same bundle; a snapshot without it
             # is not the whole current state, and writing it would publish dangling links.
             raise ValueError(f"patient {patient}: expected one care-plan output, got {len(plans)}")
         plan = plans[0]
-        plan_url = f"urn:uuid:{self._uuid(plan.id)}"
+        # Parts every resource of the patient shows alike are built once and shared:
+        # the serialiser writes a shared object as it writes a copy.
+        based_on = [{"reference": f"urn:uuid:{self._uuid(plan.id)}"}]
         subject = {"reference": f"Patient/{patient}",
                    "identifier": {"system": PATIENT_SYSTEM, "value": patient}}
-        resources = [self._task(o, subject, plan_url) for o in members if o.kind == OutputKind.TASK]
-        resources += [self._letter(o, subject, plan_url) for o in members if o.kind == OutputKind.LETTER]
+        resources = [self._task(o, task, subject, based_on, instants)
+                     for o, task in zip(group.tasks, group.records())]
+        resources += [self._letter(o, subject, based_on, instants) for o in group.letters]
         entries = [self._entry(self._care_plan(plan, subject, [r["id"] for r in resources]))]
         return entries + [self._entry(r) for r in resources]
 
@@ -181,42 +208,68 @@ class FhirBundle:
             resource["note"] = [{"text": "; ".join(notes)}]
         return resource
 
-    def _task(self, output: Output, subject: dict[str, object], plan_url: str) -> dict[str, object]:
-        task = task_record(output.patient, output.body)
+    def _task(self, output: Output, task: Mapping[str, object], subject: dict[str, object],
+              based_on: list[dict[str, str]], instant: Instants) -> dict[str, object]:
         owner = f"task {output.id}"
         earliest = instant(task, "earliest", owner)
         due = instant(task, "due", owner)
         completed = instant(task, "completed_at", owner)
         priority = str(task["priority"])
-        if priority not in TASK_PRIORITY:
+        fhir_priority = TASK_PRIORITY.get(priority)
+        if fhir_priority is None:
             raise ValueError(f"{owner}: no FHIR priority for {priority!r}")
-        resource: dict[str, object] = {
-            "resourceType": "Task",
-            "id": self._uuid(output.id),
-            "meta": {"tag": [{"system": PRIORITY_SYSTEM, "code": priority}]},
-            "identifier": self._identifier(output),
-            "basedOn": [{"reference": plan_url}],
-            **self._task_status(task, earliest, owner),
-            "intent": "order",
-            "priority": TASK_PRIORITY[priority],
-            "code": {"text": str(task["step"])},
-            "description": str(task["title"]),
-            "for": subject,
-        }
-        period: dict[str, str] = {}
+        status = task["status"]
+        if status == "open":
+            # Not yet actionable before its window opens.
+            resource: dict[str, object] = {
+                "resourceType": "Task", "id": self._uuid(output.id), "meta": self._shared("meta", priority),
+                "identifier": [{"system": OUTPUT_SYSTEM, "value": output.id}], "basedOn": based_on,
+                "status": "requested" if earliest is not None and earliest > self.as_of else "ready",
+            }
+        else:
+            resource = {
+                "resourceType": "Task", "id": self._uuid(output.id), "meta": self._shared("meta", priority),
+                "identifier": [{"system": OUTPUT_SYSTEM, "value": output.id}], "basedOn": based_on,
+                **self._task_status(task, earliest, owner),
+            }
+        resource["intent"] = "order"
+        resource["priority"] = fhir_priority
+        resource["code"] = self._shared("text", str(task["step"]))
+        resource["description"] = str(task["title"])
+        resource["for"] = subject
         if earliest is not None:
-            period["start"] = earliest.isoformat()
-        if due is not None:
-            period["end"] = due.isoformat()
-        if period:
+            period = {"start": iso_text(task["earliest"], earliest)}
+            if due is not None:
+                period["end"] = iso_text(task["due"], due)
             resource["executionPeriod"] = period
+        elif due is not None:
+            resource["executionPeriod"] = {"end": iso_text(task["due"], due)}
         if completed is not None:
-            resource["lastModified"] = completed.isoformat()
-        resource["performerType"] = [{"text": str(task["role"])}]
+            resource["lastModified"] = iso_text(task["completed_at"], completed)
+        resource["performerType"] = self._shared("texts", str(task["role"]))
         resource["reasonCode"] = {"text": f"{task['source']} (event {task['trigger']})"}
         if task["out_of_window"]:
-            resource["note"] = [{"text": "Moved to the next clinic opening, outside its clinical window"}]
+            resource["note"] = _OUT_OF_WINDOW
         return resource
+
+    def _shared(self, shape: str, value: str) -> object:
+        """{"text": value}, [{"text": value}], a letter's payload or a priority's meta tag,
+        one object per value (steps, roles, priorities, letters: a pathway has few)."""
+        key = (shape, value)
+        found = self._parts.get(key)
+        if found is None:
+            if shape == "meta":
+                found = {"tag": [{"system": PRIORITY_SYSTEM, "code": value}]}
+            elif shape == "text":
+                found = {"text": value}
+            elif shape == "payload":
+                found = [{"contentString": value}]
+            else:
+                found = [{"text": value}]
+            if len(self._parts) >= 4096:  # bounded, whatever the bodies hold
+                self._parts.clear()
+            self._parts[key] = found
+        return found
 
     def _task_status(self, task: Mapping[str, object], earliest: datetime | None, owner: str) -> dict[str, object]:
         status = task["status"]
@@ -231,7 +284,8 @@ class FhirBundle:
             return {"status": "cancelled"}
         raise ValueError(f"{owner}: no FHIR status for task status {status!r}")
 
-    def _letter(self, output: Output, subject: dict[str, object], plan_url: str) -> dict[str, object]:
+    def _letter(self, output: Output, subject: dict[str, object], based_on: list[dict[str, str]],
+                instant: Instants) -> dict[str, object]:
         body = output.body
         send_at = instant(body, "send_at", f"letter {output.id}")
         if send_at is None:
@@ -240,13 +294,13 @@ class FhirBundle:
             "resourceType": "CommunicationRequest",
             "id": self._uuid(output.id),
             "identifier": self._identifier(output),
-            "basedOn": [{"reference": plan_url}],
+            "basedOn": based_on,
             # A letter that will never be sent (expired unsent, or withdrawn) is a request revoked.
             "status": "revoked" if body.get("status") in ("expired", "withdrawn") else "active",
-            "category": [{"text": "patient letter"}],
+            "category": _LETTER_CATEGORY,
             "subject": subject,
-            "payload": [{"contentString": f"Letter {body.get('letter')} (template {body.get('template')})"}],
-            "occurrenceDateTime": send_at.isoformat(),
+            "payload": self._shared("payload", f"Letter {body.get('letter')} (template {body.get('template')})"),
+            "occurrenceDateTime": iso_text(body["send_at"], send_at),
             "reasonCode": [{"text": f"{body.get('source')} (event {body.get('trigger')})"}],
         }
         return resource

@@ -12,16 +12,16 @@ store and names relative to the manifest in a local folder.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from contextlib import ExitStack
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 
 import orjson
 
 from carepath.compile.compiled import CompiledPathway
-from carepath.sinks._documents import require_aware
+from carepath.sinks._documents import Instants, patient_groups, require_aware
 from carepath.sinks.base import Delivery, Output, OutputKind
-from carepath.sinks.fhir import _KIND_ORDER, FhirBundle, _patient_blocks
+from carepath.sinks.fhir import FhirBundle, _BundleFeed
 from carepath.sinks.storage import FsspecStorage, LocalStorage, Location, storage_for
 
 RESOURCE_TYPES = ("CarePlan", "Task", "CommunicationRequest")
@@ -40,11 +40,16 @@ class _Files:
         self.counts = dict.fromkeys(RESOURCE_TYPES, 0)
 
     def add(self, entries: list[dict[str, object]]) -> None:
+        # A patient's entries come as one CarePlan, then Tasks, then CommunicationRequests:
+        # each type's lines are written in one call.
+        lines: dict[str, list[bytes]] = {}
         for entry in entries:
             resource = entry["resource"]
             kind = resource["resourceType"]  # type: ignore[index]
-            self.handles[kind].write(orjson.dumps(resource) + b"\n")
-            self.counts[kind] += 1
+            lines.setdefault(kind, []).append(orjson.dumps(resource))
+        for kind, found in lines.items():
+            self.handles[kind].write(b"\n".join(found) + b"\n")
+            self.counts[kind] += len(found)
 
 
 class FhirNdjson:
@@ -68,12 +73,13 @@ class FhirNdjson:
     def write(self, outputs: Iterable[Output]) -> int:
         """Outputs grouped by patient in ref order (the ledger's order), as for the bundle."""
         written = 0
+        instants = Instants()
         with ExitStack() as stack:
             files = _Files(self.storage, stack)
-            for patient, members in _patient_blocks(outputs):
-                members.sort(key=lambda o: (_KIND_ORDER[o.kind], o.id))
-                written += len(members)
-                files.add(self._convert._patient_entries(patient, members))
+            for group in patient_groups(outputs):
+                entries = self._convert._group_entries(group, instants)
+                written += len(entries)
+                files.add(entries)
         self.finish(files.counts)
         return written
 
@@ -111,13 +117,24 @@ class FhirExport:
         self.storage = storage_for(out)
         self.bundle = FhirBundle(self.storage, compiled, as_of)
         self.ndjson = FhirNdjson(self.storage, compiled, as_of)
+        self.written = 0
 
     def present(self) -> bool:
         return self.storage.exists(self.bundle.name) and self.ndjson.present()
 
     def write(self, outputs: Iterable[Output]) -> int:
+        with self.feed() as feed:
+            for group in patient_groups(outputs):
+                feed.add(group)
+        return self.written
+
+    @contextmanager
+    def feed(self) -> Iterator[_BundleFeed]:
+        """Bundle and export open for one pass (`add` one patient's outputs at a time,
+        patients ascending); the manifest is written once both are complete."""
         with ExitStack() as stack:
             files = _Files(self.storage, stack)
-            count = self.bundle.write(outputs, tee=files.add)
+            with self.bundle.feed(tee=files.add) as feed:
+                yield feed
         self.ndjson.finish(files.counts)
-        return count
+        self.written = self.bundle.written

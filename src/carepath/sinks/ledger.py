@@ -507,6 +507,33 @@ class Ledger:
                 conn.execute(stmt.on_conflict_do_update(index_elements=keys,
                                                         set_={c: stmt.excluded[c] for c in columns}))
 
+    # -- the cohort-wide documents, in one pass ----------------------------------------
+
+    def document_rows(self, pathway: str, kinds: Iterable[OutputKind] | None = None,
+                      ) -> Iterator[tuple[str, str, str, str, str, str | None]]:
+        """Every current output of the pathway as stored — (id, kind, patient, body as JSON
+        text, digest, first `sent_at` of a letter a channel sent, else None) — in (patient,
+        care plan / tasks / letters, id) order, streamed: one query that feeds every
+        document of a sweep (`current` and `letters_with_sends` are the same rows split in
+        two queries, with each body decoded into an `Output` there). `kinds`: only those."""
+        from sqlalchemy import case
+
+        sends = (select(sends_table.c.output_id, func.min(sends_table.c.sent_at).label("sent_at"))
+                 .group_by(sends_table.c.output_id).subquery())
+        kind = outputs_table.c.kind
+        join = outputs_table.outerjoin(sends, (sends.c.output_id == outputs_table.c.id)
+                                       & (kind == OutputKind.LETTER.value))
+        order = case({OutputKind.PATIENT.value: 0, OutputKind.TASK.value: 1}, value=kind, else_=2)
+        query = (select(outputs_table.c.id, kind, outputs_table.c.patient, outputs_table.c.body,
+                        outputs_table.c.digest, sends.c.sent_at).select_from(join)
+                 .where(outputs_table.c.pathway == pathway, outputs_table.c.retired == 0)
+                 .order_by(outputs_table.c.patient, order, outputs_table.c.id))
+        if kinds is not None:
+            query = query.where(kind.in_(sorted(k.value for k in kinds)))
+        with self.engine.connect() as conn:
+            for rows in conn.execution_options(stream_results=True, yield_per=2000).execute(query).partitions():
+                yield from rows
+
 
 def _in_kind_order(rows: list) -> Iterator[Output]:
     for r in sorted(rows, key=lambda r: (_KIND_ORDER[r.kind], r.id)):

@@ -10,10 +10,14 @@ kept failing, a recipient refused); later runs try it again until it expires.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import BinaryIO
 
 import orjson
 
+from carepath.sinks._documents import PatientOutputs
+from carepath.sinks.base import OutputKind
 from carepath.sinks.storage import Location, storage_for
 
 FIELDS = ("id", "patient", "template", "send_at", "expires_at", "status", "sent_at")
@@ -33,17 +37,48 @@ class LettersJsonl:
     """A snapshot document, rewritten atomically when the ledger changed."""
 
     name = "letters.jsonl"
+    shows_as_of = False  # its content follows the outputs and sends only
+    kinds = frozenset({OutputKind.LETTER})
 
     def __init__(self, out_dir: Location) -> None:
         self.storage = storage_for(out_dir)
         self.path = self.storage.local_path(self.name)
         self.counts: Counter = Counter()
 
+    @property
+    def written(self) -> int:
+        """How many letters the last write listed."""
+        return sum(self.counts.values())
+
     def write(self, rows: Iterable[tuple[str, Mapping[str, object], str | None]]) -> int:
+        with self.feed() as feed:
+            for patient, body, sent_at in rows:
+                feed.line(outbox_record(patient, body, sent_at))
+        return sum(self.counts.values())
+
+    @contextmanager
+    def feed(self) -> Iterator[_OutboxFeed]:
+        """The file open for one pass over the ledger (`add` one patient's outputs at a
+        time); it replaces the old one when the block ends without an error."""
         self.counts = Counter()
         with self.storage.writer(self.name) as handle:
-            for patient, body, sent_at in rows:
-                record = outbox_record(patient, body, sent_at)
+            yield _OutboxFeed(handle, self.counts)
+
+
+class _OutboxFeed:
+    def __init__(self, handle: BinaryIO, counts: Counter) -> None:
+        self.handle, self.counts = handle, counts
+
+    def add(self, group: PatientOutputs) -> None:
+        if group.letters:
+            sent, patient = group.sent, group.patient
+            lines = []
+            for output in group.letters:
+                record = outbox_record(patient, output.body, sent.get(output.id))
                 self.counts[record["status"]] += 1
-                handle.write(orjson.dumps(record) + b"\n")
-        return sum(self.counts.values())
+                lines.append(orjson.dumps(record))
+            self.handle.write(b"\n".join(lines) + b"\n")
+
+    def line(self, record: dict[str, object]) -> None:
+        self.counts[record["status"]] += 1
+        self.handle.write(orjson.dumps(record) + b"\n")

@@ -21,7 +21,8 @@ from sys import intern
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cache
@@ -31,7 +32,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from carepath.compile.compiled import ClinicCalendar, CompiledPathway, Step
 from carepath.engine import calendar as clinic_calendar
-from carepath.sinks._documents import PRIORITY_RANK, instant, require_aware, task_record
+from carepath.sinks._documents import PRIORITY_RANK, Instants, PatientOutputs, instant, require_aware, task_record
 from carepath.sinks.base import Delivery, Output, OutputKind
 from carepath.sinks.storage import Location, storage_for
 
@@ -176,14 +177,31 @@ class Worklist:
         self.compiled = compiled
         self.as_of = require_aware(as_of)
         self.patient = patient
+        self.written = 0
 
     def write(self, outputs: Iterable[Output]) -> int:
         page, count = self.page(outputs)
+        self._write_page(page)
+        return count
+
+    def _write_page(self, page: dict[str, object]) -> None:
         # Streamed as Jinja produces it.
         with self.storage.writer(self.name) as handle:
             for chunk in _template().generate(page=page):
                 handle.write(chunk.encode())
-        return count
+
+    @contextmanager
+    def feed(self) -> Iterator[_RankingFeed]:
+        """Rank one pass's outputs (`add` one patient's at a time); the page is written when
+        the block ends without an error (its size does not depend on the cohort's)."""
+        ranking = self._ranking()
+        next(ranking)
+        yield _RankingFeed(ranking)
+        try:
+            ranking.send(None)
+        except StopIteration as done:
+            page, self.written = done.value
+        self._write_page(page)
 
     def render(self, outputs: Iterable[Output]) -> tuple[str, int]:
         """The page and how many outputs it shows (patients and tasks)."""
@@ -192,6 +210,19 @@ class Worklist:
 
     def page(self, outputs: Iterable[Output]) -> tuple[dict[str, object], int]:
         """What the template shows, and how many outputs that is."""
+        ranking = self._ranking()
+        next(ranking)
+        for output in outputs:
+            ranking.send(output)
+        try:
+            ranking.send(None)
+        except StopIteration as done:
+            return done.value
+        raise AssertionError("the ranking ends when it is sent None")
+
+    def _ranking(self) -> Generator[None, Output | None, tuple[dict[str, object], int]]:
+        """Sent the outputs one at a time (so that one pass over the ledger can feed every
+        document at once), then None; returns the page and how many outputs it shows."""
         compiled = self.compiled
         zone = compiled.clinic.zone
         as_of = self.as_of.astimezone(zone)
@@ -214,7 +245,8 @@ class Worklist:
         closed: list[tuple[datetime, str, Row]] = []   # a min-heap of the most recently closed
         closed_counts: Counter[str] = Counter()
         count = 0
-        for output in outputs:
+        instant = Instants()
+        while (output := (yield)) is not None:
             if output.kind not in self.kinds or (self.patient is not None and output.patient != self.patient):
                 continue
             count += 1
@@ -358,6 +390,18 @@ class Worklist:
             age=age, safety=safety,
             off_hours=words.off_hours(due) if due is not None and status in ACTIONABLE else "",
         )
+
+
+class _RankingFeed:
+    def __init__(self, ranking: Generator[None, Output | None, tuple[dict[str, object], int]]) -> None:
+        self.send = ranking.send
+
+    def add(self, group: PatientOutputs) -> None:
+        send = self.send
+        for output in group.plans:
+            send(output)
+        for output in group.tasks:
+            send(output)
 
 
 class _Words:

@@ -1,0 +1,150 @@
+"""The cohort-wide documents of a sweep are written in one pass over the ledger
+(`emission.write_documents`): the same bytes as each document written on its own from
+the ledger's outputs, only the stale ones rewritten, none changed by a pass that fails."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from carepath.orchestrator import emission, sequence
+from carepath.orchestrator.spec import RunSpec
+from carepath.sinks.fhir import NAMESPACE, uuid5_text
+from carepath.sinks.ledger import Ledger
+from carepath.sinks.outbox import LettersJsonl
+from carepath.sinks.tabular import jsonl_line
+
+ROOT = Path(__file__).resolve().parents[1]
+PATHWAY = str(ROOT / "pathways" / "ketamine-iv.yaml")
+DEMO = ROOT / "examples" / "demo"
+AS_OF = datetime.fromisoformat("2026-03-05T17:00:00+00:00")
+DOCUMENTS = ("tasks.jsonl", "tasks.csv", "worklist.html", "fhir/bundle.json", "fhir/Task.ndjson",
+             "fhir/CommunicationRequest.ndjson", "fhir/CarePlan.ndjson", "fhir/manifest.json", "letters.jsonl")
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> RunSpec:
+    """The demo cohort (40 patients) swept once; its letters partly sent."""
+    out = tmp_path_factory.mktemp("swept")
+    spec = RunSpec.resolve(PATHWAY, out, AS_OF, "sweep-1", pdf=False)
+    sequence.sweep(spec, DEMO / "patients.jsonl", DEMO / "events.jsonl")
+    return spec
+
+
+def files(out: Path) -> dict[str, bytes]:
+    return {name: (out / name).read_bytes() for name in DOCUMENTS}
+
+
+def test_one_pass_writes_what_each_document_writes_alone(swept: RunSpec, tmp_path: Path) -> None:
+    ledger = Ledger(swept.ledger_url)
+    try:
+        for sink in emission.document_sinks(swept.compiled, tmp_path, swept.as_of):
+            sink.write(ledger.current(swept.compiled.id, sink.kinds))
+        LettersJsonl(tmp_path).write(ledger.letters_with_sends(swept.compiled.id))
+    finally:
+        ledger.close()
+    alone, together = files(tmp_path), files(swept.out)
+    assert alone == together
+    sent = [json.loads(line) for line in together["letters.jsonl"].splitlines()]
+    assert any(letter["status"] == "sent" for letter in sent)  # the pass joins the sends too
+    assert together["tasks.jsonl"].count(b"\n") > 100
+
+
+def test_every_document_of_a_sweep_can_be_fed_in_one_pass(swept: RunSpec, tmp_path: Path) -> None:
+    from carepath.sinks._documents import DocumentSink
+
+    sinks = [*emission.document_sinks(swept.compiled, tmp_path, swept.as_of), LettersJsonl(tmp_path)]
+    assert all(isinstance(sink, DocumentSink) for sink in sinks)
+
+
+def test_a_removed_document_is_rewritten_alone_and_the_same(swept: RunSpec, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    ledger = Ledger(swept.ledger_url)
+    try:
+        spec = replace(swept, out=out)
+        emission.write_documents(spec, ledger)
+        before = {name: (out / name).stat().st_mtime_ns for name in DOCUMENTS}
+        content = files(out)
+        (out / "tasks.csv").unlink()
+        written = emission.write_documents(spec, ledger)
+    finally:
+        ledger.close()
+    assert [name for name, count in written.items() if count is not None] == ["tasks.csv"]
+    assert files(out) == content
+    assert {n: (out / n).stat().st_mtime_ns for n in DOCUMENTS if n != "tasks.csv"} == \
+        {n: t for n, t in before.items() if n != "tasks.csv"}
+
+
+def test_a_pass_that_fails_midway_changes_no_document(swept: RunSpec, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    ledger = Ledger(swept.ledger_url)
+    try:
+        emission.write_documents(replace(swept, out=out), ledger)
+        content = files(out)
+        later = replace(swept, out=out, as_of=swept.as_of + timedelta(hours=1), run="sweep-2")
+        rows = Ledger.document_rows
+
+        def broken(self: Ledger, *args: object):
+            for n, row in enumerate(rows(self, *args)):
+                if n == 300:
+                    raise OSError("the database went away")
+                yield row
+
+        monkeypatch.setattr(Ledger, "document_rows", broken)
+        with pytest.raises(OSError, match="went away"):
+            emission.write_documents(later, ledger)
+        assert files(out) == content
+        assert not [p for p in out.rglob("*.tmp")]
+        monkeypatch.undo()
+        # Nothing was marked as written: the next sweep rewrites every document.
+        written = emission.write_documents(later, ledger)
+        assert all(count is not None for count in written.values())
+        assert files(out)["tasks.jsonl"] == content["tasks.jsonl"]
+        assert files(out)["worklist.html"] != content["worklist.html"]  # it shows the later as-of
+    finally:
+        ledger.close()
+
+
+def test_documents_on_a_shared_store_are_the_same_bytes(swept: RunSpec, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "memory://carepath-documents-pass"
+    monkeypatch.setenv("CAREPATH_DOCUMENTS_URL", url)
+    fs = fsspec.filesystem("memory")
+    ledger = Ledger(swept.ledger_url)
+    try:
+        emission.write_documents(replace(swept, out=tmp_path), ledger)
+        shared = {name: fs.cat_file(f"/carepath-documents-pass/{name}") for name in DOCUMENTS}
+    finally:
+        ledger.close()
+        if fs.exists("/carepath-documents-pass"):
+            fs.rm("/carepath-documents-pass", recursive=True)
+    local = files(swept.out)
+    manifest = json.loads(shared.pop("fhir/manifest.json"))
+    assert shared == {name: data for name, data in local.items() if name != "fhir/manifest.json"}
+    assert [o["url"] for o in manifest["output"]] == [f"{url}/fhir/{t}.ndjson"
+                                                      for t in ("CarePlan", "Task", "CommunicationRequest")]
+
+
+@pytest.mark.parametrize("text", ["plain", "é ñ 漢字 🙂", "line\nbreak\ttab", "quote \" back \\ slash",
+                                  "\u2028\u2029 separators", "\x00\x01\x1f\x7f controls", "</script>"])
+def test_a_task_line_is_what_json_writes(text: str) -> None:
+    record = {"patient": "p-1", "id": "t-1", "title": text, "out_of_window": False, "due": None, "held": [text]}
+    expected = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    assert jsonl_line(record) == expected
+
+
+def test_a_task_line_with_a_number_is_what_json_writes() -> None:
+    record = {"patient": "p-1", "id": "t-1", "score": 1e16, "ratio": 0.1, "count": 3}
+    assert jsonl_line(record) == (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def test_fhir_ids_are_uuid5() -> None:
+    for name in ("ketamine-iv/careplan-p-001", "ketamine-iv/t-" + "a" * 60, "x/é 漢字"):
+        assert uuid5_text(NAMESPACE.bytes, name) == str(uuid.uuid5(NAMESPACE, name))
