@@ -34,7 +34,7 @@ from carepath.orchestrator.wake_index import Planned, WakeIndex, record_digest
 from carepath.records import Patient, read_patients
 from carepath.records.fields import compile_event_types
 from carepath.records.readers import _gc_paused
-from carepath.sinks.base import Output, OutputKind, Sink, outputs_of, write_atomic
+from carepath.sinks.base import OutputKind, Sink, outputs_of, write_atomic
 from carepath.sinks.ledger import Ledger, Recorded
 from carepath.sinks.letters import DUE, LetterFiles
 from carepath.sinks.outbox import LettersJsonl

@@ -35,7 +35,7 @@ from sqlalchemy import (
     Column, Engine, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text, create_engine, event, func,
     select, text, update,
 )
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DatabaseError, OperationalError
 
