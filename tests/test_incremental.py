@@ -30,7 +30,7 @@ COHORTS = {
     "esketamine-spravato": (ROOT / "pathways" / "esketamine-spravato.yaml", ROOT / "examples" / "esketamine"),
 }
 DOCUMENTS = ("tasks.jsonl", "tasks.csv", "letters.jsonl", "rejected.jsonl", "worklist.html", "fhir/bundle.json")
-SUMMARY = ("patients", "letters_planned", "letters_by_status", "open_tasks", "overdue", "patients_by_status",
+SUMMARY = ("patients", "outputs", "letters_planned", "letters_by_status", "open_tasks", "overdue", "patients_by_status",
            "patients_needing_attention", "rejected_lines")
 
 

@@ -88,6 +88,7 @@ def summary_of(p: PatientPlan, rejected: Iterable[Rejected] = ()) -> dict[str, o
         "tasks": [[t.id, t.step, t.role, t.priority, t.status, t.due.isoformat() if t.due else None,
                    t.earliest.isoformat()] for t in p.tasks if t.status in ACTIVE_TASK],
         "rejected": [[r.file, r.line, r.id, r.reason] for r in rejected],
+        "outputs": 1 + len(p.tasks) + len(p.letters),  # the care-plan summary, tasks, letters
     }
 
 
@@ -433,6 +434,7 @@ def clear_leftovers(out: Path, documents: str | Path | None = None) -> int:
 class CohortReport:
     rejected: int       # input lines refused, the whole cohort's
     workload: Workload  # the whole cohort's open work
+    outputs: int = 0    # the cohort's current outputs (a patient not re-planned left theirs unchanged)
 
 
 def report_cohort(spec: RunSpec, patients_path: str | Path, ledger: Ledger) -> CohortReport:
@@ -450,7 +452,8 @@ def report_cohort(spec: RunSpec, patients_path: str | Path, ledger: Ledger) -> C
         rejected.extend(Rejected(*row) for row in summary["rejected"])  # type: ignore[union-attr]
         summaries.append((ref, summary))
     write_rejected(spec.out, rejected)
-    return CohortReport(len(rejected), workload_of(summaries, compiled, spec.as_of))
+    outputs = sum(int(summary.get("outputs", 0)) for _, summary in summaries)  # type: ignore[call-overload]
+    return CohortReport(len(rejected), workload_of(summaries, compiled, spec.as_of), outputs)
 
 
 def write_rejected(out: Path, rejected: Iterable[Rejected]) -> Path:
@@ -482,12 +485,16 @@ class RunSummary:
 
     @classmethod
     def of(cls, compiled: CompiledPathway, as_of: datetime, reports: Sequence[ShardReport], rejected: int,
-           documents: dict[str, int | None], cohort: Workload | None = None) -> RunSummary:
-        """`cohort`: the whole cohort's workload (a sweep re-plans few patients); else the reports'."""
+           documents: dict[str, int | None], cohort: CohortReport | None = None) -> RunSummary:
+        """`cohort`: the whole cohort's report (a sweep re-plans few patients): its workload,
+        and every current output not new or changed counts as unchanged; else the reports'."""
         recorded, work = Recorded(), Workload()
         for r in reports:
             recorded, work = recorded + r.recorded, work + r.workload
-        work = cohort if cohort is not None else work
+        if cohort is not None:
+            work = cohort.workload
+            unchanged = max(0, cohort.outputs - recorded.new - recorded.changed)
+            recorded = Recorded(recorded.new, recorded.changed, unchanged, recorded.retired)
         return cls(compiled.id, compiled.version, as_of.isoformat(), len(reports), sum(r.events for r in reports),
                    recorded, sum(r.letters_written for r in reports), work, rejected, documents,
                    sum(r.patients for r in reports))

@@ -84,7 +84,7 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
         documents = run.call("write-documents", write_documents, spec, ledger)
         cohort = run.call("report-cohort", report_cohort, spec, str(patients), ledger)
         shutil.rmtree(work.parent, ignore_errors=True)
-        summary = RunSummary.of(spec.compiled, spec.as_of, reports, cohort.rejected, documents, cohort.workload)
+        summary = RunSummary.of(spec.compiled, spec.as_of, reports, cohort.rejected, documents, cohort)
     finally:
         ledger.close()
     log(f"recorded {summary.recorded.new} new, {summary.recorded.changed} changed output(s); "
