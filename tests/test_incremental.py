@@ -286,3 +286,21 @@ def test_hostile_lines_get_the_readers_verdicts_and_line_numbers(tmp_path: Path)
     planned = sorted((r.as_json() for r in cohort.rejected), key=lambda r: (r["file"] != "events", r["file"], r["line"]))
     assert [r for r in swept if r["file"] == "events"] == [r for r in planned if r["file"] == "events"]
     assert len([r for r in swept if r["file"] == "events"]) >= 3
+
+
+def test_a_file_replaced_before_an_event_run_still_replans_everyone_at_the_next_sweep(tmp_path: Path) -> None:
+    """The event run reads the replaced file (its patient's plan is right), and the next
+    sweep re-plans everyone: a patient whose lines are gone has no new line to mark them."""
+    patients, events = _copy_demo(tmp_path / "in")
+    _sweep(tmp_path / "out", patients, events, AS_OF, "first")
+    _sweep(tmp_path / "reference", patients, events, AS_OF, "first", full=True)
+    kept = [line for line in events.read_bytes().splitlines(keepends=True) if b'"p-000008"' not in line]
+    events.write_bytes(b"".join(kept))  # p-000008's events withdrawn from the feed
+    later = AS_OF + timedelta(hours=1)
+    spec = RunSpec.resolve(COHORTS["ketamine-iv"][0], tmp_path / "out", later, "event", pdf=False)
+    sequence.replan_patient(spec, patients, events, "p-000001")
+    summary = _sweep(tmp_path / "out", patients, events, later, "sweep")
+    assert summary["replanned"] == 39  # everyone but the patient the event run just planned
+    _sweep(tmp_path / "reference", patients, events, later, "sweep", full=True)
+    seen, reference = _seen(tmp_path / "out"), _seen(tmp_path / "reference")
+    assert seen["tasks.jsonl"] == reference["tasks.jsonl"] and seen["outputs"] == reference["outputs"]

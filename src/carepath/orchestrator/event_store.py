@@ -119,10 +119,12 @@ class EventStore:
 
     # -- ingest -----------------------------------------------------------------------
 
-    def ingest(self, path: str | Path, on_new: Callable[[Connection, set[str]], None] | None = None) -> Ingested:
-        """Store the lines appended to `path` since the last ingest; `on_new(conn, refs)` runs
-        in the same transaction as the moved offset (the wake index marks those patients),
-        so a run killed midway never loses track of what it ingested."""
+    def ingest(self, path: str | Path, on_new: Callable[[Connection, set[str], bool], None] | None = None,
+               ) -> Ingested:
+        """Store the lines appended to `path` since the last ingest; `on_new(conn, refs,
+        restarted)` runs in the same transaction as the moved offset (the wake index marks
+        those patients, or everyone when the file was read anew), so a run killed midway
+        never loses track of what it ingested."""
         resolved = str(Path(path).resolve())
         with _r._open(path) as handle:
             try:
@@ -146,7 +148,7 @@ class EventStore:
                     else:
                         conn.execute(feed_table.update().where(feed_table.c.pathway == self.pathway).values(**values))
                     if on_new is not None and (refs or restarted):
-                        on_new(conn, refs)
+                        on_new(conn, refs, restarted)
             except OSError as exc:
                 raise RecordsFileError(path, f"could not be read ({exc.strerror or exc})") from None
         return Ingested(count, frozenset(refs), restarted, row is None)

@@ -85,8 +85,13 @@ class WakeIndex:
     def __init__(self, engine, pathway: str) -> None:  # noqa: ANN001 - the ledger's SQLAlchemy Engine
         self.engine, self.pathway = engine, pathway
 
-    def mark_dirty(self, conn: Connection, refs: Iterable[str]) -> None:
-        """Called inside the ingest's transaction with the (keyed) refs of new lines."""
+    def mark_dirty(self, conn: Connection, refs: Iterable[str], restarted: bool = False) -> None:
+        """Called inside the ingest's transaction with the (keyed) refs of new lines. When the
+        events file was read anew (`restarted`), every row is dropped: a patient whose lines
+        are gone has no new line to mark them, and whichever run comes next (an event run
+        may have done the reading) must re-plan everyone."""
+        if restarted:
+            conn.execute(wake_table.delete().where(wake_table.c.pathway == self.pathway))
         rows = [{"pathway": self.pathway, "patient": ref} for ref in refs]
         insert = _insert(conn, dirty_table)
         for start in range(0, len(rows), _BATCH):
