@@ -346,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_letters)
 
     p = sub.add_parser("run", help="the main job: plan and emit tasks, worklist, letters, FHIR through a Prefect flow run",
-                       description="Plan every patient in shards inside one recorded Prefect flow run and emit "
+                       description="Read the event lines appended since the last run, re-plan in shards the "
+                                   "patients whose plan may have changed (everyone with --full), inside one "
+                                   "recorded Prefect flow run, and emit "
                                    "what is new into DIR: tasks.jsonl, tasks.csv, worklist.html, "
                                    "letters/YYYY/MM/DD/<letter-id>.{txt,html,pdf} (the letters due and never sent: "
                                    "an outbox), letters.jsonl, fhir/bundle.json, fhir/<Type>.ndjson with "
