@@ -34,7 +34,8 @@ def deployments_for(pathway: str, patients: str, events: str, out: str) -> list[
         sweep.to_deployment(name=f"{compiled.id}-hourly-sweep", parameters=params,
                             schedules=[Cron(HOURLY, timezone=compiled.clinic.zone.key)],
                             tags=["carepath", compiled.id],
-                            description=f"Re-plan every patient of {compiled.id} hourly and emit what is new."),
+                            description=f"Hourly: re-plan the patients of {compiled.id} whose plan may have "
+                                        "changed and emit what is new."),
         patient_replan.to_deployment(name=f"{compiled.id}-on-event", parameters=params,
                                      triggers=[event_trigger(compiled.id)], tags=["carepath", compiled.id],
                                      description=f"Re-plan one {compiled.id} patient when an event is recorded."),
