@@ -53,7 +53,7 @@ def _run_name(kind: str) -> str:
 
 _NO_RESULTS = {"cache_policy": NO_CACHE, "persist_result": False}
 # Steps that write outputs are retried: each is idempotent (the ledger records what was done).
-_RETRIED = ("plan-and-emit", "replan-patient", "write-documents")
+_RETRIED = ("plan-and-emit", "replan-patient", "write-documents", "report-cohort")
 
 
 class Withheld(Exception):
