@@ -180,6 +180,13 @@ def _copy_demo(folder: Path) -> tuple[Path, Path]:
 AS_OF = datetime.fromisoformat("2026-03-05T17:00:00+00:00")
 
 
+def _append_phq9(events: Path, event_id: str, patient: str, at: str) -> None:
+    """A PHQ-9 of all zeros, appended to the feed as a clinic system would."""
+    with events.open("a") as handle:
+        handle.write(json.dumps({"id": event_id, "patient": patient, "type": "assessment_recorded", "at": at,
+                                 "data": {"instrument": "phq9", "items": [0] * 9, "total": 0}}) + "\n")
+
+
 def test_a_replaced_events_file_is_read_again_and_everyone_is_replanned(tmp_path: Path) -> None:
     patients, events = _copy_demo(tmp_path / "in")
     _sweep(tmp_path / "out", patients, events, AS_OF, "first")
@@ -222,10 +229,7 @@ def test_patients_with_ingested_lines_stay_due_until_they_are_replanned(tmp_path
     patients, events = _copy_demo(tmp_path / "in")
     out = tmp_path / "out"
     _sweep(out, patients, events, AS_OF, "first")
-    with events.open("a") as handle:
-        handle.write(json.dumps({"id": "e-new-1", "patient": "p-000002", "type": "assessment_recorded",
-                                 "at": "2026-03-05T16:30:00+00:00",
-                                 "data": {"instrument": "phq9", "items": [0] * 9, "total": 0}}) + "\n")
+    _append_phq9(events, "e-new-1", "p-000002", "2026-03-05T16:30:00+00:00")
     ledger = Ledger(f"sqlite:///{out / 'ledger.sqlite'}")
     try:  # what the killed run did: ingest, nothing after
         assert EventStore(ledger.engine, "ketamine-iv").ingest(
@@ -243,10 +247,7 @@ def test_an_event_run_reads_one_patient_not_the_cohort(tmp_path: Path, monkeypat
     patients, events = _copy_demo(tmp_path / "in")
     out = tmp_path / "out"
     _sweep(out, patients, events, AS_OF, "first")
-    with events.open("a") as handle:
-        handle.write(json.dumps({"id": "e-new-2", "patient": "p-000003", "type": "assessment_recorded",
-                                 "at": "2026-03-05T17:30:00+00:00",
-                                 "data": {"instrument": "phq9", "items": [0] * 9, "total": 0}}) + "\n")
+    _append_phq9(events, "e-new-2", "p-000003", "2026-03-05T17:30:00+00:00")
 
     def whole_file(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("the whole file was read")

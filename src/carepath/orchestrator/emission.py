@@ -301,8 +301,10 @@ def emit_patients(spec: RunSpec, patients: dict[str, Patient], ledger: Ledger, o
     if undelivered:
         index.forget_wakes(undelivered)  # a letter that could not be delivered is tried again next sweep
     all_rejected = tuple(r for ref in sorted(rejected) for r in rejected[ref])
-    return ShardReport(name, len(patients), sum(len(e) for e in events.values()), recorded, written,
-                       workload(emitted, compiled, as_of), all_rejected)
+    # The workload from the summaries just stored (refused patients have none and count for nothing).
+    work = workload_of(((pl.patient, pl.summary) for pl in planned), compiled, as_of)
+    return ShardReport(name, len(patients), sum(len(e) for e in events.values()), recorded, written, work,
+                       all_rejected)
 
 
 def emit_shard(spec: RunSpec, shard: Shard, ledger: Ledger) -> ShardReport:
