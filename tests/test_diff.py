@@ -66,7 +66,7 @@ def test_window_written_in_the_step_and_policies(tmp_path: Path) -> None:
 
 def test_threshold_change_shows_values_source_tag_and_where_it_is_used(tmp_path: Path) -> None:
     out = diff_text(tmp_path, ("    value: 10\n    source: CLINIC", "    value: 12\n    source: PUB"))
-    assert "~ Parameter relapse_threshold [PUB]: value changed from 10 to 12 (used by rule relapse)" in out
+    assert "~ Parameter relapse_threshold [PUB]: value changed from 10 to 12 (used by rule relapse_not_confirmed, rule relapse)" in out
     assert "~ Parameter relapse_threshold [PUB]: source changed from CLINIC to PUB" in out
 
 
@@ -99,9 +99,10 @@ def test_new_rule_and_new_step(tmp_path: Path) -> None:
 def test_transition_condition_and_rule_order(tmp_path: Path) -> None:
     out = diff_text(tmp_path, ("when: series.completed >= params.initial_series_sessions",
                                "when: series.completed > params.initial_series_sessions"),
-                    ("  - id: welcome\n    on: enrolled\n    then:\n      - letter: welcome\n\n", ""),
-                    ("  - id: discharge\n", "  - id: welcome\n    on: enrolled\n    then:\n      - letter: welcome\n\n"
-                                            "  - id: discharge\n"))
+                    ("  - id: welcome\n    on: enrolled\n    then:\n      - letter: welcome\n"
+                     "      - task: screening_completion\n\n", ""),
+                    ("  - id: discharge\n", "  - id: welcome\n    on: enrolled\n    then:\n      - letter: welcome\n"
+                                            "      - task: screening_completion\n\n  - id: discharge\n"))
     assert ("~ Transition initial_series → maintenance: condition changed from series.completed >= "
             "params.initial_series_sessions to series.completed > params.initial_series_sessions") in out
     assert "~ Rules: evaluation order changed from welcome, too_few_documented_trials" in out

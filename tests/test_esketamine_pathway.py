@@ -90,7 +90,7 @@ def test_example_cohort_plans_and_renders_cleanly(tmp_path: Path) -> None:
     assert statuses == {
         "sp-001": ("induction", "active", []),
         "sp-002": ("induction", "active", ["dosing"]),
-        "sp-003": ("screening", "blocked", []),
+        "sp-003": ("screening", "blocked", ["dosing"]),  # blocked is a hold
         "sp-004": ("screening", "pending_eligibility", []),
     }
     out = tmp_path / "letters"

@@ -53,6 +53,7 @@ class Window:
     conflict_step: str | None
     unmet_flag: str | None
     move_outside_hours: bool = False  # a due on a closed day or after hours moves to the next opening's close
+    opens_at_opening: bool = False    # opens at the clinic's opening on the anchor's local day, not `opens` after it
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ class Step:
     overdue: Overdue | None
     safety: bool = False                 # never withdrawn by a status change or a stage exit
     flag_while_open: str | None = None
+    decisions: tuple[str, ...] = ()      # what a decision_recorded on it may say (named in refusals)
+    gates: str | None = None             # a hold its open task gates for its own occurrence key
+    while_held: str | None = None        # the task stands only while this hold is in force
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class Letter:
     send: timedelta
     withheld_while: frozenset[PatientStatus] = frozenset()
     expires: timedelta | None = None  # the letter's own expiry after its send time
+    key_field: str | None = None      # one letter per value of this data field (None: per event)
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,8 @@ class Hold:
     on_breach: tuple[Action, ...]
     booked_by: frozenset[str]
     on_booking: tuple[Action, ...]
+    while_status: frozenset[PatientStatus] = frozenset()  # statuses that keep the hold in force
+    withdraws: frozenset[str] = frozenset()               # routine steps those statuses withdraw
 
 
 @dataclass(frozen=True)
@@ -193,12 +200,20 @@ class Recurring:
 
 
 @dataclass(frozen=True)
+class Silence:
+    after: timedelta
+    broken_by: frozenset[str]
+    task: str
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     on_enter: tuple[Action, ...]
     series: Series | None
     recurring: tuple[Recurring, ...]
     transitions: tuple[Transition, ...]
+    silence: Silence | None = None
 
 
 @dataclass(frozen=True)
@@ -250,6 +265,10 @@ class Tables:
     breaches_by_type: dict[str, tuple[Hold, ...]]   # holds an event type breaks
     bookings_by_type: dict[str, tuple[Hold, ...]]   # holds an event type books past
     dose_types: frozenset[str]                      # event types completing early-tolerant recurring work
+    status_holds: dict[PatientStatus, tuple[str, ...]] = field(default_factory=dict)  # status → holds it keeps
+    withdrawn_while: dict[PatientStatus, frozenset[str]] = field(default_factory=dict)  # status → steps withdrawn
+    gates_by_type: dict[str, tuple[Step, ...]] = field(default_factory=dict)  # breaching event → gating steps
+    tracks_holds: bool = False                      # some step stands only while a hold is in force
 
 
 def _tables(p: CompiledPathway) -> Tables:
@@ -270,5 +289,19 @@ def _tables(p: CompiledPathway) -> Tables:
             bookings.setdefault(event_type, []).append(hold)
     doses = frozenset(t for stage in p.stages.values() for r in stage.recurring if r.early_tolerance is not None
                       for t in p.steps[r.step].done_by if t not in ("task_completed", "decision_recorded"))
+    status_holds: dict[PatientStatus, list[str]] = {}
+    withdrawn: dict[PatientStatus, set[str]] = {}
+    for hold in p.holds.values():
+        for status in hold.while_status:
+            status_holds.setdefault(status, []).append(hold.name)
+            withdrawn.setdefault(status, set()).update(hold.withdraws)
+    gates: dict[str, list[Step]] = {}
+    for step in p.steps.values():
+        if step.gates is not None and step.gates in p.holds:
+            for event_type in p.holds[step.gates].breached_by:
+                gates.setdefault(event_type, []).append(step)
     return Tables({k: tuple(v) for k, v in rules.items()}, {k: tuple(v) for k, v in resets.items()}, closing,
-                  {k: tuple(v) for k, v in breaches.items()}, {k: tuple(v) for k, v in bookings.items()}, doses)
+                  {k: tuple(v) for k, v in breaches.items()}, {k: tuple(v) for k, v in bookings.items()}, doses,
+                  {k: tuple(v) for k, v in status_holds.items()}, {k: frozenset(v) for k, v in withdrawn.items()},
+                  {k: tuple(v) for k, v in gates.items()},
+                  any(step.while_held is not None for step in p.steps.values()))

@@ -105,11 +105,13 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
                                     if w.when_clinic_closed is not None else None),
                 conflict_step=w.conflict_step, unmet_flag=w.unmet_flag,
                 move_outside_hours=_moves_outside_hours(p, s),
+                opens_at_opening=w.opens_at == "clinic_opening",
             ),
             done_by=frozenset(s.done_by), cancelled_by=frozenset(s.cancelled_by), holds=tuple(s.holds),
             overdue=(c.Overdue(offset(s.overdue.after), s.overdue.flag, s.overdue.task, s.overdue.priority)
                      if s.overdue else None),
             safety=s.safety, flag_while_open=s.flag_while_open,
+            decisions=tuple(s.decisions), gates=s.gates, while_held=s.while_held,
         )
 
     stages = {}
@@ -136,7 +138,9 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
                          actions(t.then))
             for k, t in enumerate(st.transitions)
         )
-        stages[name] = c.Stage(name, actions(st.on_enter), series, tuple(recurring), transitions)
+        silence = (c.Silence(offset(st.silence.after), frozenset(st.silence.broken_by), st.silence.task)
+                   if st.silence is not None else None)
+        stages[name] = c.Stage(name, actions(st.on_enter), series, tuple(recurring), transitions, silence)
 
     rules = tuple(
         c.Rule(
@@ -149,7 +153,7 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
     )
     letters = {
         name: c.Letter(name, l.template, field_of(l.anchor, "at"), offset(l.send), frozenset(l.withheld_while),
-                       offset(l.expires) if l.expires is not None else None)
+                       offset(l.expires) if l.expires is not None else None, field_of(l.per, "event"))
         for name, l in p.letters.items()
     }
     return c.CompiledPathway(
@@ -163,7 +167,8 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
         notes=_notes(p),
         worklist=c.WorklistView(offset(p.worklist.horizon), p.worklist.rows),
         holds={name: c.Hold(name, frozenset(h.breached_by), actions(h.on_breach), frozenset(h.booked_by),
-                            actions(h.on_booking)) for name, h in p.holds.items()},
+                            actions(h.on_booking), frozenset(h.while_status), frozenset(h.withdraws))
+               for name, h in p.holds.items()},
         facts=tuple(p.facts),
         letter_expiry=offset(p.letter_expiry), letter_channel=p.letter_channel,
     )
@@ -176,6 +181,8 @@ def _moves_outside_hours(p: m.Pathway, s: m.Step) -> bool:
     its own policy (`when_clinic_closed`); routine and high-priority work falls due while the
     clinic is open."""
     w = s.window
+    if s.in_session:
+        return False  # done in the session: the session's clock is the deadline, after hours too
     if w.due_outside_hours is not None:
         return resolve_enum(p, w.due_outside_hours, m.OutsideHours) is m.OutsideHours.NEXT_OPENING
     if s.priority is m.Priority.URGENT or isinstance(w.due, m.ClockDue) or w.when_clinic_closed is not None:

@@ -123,3 +123,12 @@ def next_opening(cal: ClinicCalendar, after: datetime) -> tuple[datetime, dateti
                 return max(opens, local), closes
         day += timedelta(days=1)
     raise ValueError("the clinic has no opening hours within a year")
+
+
+def day_opening(cal: ClinicCalendar, anchor: datetime) -> datetime:
+    """The clinic's first opening time on the anchor's clinic-local day (local midnight when
+    it is closed that day), never after the anchor itself."""
+    day = anchor.astimezone(cal.zone).date()
+    spans = open_spans(cal, day)
+    opening = localize(day, spans[0][0] if spans else time(0, 0), cal.zone)
+    return min(opening, anchor.astimezone(cal.zone))

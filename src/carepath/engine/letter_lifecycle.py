@@ -34,10 +34,12 @@ class SessionFacts(Protocol):
 
 def settle_letters(compiled: c.CompiledPathway, letters: Iterable[PlannedLetter],
                    sessions: Mapping[str, SessionFacts], as_of: datetime,
-                   discharged_at: datetime | None = None) -> tuple[PlannedLetter, ...]:
+                   discharged_at: datetime | None = None,
+                   withdrawn: frozenset[str] = frozenset()) -> tuple[PlannedLetter, ...]:
     """The letters with `expires_at` and `status` as of `as_of`, in send order. A letter
     whose send time comes after the patient's discharge is withdrawn: discharge ends
-    routine work, and a letter is routine work."""
+    routine work, and a letter is routine work. `withdrawn` are letters an earlier
+    episode's discharge withdrew (the patient has since returned)."""
     out = []
     for letter in letters:
         session = sessions.get(letter.session) if letter.session is not None else None
@@ -49,7 +51,7 @@ def settle_letters(compiled: c.CompiledPathway, letters: Iterable[PlannedLetter]
         if booked is not None:
             announced = booked.astimezone(letter.send_at.tzinfo)
             expires_at = min(expires_at, announced) if own is not None else announced
-        if (discharged_at is not None and letter.send_at > discharged_at) or (
+        if letter.id in withdrawn or (discharged_at is not None and letter.send_at > discharged_at) or (
                 session is not None and (session.status == "cancelled"
                                          or (booked is not None and session.scheduled_by != letter.trigger))):
             status = WITHDRAWN

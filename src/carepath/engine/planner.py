@@ -17,7 +17,7 @@ from typing import Protocol
 from carepath.compile import compiled as c
 from carepath.compile.conditions import ConditionError
 from carepath.engine import calendar as cal
-from carepath.engine import why
+from carepath.engine import loops, why
 from carepath.engine.ids import output_id
 from carepath.engine.letter_lifecycle import settle_letters
 from carepath.engine.result import EngineRejection, PatientPlan, PlannedLetter, PlannedSession, PlannedTask
@@ -61,6 +61,7 @@ class _Task:
     reason: str | None = None     # what the triggering event recorded (engine/why.py), and when
     reason_at: datetime | None = None
     superseded_at: datetime | None = None  # an open task is withdrawn once this passes (its window's end)
+    closed_reason: str | None = None  # why it was withdrawn or superseded, when the plan can say
 
     @property
     def is_open(self) -> bool:
@@ -96,6 +97,9 @@ class _Visit:
     # recurring step → what its next interval runs from (the latest occurrence's anchor, or
     # the completion that counted for it), for work anchored on the actual completion
     since: dict[str, datetime] = field(default_factory=dict)
+    contact: tuple[datetime, str] | None = None  # the latest event that broke the stage's silence
+    silent: bool = False                         # a silence's outreach is raised and not yet broken
+    silences: set[str] = field(default_factory=set)
 
 
 class _Fold:
@@ -128,6 +132,11 @@ class _Fold:
         self.recurring_ahead: datetime | None = None  # when the next recurring occurrence opens (at as_of)
         self.rejected: list[EngineRejection] = []
         self.fired: set[str] = set()
+        self.withheld: list[tuple[str, EventLike, str]] = []
+        self.letter_keys: set[tuple[str, str]] = set()  # (letter, value) for letters sent once per value  # letters a status withheld, to release later
+        self.withdrawn_letters: set[str] = set()  # letter ids an earlier episode's discharge withdrew
+        self.silence_ahead: datetime | None = None  # when the stage's silence next raises its outreach
+        self.hold_history = loops.HoldHistory() if compiled.tables.tracks_holds else None
         self.tables = compiled.tables
         self.rules_by_type = self.tables.rules_by_type
 
@@ -138,7 +147,9 @@ class _Fold:
         return _Context(self, event)
 
     def holds(self) -> set[str]:
-        return {h for t in self.holding if t.is_open for h in t.step.holds}
+        held = {h for t in self.holding if t.is_open for h in t.step.holds}
+        by_status = self.tables.status_holds.get(self.status)
+        return held.union(by_status) if by_status else held
 
     # --- the fold ------------------------------------------------------------------
 
@@ -149,17 +160,28 @@ class _Fold:
             # occurrence opens: then materialising would change nothing (see `wake`).
             if visit is not None and visit.stage.recurring and (visit.wake is None or visit.wake <= event.at):
                 self.materialise_recurring(event.at)
+            if visit is not None and visit.stage.silence is not None:
+                loops.silence_check(self, event.at)
             self.apply(event)
+            if self.hold_history is not None:
+                self.hold_history.note(event.at, self.holds())
         self.materialise_recurring(as_of, include_next=True)
+        self.silence_ahead = None
+        loops.silence_check(self, as_of)
 
     def apply(self, event: EventLike) -> None:
         if self.visit is None:
             self.enter(self.p.start, event)
+        elif event.type == "enrolled" and self.status is PatientStatus.DISCHARGED:
+            loops.new_episode(self, event)
         if event.type == "session_scheduled" and not self.accept_booking(event):
             return
-        if event.type in _COMPLETIONS and not self.names_real_task(event):
+        if event.type in _COMPLETIONS and (not self.names_real_task(event) or loops.refuses_completion(self, event)):
             return
         breached = self.breached_holds(event) if event.type in self.tables.breaches_by_type else ()
+        if event.type in self.tables.gates_by_type:
+            breached = loops.gated_breaches(self, event, breached)
+        loops.contact(self, event)
         if event.type in self.tables.bookings_by_type:
             self.booking(event)
         if event.type in self.tables.dose_types:
@@ -364,7 +386,8 @@ class _Fold:
             elif isinstance(action, c.SetStatus):
                 if action.status is PatientStatus.DISCHARGED and self.status is not PatientStatus.DISCHARGED:
                     self.discharge(event.at)  # however the pathway discharges, the same work ends
-                self.status = action.status
+                before, self.status = self.status, action.status
+                loops.status_changed(self, before, event)
             elif isinstance(action, c.Goto):
                 self.enter(action.stage, event)
             elif isinstance(action, c.Complete):
@@ -390,7 +413,8 @@ class _Fold:
         task_id = output_id("t", self.p.id, self.p.version, self.patient.ref, step_name, key)
         start = anchor if anchor is not None else self.anchor(step.anchor_field, event)
         window = step.window
-        earliest = cal.shift(start, window.opens, window.basis, self.zone)
+        earliest = (cal.day_opening(self.p.clinic, start) if window.opens_at_opening
+                    else cal.shift(start, window.opens, window.basis, self.zone))
         if anchor is None and step.anchor_field is not None and earliest < event.at:
             # Measured from a booked start, a window may "open" before the booking itself:
             # the work exists only from the event that calls for it.
@@ -417,6 +441,8 @@ class _Fold:
                 event.type, event.data, self.zone, self.p.event_fields.get(event.type),
                 self.p.notes.get(f"event:{event.type}")), event.at
         self.tasks[task_id] = task
+        if self.tables.withdrawn_while:
+            loops.withdrawn_at_birth(self, task)
         if step.holds:
             if existing is not None and existing in self.holding:
                 self.holding.remove(existing)
@@ -450,18 +476,33 @@ class _Fold:
                 # session): the conflict needs attention at once, not after the weekend.
                 conflict.due = event.at.astimezone(self.zone)
 
-    def create_letter(self, letter_name: str, event: EventLike, source: str) -> None:
+    def create_letter(self, letter_name: str, event: EventLike, source: str, *,
+                      release_at: datetime | None = None) -> None:
         letter = self.p.letters[letter_name]
         if self.status in letter.withheld_while:
-            return  # e.g. no session instructions to a patient who must not be dosed
+            # e.g. no session instructions to a patient who must not be dosed; kept to be
+            # released if the status ends (engine/loops.py)
+            self.withheld.append((letter_name, event, source))
+            return
         letter_id = output_id("l", self.p.id, self.p.version, self.patient.ref, letter_name, f"event:{event.id}")
         if letter_id in self.letters:
             return
+        if letter.key_field is not None:
+            # One letter per value (one session recorded twice under two ids: one reminder).
+            per = (letter_name, str(event.data.get(letter.key_field)))
+            if per in self.letter_keys:
+                return
+            self.letter_keys.add(per)
         at_utc = event.at.astimezone(UTC)
         anchor = self.anchor(letter.anchor_field, event)
         planned = (at_utc if anchor is event.at else anchor.astimezone(UTC)) + letter.send
-        # A letter cannot go out before the event that calls for it was recorded.
-        send_at = max(planned, at_utc).astimezone(self.patient_zone)
+        # A letter cannot go out before the event that calls for it was recorded (or, for a
+        # withheld letter, before it was released).
+        send_at = max(planned, at_utc, release_at.astimezone(UTC) if release_at else at_utc
+                      ).astimezone(self.patient_zone)
+        if release_at is not None and letter.anchor_field is None and \
+                release_at >= planned + (letter.expires or self.p.letter_expiry):
+            return  # released after it would have expired: it is never sent
         session = event.data.get("session")
         self.letters[letter_id] = PlannedLetter(letter_id, letter_name, letter.template, send_at, event.id, source,
                                                 str(session) if session is not None else None)
@@ -604,6 +645,8 @@ class _Fold:
                                         f"stage:{visit.stage.name}:recurring",
                                         key=f"{visit.stage.name}:{visit.trigger}:{n + 1}", anchor=anchor)
                 task.created_at = opens
+                if visit.silent and not task.step.safety:
+                    loops.supersede(task, opens)  # the silence's outreach stands for it
                 if ahead:
                     # The plan gains the following occurrence once this one opens.
                     if self.recurring_ahead is None or opens < self.recurring_ahead:
@@ -628,8 +671,12 @@ class _Fold:
         tasks: list[PlannedTask] = []
         holds = self.holds()
         unmet: dict[str, tuple[datetime, bool]] = {}
+        history = self.hold_history
         for task in self.tasks.values():
             status = _status(task, as_of)
+            closed_reason = task.closed_reason if status == "cancelled" else None
+            if history is not None and loops.released(task, history, as_of):
+                status, closed_reason = "cancelled", loops.HOLD_RELEASED
             priority = task.priority
             window = task.step.window
             if window.unmet_flag and task.due is not None and task.cancelled_at is None:
@@ -649,13 +696,14 @@ class _Fold:
                 status=status, trigger=task.trigger, out_of_window=task.out_of_window, source=task.source,
                 completed_at=task.done_at.astimezone(self.zone) if task.done_at else None,
                 reason=task.reason, reason_at=task.reason_at.astimezone(self.zone) if task.reason_at else None,
-                held=self.held(task, status, holds),
+                held=self.held(task, status, holds), closed_reason=closed_reason,
             ))
         flags.update(flag for flag, (_, missed) in unmet.items() if missed)
         escalations = self.escalations(as_of, tasks)
         tasks.extend(escalations)
         tasks.sort(key=lambda t: (t.due or t.earliest, t.earliest, t.step, t.id))
-        letters = settle_letters(self.p, self.letters.values(), self.sessions, as_of, self.discharged_at)
+        letters = settle_letters(self.p, self.letters.values(), self.sessions, as_of, self.discharged_at,
+                                 frozenset(self.withdrawn_letters))
         wake = self.wake(as_of, escalations, letters)
         sessions = sorted(
             (PlannedSession(s.id, s.status, s.start.astimezone(self.zone) if s.start else None,
@@ -679,6 +727,8 @@ class _Fold:
         times: list[datetime] = []
         if self.recurring_ahead is not None:
             times.append(self.recurring_ahead)
+        if self.silence_ahead is not None:
+            times.append(self.silence_ahead)
         for task in self.tasks.values():
             if not task.is_open:
                 continue

@@ -25,6 +25,7 @@ class PlannedTask:
     reason: str | None = None
     reason_at: datetime | None = None
     held: tuple[str, ...] = ()  # holds open now that stop what this task's booking is for (e.g. dosing)
+    closed_reason: str | None = None  # why a cancelled task was withdrawn or superseded, when known
 
     def as_json(self, pathway_version: str) -> dict[str, object]:
         return {
@@ -34,7 +35,7 @@ class PlannedTask:
             "source": self.source, "pathway_version": pathway_version,
             "completed_at": self.completed_at.isoformat() if self.completed_at else None,
             "reason": self.reason, "reason_at": self.reason_at.isoformat() if self.reason_at else None,
-            "held": list(self.held),
+            "held": list(self.held), "closed_reason": self.closed_reason,
         }
 
 

@@ -261,6 +261,11 @@ class Window(Frozen):
     )
     conflict_step: Name | None = Field(default=None, description="step created under the escalate policy")
     unmet_flag: Name | None = Field(default=None, description="flag raised when the window passes undone")
+    opens_at: Literal["clinic_opening"] | None = Field(
+        default=None,
+        description="clinic_opening: the window opens at the clinic's first opening time on the anchor's "
+                    "clinic-local day (local midnight on a closed day), never after the anchor; replaces 'opens'",
+    )
     due_outside_hours: _enum(OutsideHours) | ParamRef | None = Field(
         default=None,
         description="a due time on a closed day or outside opening hours: allowed (it stands), or next_opening "
@@ -374,6 +379,19 @@ class Step(Frozen):
     safety: bool = Field(default=False, description="safety-critical: a status change (e.g. discharge) or "
                                                     "leaving a stage never withdraws it")
     flag_while_open: Name | None = Field(default=None, description="a flag shown while a task of this step is open")
+    in_session: bool = Field(default=False, description="done in the session it is anchored on (e.g. post-dose "
+                                                        "blood pressure): its deadline keeps the session's clock "
+                                                        "and is never moved to the next opening")
+    decisions: list[str] = Field(default_factory=list,
+                                 description="the decisions a decision_recorded on this step's tasks may take; "
+                                             "named when a task_completed the step cannot take is refused")
+    gates: Name | None = Field(default=None,
+                               description="a hold this step's task gates for its own occurrence: the hold's "
+                                           "breaching event for the same `per` key while the task is open is a "
+                                           "breach (e.g. a dose given before the pre-dose check)")
+    while_held: Name | None = Field(default=None,
+                                    description="the task stands only while this hold is in force: released "
+                                                "before its due, it closes itself; a hold that returns reopens it")
 
 
 
@@ -386,6 +404,9 @@ class Letter(Frozen):
     send: Offset = Offset("0h")
     withheld_while: list[_enum(PatientStatus)] = Field(
         default_factory=list, description="patient statuses in which this letter is not sent (e.g. blocked)")
+    per: str = Field(default="event", description="'event' (one letter per triggering event) or 'data.<field>' "
+                                                  "(one letter per value, e.g. one per session however often it "
+                                                  "is recorded)")
     expires: Offset | None = Field(
         default=None, description="how long after its send time the letter may still go out (default: the "
                                   "pathway's letter_expiry; a letter anchored on a session's booked start "
@@ -463,12 +484,23 @@ class Recurring(Frozen):
                                   "occurrence; the next interval then runs from the actual completion")
 
 
+class Silence(Frozen):
+    """Lost to follow-up: no `broken_by` event for `after` while in the stage raises one
+    task, which supersedes the stage's recurring work left overdue (not a pile of rows)."""
+
+    after: Offset = Field(description="how long without a breaking event, e.g. $lost_to_follow_up_after")
+    broken_by: NameList = Field(description="event types that show the patient is still in care "
+                                            "(e.g. session_completed, assessment_recorded)")
+    task: Name = Field(description="the outreach step created once per silence")
+
+
 class Stage(Frozen):
     description: str | None = None
     on_enter: list[Action] = Field(default_factory=list)
     series: Series | None = None
     recurring: list[Recurring] = Field(default_factory=list)
     transitions: list[Transition] = Field(default_factory=list)
+    silence: Silence | None = Field(default=None, description="lost to follow-up in this stage")
 
 
 class FlagSeverity(StrEnum):
@@ -517,6 +549,12 @@ class Hold(Frozen):
                                 description="event types that book what the hold stops (e.g. session_scheduled); "
                                             "their tasks show the hold while it is open")
     on_booking: list[Action] = Field(default_factory=list, description="actions on a booking while the hold is open")
+    while_status: list[_enum(PatientStatus)] = Field(
+        default_factory=list, description="patient statuses that keep the hold in force, as an open step does "
+                                          "(e.g. blocked)")
+    withdraws: NameList = Field(
+        default_factory=list, description="routine steps (e.g. boosters) withdrawn when one of while_status "
+                                          "begins; their occurrences come withdrawn while it lasts")
 
 
 class Sessions(Frozen):
