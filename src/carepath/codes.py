@@ -51,6 +51,10 @@ class Code(StrEnum):
     CALENDAR_STEP_WINDOW = "CP408"
     FLAG_NEVER_CLEARED = "CP409"
     TOLERANCE_WITHOUT_EVENT = "CP410"
+    WITHDRAWS_SAFETY_STEP = "CP411"
+    GATE_WITHOUT_KEY = "CP412"
+    DECISIONS_NOT_CLOSING = "CP413"
+    CONFLICTING_TIMING = "CP414"
     # 5xx: expressions
     EXPR_SYNTAX = "CP501"
     EXPR_UNKNOWN_NAME = "CP502"
@@ -106,6 +110,14 @@ SUMMARIES: dict[Code, str] = {
     Code.FLAG_NEVER_CLEARED: "A flag is raised by a `flag:` action but nothing ever clears it (no `unflag:`).",
     Code.TOLERANCE_WITHOUT_EVENT: "A recurring step's `early_tolerance` has no event to act on: the step is "
                                   "completed only by task_completed/decision_recorded.",
+    Code.WITHDRAWS_SAFETY_STEP: "A hold's `withdraws` names a safety-critical step; a status change never "
+                                "withdraws safety work.",
+    Code.GATE_WITHOUT_KEY: "A step that `gates` a hold has no `per: data.<field>` key, so no breaching event "
+                           "can be matched to its task.",
+    Code.DECISIONS_NOT_CLOSING: "A step lists `decisions` but a decision_recorded does not close it "
+                                "(decision_recorded missing from done_by).",
+    Code.CONFLICTING_TIMING: "Two timing settings of a step contradict each other (in_session with "
+                             "due_outside_hours: next_opening, or opens_at with opens).",
     Code.EXPR_SYNTAX: "An expression does not parse.",
     Code.EXPR_UNKNOWN_NAME: "An expression uses a name the engine does not provide.",
     Code.EXPR_UNKNOWN_ATTRIBUTE: "An expression reads an attribute the named object does not have.",

@@ -17,7 +17,7 @@ def check_safety(ctx: CheckContext) -> None:
     p = ctx.pathway
     kept = {h for step in p.steps.values() for h in step.holds}
     for name, hold in p.holds.items():
-        if name not in kept:
+        if name not in kept and not hold.while_status:
             ctx.report(("holds", name), Code.UNKNOWN_HOLD,
                        f"hold {name!r} is declared, but no step keeps it: its breach and booking reactions never fire",
                        "add it to a step's 'holds:' or fix the name (" + _suggest(name, kept) + ")", key=True)
