@@ -82,6 +82,7 @@ class Step:
     decisions: tuple[str, ...] = ()      # what a decision_recorded on it may say (named in refusals)
     gates: str | None = None             # a hold its open task gates for its own occurrence key
     while_held: str | None = None        # the task stands only while this hold is in force
+    in_session: bool = False             # done in its session: the due keeps the session's clock (review tools)
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
             overdue=(c.Overdue(offset(s.overdue.after), s.overdue.flag, s.overdue.task, s.overdue.priority)
                      if s.overdue else None),
             safety=s.safety, flag_while_open=s.flag_while_open,
-            decisions=tuple(s.decisions), gates=s.gates, while_held=s.while_held,
+            decisions=tuple(s.decisions), gates=s.gates, while_held=s.while_held, in_session=s.in_session,
         )
 
     stages = {}

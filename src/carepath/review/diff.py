@@ -285,6 +285,8 @@ def _step_facts(name: str, step: object, r: Reviewed) -> Facts:
     opens, opens_anchor = relative(r.model, ms.window.opens, anchor)
     due, due_anchor = due_text(r.model, ms.window.due, anchor)
     w = step.window
+    if w.opens_at_opening:
+        opens, opens_anchor = f"at the clinic's opening on the day of {anchor}", ""
     overdue = "none"
     if step.overdue is not None:
         o = step.overdue
@@ -310,6 +312,12 @@ def _step_facts(name: str, step: object, r: Reviewed) -> Facts:
         "overdue escalation": Fact(step.overdue, overdue),
         "safety-critical (kept through discharge)": _plain(step.safety, "yes" if step.safety else "no"),
         "flag while open": _plain(step.flag_while_open, step.flag_while_open or "none"),
+        "window opens at the clinic's opening": _plain(w.opens_at_opening, "yes" if w.opens_at_opening else "no"),
+        "in session (keeps the session's clock after hours)": _plain(step.in_session,
+                                                                      "yes" if step.in_session else "no"),
+        "decisions it takes": _names(step.decisions),
+        "gates hold (a dose while open is a breach)": _plain(step.gates, step.gates or "none"),
+        "stands only while hold is in force": _plain(step.while_held, step.while_held or "none"),
     }
 
 
@@ -340,7 +348,9 @@ def _letters(old: Reviewed, new: Reviewed) -> list[Change]:
                 "withheld while": Fact(letter.withheld_while,
                                        ", ".join(sorted(x.value for x in letter.withheld_while)) or "never"),
                 "expires": Fact((letter.expires or r.compiled.letter_expiry, letter.anchor_field),
-                                f"{lasts} after its send time{booked}")}
+                                f"{lasts} after its send time{booked}"),
+                "one letter per": Fact(letter.key_field, "triggering event" if letter.key_field is None
+                                       else f"data.{letter.key_field}", code=letter.key_field is not None)}
 
     def summary(name: str, letter: object, r: Reviewed) -> str:
         f = facts(name, letter, r)
@@ -399,6 +409,9 @@ def _stage_facts(name: str, stage: object, r: Reviewed) -> Facts:
         series = f"{stage.series.sessions} sessions" + (f" ({blocks})" if blocks else "") + \
             (f", step {stage.series.step} per slot" if stage.series.step else "")
     out = {"on entry": _actions(stage.on_enter), "series": Fact(stage.series, series)}
+    if stage.silence is not None:
+        out["lost to follow-up"] = Fact(stage.silence, f"{stage.silence.task} after {delta_text(stage.silence.after)} "
+                                        f"without {events_text(stage.silence.broken_by)}")
     for rec in stage.recurring:
         out[f"recurring {rec.step}"] = Fact(rec, _recurring_text(r, name, rec))
     return out
@@ -454,7 +467,9 @@ def _holds(old: Reviewed, new: Reviewed) -> list[Change]:
     def facts(_: str, hold: object, r: Reviewed) -> Facts:
         assert isinstance(hold, c.Hold)
         return {"breached by": _names(hold.breached_by), "on breach": _actions(hold.on_breach),
-                "booked by": _names(hold.booked_by), "on booking": _actions(hold.on_booking)}
+                "booked by": _names(hold.booked_by), "on booking": _actions(hold.on_booking),
+                "in force while status": _names(tuple(x.value for x in hold.while_status)),
+                "withdrawn by that status": _names(hold.withdraws)}
 
     def summary(name: str, hold: object, r: Reviewed) -> str:
         assert isinstance(hold, c.Hold)

@@ -69,6 +69,9 @@ def _stage_node(compiled: c.CompiledPathway, stage: c.Stage) -> str:
         if r.early_tolerance is not None:
             every += f", from the actual dose (counts up to {delta_text(r.early_tolerance)} early)"
         lines.append(f"{every}: {r.step}")
+    if stage.silence is not None:
+        lines.append(f"no {events_text(stage.silence.broken_by)} for {delta_text(stage.silence.after)}: "
+                     f"{stage.silence.task}")
     body = label(*lines)[1:-1]
     return f'    s_{stage.name}["{_bold(stage.name)}{"<br/>" + body if body else ""}"]'
 
@@ -121,6 +124,13 @@ def _holds(compiled: c.CompiledPathway) -> list[str]:
         for hold in compiled.holds.values():
             keepers = sorted(s.name for s in compiled.steps.values() if hold.name in s.holds)
             lines = [f"kept by {', '.join(keepers) or 'no step'}"]
+            if hold.while_status:
+                lines.append(f"in force while {', '.join(sorted(x.value for x in hold.while_status))}")
+                if hold.withdraws:
+                    lines.append(f"which withdraws {', '.join(sorted(hold.withdraws))}")
+            gates = sorted(st.name for st in compiled.steps.values() if st.gates == hold.name)
+            if gates:
+                lines.append(f"gated per session by {', '.join(gates)}")
             if hold.breached_by:
                 lines.append(f"breached by {events_text(hold.breached_by)}")
                 lines += _actions("then:", hold.on_breach)

@@ -254,7 +254,10 @@ class _Builder:
             hid = fhir_id(f"hold-{hold.name}-{kind}")
             item: dict[str, Any] = {"id": hid, "title": f"Hold {hold.name}: {kind} while it is open",
                                     "trigger": self._triggers(events),
-                                    "textEquivalent": f"Acts when this event comes while a {hold.name} hold is open."}
+                                    "textEquivalent": f"Acts when this event comes while a {hold.name} hold is open"
+                                                      + (f" (also while the patient is "
+                                                         f"{' or '.join(sorted(x.value for x in hold.while_status))})"
+                                                         if hold.while_status else "") + "."}
             if actions:
                 item["action"] = self._actions(actions, hid)
             out.append(item)
@@ -297,6 +300,14 @@ class _Builder:
             usage += "; safety-critical: discharge or another status change never withdraws it"
         if step.flag_while_open:
             usage += f"; flags the patient {step.flag_while_open} while open"
+        if step.in_session:
+            usage += "; done in the session: its deadline keeps the session's clock after hours"
+        if step.gates:
+            usage += f"; gates {step.gates}: a dose for its session while it is open is a breach"
+        if step.while_held:
+            usage += f"; stands only while {step.while_held} is in force"
+        if step.decisions:
+            usage += f"; decisions: {', '.join(step.decisions)}"
         rid = self._step_id(name)
         out = {
             "resourceType": "ActivityDefinition", "id": rid, "url": self._url("ActivityDefinition", rid),
