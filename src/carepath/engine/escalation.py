@@ -34,17 +34,11 @@ from datetime import datetime, timedelta
 from carepath.compile import compiled as c
 from carepath.engine import calendar as cal
 from carepath.engine.result import Acknowledgement, EscalationState, PlannedTask
-from carepath.model.pathway import Priority
 
 @dataclass(frozen=True, slots=True)
 class _Span:
     start: datetime
     end: datetime | None  # None: still running with no new event
-
-
-def escalates(step: c.Step) -> bool:
-    """Whether a step's tasks take part in acknowledgement and escalation."""
-    return step.safety or step.priority is Priority.URGENT
 
 
 def settle(p: c.CompiledPathway, tasks: Sequence[PlannedTask], acks: Mapping[str, Acknowledgement],
@@ -64,7 +58,7 @@ def settle(p: c.CompiledPathway, tasks: Sequence[PlannedTask], acks: Mapping[str
     overdue: list[tuple[int, _Span]] = []
     for i, task in enumerate(out):
         step = p.steps.get(task.step)
-        if step is None or not escalates(step):
+        if step is None or not c.escalates(step):
             continue
         end = closed.get(task.id)
         ack = acks.get(task.id)
