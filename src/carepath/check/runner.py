@@ -8,6 +8,7 @@ from pathlib import Path
 
 from carepath.check.conditions import check_conditions
 from carepath.check.context import CheckContext
+from carepath.check.escalation import check_escalation
 from carepath.check.loops import check_loops
 from carepath.check.references import check_references
 from carepath.check.safety import check_safety
@@ -22,7 +23,7 @@ from carepath.source.loader import LoadedSource, load_source
 
 PATHWAY_SUFFIXES = (".yaml", ".yml")
 CHECKS = (check_references, check_structure, check_timing, check_conditions, check_templates, check_safety,
-          check_loops)
+          check_loops, check_escalation)
 
 
 @dataclass

@@ -242,11 +242,25 @@ class CompiledPathway:
     facts: tuple[str, ...] = ()
     letter_expiry: timedelta = timedelta(days=7)  # the model's default; pathways set it from a parameter
     letter_channel: str = "file"  # file | email | print
+    escalation: Escalation | None = None  # None: urgent work is shown, but escalates to nobody
     # Derived once, here, from the fields above: the engine's lookups by event type.
     tables: Tables = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tables", _tables(self))
+
+
+@dataclass(frozen=True)
+class Escalation:
+    tiers: tuple[str, ...]          # roles told in turn
+    delay_in_hours: timedelta       # to the next tier, for work raised while the clinic is open
+    delay_out_of_hours: timedelta   # the same, for work raised while it is closed
+    repeat: timedelta               # a safety task open past its due escalates again this often
+
+
+def escalates(step: Step) -> bool:
+    """Whether a step's tasks are acknowledged and escalate: urgent or safety-critical work."""
+    return step.safety or step.priority is Priority.URGENT
 
 
 @dataclass(frozen=True)
