@@ -34,7 +34,7 @@ def choose(spec: RunSpec, patients_path: str, events_path: str, work: Path, shar
     patients, _ = PatientsIndex(ledger.engine, compiled.id).read_all(patients_path, compiled.clinic.zone.key)
     store = EventStore(ledger.engine, compiled.id)
     index = WakeIndex(ledger.engine, compiled.id)
-    ingested = store.ingest(events_path, on_new=index.mark_dirty)
+    ingested = store.ingest(events_path, on_new=index.mark_dirty, known=patients, reread=full)
     everyone = full or ingested.restarted or spec.migration is not None
     due = index.due(patients, spec.as_of, spec.digest, full=everyone,
                     sharing=lambda refs: {p for _, p in store.shared(refs)})
