@@ -202,7 +202,8 @@ def _emit(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     try:
         compiled = api.check_run_inputs(args.pathway, args.patients, args.events)
-        event = record_event(compiled, args.patients, args.events, text)
+        recorded = record_event(compiled, args.patients, args.events, text)
+        event = recorded.event
     except api.InvalidInput as exc:
         for d in exc.diagnostics:
             print(d.render(), file=sys.stderr)
@@ -220,7 +221,11 @@ def _emit(args: argparse.Namespace) -> int:
         return EXIT_UNAVAILABLE
     where = f"sent {EVENT_NAME} {sent} to Prefect" if sent else \
         "no Prefect server configured (PREFECT_API_URL): the next sweep will plan it"
-    print(f"recorded event {event.id} ({event.type}) for {event.patient} in {args.events}; {where}")
+    if recorded.appended:
+        print(f"recorded event {event.id} ({event.type}) for {event.patient} in {args.events}; {where}")
+    else:
+        print(f"event {event.id} ({event.type}) for {event.patient} is already in {args.events} exactly as given: "
+              f"not appended again; {where}")
     return EXIT_OK
 
 

@@ -238,6 +238,27 @@ def check_documents_url(location: str) -> None:
         raise LocationRefused(f"{DOCUMENTS_ENV}: {problem}")
 
 
+OWNER = ".carepath-pathway"
+"""A shared documents location's marker: the id of the pathway whose documents it holds."""
+
+
+def claim_location(storage: LocalStorage | FsspecStorage, pathway: str) -> None:
+    """Mark a shared documents location as this pathway's, or LocationRefused when it
+    holds another pathway's: two deployments sharing CAREPATH_DOCUMENTS_URL would each
+    rewrite tasks.jsonl, the worklist and the FHIR exports with their own cohort."""
+    if storage.exists(OWNER):
+        owner = storage.read_bytes(OWNER).decode("utf-8", "replace").strip()
+        if owner and owner != pathway:
+            where = storage.shown(OWNER).rsplit("/", 1)[0]
+            raise LocationRefused(
+                f"{DOCUMENTS_ENV}: {where} holds the documents of pathway {owner}, not {pathway}: give each pathway "
+                f"its own location (e.g. {where.rstrip('/')}/{pathway}) in its deployment's job_variables.env")
+        if owner == pathway:
+            return
+    with storage.writer(OWNER) as handle:
+        handle.write(pathway.encode() + b"\n")
+
+
 def documents_location(out: Location) -> Location:
     """Where a run's documents go: CAREPATH_DOCUMENTS_URL when set, else the output folder."""
     return os.environ.get(DOCUMENTS_ENV) or out
