@@ -97,3 +97,84 @@ def test_refs_differing_only_in_case_get_names_that_differ_on_a_case_insensitive
     folded = {record_name(r).casefold() for r in refs}
     assert len(folded) == len(refs)
     assert record_name("p-001") == f"patients/{record_name('p-001').split('/')[1]}/p-001.json"
+
+
+# --- pathway files: residuals of earlier rounds ------------------------------------------
+
+PATHWAY = Path(__file__).resolve().parents[1] / "pathways" / "ketamine-iv.yaml"
+
+
+def _check_text(tmp_path: Path, text: str):  # noqa: ANN202 - a Checked
+    from carepath.check.runner import check_file
+
+    target = tmp_path / "pathways" / "ketamine-iv.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    return check_file(target, display="ketamine-iv.yaml")
+
+
+@pytest.mark.parametrize("version", ["١.٠.٠", "1.٢.0", "１.0.0", "1.0.0\n"])
+def test_a_version_in_other_digits_is_not_a_version(tmp_path: Path, version: str) -> None:
+    text = PATHWAY.read_text().replace("version: 1.0.0", f"version: {json.dumps(version)}", 1)
+    assert json.dumps(version) in text
+    result = _check_text(tmp_path, text)
+    assert not result.ok and any("is not a version like 1.0.0" in d.message for d in result.diagnostics)
+
+
+def test_a_duration_in_other_digits_is_refused() -> None:
+    from carepath.model.durations import parse_offset
+
+    with pytest.raises(ValueError):
+        parse_offset("٢٤h")
+
+
+def test_a_nul_byte_is_reported_at_its_own_line_and_column(tmp_path: Path) -> None:
+    lines = PATHWAY.read_text().splitlines(keepends=True)
+    lines[9] = lines[9][:4] + "\x00" + lines[9][4:]
+    result = _check_text(tmp_path, "".join(lines))
+    (found,) = [d for d in result.diagnostics if "U+0000" in d.message]
+    assert (found.line, found.col) == (10, 5)
+
+
+def test_a_huge_flow_sequence_is_refused_in_well_under_a_second(tmp_path: Path) -> None:
+    import time
+
+    flow = "[" + ", ".join(["7"] * 280_000) + "]"  # about 840 KB
+    text = PATHWAY.read_text() + f"\nnotes: {flow}\n"
+    assert 800_000 < len(text.encode()) < 1024 * 1024
+    started = time.process_time()
+    result = _check_text(tmp_path, text)
+    assert time.process_time() - started < 1.0
+    assert [d.code for d in result.diagnostics] == ["CP105"] and "more than 20000 values" in result.diagnostics[0].message
+
+
+def test_a_letter_that_fails_on_a_type_at_run_time_is_a_letter_error_not_a_bug(tmp_path: Path) -> None:
+    """validate reports it (CP607, tests/corpus); a run that meets one anyway stops with a
+    LetterError (exit 1) that does not quote the value."""
+    import shutil
+    from datetime import datetime
+
+    from carepath import api
+    from carepath.engine import plan
+    from carepath.sinks.letters import LetterError, render_letter
+
+    root = PATHWAY.parents[1]
+    shutil.copytree(root / "templates", tmp_path / "templates")
+    (tmp_path / "pathways").mkdir()
+    shutil.copy(PATHWAY, tmp_path / "pathways" / "ketamine-iv.yaml")
+    compiled = api.load_pathway(tmp_path / "pathways" / "ketamine-iv.yaml")
+    patients, _ = read_patients(root / "examples" / "demo" / "patients.jsonl", default_timezone="America/New_York")
+    from carepath.model.events import CORE_EVENTS  # noqa: F401 - the demo's events are read with the pathway's types
+    from carepath.records import read_events
+
+    events, _ = read_events(root / "examples" / "demo" / "events.jsonl", event_types=compiled.event_fields,
+                            patients=patients)
+    ref = next(iter(patients))
+    mine = [e for e in events if e.patient == ref]
+    result = plan(compiled, patients[ref], mine, datetime.fromisoformat("2026-03-05T17:00:00+00:00"))
+    letter = result.letters[0]
+    template = tmp_path / "templates" / "letters" / f"{letter.template}.md.j2"
+    template.write_text("Dear {{ patient.family_name + 1 }}\n")
+    with pytest.raises(LetterError) as caught:
+        render_letter(compiled, patients[ref], result, letter)
+    assert "TypeError" in str(caught.value) and patients[ref].family_name not in str(caught.value)
