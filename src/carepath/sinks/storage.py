@@ -34,14 +34,14 @@ from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
-from carepath.sinks.base import atomic_writer
+from carepath.sinks.base import PRIVATE, atomic_writer
 
 
 @runtime_checkable
 class Storage(Protocol):
     """A root that documents are written under, by relative name (`fhir/Task.ndjson`)."""
 
-    def writer(self, name: str, mode: int = 0o644) -> AbstractContextManager[BinaryIO]: ...
+    def writer(self, name: str, mode: int = PRIVATE) -> AbstractContextManager[BinaryIO]: ...
 
     def exists(self, name: str) -> bool: ...
 
@@ -78,7 +78,7 @@ class LocalStorage:
         return self.path(name)
 
     @contextmanager
-    def writer(self, name: str, mode: int = 0o644, *, durable: bool = True) -> Iterator[BinaryIO]:
+    def writer(self, name: str, mode: int = PRIVATE, *, durable: bool = True) -> Iterator[BinaryIO]:
         with atomic_writer(self.path(name), mode, durable=durable) as handle:
             yield handle
 
@@ -118,7 +118,7 @@ class FsspecStorage:
         return f"{self.root}/{_check(name)}"
 
     @contextmanager
-    def writer(self, name: str, mode: int = 0o644, *, durable: bool = True) -> Iterator[BinaryIO]:
+    def writer(self, name: str, mode: int = PRIVATE, *, durable: bool = True) -> Iterator[BinaryIO]:
         final = self._full(name)
         folder, _, base = final.rpartition("/")
         tmp = f"{folder}/.{base}.{uuid.uuid4().hex}.tmp"
