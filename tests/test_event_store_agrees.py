@@ -160,3 +160,22 @@ def test_blank_lines_cost_nothing_lasting(tmp_path: Path) -> None:
         assert store.unplaced(KNOWN, SPECS) == []
     finally:
         ledger.close()
+
+
+def test_a_sweep_says_when_the_last_line_has_no_newline(tmp_path: Path) -> None:
+    import shutil
+    from datetime import datetime
+
+    from carepath.orchestrator import sequence
+    from carepath.orchestrator.spec import RunSpec
+
+    root = Path(__file__).resolve().parents[1]
+    patients, events = tmp_path / "patients.jsonl", tmp_path / "events.jsonl"
+    shutil.copy(root / "examples" / "demo" / "patients.jsonl", patients)
+    events.write_bytes((root / "examples" / "demo" / "events.jsonl").read_bytes().rstrip(b"\n"))
+    logged: list[str] = []
+    spec = RunSpec.resolve(root / "pathways" / "ketamine-iv.yaml", tmp_path / "out",
+                           datetime.fromisoformat("2026-03-05T17:00:00+00:00"), "run", pdf=False)
+    sequence.sweep(spec, patients, events, log=logged.append)
+    lines = len(events.read_bytes().split(b"\n"))
+    assert any(f"last line ({lines}) has no newline" in line for line in logged), logged

@@ -26,6 +26,7 @@ class Chosen:
     ingested: int             # event lines read from the file by this run
     planned: int              # patients to re-plan
     reasons: dict[str, int]   # why they are re-planned, counted
+    unterminated: int | None = None  # the events file's last line has no newline yet (its number)
 
 
 def choose(spec: RunSpec, patients_path: str, events_path: str, work: Path, shard_size: int, full: bool,
@@ -46,4 +47,4 @@ def choose(spec: RunSpec, patients_path: str, events_path: str, work: Path, shar
     keyed = {key(ref): ref for ref in patients}
     others = sorted({keyed[p] for _, p in shared if p in keyed})
     shards = write_patient_shards(work, patients, due.refs, shard_size, others, sorted({i for i, _ in shared}))
-    return Chosen(shards, len(patients), ingested.lines, len(due.refs), reasons)
+    return Chosen(shards, len(patients), ingested.lines, len(due.refs), reasons, ingested.unterminated)

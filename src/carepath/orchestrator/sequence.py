@@ -78,6 +78,9 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
         chosen = run.call("choose-patients", choose, spec, str(patients), str(events), work, shard_size, full, ledger)
         log(f"{chosen.patients} patients; {chosen.ingested} new event line(s); re-planning {chosen.planned} "
             f"in {len(chosen.shards)} shard(s) ({_reasons(chosen.reasons)})")
+        if chosen.unterminated is not None:
+            log(f"the events file's last line ({chosen.unterminated}) has no newline: read as it is now, as "
+                "`carepath plan` reads it, and again by the next run; end every line with a newline")
         if progress:
             progress.start(len(chosen.shards), chosen.planned)
         reports: list[ShardReport] = []
