@@ -202,22 +202,44 @@ def test_a_replaced_events_file_is_read_again_and_everyone_is_replanned(tmp_path
     assert _seen(tmp_path / "out") == _seen(tmp_path / "reference")
 
 
-def test_an_unfinished_last_line_waits_for_its_newline(tmp_path: Path) -> None:
+def test_an_unfinished_last_line_is_judged_as_plan_judges_it_until_its_newline(tmp_path: Path) -> None:
+    """Half a line is what `carepath plan` would reject now: the sweep says the same (not
+    silently deferred), and reads the line again once it is whole."""
     patients, events = _copy_demo(tmp_path / "in")
-    _sweep(tmp_path / "out", patients, events, AS_OF, "first")
+    first = _sweep(tmp_path / "out", patients, events, AS_OF, "first")
     line = json.dumps({"id": "e-late-1", "patient": "p-000001", "type": "assessment_recorded",
                        "at": "2026-03-05T16:00:00+00:00",
                        "data": {"instrument": "phq9", "items": [1, 1, 1, 1, 1, 1, 1, 1, 1], "total": 9}}).encode()
     with events.open("ab") as handle:
         handle.write(line[:40])  # a writer is half-way through the line
     half = _sweep(tmp_path / "out", patients, events, AS_OF + timedelta(minutes=1), "half")
-    assert half["rejected_lines"] == _sweep(tmp_path / "out", patients, events, AS_OF + timedelta(minutes=1),
-                                            "half-again")["rejected_lines"]
+    assert half["rejected_lines"] == first["rejected_lines"] + 1
+    assert (tmp_path / "out" / "rejected.jsonl").read_bytes() == _reference_rejections(
+        COHORTS["ketamine-iv"][0], patients, events, AS_OF + timedelta(minutes=1))
     with events.open("ab") as handle:
         handle.write(line[40:] + b"\n")
     whole = _sweep(tmp_path / "out", patients, events, AS_OF + timedelta(minutes=2), "whole")
-    assert whole["replanned"] >= 1 and whole["rejected_lines"] == half["rejected_lines"]
+    assert whole["replanned"] >= 1 and whole["rejected_lines"] == first["rejected_lines"]
     assert b"e-late-1" not in (tmp_path / "out" / "rejected.jsonl").read_bytes()
+
+
+def test_a_same_length_edit_in_the_middle_replans_everyone_as_plan_sees_it(tmp_path: Path) -> None:
+    """An item-9 answer corrected 0 -> 3 in place, far from the file's head and tail."""
+    patients, events = _copy_demo(tmp_path / "in")
+    _sweep(tmp_path / "out", patients, events, AS_OF, "first")
+    _sweep(tmp_path / "reference", patients, events, AS_OF, "first", full=True)
+    lines = events.read_bytes().splitlines(keepends=True)
+    middle = next(n for n in range(len(lines) // 3, len(lines))
+                  if b'"phq9"' in lines[n] and b'"items": [' in lines[n] and b"0]" in lines[n])
+    edited = lines[middle][::-1].replace(b"]0", b"]3", 1)[::-1]  # the last item (item 9): 0 -> 3
+    assert len(edited) == len(lines[middle]) and edited != lines[middle]
+    lines[middle] = edited
+    events.write_bytes(b"".join(lines))
+    later = AS_OF + timedelta(minutes=5)
+    summary = _sweep(tmp_path / "out", patients, events, later, "again")
+    assert summary["replanned"] == summary["patients"]
+    _sweep(tmp_path / "reference", patients, events, later, "again", full=True)
+    assert _seen(tmp_path / "out") == _seen(tmp_path / "reference")
 
 
 def test_patients_with_ingested_lines_stay_due_until_they_are_replanned(tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ module-level flows, and the trigger matches what `carepath emit` sends."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,30 @@ def test_entrypoints_name_the_module_level_flows() -> None:
         file, name = d["entrypoint"].split(":")
         assert (ROOT / file).resolve() == Path(flows.__file__).resolve()
         assert getattr(flows, name).name in ("carepath-sweep", "carepath-sweep-parallel", "carepath-patient")
+
+
+def test_each_deployment_takes_its_settings_from_its_own_prefect_variables() -> None:
+    documents = {}
+    for d in CONFIG["deployments"]:
+        env = d["job_variables"]["env"]
+        pathway = Path(d["parameters"]["pathway"]).stem.replace("-", "_")
+        assert env["CAREPATH_DOCUMENTS_URL"] == f"{{{{ prefect.variables.carepath_{pathway}_documents_url }}}}"
+        assert env["CAREPATH_LETTER_CHANNEL"] == f"{{{{ prefect.variables.carepath_{pathway}_letter_channel }}}}"
+        documents.setdefault(pathway, set()).add(env["CAREPATH_DOCUMENTS_URL"])
+    assert len(documents) == len(PATHWAYS) and all(len(v) == 1 for v in documents.values())
+    assert len(set().union(*documents.values())) == len(PATHWAYS)  # no two pathways share one setting
+
+
+def _home_check(env: dict[str, str]) -> subprocess.CompletedProcess:
+    (step,) = [s["prefect.deployments.steps.run_shell_script"] for s in CONFIG["build"]]
+    assert step["shell"] is True
+    return subprocess.run(["sh", "-c", step["script"]], capture_output=True, text=True, timeout=30,
+                          env={"PATH": os.environ["PATH"], **env})
+
+
+def test_prefect_deploy_without_carepath_home_is_refused_and_says_how(tmp_path: Path) -> None:
+    missing = _home_check({})
+    assert missing.returncode != 0 and "CAREPATH_HOME" in missing.stderr and "$PWD prefect deploy" in missing.stderr
+    elsewhere = _home_check({"CAREPATH_HOME": str(tmp_path)})
+    assert elsewhere.returncode != 0 and "prefect.yaml and pathways/" in elsewhere.stderr
+    assert _home_check({"CAREPATH_HOME": str(ROOT)}).returncode == 0

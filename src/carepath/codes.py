@@ -70,6 +70,7 @@ class Code(StrEnum):
     TEMPLATE_UNKNOWN_FILTER = "CP604"
     TEMPLATE_TOO_LARGE = "CP605"
     TEMPLATE_OUTSIDE = "CP606"
+    TEMPLATE_TYPE = "CP607"
 
 
 SUMMARIES: dict[Code, str] = {
@@ -135,4 +136,6 @@ SUMMARIES: dict[Code, str] = {
                              "nested too deeply.",
     Code.TEMPLATE_OUTSIDE: "The template folder or a template file lies outside the pathway's repository "
                            "(an absolute path, '..' out of it, or a symlink pointing out).",
+    Code.TEMPLATE_TYPE: "A template uses a value in a way its type does not allow (adds a number to text, "
+                        "divides by zero, ...): found by rendering it with sample values.",
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -22,8 +23,16 @@ class NotRecorded(Exception):
     """The event was refused; the message says why and what to fix (no names)."""
 
 
-def record_event(compiled: CompiledPathway, patients_path: str | Path, events_path: str | Path, line: str) -> Event:
-    """Append `line` (one JSON object) to the events file if it is a valid, new event."""
+@dataclass(frozen=True)
+class Recorded:
+    event: Event
+    appended: bool  # False: an exact duplicate of an event already in the file (not appended again)
+
+
+def record_event(compiled: CompiledPathway, patients_path: str | Path, events_path: str | Path,
+                 line: str) -> Recorded:
+    """Append `line` (one JSON object) to the events file if it is a valid, new event;
+    an exact duplicate of a recorded event is not appended."""
     text = line.strip()
     if "\n" in text:
         raise NotRecorded("give exactly one event: one JSON object on one line")
@@ -38,7 +47,7 @@ def record_event(compiled: CompiledPathway, patients_path: str | Path, events_pa
             earlier = _same_id(compiled, patients, path, event)
             if earlier is not None:
                 if earlier == (event.patient, event.type, event.at, event.at.utcoffset(), dict(event.data)):
-                    return event  # already recorded: emitting again only re-announces it
+                    return Recorded(event, appended=False)  # emitting again only re-announces it
                 raise NotRecorded(f"event id {event.id!r} is already used in {path} for a different event: "
                                   "give each event its own id")
             handle.seek(0, os.SEEK_END)
@@ -51,7 +60,7 @@ def record_event(compiled: CompiledPathway, patients_path: str | Path, events_pa
             os.fsync(handle.fileno())
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-    return event
+    return Recorded(event, appended=True)
 
 
 def _checked(compiled: CompiledPathway, patients: dict, text: str) -> Event:

@@ -95,7 +95,7 @@ def _plain(error: dict) -> str:
             return "expected a $parameter"
         if pattern == r"^[a-z][a-z0-9_]*$":
             return f"{error['input']!r} is not a lower_snake_case name"
-        if pattern == r"^\d+\.\d+\.\d+$":
+        if pattern == r"^[0-9]+\.[0-9]+\.[0-9]+$":
             return f"{error['input']!r} is not a version like 1.0.0"
         if pattern == r"^[a-z][a-z0-9-]*$":
             return f"{error['input']!r} is not an id like ketamine-iv"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import TemplateError, TemplateSyntaxError, nodes
 
 from carepath.check.context import CheckContext
 from carepath.check.expressions import check_template_tree, depth, included_templates
@@ -79,6 +79,8 @@ def check_templates(ctx: CheckContext) -> None:
             problem(finding.code, finding.message, finding.hint, finding.lineno)
         if not any(d.severity is Severity.ERROR for d in ctx.diagnostics[before:]):
             _compiles(problem, env, text, path)
+        if not any(d.severity is Severity.ERROR for d in ctx.diagnostics[before:]):
+            _renders(problem, ctx, folder, path)
 
 
 def _folder_confined(ctx: CheckContext, folder: Path) -> bool:
@@ -141,6 +143,55 @@ def _compiles(problem, env, text: str, path: Path) -> None:
         problem(Code.TEMPLATE_SYNTAX, f"template does not compile: {exc.message}", line=exc.lineno or 1)
     except (RecursionError, SyntaxError, MemoryError, ValueError):
         problem(Code.TEMPLATE_TOO_LARGE, "template is too large or nested too deeply to compile")
+
+
+_SAMPLE_TIME = "Monday, March 2, 2026 at 10:00 AM EST"
+_SAMPLE_SESSION = {"id": "s-1", "start": _SAMPLE_TIME}
+
+
+def _sample_contexts(ctx: CheckContext, letter: str) -> list[dict[str, object]]:
+    """What a letter is rendered with (sinks.letters.letter_context), with sample values:
+    once with a session and booked sessions, once without (both happen at run time)."""
+    pathway = ctx.pathway
+    base = {
+        "patient": {"given_name": "Sample", "family_name": "Patient", "timezone": pathway.clinic.timezone},
+        "clinic": {"name": pathway.clinic.name, "phone": pathway.clinic.phone,
+                   "crisis_line": pathway.clinic.crisis_line, "timezone": pathway.clinic.timezone},
+        "letter": {"id": "sample-letter", "name": letter, "send_at": _SAMPLE_TIME},
+        "params": {name: p.value for name, p in pathway.parameters.items()},
+        "pathway": {"id": pathway.id, "version": pathway.version, "title": pathway.title},
+    }
+    return [{**base, "session": dict(_SAMPLE_SESSION), "scheduled_sessions": [dict(_SAMPLE_SESSION)]},
+            {**base, "session": None, "scheduled_sessions": []}]
+
+
+def _renders(problem, ctx: CheckContext, folder: Path, path: Path) -> None:
+    """A template that parses and names only known variables can still fail on a value's
+    type (`{{ patient.given_name + 1 }}`), which Jinja finds only while rendering: render
+    it with sample values as a run would. Template errors (an undefined attribute of an
+    absent session) are the run's business; a Python error here would stop every letter."""
+    env = letter_environment(folder, html=False)
+    letters = [name for name, letter in ctx.pathway.letters.items() if template_path(ctx, letter.template) == path]
+    for context in _sample_contexts(ctx, letters[0] if letters else path.stem):
+        try:
+            env.get_template(path.name).render(context)
+        except TemplateError:
+            continue
+        except (TypeError, ArithmeticError, ValueError, LookupError, AttributeError) as exc:
+            line = next((tb.tb_lineno for tb in _frames(exc.__traceback__)
+                         if tb.tb_frame.f_code.co_filename == str(path)), 1)
+            problem(Code.TEMPLATE_TYPE, f"template fails when rendered ({type(exc).__name__}: {exc})",
+                    "check the types: text and numbers do not mix without a filter such as |string or |int",
+                    line)
+            return
+        except Exception:  # noqa: BLE001, S112 - a sandbox limit: the bounds checks word those
+            continue
+
+
+def _frames(tb):  # noqa: ANN001, ANN202 - a traceback
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next
 
 
 def _display(path: Path) -> str:

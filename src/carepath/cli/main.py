@@ -202,7 +202,8 @@ def _emit(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     try:
         compiled = api.check_run_inputs(args.pathway, args.patients, args.events)
-        event = record_event(compiled, args.patients, args.events, text)
+        recorded = record_event(compiled, args.patients, args.events, text)
+        event = recorded.event
     except api.InvalidInput as exc:
         for d in exc.diagnostics:
             print(d.render(), file=sys.stderr)
@@ -220,7 +221,25 @@ def _emit(args: argparse.Namespace) -> int:
         return EXIT_UNAVAILABLE
     where = f"sent {EVENT_NAME} {sent} to Prefect" if sent else \
         "no Prefect server configured (PREFECT_API_URL): the next sweep will plan it"
-    print(f"recorded event {event.id} ({event.type}) for {event.patient} in {args.events}; {where}")
+    if recorded.appended:
+        print(f"recorded event {event.id} ({event.type}) for {event.patient} in {args.events}; {where}")
+    else:
+        print(f"event {event.id} ({event.type}) for {event.patient} is already in {args.events} exactly as given: "
+              f"not appended again; {where}")
+    return EXIT_OK
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from carepath.sinks.ledger import LedgerProblem
+    from carepath.sinks.ledger_backup import backup_ledger
+
+    try:
+        done = backup_ledger(args.ledger, args.to)
+    except LedgerProblem as exc:
+        print(f"carepath: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"backed up the ledger {done.source} to {done.target} ({done.size:,} bytes, mode 0600, integrity ok); "
+          "restore: stop the runs, copy it back over the ledger, remove the ledger's -wal and -shm files")
     return EXIT_OK
 
 
@@ -400,6 +419,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-under", type=float, metavar="PERCENT",
                    help="exit 1 when a pathway's coverage is below this")
     p.set_defaults(func=_test)
+
+    p = sub.add_parser("backup", help="copy a SQLite ledger consistently while sweeps run (PostgreSQL: pg_dump)",
+                       description="Copy the ledger with SQLite's online backup: every committed transaction, "
+                                   "none half, without stopping the sweeps. The copy is mode 0600 and checked. "
+                                   "A PostgreSQL ledger is refused: back it up with pg_dump.")
+    p.add_argument("--ledger", required=True, metavar="URL",
+                   help="the ledger: sqlite:///DIR/ledger.sqlite or its path (the default ledger is DIR/ledger.sqlite)")
+    p.add_argument("--to", required=True, metavar="FILE", help="the backup file (replaced in one step)")
+    p.set_defaults(func=_backup)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the pathway language",
                        description="Print the JSON Schema generated from the pathway models "

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from datetime import time, timedelta
 
-PARAM_REF = re.compile(r"^\$([a-z][a-z0-9_]*)$")
-_OFFSET = re.compile(r"^(?P<sign>-)?\s*(?P<n>\d+)\s*(?P<unit>[a-z]+)(?:\s+(?P<side>before|after))?$")
+PARAM_REF = re.compile(r"^\$([a-z][a-z0-9_]*)$", re.ASCII)
+_OFFSET = re.compile(r"^(?P<sign>-)?\s*(?P<n>\d+)\s*(?P<unit>[a-z]+)(?:\s+(?P<side>before|after))?$", re.ASCII)
 _UNITS = {
     "m": timedelta(minutes=1), "min": timedelta(minutes=1), "minute": timedelta(minutes=1),
     "minutes": timedelta(minutes=1),
@@ -19,8 +19,8 @@ _UNITS = {
     "w": timedelta(weeks=1), "week": timedelta(weeks=1), "weeks": timedelta(weeks=1),
 }
 MAX_DURATION = timedelta(days=36525)  # 100 years
-_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-_SPAN = re.compile(r"^\s*(\d\d:\d\d)\s*-\s*(\d\d:\d\d)\s*$")
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$", re.ASCII)
+_SPAN = re.compile(r"^\s*(\d\d:\d\d)\s*-\s*(\d\d:\d\d)\s*$", re.ASCII)
 
 
 class SyntaxProblem(ValueError):

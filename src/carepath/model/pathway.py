@@ -582,7 +582,7 @@ class Sessions(Frozen):
 class Pathway(Frozen):
     schema_: str | None = Field(default=None, alias="$schema", exclude=True)
     id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")]
-    version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")]
+    version: Annotated[str, Field(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")]  # ASCII digits: \d takes "١.٠.٠"
     title: str
     description: str | None = None
     templates: str = Field(default="../templates/letters",

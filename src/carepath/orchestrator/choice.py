@@ -26,6 +26,7 @@ class Chosen:
     ingested: int             # event lines read from the file by this run
     planned: int              # patients to re-plan
     reasons: dict[str, int]   # why they are re-planned, counted
+    unterminated: int | None = None  # the events file's last line has no newline yet (its number)
 
 
 def choose(spec: RunSpec, patients_path: str, events_path: str, work: Path, shard_size: int, full: bool,
@@ -34,7 +35,7 @@ def choose(spec: RunSpec, patients_path: str, events_path: str, work: Path, shar
     patients, _ = PatientsIndex(ledger.engine, compiled.id).read_all(patients_path, compiled.clinic.zone.key)
     store = EventStore(ledger.engine, compiled.id)
     index = WakeIndex(ledger.engine, compiled.id)
-    ingested = store.ingest(events_path, on_new=index.mark_dirty)
+    ingested = store.ingest(events_path, on_new=index.mark_dirty, known=patients, reread=full)
     everyone = full or ingested.restarted or spec.migration is not None
     due = index.due(patients, spec.as_of, spec.digest, full=everyone,
                     sharing=lambda refs: {p for _, p in store.shared(refs)})
@@ -46,4 +47,4 @@ def choose(spec: RunSpec, patients_path: str, events_path: str, work: Path, shar
     keyed = {key(ref): ref for ref in patients}
     others = sorted({keyed[p] for _, p in shared if p in keyed})
     shards = write_patient_shards(work, patients, due.refs, shard_size, others, sorted({i for i, _ in shared}))
-    return Chosen(shards, len(patients), ingested.lines, len(due.refs), reasons)
+    return Chosen(shards, len(patients), ingested.lines, len(due.refs), reasons, ingested.unterminated)

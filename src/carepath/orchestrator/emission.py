@@ -344,6 +344,10 @@ class EmitShard:
         return (EmitShard, (self.spec,))
 
 
+class PatientNotFound(LookupError):
+    """An event-triggered run names a ref with no valid line in the patients file."""
+
+
 def emit_patient(spec: RunSpec, patients_path: str | Path, events_path: str | Path, ref: str,
                  ledger: Ledger) -> ShardReport:
     """Re-plan one patient (an event-triggered run): the lines appended to the events file
@@ -352,10 +356,11 @@ def emit_patient(spec: RunSpec, patients_path: str | Path, events_path: str | Pa
     people = PatientsIndex(ledger.engine, compiled.id)
     patient = people.one(patients_path, ref, compiled.clinic.zone.key)
     if patient is None:
-        raise LookupError(f"patient {ref!r} is not in {patients_path} (or its line is rejected)")
+        raise PatientNotFound(f"patient {ref!r} is not in {patients_path} (or its line is rejected)")
     store = EventStore(ledger.engine, compiled.id)
     index = WakeIndex(ledger.engine, compiled.id)
-    store.ingest(events_path, on_new=index.mark_dirty)
+    known, _ = people.refs(patients_path, compiled.clinic.zone.key)  # from the index the last sweep made
+    store.ingest(events_path, on_new=index.mark_dirty, known=known)
     shared = store.shared([ref])
     others: set[str] = set()
     if shared:  # rare: another patient's line uses an id of theirs; is that patient known?
@@ -447,6 +452,7 @@ class CohortReport:
     rejected: int       # input lines refused, the whole cohort's
     workload: Workload  # the whole cohort's open work
     outputs: int = 0    # the cohort's current outputs (a patient not re-planned left theirs unchanged)
+    all_rejected: str = ""  # which input file had every line rejected (probably the wrong file), or ""
 
 
 def report_cohort(spec: RunSpec, patients_path: str | Path, ledger: Ledger) -> CohortReport:
@@ -465,7 +471,19 @@ def report_cohort(spec: RunSpec, patients_path: str | Path, ledger: Ledger) -> C
         summaries.append((ref, summary))
     write_rejected(spec.out, rejected)
     outputs = sum(int(summary.get("outputs", 0)) for _, summary in summaries)  # type: ignore[call-overload]
-    return CohortReport(len(rejected), workload_of(summaries, compiled, spec.as_of), outputs)
+    return CohortReport(len(rejected), workload_of(summaries, compiled, spec.as_of), outputs,
+                        _all_rejected(len(patients), len(bad_patients),
+                                      sum(r.file == "events" for r in rejected), store.line_count()))
+
+
+def _all_rejected(patients: int, bad_patients: int, bad_events: int, event_lines: int) -> str:
+    """Which file had every one of its lines rejected (a run that used nothing of it
+    must not end green: it is most often the events file given as --patients)."""
+    if patients == 0 and bad_patients:
+        return f"every line of the patients file ({bad_patients}) was rejected"
+    if event_lines and bad_events >= event_lines:
+        return f"every line of the events file ({event_lines}) was rejected"
+    return ""
 
 
 def write_rejected(out: Path, rejected: Iterable[Rejected]) -> Path:

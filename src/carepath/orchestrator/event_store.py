@@ -12,11 +12,22 @@ patient's lines plus every line sharing an id with them give exactly the verdict
 whole file gives those lines. Lines naming no known patient are judged when
 `rejected.jsonl` is written, against the patients of that run.
 
-A file that is not the one read before (another path, shorter, or its read part changed)
-is ingested again from its first line, and every patient is re-planned.
+A file that is not the one read before (another path, shorter, or any byte of its read
+part changed) is ingested again from its first line, and every patient is re-planned. The
+feed row keeps a SHA-256 of everything read so far, and each ingest hashes the read part
+again before reading on: a same-length correction in the middle of the file (an item-9
+answer 0 -> 3) is noticed. Hashing runs at disk speed, far below the cost of parsing;
+`--full` (`ingest(..., reread=True)`) reads the whole file again regardless.
 
-Only complete lines are ingested: an unterminated last line is probably still being
-written, and is read once its newline arrives.
+An unterminated last line is read as `carepath plan` reads it (planned, or rejected if
+it is half-written), but provisionally: it is stored past the feed's offset and read again
+by every later ingest until its newline arrives, so the store and `plan` always agree.
+
+What is stored raw is only what a plan can need: the lines of the run's known patients
+whose keys are an event's. A line naming no known patient (or no patient, or not JSON)
+and a line with keys no event has (a patients line pasted into the feed, names and all)
+are stored as a pointer to their place in the file, read from there when they are judged;
+the ledger keeps no copy of their content. Blank lines are not stored at all.
 """
 
 from __future__ import annotations
@@ -43,7 +54,7 @@ feed_table = Table(
     Column("path", String(4096), nullable=False),   # the file read (resolved)
     Column("offset", Integer, nullable=False),      # bytes ingested: always just after a newline
     Column("lines", Integer, nullable=False),       # lines ingested
-    Column("fingerprint", String(64), nullable=False),  # of the ingested bytes' head and tail
+    Column("fingerprint", String(64), nullable=False),  # SHA-256 of the ingested bytes (hex, 32 digits)
 )
 
 lines_table = Table(
@@ -69,7 +80,7 @@ shared_ids_table = Table(
 
 _BATCH = 500       # rows per statement (SQLite's bound-parameter limit)
 _CHUNK = 1 << 22   # bytes read per step of an ingest
-_EDGE = 4096       # bytes of the ingested part's head and tail in its fingerprint
+_POINTER = b"\n"  # a stored line starting with it is "<offset> <length>" in the file, not the line
 
 
 @dataclass(frozen=True)
@@ -78,17 +89,18 @@ class Ingested:
     patients: frozenset[str]  # refs named by those lines
     restarted: bool        # the file was not the one read before: everything was read again
     first: bool = False    # nothing had been read before
+    unterminated: int | None = None  # the number of a last line without its newline (read provisionally)
 
 
-def _fingerprint(handle, end: int) -> str:  # noqa: ANN001 - a binary file
-    """Digest of the first and last few KiB before `end` (and `end` itself): an append
-    leaves it unchanged, a rewrite of what was read almost surely changes it."""
-    digest = hashlib.sha256(str(end).encode())
-    handle.seek(0)
-    digest.update(handle.read(min(_EDGE, end)))
-    handle.seek(max(0, end - _EDGE))
-    digest.update(handle.read(end - max(0, end - _EDGE)))
-    return digest.hexdigest()[:32]
+def _hash_range(digest, handle, start: int, end: int) -> None:  # noqa: ANN001 - hashlib object, binary file
+    handle.seek(start)
+    while start < end and (chunk := handle.read(min(_CHUNK, end - start))):
+        digest.update(chunk)
+        start += len(chunk)
+
+
+def _fingerprint(digest) -> str:  # noqa: ANN001 - a hashlib object
+    return digest.copy().hexdigest()[:32]
 
 
 def key(value: str) -> str:
@@ -99,16 +111,23 @@ def key(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _route(raw: bytes, number: int) -> tuple[str | None, str | None]:
-    """The (keyed) patient ref and event id a line names, if it is a JSON object that names them."""
+def _route(raw: bytes, number: int, known: Container[str] | None) -> tuple[str | None, str | None, bool]:
+    """The (keyed) patient ref and event id a line names, if it is a JSON object that names
+    them, and whether the line itself is kept (see the module notes)."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         obj = _r._parse_line(number, raw)  # the reference parser reads what orjson refuses (e.g. a BOM)
     if type(obj) is not dict:
-        return None, None
+        return None, None, False
     patient, event_id = obj.get("patient"), obj.get("id")
-    return (key(patient) if type(patient) is str else None, key(event_id) if type(event_id) is str else None)
+    keep = type(patient) is str and (known is None or patient in known) and _r._EVENT_KEYS.issuperset(obj)
+    return (key(patient) if type(patient) is str else None, key(event_id) if type(event_id) is str else None,
+            keep)
+
+
+def _blank(raw: bytes) -> bool:
+    return not raw.strip()
 
 
 class EventStore:
@@ -119,30 +138,41 @@ class EventStore:
 
     # -- ingest -----------------------------------------------------------------------
 
-    def ingest(self, path: str | Path, on_new: Callable[[Connection, set[str], bool], None] | None = None,
-               ) -> Ingested:
+    def ingest(self, path: str | Path, on_new: Callable[[Connection, set[str], bool], None] | None = None, *,
+               known: Container[str] | None = None, reread: bool = False) -> Ingested:
         """Store the lines appended to `path` since the last ingest; `on_new(conn, refs,
         restarted)` runs in the same transaction as the moved offset (the wake index marks
         those patients, or everyone when the file was read anew), so a run killed midway
-        never loses track of what it ingested."""
+        never loses track of what it ingested. `known`: the run's patient refs (lines of
+        others are stored as pointers; None keeps every line). `reread`: read the whole
+        file again (`--full`)."""
         resolved = str(Path(path).resolve())
         with _r._open(path) as handle:
             try:
                 size = os.fstat(handle.fileno()).st_size
                 with self.engine.begin() as conn:
                     row = conn.execute(select(feed_table).where(feed_table.c.pathway == self.pathway)).first()
-                    restarted = (row is None or row.path != resolved or row.offset > size
-                                 or _fingerprint(handle, row.offset) != row.fingerprint)
+                    digest = hashlib.sha256()
+                    restarted = reread or row is None or row.path != resolved or row.offset > size
+                    if not restarted:
+                        _hash_range(digest, handle, 0, row.offset)
+                        restarted = _fingerprint(digest) != row.fingerprint
+                    refs: set[str] = set()
                     if restarted:
                         conn.execute(lines_table.delete().where(lines_table.c.pathway == self.pathway))
                         conn.execute(shared_ids_table.delete().where(shared_ids_table.c.pathway == self.pathway))
+                        digest = hashlib.sha256()
                         offset, number = 0, 0
                     else:
                         offset, number = row.offset, row.lines
-                    count, refs, offset, number, ids = self._read_from(conn, handle, offset, number)
+                        refs.update(self._drop_provisional(conn, number))
+                    start = offset
+                    count, new_refs, offset, number, ids, tail = self._read_from(conn, handle, offset, number, known)
+                    refs |= new_refs
                     self._note_shared(conn, None if restarted else ids)
+                    _hash_range(digest, handle, start, offset)
                     values = {"path": resolved, "offset": offset, "lines": number,
-                              "fingerprint": _fingerprint(handle, offset)}
+                              "fingerprint": _fingerprint(digest)}
                     if row is None:
                         conn.execute(feed_table.insert().values(pathway=self.pathway, **values))
                     else:
@@ -151,19 +181,46 @@ class EventStore:
                         on_new(conn, refs, restarted)
             except OSError as exc:
                 raise RecordsFileError(path, f"could not be read ({exc.strerror or exc})") from None
-        return Ingested(count, frozenset(refs), restarted, row is None)
+        return Ingested(count, frozenset(refs), restarted, row is None, tail)
+
+    def _drop_provisional(self, conn: Connection, lines: int) -> set[str]:
+        """Remove a provisionally stored unterminated line (past `lines`); the refs it named,
+        whose plans used it and are made again."""
+        c = lines_table.c
+        gone = {p for (p,) in conn.execute(select(c.patient).where(c.pathway == self.pathway, c.line > lines))
+                if p is not None}
+        conn.execute(lines_table.delete().where(c.pathway == self.pathway, c.line > lines))
+        return gone
 
     def _read_from(self, conn: Connection, handle, offset: int, number: int,  # noqa: ANN001
-                   ) -> tuple[int, set[str], int, int]:
+                   known: Container[str] | None = None,
+                   ) -> tuple[int, set[str], int, int, set[str], int | None]:
         """Lines from `offset` to the last newline, split as a file is iterated (on b"\n"
-        only, so line numbers are the readers'). A line too long to be a record is kept
-        only up to the length that gets it rejected, so a hostile line never fills memory."""
+        only, so line numbers are the readers'), then an unterminated last line, stored
+        provisionally (its number is returned; offset and count stop before it). A line
+        too long to be a record is kept only up to the length that gets it rejected, so a
+        hostile line never fills memory."""
         handle.seek(offset)
         limit = _r.MAX_LINE_BYTES + 1
         refs: set[str] = set()
         ids: set[str] = set()
         rows: list[tuple[str, int, str | None, str | None, bytes]] = []
         count = 0
+
+        def add(raw: bytes, at: int, length: int) -> None:
+            nonlocal rows, count
+            patient, event_id, keep = _route(raw, number, known)
+            if patient is not None:
+                refs.add(patient)
+                if event_id is not None:
+                    ids.add(event_id)
+            stored = raw if keep else _POINTER + f"{at} {length}".encode()
+            rows.append((self.pathway, number, patient, event_id, stored))
+            if len(rows) >= 20 * _BATCH:
+                _insert_lines(conn, rows)
+                count += len(rows)
+                rows = []
+
         pending, dropped = b"", 0  # the unfinished line (at most `limit` bytes kept) and what was cut from it
         while chunk := handle.read(_CHUNK):
             data = pending + chunk
@@ -172,26 +229,28 @@ class EventStore:
                 dropped += max(0, len(data) - limit)
                 pending = data[:limit]
                 continue
-            parts = data[:end].split(b"\n")[:-1]
-            for raw in parts:
+            at = offset
+            for index, raw in enumerate(data[:end].split(b"\n")[:-1]):
                 number += 1
-                raw = raw[:limit] + b"\n" if len(raw) < limit else raw[:limit]
-                patient, event_id = _route(raw, number)
-                if patient is not None:
-                    refs.add(patient)
-                    if event_id is not None:
-                        ids.add(event_id)
-                rows.append((self.pathway, number, patient, event_id, raw))
-                if len(rows) >= 20 * _BATCH:
-                    _insert_lines(conn, rows)
-                    count += len(rows)
-                    rows = []
+                length = len(raw) + 1 + (dropped if index == 0 else 0)
+                if not _blank(raw):
+                    add(raw[:limit] + b"\n" if len(raw) < limit else raw[:limit], at, length)
+                at += length
             offset += end + dropped
             pending, dropped = data[end:end + limit], max(0, len(data) - end - limit)
         if rows:
             _insert_lines(conn, rows)
             count += len(rows)
-        return count, refs, offset, number, ids
+            rows = []
+        tail = None
+        if pending and not _blank(pending):
+            number += 1
+            tail = number
+            add(pending[:limit], offset, len(pending) + dropped)  # provisional: offset and lines stop before it
+            _insert_lines(conn, rows)
+            count += 1
+            number -= 1
+        return count, refs, offset, number, ids, tail
 
     def _note_shared(self, conn: Connection, ids: set[str] | None) -> None:
         """Record the event ids now used by lines of more than one patient: among `ids`
@@ -228,7 +287,29 @@ class EventStore:
             for chunk in _chunks(sorted(set(ids))):
                 mine.update((r[0], tuple(r)) for r in conn.execute(select(*columns).where(
                     lines_table.c.pathway == self.pathway, lines_table.c.event_id.in_(chunk))))
-        return [mine[n] for n in sorted(mine)]
+            raws = self._raws(conn, [(n, raw) for n, _, raw in mine.values()])
+        return [(n, mine[n][1], raws[n]) for n in sorted(mine)]
+
+    def _raws(self, conn: Connection, rows: Iterable[tuple[int, bytes]]) -> dict[int, bytes]:
+        """Each line's bytes: as stored, or read from the events file where a pointer was
+        stored (the feed's fingerprint vouches that the file still holds them)."""
+        found: dict[int, bytes] = {}
+        pointers: list[tuple[int, int, int]] = []
+        for line, raw in rows:
+            if raw.startswith(_POINTER):
+                at, length = (int(part) for part in raw[1:].split(b" "))
+                pointers.append((line, at, length))
+            else:
+                found[line] = raw
+        if not pointers:
+            return found
+        path = conn.execute(select(feed_table.c.path).where(feed_table.c.pathway == self.pathway)).scalar_one()
+        limit = _r.MAX_LINE_BYTES + 1
+        with _r._open(path) as handle:
+            for line, at, length in sorted(pointers, key=lambda p: p[1]):
+                handle.seek(at)
+                found[line] = handle.read(min(length, limit))  # with its newline, as the reader sees it
+        return found
 
     def shared(self, refs: Iterable[str]) -> list[tuple[str, str]]:
         """(event id, patient), keyed, for every patient whose lines use an event id that
@@ -270,6 +351,12 @@ class EventStore:
                 rejected[ref].append(item)  # type: ignore[arg-type]
         return events, rejected
 
+    def line_count(self) -> int:
+        """Lines stored (blank lines are not)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(lines_table).where(
+                lines_table.c.pathway == self.pathway)).scalar_one()
+
     def unplaced(self, patients: Collection[str], specs: dict[str, TypeSpec]) -> list[Rejection]:
         """The rejections of lines that name no known patient (or no patient, or are not
         JSON objects): judged against this run's patients, as the whole file would be."""
@@ -283,7 +370,8 @@ class EventStore:
             for chunk in _chunks(unknown):
                 rows += conn.execute(select(lines_table.c.line, lines_table.c.raw).where(
                     lines_table.c.pathway == self.pathway, lines_table.c.patient.in_(chunk))).all()
-        rows.sort()
+            raws = self._raws(conn, rows)
+        rows = sorted(raws.items())
         # Such a line is rejected whatever came before it (it can never be an accepted
         # event), so judging each alone gives the whole file's verdict.
         return [r for line, raw in rows for r in _r.event_verdicts([(line, raw)], specs, patients)

@@ -27,6 +27,11 @@ from carepath.orchestrator.executor import Executor, InProcess
 from carepath.orchestrator.spec import RunSpec
 from carepath.sinks.ledger import Ledger
 
+class AllLinesRejected(Exception):
+    """A sweep used nothing of an input file: every line was rejected (exit 1). The
+    documents and `rejected.jsonl` are written first, so the reasons are there to read."""
+
+
 DEFAULT_SHARD_SIZE = 2000  # patients per shard: ~0.1-0.2 s of planning against ~10 ms of a Prefect task's overhead
 
 
@@ -56,10 +61,12 @@ def work_dir(out: Path) -> Path:
 
 def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Executor | None = None, *,
           shard_size: int = DEFAULT_SHARD_SIZE, progress: Progress | None = None, log: Log = _quiet,
-          full: bool = False) -> RunSummary:
+          full: bool = False, refuse_unused_input: bool = False) -> RunSummary:
     """Ingest the lines appended to the events file, re-plan the patients the wake index
     says may have changed (every patient with `full`), emit what is new, and rewrite the
-    cohort-wide documents."""
+    cohort-wide documents. With `refuse_unused_input` (a run, not a library call) a sweep
+    whose patients or events file had every line rejected ends with AllLinesRejected,
+    after writing `rejected.jsonl`."""
     run = executor or InProcess()
     spec.out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(spec.ledger_url)
@@ -71,6 +78,9 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
         chosen = run.call("choose-patients", choose, spec, str(patients), str(events), work, shard_size, full, ledger)
         log(f"{chosen.patients} patients; {chosen.ingested} new event line(s); re-planning {chosen.planned} "
             f"in {len(chosen.shards)} shard(s) ({_reasons(chosen.reasons)})")
+        if chosen.unterminated is not None:
+            log(f"the events file's last line ({chosen.unterminated}) has no newline: read as it is now, as "
+                "`carepath plan` reads it, and again by the next run; end every line with a newline")
         if progress:
             progress.start(len(chosen.shards), chosen.planned)
         reports: list[ShardReport] = []
@@ -89,6 +99,9 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
         ledger.close()
     log(f"recorded {summary.recorded.new} new, {summary.recorded.changed} changed output(s); "
         f"{summary.letters_written} letter(s) written")
+    if refuse_unused_input and cohort.all_rejected:
+        raise AllLinesRejected(f"{cohort.all_rejected}: is it the right file? {spec.out / 'rejected.jsonl'} says "
+                               "why, line by line")
     return summary
 
 

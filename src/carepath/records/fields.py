@@ -70,6 +70,49 @@ def control_character(text: str) -> int | None:
     return found.start() + 1 if found else None
 
 
+MAX_NAME_CHARS = 100
+"""A given or family name longer than this is refused: a letter's greeting, a PDF line
+and a worklist cell hold one name, and a name of a million characters would stop every
+patient's documents (no registered name comes near 100 characters)."""
+
+MAX_REF_CHARS = 128
+"""Patient refs and event ids longer than this are refused: a ref becomes a file name
+(`patients/<xx>/<ref>.json`), a CSV cell and part of a Prefect task name, and file
+systems refuse names over 255 bytes."""
+
+MAX_EMAIL_CHARS = 254
+"""The longest address SMTP carries (RFC 5321: 64 for the part before @, 254 in all)."""
+
+# One mailbox, written plainly: a dot-atom local part, '@', a domain of ASCII labels.
+# Display names ("Ada <ada@x>"), several addresses ("a@x, b@y"), quoted local parts,
+# comments and IP-literal domains are refused: a letter goes to exactly one person.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_MAILBOX = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})+")
+
+
+def mailbox_problem(address: str) -> str | None:
+    """Why `address` is not exactly one plain e-mail address, or None.
+
+    The reason names the kind of problem, never the address (it identifies a patient).
+    """
+    if not address.isascii():
+        at = next(i for i, c in enumerate(address, start=1) if not c.isascii())
+        return (f"'email' holds a non-ASCII character at character {at}: carepath sends to plain ASCII addresses "
+                "only (write an international domain in its xn-- form)")
+    if len(address) > MAX_EMAIL_CHARS:
+        return f"'email' is longer than {MAX_EMAIL_CHARS} characters, the most an address can be"
+    if "," in address or ";" in address or address.count("@") > 1:
+        return "'email' holds more than one address (a comma, semicolon or second @): give exactly one"
+    if "<" in address or ">" in address or '"' in address or "(" in address:
+        return "'email' holds a display name, quotes or a comment: give only the address, like name@example.org"
+    if any(c.isspace() for c in address):
+        return "'email' holds a space: give only the address, like name@example.org"
+    if _MAILBOX.fullmatch(address) is None or len(address.partition("@")[0]) > 64:
+        return "'email' is not an e-mail address like name@example.org (one @, a domain with a dot)"
+    return None
+
+
 def json_kind(value: object) -> str:
     """What the user wrote, as a JSON type: safe to show, unlike the value itself."""
     if value is None:

@@ -26,7 +26,10 @@ Choices made here, beyond the contract's wording:
   escape, uses `NaN`/`Infinity`, gives a key twice in one object, or is longer than
   `MAX_LINE_BYTES` is rejected. Names and e-mail addresses with control characters or
   line breaks are rejected (in a letter they would add lines or print NUL/BEL); so is a
-  `timezone` that means the host's own setting (`localtime`). Instants must lie in the
+  `timezone` that means the host's own setting (`localtime`). An `email` must be exactly
+  one plain ASCII address (no display name, no second address: `fields.mailbox_problem`);
+  names are capped at `fields.MAX_NAME_CHARS` characters, ids and refs at
+  `fields.MAX_REF_CHARS`. Instants must lie in the
   years 1900-2999 (see `fields.EARLIEST_YEAR`). A UTF-8
   byte-order mark at the start of the file is ignored. Blank lines are skipped.
 - Ids and patient refs must be non-empty text without leading or trailing spaces (a
@@ -56,8 +59,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from carepath.model.pathway import DataField
 from carepath.records.fields import (
-    EXAMPLE_TIME, TypeSpec, check_data, compile_event_types, control_character, host_dependent_zone, json_kind,
-    parse_time, shown_key,
+    EXAMPLE_TIME, MAX_NAME_CHARS, MAX_REF_CHARS, TypeSpec, check_data, compile_event_types, control_character,
+    host_dependent_zone, json_kind, mailbox_problem, parse_time, shown_key,
 )
 from carepath.records.fields import EARLIEST_YEAR as _EARLIEST_YEAR
 from carepath.records.fields import LATEST_YEAR as _LATEST_YEAR
@@ -267,6 +270,8 @@ def _ref_problem(value: object, what: str) -> str | None:
     if not value.isprintable():
         # Ids and refs reach file names, CSV cells, Prefect run names: one line, no controls.
         return f"'{what}' holds a control character, line break or unusual space: use plain text"
+    if len(value) > MAX_REF_CHARS:
+        return f"'{what}' is longer than {MAX_REF_CHARS} characters ({len(value)}): use a shorter reference"
     return None
 
 
@@ -373,6 +378,9 @@ def _patient(obj: dict[str, object], default_timezone: str, zones: dict[str, boo
             # A line break would add lines (bullets, a subject) to a letter; NUL or BEL would be printed.
             problems.append(f"'{key}' holds a control character or line break at character {at}: "
                             "a name is one line of printable text")
+        elif len(value) > MAX_NAME_CHARS:
+            problems.append(f"'{key}' is longer than {MAX_NAME_CHARS} characters ({len(value)}): "
+                            "a letter holds a name of at most that length")
         names.append(value)
     if all(type(v) is str and not v.strip() for v in names):
         problems.append("'given_name' and 'family_name' are both empty: give at least one")
@@ -400,6 +408,8 @@ def _patient(obj: dict[str, object], default_timezone: str, zones: dict[str, boo
         problems.append(f"'email' must be text (got {json_kind(email)})")
     elif email is not None and (at := control_character(email)) is not None:
         problems.append(f"'email' holds a control character or line break at character {at}")
+    elif email is not None and (problem := mailbox_problem(email)) is not None:
+        problems.append(problem)
     if not _PATIENT_KEYS.issuperset(obj):
         problems.append(_unknown_keys(obj, _PATIENT_KEYS, "patient"))
     if problems:
@@ -506,6 +516,7 @@ def _event(
         if (
             type(event_id) is str and type(type_name) is str and type(patient) is str and type(at_text) is str
             and type(data) is dict and event_id and event_id.strip() == event_id and event_id.isprintable()
+            and len(event_id) <= _MAX_REF
             and _EVENT_KEYS.issuperset(obj)
         ):
             spec = specs.get(type_name)
@@ -525,6 +536,7 @@ def _event(
 
 
 _fromisoformat = datetime.fromisoformat
+_MAX_REF = MAX_REF_CHARS
 
 
 def _event_checked(

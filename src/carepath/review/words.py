@@ -14,7 +14,7 @@ from carepath.model import pathway as m
 from carepath.model.durations import referenced_name
 from carepath.model.pathway import Basis, ClosedPolicy
 
-_OFFSET = re.compile(r"^(?P<n>\d+)\s*(?P<unit>[a-z]+)(?:\s+(?P<side>before|after))?$")
+_OFFSET = re.compile(r"^(?P<n>\d+)\s*(?P<unit>[a-z]+)(?:\s+(?P<side>before|after))?$", re.ASCII)
 _UNIT_WORDS = {"m": "min", "min": "min", "minute": "min", "minutes": "min",
                "h": "h", "hour": "h", "hours": "h",
                "d": "day", "day": "day", "days": "day", "w": "week", "week": "week", "weeks": "week"}

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from contextvars import ContextVar
+from pathlib import Path
 from typing import TextIO
 
 from carepath.sinks.storage import documents_location, storage_for
@@ -92,7 +93,7 @@ def summary_text(result) -> str:  # noqa: ANN001 - a runner.RunResult (kept impo
                  f"patients needing attention: {s['patients_needing_attention']:,}")
     for row in sorted(s["open_tasks"], key=lambda r: (r["priority"] != "urgent", r["role"], r["priority"])):
         lines.append(f"  {row['role']:<22} {row['priority']:<8} {row['count']:>7,}")
-    lines.append(f"letters: {s['letters_written']:,} sent this run under {out / 'letters'}; "
+    lines.append(f"letters: {s['letters_written']:,} sent this run {_sent_how(out)}; "
                  + letters_by_status(s) + f" (see {docs.shown('letters.jsonl')})")
     lines.append(f"worklist: {docs.shown('worklist.html')}")
     lines.append(f"tasks: {docs.shown('tasks.jsonl')}, {docs.shown('tasks.csv')}; FHIR: {docs.shown('fhir/bundle.json')}"
@@ -102,8 +103,19 @@ def summary_text(result) -> str:  # noqa: ANN001 - a runner.RunResult (kept impo
     return "\n".join(lines) + "\n"
 
 
+def _sent_how(out: Path) -> str:
+    """Where this run's letters went: e-mailed letters leave no file (the ledger records
+    each send); the file channel writes them under out/letters."""
+    if os.environ.get("CAREPATH_LETTER_CHANNEL", "").lower() == "email":
+        return f"by e-mail (patients without an address: files under {out / 'letters'})"
+    return f"under {out / 'letters'}"
+
+
 def letters_by_status(s: dict) -> str:
-    """'in the plan as of the run: 3 due, 12 scheduled, 590 expired, 6 withdrawn'."""
+    """'in the plan: 3 due (sent or not), 12 scheduled, 590 expired, 6 withdrawn'. A
+    plan's status says whether a letter's time has come, not whether it was sent: a due
+    letter this run sent is still 'due' in the plan."""
     counts = s.get("letters_by_status") or {}
-    shown = ", ".join(f"{n:,} {status}" for status, n in counts.items()) or "none"
+    shown = ", ".join(f"{n:,} {status}" + (" (sent or not)" if status == "due" else "")
+                      for status, n in counts.items()) or "none"
     return f"{s['letters_planned']:,} in the plan ({shown})"

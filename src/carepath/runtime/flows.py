@@ -28,6 +28,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from carepath import failures
 from carepath.orchestrator import sequence
 from carepath.orchestrator.executor import ProcessPool
 from carepath.orchestrator.pinning import read_migration
@@ -36,6 +37,9 @@ from carepath.orchestrator.spec import RunSpec, parse_as_of
 from carepath.outlock import output_lock
 from carepath.runtime import artifacts
 from carepath.sinks.ledger import check_ledger
+from carepath.api import letter_channel_problem
+from carepath.settings import SettingMissing, check_environment, check_parameters
+from carepath.sinks.storage import check_documents_url, claim_location, storage_for
 
 __all__ = ["DEFAULT_SHARD_SIZE", "PrefectTasks", "patient_replan", "run_sweep", "sweep"]
 
@@ -57,19 +61,28 @@ _RETRIED = ("plan-and-emit", "replan-patient", "write-documents", "report-cohort
 
 
 class Withheld(Exception):
-    """What Prefect records of a failure inside carepath: the error's type and where it
-    happened, never its message. A message can quote patient data (a template error
-    quotes the value it could not use, a parser the line it could not read), and Prefect
-    keeps state messages, logs and tracebacks in its database. The original stays in
-    this process (`original`) for the console that started the run."""
+    """What Prefect records of a failure inside carepath: its code from the failure
+    catalogue (`carepath.failures`), its type and where it happened, and its message
+    only when the code is safe (the message cannot quote patient data: an SMTP host, a
+    missing file, a reused version, a setting's name). Any other message can quote patient
+    data (a template error quotes the value it could not use) and Prefect keeps state
+    messages, logs and tracebacks in its database: it stays in this process (`original`)
+    for the console that started the run."""
 
-    def __init__(self, kind: str, where: str, original: BaseException | None = None) -> None:
-        super().__init__(f"{kind} in {where} (its message is withheld from Prefect: it may quote patient data; "
-                         "the console that started the run shows it)")
-        self.kind, self.where, self.original = kind, where, original
+    def __init__(self, kind: str, where: str, original: BaseException | None = None, *,
+                 text: str | None = None, code: str = "CP-UNEXPECTED") -> None:
+        if text is None:
+            text = (f"[{code}] {kind} in {where} (its message is withheld from Prefect: it may quote patient data; "
+                    "see the failure codes in docs/operations.md)")
+        super().__init__(text)
+        self.kind, self.where, self.original, self.text, self.code = kind, where, original, text, code
 
     def __reduce__(self):  # pickled across processes without the original
-        return (Withheld, (self.kind, self.where))
+        return (_rebuild_withheld, (self.kind, self.where, self.text, self.code))
+
+
+def _rebuild_withheld(kind: str, where: str, text: str, code: str) -> Withheld:
+    return Withheld(kind, where, text=text, code=code)
 
 
 @contextmanager
@@ -80,7 +93,30 @@ def _withheld(where: str) -> Iterator[None]:
         raise
     except Exception as exc:
         # `from None`: the original must not ride along as the traceback's context.
-        raise Withheld(type(exc).__name__, where, exc) from None
+        raise Withheld(type(exc).__name__, where, exc, text=failures.explain(exc, where),
+                       code=failures.classify(exc).code) from None
+
+
+_ENV_SETTINGS = ("CAREPATH_DOCUMENTS_URL", "CAREPATH_LETTER_CHANNEL", "CAREPATH_SMTP_BLOCK", "CAREPATH_SMTP_HOST",
+                  "CAREPATH_SMTP_FROM")
+
+
+def _settings_checked(fn):
+    """The run's first step: every parameter and setting it needs is there (a missing
+    Prefect variable reads as empty, an unset `{{ $VAR }}` stays a template); refused
+    with the setting's name before anything is locked, read or written."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import os
+
+        given = signature.bind(*args, **kwargs).arguments
+        check_parameters({name: given.get(name) for name in ("pathway", "patients", "events", "out")},
+                         files=("pathway", "patients", "events"))
+        check_environment(os.environ, _ENV_SETTINGS)
+        return fn(*args, **kwargs)
+    return wrapper
 
 
 def _one_run_per_folder(fn):
@@ -158,6 +194,11 @@ def _spec(pathway: str, out: str, as_of: str | None, ledger_url: str | None, pdf
           migration: str | None) -> RunSpec:
     spec = RunSpec.resolve(pathway, out, parse_as_of(as_of), str(flow_run.id), ledger_url=ledger_url, pdf=pdf,
                            migration=read_migration(migration) if migration else None)
+    check_documents_url(spec.documents_url)  # a worker's CAREPATH_DOCUMENTS_URL, checked like `carepath run` does
+    if spec.documents_url:  # two pathways' documents in one shared location would overwrite each other
+        claim_location(storage_for(spec.documents), spec.compiled.id)
+    if (problem := letter_channel_problem(spec.compiled)) is not None:
+        raise SettingMissing(problem)
     spec.out.mkdir(parents=True, exist_ok=True)
     check_ledger(spec.ledger_url, spec.out)  # `carepath run` checked before Prefect; a deployment's run checks here
     return spec
@@ -177,6 +218,7 @@ def sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None 
 
 
 @_withholding("sweep")
+@_settings_checked
 @_one_run_per_folder
 def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None, shard_size: int,
               ledger_url: str | None, pdf: bool, migration: str | None, processes: int = 1,
@@ -187,13 +229,15 @@ def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | N
     logger = get_run_logger()
     spec = _spec(pathway, out, as_of, ledger_url, pdf, migration)
     summary = sequence.sweep(spec, patients, events, PrefectTasks(processes), shard_size=shard_size,
-                             progress=console.current(), log=logger.info, full=full)
+                             progress=console.current(), log=logger.info, full=full,
+                             refuse_unused_input=True)
     artifacts.publish(summary, spec.out)
     return summary.as_json()
 
 
 @flow(name="carepath-patient", flow_run_name=lambda: _run_name("patient"), persist_result=False)
 @_withholding("patient")
+@_settings_checked
 @_one_run_per_folder
 def patient_replan(pathway: str, patients: str, events: str, out: str, patient: str, event_id: str | None = None,
                    as_of: str | None = None, ledger_url: str | None = None, pdf: bool = True,

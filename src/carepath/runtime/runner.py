@@ -27,12 +27,16 @@ class RunFailed(Exception):
         from carepath.api import InvalidInput
         from carepath.outlock import FolderBusy
         from carepath.orchestrator.pinning import VersionReused
+        from carepath.orchestrator.sequence import AllLinesRejected
+        from carepath.settings import SettingMissing
+        from carepath.sinks.storage import LocationRefused
         from carepath.sinks.letters import LetterError
         from carepath.sinks.ledger import LedgerProblem
 
         # DatabaseError: the ledger file is corrupt, read-only, or its disk is full.
         return isinstance(self.cause, (OSError, InvalidInput, VersionReused, LookupError, LetterError, FolderBusy,
-                                       LedgerProblem, DatabaseError))
+                                       LedgerProblem, DatabaseError, AllLinesRejected, SettingMissing,
+                                       LocationRefused))
 
 
 def _check_ledger(ledger_url: str | None, out: Path) -> None:
@@ -72,6 +76,9 @@ def service_failure(cause: object, flow_run_id: str) -> Exception | None:
     from carepath.runtime.server import ServiceUnavailable
     from carepath.sinks.email import SmtpUnavailable
 
+    if isinstance(cause, SmtpUnavailable) and getattr(cause, "answered", False):
+        return ServiceUnavailable("the SMTP server", f"{cause} (flow run {flow_run_id}). Letters it did not take "
+                                  "stay in the outbox and go with the next run.", answered=True)
     if isinstance(cause, SmtpUnavailable):
         return ServiceUnavailable("the SMTP server", f"{cause} (flow run {flow_run_id}). Letters it did not take "
                                   "stay in the outbox and go with the next run; check CAREPATH_SMTP_HOST and "

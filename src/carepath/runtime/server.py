@@ -22,11 +22,12 @@ _SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 
 
 class ServiceUnavailable(Exception):
-    """A service the run needs did not answer; the message names it and the setting to change."""
+    """A service the run needs did not answer (or, `answered`, answered but refused what
+    the run needs of it); the message names it and the setting to change."""
 
-    def __init__(self, service: str, message: str) -> None:
+    def __init__(self, service: str, message: str, *, answered: bool = False) -> None:
         self.service = service
-        super().__init__(f"{service} did not answer: {message}")
+        super().__init__(f"{service} refused: {message}" if answered else f"{service} did not answer: {message}")
 
 
 def startup_budget() -> int:

@@ -89,8 +89,13 @@ class Sink(Protocol):
         ...
 
 
+PRIVATE = 0o600
+"""Every file carepath writes holds patient data (refs with clinical plans, letters with
+names): owner-only unless a caller says otherwise."""
+
+
 @contextmanager
-def atomic_writer(path: Path, mode: int = 0o644, *, durable: bool = True) -> Iterator[BinaryIO]:
+def atomic_writer(path: Path, mode: int = PRIVATE, *, durable: bool = True) -> Iterator[BinaryIO]:
     """A handle whose content replaces `path` in one step when the block ends without an
     error: a reader (or a run killed midway) sees the old file or the new one, never half
     of one. Large documents are streamed through it rather than built in memory.
@@ -113,6 +118,6 @@ def atomic_writer(path: Path, mode: int = 0o644, *, durable: bool = True) -> Ite
         raise
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
+def write_atomic(path: Path, data: bytes, mode: int = PRIVATE, *, durable: bool = True) -> None:
     with atomic_writer(path, mode, durable=durable) as handle:
         handle.write(data)

@@ -50,7 +50,20 @@ class SmtpSettingsError(ValueError):
 
 
 class SmtpUnavailable(ConnectionError):
-    """The SMTP server kept failing; what was not sent stays in the outbox."""
+    """The SMTP server kept failing, or answered but refused carepath (`answered`: a
+    login or sender refused, STARTTLS or AUTH not offered); what was not sent stays in
+    the outbox."""
+
+    def __init__(self, message: str, *, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered
+
+    def __reduce__(self):  # noqa: ANN204 - pickled across processes with `answered`
+        return (_smtp_unavailable, (str(self), self.answered))
+
+
+def _smtp_unavailable(message: str, answered: bool) -> SmtpUnavailable:
+    return SmtpUnavailable(message, answered=answered)
 
 
 @dataclass(frozen=True)
@@ -148,7 +161,16 @@ class Mailer:
                 self.close()
                 raise SmtpUnavailable(f"SMTP server {self.settings.host}:{self.settings.port} refused the "
                                       f"{'login' if isinstance(exc, smtplib.SMTPAuthenticationError) else 'sender'}"
-                                      f" ({exc.smtp_code}); check the CAREPATH_SMTP_* settings") from None
+                                      f" ({exc.smtp_code}); check the CAREPATH_SMTP_* settings",
+                                      answered=True) from None
+            except smtplib.SMTPNotSupportedError as exc:
+                # It answered: it lacks what the settings ask of it. Retrying cannot help.
+                self.close()
+                wanted = "STARTTLS" if "STARTTLS" in str(exc) else "AUTH (login)"
+                raise SmtpUnavailable(
+                    f"SMTP server {self.settings.host}:{self.settings.port} answered but does not offer {wanted}: "
+                    "check CAREPATH_SMTP_SECURITY (starttls, ssl, none) and CAREPATH_SMTP_USERNAME", answered=True,
+                ) from None
             except smtplib.SMTPDataError as exc:
                 if exc.smtp_code >= 500:
                     return False  # this message refused for good; the next one may pass

@@ -26,6 +26,8 @@ needs a new revision there; a test compares the two).
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,13 +265,27 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
     cursor.close()
 
 
+def private_sqlite(path: Path) -> None:
+    """Create a SQLite ledger file owner-only (0600) before SQLite does (with the umask's
+    0644), and tighten an existing one: it holds every event's clinical data. SQLite gives
+    its -wal and -shm files the database file's mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if name.exists() and name.stat().st_mode & 0o077:
+                os.chmod(name, 0o600)
+    except (PermissionError, IsADirectoryError):
+        pass  # not ours to change (a shared ledger's owner decides); opening it says the rest
+
+
 class Ledger:
     def __init__(self, url: str) -> None:
         self.url = url
         self._dialect = sqlite if url.startswith("sqlite") else postgresql
         kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
         if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite(Path(url.removeprefix("sqlite:///")))
         self.engine: Engine = create_engine(url, future=True, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)

@@ -12,7 +12,12 @@ patient's last event run (its `as_of`); sweeps leave it alone, so a task that be
 overdue since shows as such in the sweep's documents, not here.
 
 `<xx>` is two hex digits of a hash of the ref, so no folder holds more than a 256th of a
-cohort; the file name is the ref, percent-encoded where a character is not safe in one.
+cohort. The file name is the ref, percent-encoded where a character is not safe in one,
+with `^` before each capital letter so that refs differing only in case (`P-1`, `p-1`)
+get names that differ on a case-insensitive disk too (macOS, Windows, some shares). A
+name that would pass `NAME_LIMIT` bytes (a ref of many non-Latin letters, each
+percent-encoded to 6-12 characters) is `^^` and the ref's SHA-256 instead, as file systems
+refuse names over 255 bytes; no encoded ref starts with `^^`, so names stay unique.
 """
 
 from __future__ import annotations
@@ -32,11 +37,17 @@ from carepath.sinks.storage import FsspecStorage, LocalStorage
 FOLDER = "patients"
 
 
+NAME_LIMIT = 200
+"""Longest file name (bytes, before `.json`) that encodes the ref itself."""
+
+
 def record_name(patient: str) -> str:
     """The record's name under the output location."""
-    bucket = hashlib.sha256(patient.encode()).hexdigest()[:2]
-    name = quote(patient, safe="-_")
-    return f"{FOLDER}/{bucket}/{name}.json"
+    digest = hashlib.sha256(patient.encode()).hexdigest()
+    name = "".join(f"^{c}" if "A" <= c <= "Z" else quote(c, safe="-_") for c in patient)
+    if len(name) > NAME_LIMIT:
+        name = f"^^{digest}"
+    return f"{FOLDER}/{digest[:2]}/{name}.json"
 
 
 def patient_record(pathway: str, version: str, patient: str, outputs: Sequence[tuple[Output, str | None]],

@@ -25,6 +25,11 @@ from carepath.diagnostics import Diagnostic
 
 MAX_BYTES = 1024 * 1024
 MAX_NODES = 100_000
+MAX_SOURCE_NODES = 20_000
+"""Values (scalars, lists, mappings) a file may write out, counted by libyaml's C parser
+before PyYAML's pure-Python composer runs: that composer takes about 25 microseconds a
+node, so a megabyte flow sequence of 400,000 numbers would cost ten seconds of CPU before
+being refused. The shipped pathways write about 1,500."""
 
 KeyPath = tuple[str | int, ...]
 
@@ -146,8 +151,20 @@ def load_source(path: str | Path, *, display: str | None = None, text: bytes | N
     if decoded.startswith("\ufeff"):
         decoded = decoded[1:]
 
+    if (crowded := _too_many_nodes(decoded)) is not None:
+        return fail(crowded, Code.FILE_TOO_LARGE,
+                    f"the file writes out more than {MAX_SOURCE_NODES} values; a pathway holds far fewer",
+                    "split the pathway or remove generated content")
     try:
         documents = list(yaml.compose_all(decoded, Loader=_StrictLoader))
+    except yaml.reader.ReaderError as exc:
+        # A character YAML does not allow (NUL, other controls): point at it, not at 1:1.
+        at = max(0, min(exc.position, len(decoded)))
+        before = decoded[:at]
+        line = before.count("\n") + 1
+        return fail(Position(line, at - (before.rfind("\n") + 1) + 1), Code.YAML_SYNTAX,
+                    f"YAML syntax error: character U+{exc.character:04X} is not allowed in a YAML file",
+                    "remove it (a control character, e.g. NUL, pasted in by accident)")
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         pos = _pos(mark) if mark else Position(1, 1)
@@ -188,6 +205,25 @@ def load_source(path: str | Path, *, display: str | None = None, text: bytes | N
         src.data = None
         return fail(Position(1, 1), Code.YAML_SYNTAX, "YAML nesting is too deep")
     return src
+
+
+def _too_many_nodes(decoded: str) -> Position | None:
+    """Where the file's values pass MAX_SOURCE_NODES (libyaml's parser, fast), or None;
+    None also when libyaml is not installed or the file is not valid YAML (the strict
+    loader words that)."""
+    if len(decoded) < MAX_SOURCE_NODES or not getattr(yaml, "__with_libyaml__", False):
+        return None  # fewer characters than values allowed: cannot pass it
+    count = 0
+    try:
+        for event in yaml.parse(decoded, Loader=yaml.CSafeLoader):
+            if isinstance(event, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent,
+                                  yaml.AliasEvent)):
+                count += 1
+                if count > MAX_SOURCE_NODES:
+                    return _pos(event.start_mark)
+    except yaml.YAMLError:
+        return None
+    return None
 
 
 class _Builder:
