@@ -27,7 +27,7 @@ from carepath.engine import plan
 from carepath.engine.result import PatientPlan
 from carepath.orchestrator.cohort import Rejected, Shard, read_patient_shard
 from carepath.orchestrator.event_store import EventStore, key
-from carepath.orchestrator.pinning import VersionReused, decide
+from carepath.orchestrator.pinning import VersionReused, decide, id_aliases
 from carepath.orchestrator.patients_index import PatientsIndex
 from carepath.orchestrator.spec import RunSpec
 from carepath.orchestrator.wake_index import Planned, WakeIndex, record_digest
@@ -176,6 +176,10 @@ def pinned_groups(spec: RunSpec, plans: Sequence[PatientPlan], ledger: Ledger,
         assert isinstance(old, CompiledPathway)
         groups.append((old, replan(old, group)))
     ledger.pin(compiled.id, {ref: compiled.version for ref in decision.enrol | decision.migrate}, run)
+    migration = spec.migration
+    if decision.migrate and migration is not None:  # later sweeps recognise the ids of renamed steps
+        ledger.record_migration(compiled.id, migration.from_version, migration.to_version,
+                                {old: list(new) for old, new in migration.steps.items()}, migration.reason, run)
     refused = [Rejected("pins", 0, ref, why) for ref, why in sorted(decision.refuse.items())]
     return groups, refused
 
@@ -275,12 +279,14 @@ def emit_patients(spec: RunSpec, patients: dict[str, Patient], ledger: Ledger, o
     compiled, as_of = spec.compiled, spec.as_of
     store = EventStore(ledger.engine, compiled.id)
     specs = compile_event_types(compiled.event_fields)
+    # Events may name a task by an id it had under other rules (a version-hashed id, a renamed step).
+    aliases = id_aliases(ledger.archived_versions(compiled.id), ledger.step_renames(compiled.id), spec.migration)
     with _gc_paused():
         events, bad = store.events_of(patients, ids, specs, set(patients) | set(others))
-        plans = [plan(compiled, patients[ref], events[ref], as_of) for ref in sorted(patients)]
+        plans = [plan(compiled, patients[ref], events[ref], as_of, aliases=aliases) for ref in sorted(patients)]
 
     def replan(old: CompiledPathway, refs: set[str]) -> list[PatientPlan]:
-        return [plan(old, patients[ref], events[ref], as_of) for ref in sorted(refs)]
+        return [plan(old, patients[ref], events[ref], as_of, aliases=aliases) for ref in sorted(refs)]
 
     groups, refused = pinned_groups(spec, plans, ledger, replan)
     undelivered: set[str] = set()
