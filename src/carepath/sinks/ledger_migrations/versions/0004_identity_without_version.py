@@ -11,11 +11,12 @@ revision carries an existing ledger over without sending anything again:
   with the old ids) becomes one letter with its first send;
 - each stored task likewise, trying the keys a task can have that the row and the event
   store can rebuild: `event:<trigger>`, `<field>:<value>` for each field of the
-  triggering event's data (per-occurrence steps), and `conflict:`/`overdue:` of another
-  re-keyed task. A task whose key cannot be rebuilt (recurring and calendar-slot work)
-  keeps its row until the next sweep re-plans the patient, which retires it and records
-  the same work under its new id; completions that name its old id still close it (the
-  planner recognises version-hashed ids);
+  triggering event's data (per-occurrence steps), `<stage>:<trigger>:<n>` and
+  `<stage>:<trigger>:slot:<n>` for recurring and calendar work (the stage is in the row's
+  `source`), and `conflict:`/`overdue:` of another re-keyed task. A task whose key cannot
+  be rebuilt keeps its row until the next sweep re-plans the patient, which retires it
+  and records the same work under its new id; completions that name its old id still
+  close it (the planner recognises version-hashed ids);
 - `pathway_migrations` is added: each applied migration (from, to, step map, reason), so
   later sweeps still recognise ids of steps a migration renamed;
 - every patient is marked for re-planning (their summaries hold the old ids) and every
@@ -28,6 +29,7 @@ written out here, not imported, so this revision keeps meaning what it meant.
 from __future__ import annotations
 
 import hashlib
+import re
 
 import orjson
 import sqlalchemy as sa
@@ -37,6 +39,9 @@ revision = "0004"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
+
+_SOURCE = re.compile(r"^stage:([^:]+):(recurring|series)$")
+
 
 def _hashed(prefix: str, parts: tuple[str, ...]) -> str:
     return f"{prefix}-{hashlib.sha256(chr(0x1f).join(parts).encode()).hexdigest()[:20]}"
@@ -76,6 +81,13 @@ def _new_ids(bind: sa.Connection) -> dict[tuple[str, str], str]:
     rows = bind.execute(sa.text("SELECT pathway, id, kind, patient, body FROM outputs "
                                 "WHERE kind IN ('task', 'letter')")).all()
     has_events = sa.inspect(bind).has_table("event_lines")
+    # Recurring and calendar work is numbered per (patient, step, trigger): occurrence n of k.
+    group: dict[tuple[str, str, str, str], int] = {}
+    for pathway, _, kind, patient, body_text in rows:
+        if kind == "task":
+            body = orjson.loads(body_text)
+            key = (pathway, patient, str(body.get("step")), str(body.get("trigger")))
+            group[key] = group.get(key, 0) + 1
     moved: dict[tuple[str, str], str] = {}
     pending: list[tuple[str, str, str, str, str, str]] = []  # embedded keys, once their parent is known
     for pathway, old, kind, patient, body_text in rows:
@@ -86,7 +98,12 @@ def _new_ids(bind: sa.Connection) -> dict[tuple[str, str], str]:
             continue
         prefix = old[0]
         keys = [f"event:{trigger}"]
-        if kind == "task" and has_events:
+        source = _SOURCE.match(str(body.get("source", ""))) if kind == "task" else None
+        if source is not None:  # stage:<name>:recurring → <name>:<trigger>:<n>; :series → ...:slot:<n>
+            slot = ":slot" if source.group(2) == "series" else ""
+            keys += [f"{source.group(1)}:{trigger}{slot}:{n}"
+                     for n in range(1, group[(pathway, patient, name, trigger)] + 2)]
+        elif kind == "task" and has_events:
             keys += [f"{field}:{value}" for field, value in _trigger_data(bind, pathway, trigger).items()
                      if isinstance(value, (str, int))]
         for key in keys:
