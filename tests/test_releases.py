@@ -234,3 +234,70 @@ def test_preview_words_and_formats(versions, tmp_path: Path) -> None:
     assert "reason: window widened" in format_text(said)
     data = said.as_json()
     assert json.loads(json.dumps(data))["patients_moved"] == 1
+
+
+# --- fail early: validate (and the pre-commit hook) against Git's HEAD; the sweep's reason ---
+
+
+def _git(repo: Path, *args: str) -> None:
+    import subprocess
+
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=repo, check=True,
+                   capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = write_variant(tmp_path / "repo", REFERENCE.read_text())
+    _git(tmp_path / "repo", "init", "-q")
+    _git(tmp_path / "repo", "add", ".")
+    _git(tmp_path / "repo", "commit", "-qm", "1.0.0")
+    return path
+
+
+def _validate(path: Path, *extra: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from carepath.cli.main import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = main(["validate", "-q", *extra, str(path)])
+    return code, out.getvalue()
+
+
+def test_validate_catches_a_changed_pathway_whose_version_did_not_change(repo: Path) -> None:
+    assert _validate(repo) == (0, "")  # unchanged since HEAD
+    changed = edit(REFERENCE.read_text(), WIDER[1])
+    repo.write_text(changed)
+    code, printed = _validate(repo)
+    line = next(n for n, text in enumerate(changed.splitlines(), 1) if text.startswith("version:"))
+    assert code == 1 and f"{repo}:{line}:10: CP701 " in printed and "still 1.0.0" in printed
+    assert "give the changed pathway a new version" in printed
+    assert _validate(repo, "--no-git")[0] == 0
+    _git(repo.parents[1], "add", ".")  # what the pre-commit hook sees: the staged file against HEAD
+    assert _validate(repo)[0] == 1
+    repo.write_text(edit(REFERENCE.read_text(), *WIDER))  # bumped: fine
+    assert _validate(repo) == (0, "")
+
+
+def test_validate_outside_git_and_on_new_files_compares_nothing(tmp_path: Path, repo: Path) -> None:
+    outside = write_variant(tmp_path / "plain", edit(REFERENCE.read_text(), WIDER[1]))
+    assert _validate(outside) == (0, "")
+    new = repo.parent / "copy.yaml"  # not in HEAD
+    new.write_text(REFERENCE.read_text())
+    assert _validate(new) == (0, "")
+
+
+def test_a_refused_version_reaches_prefect_with_its_reason() -> None:
+    from carepath.orchestrator.pinning import VersionReused
+    from carepath.runtime.flows import Withheld, _withheld
+
+    with pytest.raises(VersionReused, match="give the changed pathway a new version"):
+        with _withheld("archive-pathway-version"):
+            raise VersionReused("ketamine-iv version 1.0.0 was run before with different rules; "
+                                "give the changed pathway a new version")
+    with pytest.raises(Withheld):  # anything else still keeps its message out of Prefect
+        with _withheld("plan-and-emit"):
+            raise ValueError("Ada Byron")

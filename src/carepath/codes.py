@@ -2,7 +2,7 @@
 
 Each code is one kind of defect; its summary is what `carepath validate --explain` and
 the docs show. Ranges: 1xx the file itself, 2xx shape (model), 3xx references,
-4xx structure and time, 5xx expressions, 6xx templates.
+4xx structure and time, 5xx expressions, 6xx templates, 7xx releases.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ class Code(StrEnum):
     TEMPLATE_UNKNOWN_FILTER = "CP604"
     TEMPLATE_TOO_LARGE = "CP605"
     TEMPLATE_OUTSIDE = "CP606"
+    # 7xx: releases (a pathway compared with its history)
+    VERSION_NOT_BUMPED = "CP701"
 
 
 SUMMARIES: dict[Code, str] = {
@@ -123,4 +125,6 @@ SUMMARIES: dict[Code, str] = {
                              "nested too deeply.",
     Code.TEMPLATE_OUTSIDE: "The template folder or a template file lies outside the pathway's repository "
                            "(an absolute path, '..' out of it, or a symlink pointing out).",
+    Code.VERSION_NOT_BUMPED: "The pathway changed since Git's HEAD but its version did not; a sweep refuses a "
+                             "version it ran with other rules (checked only inside a Git work tree).",
 }

@@ -25,7 +25,7 @@ def _validate(args: argparse.Namespace) -> int:
     from carepath import api
     from carepath.diagnostics import has_errors
 
-    results = api.validate(args.paths)
+    results = api.validate(args.paths, against_git=not args.no_git)
     diagnostics = [d for r in results for d in r.diagnostics]
     if args.format == "json":
         print(json.dumps([d.as_json() for d in diagnostics], indent=2))
@@ -343,9 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check pathway files or directories; one line per problem",
                        description="Check pathway files (or every *.yaml/*.yml under a directory). "
-                                   "Prints 'path:line:col: CODE message' per problem; exit 1 if any is an error.")
+                                   "Prints 'path:line:col: CODE message' per problem; exit 1 if any is an error. "
+                                   "Inside a Git work tree, a file whose text changed since HEAD while its "
+                                   "version did not is CP701: a sweep would refuse it (VersionReused).")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--no-git", action="store_true",
+                   help="do not compare with Git's HEAD (skip CP701, the version-bump check)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line on stderr")
     p.set_defaults(func=_validate)
 

@@ -142,7 +142,8 @@ def archive_pathway(spec: RunSpec, ledger: Ledger) -> None:
         raise VersionReused(
             f"{spec.pathway}: {compiled.id} version {compiled.version} was run before with different rules "
             f"(archived digest {known}, this file {spec.digest}); patients pinned to "
-            f"{compiled.version} must not change rules silently: give the changed pathway a new version")
+            f"{compiled.version} must not change rules silently: give the changed pathway a new version "
+            "('carepath validate' in the pathway's Git work tree reports this as CP701 before it is deployed)")
 
 
 def _archived(ledger: Ledger, pathway: Path, pathway_id: str, version: str) -> CompiledPathway | str:

@@ -39,7 +39,11 @@ from carepath.source.loader import load_source
 
 
 class VersionReused(Exception):
-    """The same pathway version was run before with different rules."""
+    """The same pathway version was run before with different rules. Its message names
+    the pathway file, id, version and source digests, never patient data, so the runtime
+    passes it to Prefect whole (an hourly sweep's failure says why)."""
+
+    phi_free = True
 
 
 @dataclass(frozen=True)
