@@ -301,3 +301,93 @@ def test_a_refused_version_reaches_prefect_with_its_reason() -> None:
     with pytest.raises(Withheld):  # anything else still keeps its message out of Prefect
         with _withheld("plan-and-emit"):
             raise ValueError("Ada Byron")
+
+
+# --- the versions in force are visible: worklist, run summary, artifacts ----------------
+
+
+def test_patients_left_on_an_older_version_are_counted_and_said_once(versions, tmp_path: Path) -> None:
+    from carepath.orchestrator.sequence import versions_note
+    from carepath.runtime.artifacts import markdown
+
+    old, new = versions
+    out = tmp_path / "out"
+    sweep(old, out)
+    notes: list[str] = []
+    summary = sequence.sweep(RunSpec.resolve(new, out, AS_OF, "bumped", pdf=False), DEMO / "patients.jsonl",
+                             DEMO / "events.jsonl", log=notes.append)
+    assert summary.versions == {"1.0.0": 40} and summary.older == 40
+    data = summary.as_json()
+    assert data["versions_in_force"] == {"1.0.0": 40} and data["patients_on_older_versions"] == 40
+    assert [n for n in notes if "older" in n] == [versions_note(data)]
+    assert "40 patient(s) stay on an older ketamine-iv version than 1.1.0 (1.0.0: 40)" in versions_note(data)
+    assert "- pathway versions in force: 1.0.0 40 patient(s) (40 on an older version than 1.1.0)" in \
+        markdown(summary, out)
+    page = (out / "worklist.html").read_text()
+    assert 'id="versions"' in page and "<code>1.0.0</code> 40" in page and "40 stay on an older version" in page
+
+    migration = Migration(PATHWAY, "1.0.0", "1.1.0", None, "window widened")
+    moved = sweep(new, out, migration=migration, run="migrate")
+    assert moved.versions == {"1.1.0": 40} and moved.older == 0
+    assert 'id="versions"' not in (out / "worklist.html").read_text()
+
+
+# --- the migration file: documented example, schema, reader ----------------------------
+
+
+def test_the_documented_migration_file_is_valid_for_the_schema_and_the_reader(tmp_path: Path) -> None:
+    import re
+
+    import jsonschema
+    import yaml
+
+    from carepath.orchestrator.pinning import read_migration
+
+    doc = (ROOT / "docs" / "migration-file.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", doc, re.S).group(1)
+    schema = json.loads((ROOT / "schemas" / "migration.schema.json").read_text())
+    jsonschema.validate(yaml.safe_load(example), schema)
+    path = tmp_path / "migration.yaml"
+    path.write_text(example)
+    migration = read_migration(path)
+    assert migration.steps == {"integration_psychotherapy": ("integration_session",),
+                               "safety_review": ("safety_review_nurse", "safety_review_md")}
+    assert migration.patients is None and migration.from_version == "1.0.0"
+    bad = yaml.safe_load(example) | {"to": "next", "steps": {"x": []}}
+    assert len(list(jsonschema.Draft202012Validator(schema).iter_errors(bad))) == 2
+
+
+def test_a_renamed_step_mapped_in_the_migration_keeps_its_completions(versions, tmp_path: Path) -> None:
+    old, _ = versions
+    renamed = write_variant(tmp_path / "v2", edit(REFERENCE.read_text(), WIDER[0]).replace(
+        "integration_psychotherapy", "integration_session"))
+    out = tmp_path / "out"
+    sweep(old, out)
+    before = current(out)
+    done_before = {b["trigger"] for b in before.values()
+                   if is_task(b) and b["step"] == "integration_psychotherapy" and b["status"] == "done"}
+    open_before = {tid for tid, b in before.items()
+                   if is_task(b) and b["step"] == "integration_psychotherapy" and b["status"] in OPEN}
+    assert done_before and open_before
+    migration = Migration(PATHWAY, "1.0.0", "1.1.0", None, "step renamed",
+                          {"integration_psychotherapy": ("integration_session",)})
+    said = preview(renamed, migration, DEMO / "patients.jsonl", DEMO / "events.jsonl", default_url(out), AS_OF)
+    withdrawn = {t.task: t.why for c in said.changes for t in c.tasks if t.change == "withdrawn"}
+    assert set(withdrawn) == open_before
+    assert all(why == "step integration_psychotherapy became integration_session (step renamed)"
+               for why in withdrawn.values())
+    summary = sweep(renamed, out, migration=migration, run="migrate")
+    after = current(out)
+    assert summary.letters_written == 0
+    done_after = {b["trigger"] for b in after.values()
+                  if is_task(b) and b["step"] == "integration_session" and b["status"] == "done"}
+    assert done_after == done_before  # every completion recorded under the old step still counts
+    assert not any(is_task(b) and b["step"] == "integration_psychotherapy" for b in after.values())
+    listed = {(t.change, t.task) for c in said.changes for t in c.tasks}
+    assert listed == _applied(before, after, [], [])
+
+    # A later sweep (no --migration) still reads the old step's completions: the ledger kept the map.
+    again = sequence.sweep(RunSpec.resolve(renamed, out, AS_OF, "later", pdf=False), DEMO / "patients.jsonl",
+                           DEMO / "events.jsonl", full=True)
+    assert again.replanned == 40
+    assert (again.recorded.new, again.recorded.changed, again.recorded.retired) == (0, 0, 0)

@@ -389,7 +389,10 @@ def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
     written: dict[str, int | None] = {}
     stale: list[tuple[DocumentSink, str]] = []
     for sink in [*document_sinks(compiled, out, as_of), LettersJsonl(out)]:
-        state = f"{generation}|{as_of.isoformat()}" if getattr(sink, "shows_as_of", True) else generation
+        # A document that shows the as-of also shows the pathway version (a bump that moves
+        # no patient still changes its header).
+        state = (f"{generation}|{as_of.isoformat()}|{compiled.version}" if getattr(sink, "shows_as_of", True)
+                 else generation)
         present = sink.present() if hasattr(sink, "present") else sink.storage.exists(sink.name)
         written[sink.name] = None
         if ledger.snapshot_state(compiled.id, sink.name) != state or not present:
@@ -491,10 +494,17 @@ class RunSummary:
     rejected: int
     documents: dict[str, int | None]
     replanned: int = 0  # patients planned by this run (the others' plans could not have changed)
+    versions: dict[str, int] = field(default_factory=dict)  # pathway version → patients pinned to it
+
+    @property
+    def older(self) -> int:
+        """Patients who stay on an older version than the pathway file's (until migrated)."""
+        return sum(n for v, n in self.versions.items() if v != self.version)
 
     @classmethod
     def of(cls, compiled: CompiledPathway, as_of: datetime, reports: Sequence[ShardReport], rejected: int,
-           documents: dict[str, int | None], cohort: CohortReport | None = None) -> RunSummary:
+           documents: dict[str, int | None], cohort: CohortReport | None = None,
+           versions: dict[str, int] | None = None) -> RunSummary:
         """`cohort`: the whole cohort's report (a sweep re-plans few patients): its workload,
         and every current output not new or changed counts as unchanged; else the reports'."""
         recorded, work = Recorded(), Workload()
@@ -506,7 +516,7 @@ class RunSummary:
             recorded = Recorded(recorded.new, recorded.changed, unchanged, recorded.retired)
         return cls(compiled.id, compiled.version, as_of.isoformat(), len(reports), sum(r.events for r in reports),
                    recorded, sum(r.letters_written for r in reports), work, rejected, documents,
-                   sum(r.patients for r in reports))
+                   sum(r.patients for r in reports), dict(versions or {}))
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -523,4 +533,6 @@ class RunSummary:
             "patients_needing_attention": self.workload.attention,
             "rejected_lines": self.rejected,
             "documents_rewritten": sorted(k for k, v in self.documents.items() if v is not None),
+            "versions_in_force": dict(sorted(self.versions.items())),
+            "patients_on_older_versions": self.older,
         }

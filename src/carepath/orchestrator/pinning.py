@@ -29,6 +29,7 @@ A migration file (docs/migration-file.md; schemas/migration.schema.json):
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,7 @@ class Migration:
                 and (self.patients is None or ref in self.patients))
 
 
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 _MIGRATION_KEYS = {"pathway": str, "from": str, "to": str, "reason": str}
 
 
@@ -86,6 +88,8 @@ def read_migration(path: str | Path) -> Migration:
                                              "patients and reason")
         elif not isinstance(data[key], kind) or not str(data[key]).strip():
             problem(key, Code.INVALID_VALUE, f"'{key}' must be text (quote versions, e.g. \"1.0.0\")")
+        elif key in ("from", "to") and not _VERSION.match(data[key]):
+            problem(key, Code.INVALID_VALUE, f"'{key}' must be a version like \"1.0.0\" (major.minor.patch)")
     patients = data.get("patients")
     if patients != "all" and not (isinstance(patients, list) and patients and all(isinstance(p, str) for p in patients)):
         problem("patients", Code.INVALID_VALUE if "patients" in data else Code.MISSING_FIELD,

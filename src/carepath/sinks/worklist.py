@@ -245,12 +245,14 @@ class Worklist:
         closed: list[tuple[datetime, str, Row]] = []   # a min-heap of the most recently closed
         closed_counts: Counter[str] = Counter()
         count = 0
+        versions: Counter[str] = Counter()  # pathway version → patients planned under it (pins)
         instant = Instants()
         while (output := (yield)) is not None:
             if output.kind not in self.kinds or (self.patient is not None and output.patient != self.patient):
                 continue
             count += 1
             if output.kind == OutputKind.PATIENT:
+                versions[str(output.body.get("pathway_version") or compiled.version)] += 1
                 view = _patient_view(output.patient, output.body, compiled.flag_severity)
                 if view["needs_attention"]:
                     attention_total += 1
@@ -313,7 +315,12 @@ class Worklist:
         shown = sum(band_totals.values())
         page = {
             "patient": self.patient,
-            "pathway": {"id": compiled.id, "version": compiled.version, "title": compiled.title},
+            "pathway": {"id": compiled.id, "version": compiled.version, "title": compiled.title,
+                        # The versions in force, this one first: patients stay on the version they
+                        # enrolled under until a migration moves them.
+                        "versions": [{"version": v, "patients": n} for v, n in sorted(
+                            versions.items(), key=lambda vn: (vn[0] != compiled.version, vn[0]))],
+                        "older": sum(n for v, n in versions.items() if v != compiled.version)},
             "clinic": {"name": compiled.clinic.name, "zone": zone.key},
             "as_of": Moment(_long(as_of), as_of.isoformat()),
             "horizon": _span(compiled.worklist.horizon),
