@@ -208,6 +208,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Old ids cannot be told from new ones without the version they hashed: a ledger is
-    # not moved back (restore the backup taken before upgrading instead).
-    op.drop_table("pathway_migrations")
+    raise RuntimeError("revision 0004 (identity without the version) cannot be undone: the old ids hashed a "
+                       "version the new ones do not hold; restore the ledger from a backup instead")
