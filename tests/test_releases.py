@@ -39,8 +39,8 @@ OPEN = ("open", "overdue")
 
 
 def sweep(pathway: Path, out: Path, *, migration: Migration | None = None, run: str = "run",
-          patients: Path = DEMO / "patients.jsonl", events: Path = DEMO / "events.jsonl"):
-    return sequence.sweep(RunSpec.resolve(pathway, out, AS_OF, run, pdf=False, migration=migration), patients, events)
+          patients: Path = DEMO / "patients.jsonl", events: Path = DEMO / "events.jsonl", as_of: datetime = AS_OF):
+    return sequence.sweep(RunSpec.resolve(pathway, out, as_of, run, pdf=False, migration=migration), patients, events)
 
 
 def current(out: Path) -> dict[str, dict]:
