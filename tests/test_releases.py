@@ -61,6 +61,14 @@ def sends(out: Path) -> list[tuple[str, str, str]]:
         ledger.close()
 
 
+def withdrawals(out: Path) -> list[dict[str, str]]:
+    ledger = Ledger(default_url(out))
+    try:
+        return ledger.withdrawals(PATHWAY)
+    finally:
+        ledger.close()
+
+
 def is_task(body: dict) -> bool:
     return "step" in body
 
@@ -385,6 +393,7 @@ def test_a_renamed_step_mapped_in_the_migration_keeps_its_completions(versions, 
     assert not any(is_task(b) and b["step"] == "integration_psychotherapy" for b in after.values())
     listed = {(t.change, t.task) for c in said.changes for t in c.tasks}
     assert listed == _applied(before, after, [], [])
+    assert {(w["task"], w["why"]) for w in withdrawals(out)} == set(withdrawn.items())  # kept, with why
 
     # A later sweep (no --migration) still reads the old step's completions: the ledger kept the map.
     again = sequence.sweep(RunSpec.resolve(renamed, out, AS_OF, "later", pdf=False), DEMO / "patients.jsonl",

@@ -21,7 +21,7 @@ from carepath.orchestrator.release import preview
 from carepath.sinks.ledger import default_url
 from carepath.synth import generate
 from pathway_variants import REFERENCE, edit, write_variant
-from test_releases import OPEN, PATHWAY, WIDER, _applied, current, is_task, sends, sweep
+from test_releases import OPEN, PATHWAY, WIDER, _applied, current, is_task, sends, sweep, withdrawals
 
 ADDED_STEP = ("steps:\n", """steps:
   integration_follow_up_call:
@@ -90,3 +90,5 @@ def test_migrating_every_patient(seed: int, days: int, hours: int, add_step: boo
         listed = {(t.change, t.task) for c in said.changes for t in c.tasks}
         listed |= {(f"letter {x.change}", x.letter) for c in said.changes for x in c.letters}
         assert listed == _applied(before, after, sent_before, sent_after)
+        assert {(w["task"], w["why"]) for w in withdrawals(out)} == \
+            {(t.task, t.why) for c in said.changes for t in c.tasks if t.change == "withdrawn"}

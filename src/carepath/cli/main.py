@@ -140,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
     from carepath import api
     from carepath.runtime import console
 
-    from carepath.orchestrator.pinning import read_migration
+    from carepath.orchestrator.pinning import check_against, read_migration
     from carepath.sinks.ledger import url_problem
 
     try:
@@ -148,8 +148,8 @@ def _run(args: argparse.Namespace) -> int:
         if problem := api.letter_channel_problem(compiled):
             print(f"carepath: letters: {problem}", file=sys.stderr)
             return EXIT_INVALID
-        if args.migration:
-            read_migration(args.migration)
+        if args.migration:  # its step map must name steps of this version (the old ones: checked in the run)
+            check_against(read_migration(args.migration), args.migration, set(compiled.steps), None)
     except api.InvalidInput as exc:
         for d in exc.diagnostics:
             print(d.render(), file=sys.stderr)

@@ -181,8 +181,26 @@ def pinned_groups(spec: RunSpec, plans: Sequence[PatientPlan], ledger: Ledger,
     if decision.migrate and migration is not None:  # later sweeps recognise the ids of renamed steps
         ledger.record_migration(compiled.id, migration.from_version, migration.to_version,
                                 {old: list(new) for old, new in migration.steps.items()}, migration.reason, run)
+        old = olds.get(migration.from_version)
+        if isinstance(old, CompiledPathway):  # what the move withdraws stays on record, with why
+            ledger.record_withdrawals(compiled.id, withdrawn(
+                old, compiled, migration, replan(old, decision.migrate),
+                [p for p in plans if p.patient in decision.migrate]), run)
     refused = [Rejected("pins", 0, ref, why) for ref, why in sorted(decision.refuse.items())]
     return groups, refused
+
+
+def withdrawn(old: CompiledPathway, new: CompiledPathway, migration, before: Sequence[PatientPlan],  # noqa: ANN001
+              after: Sequence[PatientPlan]) -> list[dict[str, str]]:
+    """The open work of `before` (under `old`) that `after` (under `new`) no longer has, as
+    `carepath release preview` words it."""
+    from carepath.orchestrator.release import compare
+
+    now = {p.patient: p for p in after}
+    return [{"task": t.task, "patient": p.patient, "step": t.step, "from_version": old.version,
+             "to_version": new.version, "why": t.why}
+            for p in before if p.patient in now
+            for t in compare(p, now[p.patient], set(new.steps), migration, set()).tasks if t.change == "withdrawn"]
 
 
 def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], patients: dict, ledger: Ledger,

@@ -119,6 +119,20 @@ migrations_table = Table(
     Column("run", String(64), nullable=False),
 )
 
+# The open work a migration withdrew (it has no counterpart in the new version), with the
+# reason, so what the preview listed stays on record after it was applied (revision 0004).
+withdrawals_table = Table(
+    "migration_withdrawals", _metadata,
+    Column("pathway", String(200), primary_key=True),
+    Column("task", String(80), primary_key=True),
+    Column("patient", String(200), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("from_version", String(64), nullable=False),
+    Column("to_version", String(64), nullable=False),
+    Column("why", Text, nullable=False),
+    Column("run", String(64), nullable=False),
+)
+
 # One digest of each patient's whole plan, written after all their outputs were recorded
 # and delivered: an unchanged plan (the hourly re-plan of most patients) then costs one
 # lookup instead of a comparison per output.
@@ -517,6 +531,18 @@ class Ledger:
                      [{"pathway": pathway, "from_version": from_version, "to_version": to_version,
                        "steps": orjson.dumps(steps, option=orjson.OPT_SORT_KEYS).decode(), "reason": reason,
                        "run": run}])
+
+    def record_withdrawals(self, pathway: str, rows: list[dict[str, str]], run: str) -> None:
+        """Open work a migration withdrew: dicts with task, patient, step, from_version, to_version, why."""
+        self._upsert(withdrawals_table, ["pathway", "task"], ["patient", "step", "from_version", "to_version", "why",
+                                                             "run"],
+                     [{"pathway": pathway, "run": run, **row} for row in rows])
+
+    def withdrawals(self, pathway: str) -> list[dict[str, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(withdrawals_table).where(withdrawals_table.c.pathway == pathway)
+                                .order_by(withdrawals_table.c.patient, withdrawals_table.c.task))
+            return [dict(r._mapping) for r in rows]
 
     def step_renames(self, pathway: str) -> dict[str, tuple[str, ...]]:
         """Every applied migration's step map, merged: old step → the steps that replaced it."""

@@ -18,7 +18,8 @@ revision carries an existing ledger over without sending anything again:
   and records the same work under its new id; completions that name its old id still
   close it (the planner recognises version-hashed ids);
 - `pathway_migrations` is added: each applied migration (from, to, step map, reason), so
-  later sweeps still recognise ids of steps a migration renamed;
+  later sweeps still recognise ids of steps a migration renamed; and
+  `migration_withdrawals`: the open work a migration withdrew, with the reason;
 - every patient is marked for re-planning (their summaries hold the old ids) and every
   pathway's documents are rewritten once.
 
@@ -59,6 +60,20 @@ def _migrations_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("to_version", sa.String(64), primary_key=True),
         sa.Column("steps", sa.Text, nullable=False),   # JSON: old step → [new steps]
         sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("run", sa.String(64), nullable=False),
+    )
+
+
+def _withdrawals_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "migration_withdrawals", metadata,
+        sa.Column("pathway", sa.String(200), primary_key=True),
+        sa.Column("task", sa.String(80), primary_key=True),
+        sa.Column("patient", sa.String(200), nullable=False),
+        sa.Column("step", sa.String(200), nullable=False),
+        sa.Column("from_version", sa.String(64), nullable=False),
+        sa.Column("to_version", sa.String(64), nullable=False),
+        sa.Column("why", sa.Text, nullable=False),
         sa.Column("run", sa.String(64), nullable=False),
     )
 
@@ -191,6 +206,8 @@ def upgrade() -> None:
     found = set(sa.inspect(bind).get_table_names())
     if "pathway_migrations" not in found:
         _migrations_table(sa.MetaData()).create(bind)
+    if "migration_withdrawals" not in found:
+        _withdrawals_table(sa.MetaData()).create(bind)
     if "outputs" not in found:
         return
     moved = _new_ids(bind)
