@@ -400,3 +400,41 @@ def test_a_renamed_step_mapped_in_the_migration_keeps_its_completions(versions, 
                            DEMO / "events.jsonl", full=True)
     assert again.replanned == 40
     assert (again.recorded.new, again.recorded.changed, again.recorded.retired) == (0, 0, 0)
+
+
+def test_release_preview_command(versions, tmp_path: Path) -> None:
+    import contextlib
+    import io
+
+    from carepath.cli.main import main
+
+    old, new = versions
+    out = tmp_path / "out"
+    sweep(old, out)
+
+    def run(migration: str, *extra: str) -> tuple[int, str, str]:
+        path = tmp_path / "migration.yaml"
+        path.write_text(migration)
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(["release", "preview", str(new), "--migration", str(path), "--patients",
+                         str(DEMO / "patients.jsonl"), "--events", str(DEMO / "events.jsonl"), "--out", str(out),
+                         "--as-of", AS_OF.isoformat(), *extra])
+        return code, stdout.getvalue(), stderr.getvalue()
+
+    good = "pathway: ketamine-iv\nfrom: '1.0.0'\nto: '1.1.0'\npatients: all\nreason: wider window\n"
+    code, printed, _ = run(good)
+    assert code == 0 and printed.startswith("ketamine-iv 1.0.0 → 1.1.0 as of 2026-03-05T17:00:00+00:00: 40 patient(s)")
+    assert "task moved: Integration psychotherapy" in printed and printed.rstrip().splitlines()[-1].startswith(
+        "totals: 0 tasks added, 0 tasks withdrawn, 24 tasks moved, 0 letters to send")
+    code, printed, _ = run(good, "--format", "markdown")
+    assert code == 0 and printed.startswith("## Migration preview: ") and "| tasks moved | 24 |" in printed
+    code, printed, _ = run(good, "--format", "json")
+    assert code == 0 and json.loads(printed)["totals"] == {"tasks moved": 24}
+
+    code, _, errors = run("pathway: ketamine-iv\nfrom: '1.0.0'\n")
+    assert code == 1 and "CP201" in errors and "migration.yaml:" in errors
+    code, _, errors = run(good.replace("'1.1.0'", "'1.2.0'"))
+    assert code == 1 and "is version 1.1.0" in errors
+    code, _, errors = run(good + "steps:\n  integration_psychotherapy: integration_sesion\n")
+    assert code == 1 and "CP302" in errors and "has no step 'integration_sesion'" in errors
