@@ -438,3 +438,22 @@ def test_release_preview_command(versions, tmp_path: Path) -> None:
     assert code == 1 and "is version 1.1.0" in errors
     code, _, errors = run(good + "steps:\n  integration_psychotherapy: integration_sesion\n")
     assert code == 1 and "CP302" in errors and "has no step 'integration_sesion'" in errors
+
+
+def test_an_old_id_names_every_step_a_split_replaced_and_embedded_legacy_ids_resolve() -> None:
+    from carepath.engine.aliases import AliasIndex, IdAliases
+
+    a = output_id("t", PATHWAY, "p-1", "review_nurse", "event:e-1")
+    b = output_id("t", PATHWAY, "p-1", "review_md", "event:e-1")
+    esc = output_id("t", PATHWAY, "p-1", "escalate", f"overdue:{a}")
+    tasks = {a: ("review_nurse", "event:e-1"), b: ("review_md", "event:e-1"), esc: ("escalate", f"overdue:{a}")}
+    index = AliasIndex(PATHWAY, "p-1", "1.1.0", IdAliases(("1.0.0",), {"review": ("review_nurse", "review_md")}),
+                       tasks.get)
+    occurrences = [(i, step, key) for i, (step, key) in tasks.items()]
+    assert index.resolve(output_id("t", PATHWAY, "p-1", "review", "event:e-1"), occurrences) == [a, b]
+    old_a = legacy_output_id("t", PATHWAY, "1.0.0", "p-1", "review_nurse", "event:e-1")
+    assert index.resolve(old_a, occurrences) == [a]
+    old_esc = legacy_output_id("t", PATHWAY, "1.0.0", "p-1", "escalate", f"overdue:{old_a}")
+    assert index.resolve(old_esc, occurrences) == [esc]
+    assert index.resolve(legacy_output_id("t", PATHWAY, "0.9.0", "p-1", "review_nurse", "event:e-1"),
+                         occurrences) == []  # a version the ledger never archived

@@ -11,7 +11,7 @@ worklist showed. Two kinds of such ids outlive the rules that minted them:
 
 Resolution is pure and lazy: it runs only for an id the planner does not know, and
 compares it with the ids the patient's current tasks (and the tasks the plan expects)
-would have had under those rules. No clock, no I/O.
+would have had under those rules, each task hashed once per plan. No clock, no I/O.
 """
 
 from __future__ import annotations
@@ -39,41 +39,49 @@ class IdAliases:
         return (step, *sorted(old for old, new in self.steps.items() if step in new and old != step))
 
 
-def resolve(target: str, occurrences: Iterable[tuple[str, str, str]], pathway: str, patient: str, version: str,
-            aliases: IdAliases | None, embedded: Callable[[str], tuple[str, str] | None]) -> list[str]:
-    """The current ids (of `occurrences`: (id, step, key)) that `target` names, in order;
-    [] when none. `embedded(id)` gives the (step, key) of a task whose id appears inside
-    another's key, so a legacy key can be rebuilt with the legacy id it embedded."""
-    aliases = aliases or IdAliases()
-    versions = tuple(dict.fromkeys((version, *aliases.versions)))
-    found: list[str] = []
-    legacy_keys: dict[tuple[str, str], str] = {}
+class AliasIndex:
+    """Every other id of one patient's tasks, built as tasks appear: each task is hashed
+    once per accepted version and predecessor name, however many events name old ids."""
 
-    def legacy_key(key: str, v: str, depth: int = 0) -> str:
-        if depth > 4 or not ID_PATTERN.search(key):
+    def __init__(self, pathway: str, patient: str, version: str, aliases: IdAliases | None,
+                 embedded: Callable[[str], tuple[str, str] | None]) -> None:
+        self.pathway, self.patient = pathway, patient
+        self.aliases = aliases or IdAliases()
+        self.versions = tuple(dict.fromkeys((version, *self.aliases.versions)))
+        self.embedded = embedded
+        self.index: dict[str, list[str]] = {}
+        self.seen: set[str] = set()
+        self.legacy: dict[tuple[str, str], str] = {}  # (current id, version) → its version-hashed id
+
+    def legacy_id(self, current: str, version: str, depth: int = 0) -> str:
+        memo = (current, version)
+        if memo not in self.legacy:
+            inner = self.embedded(current)
+            if inner is None or depth > 4:
+                return current
+            step, key = inner
+            self.legacy[memo] = legacy_output_id(current[0], self.pathway, version, self.patient, step,
+                                                 self.legacy_key(key, version, depth + 1))
+        return self.legacy[memo]
+
+    def legacy_key(self, key: str, version: str, depth: int = 0) -> str:
+        """The key as it was written when the ids it embeds hashed the version."""
+        if not ID_PATTERN.search(key):
             return key
+        return ID_PATTERN.sub(lambda m: self.legacy_id(m.group(0), version, depth), key)
 
-        def swap(match) -> str:  # noqa: ANN001 - a regex match
-            inner = embedded(match.group(0))
-            if inner is None:
-                return match.group(0)
-            memo = (match.group(0), v)
-            if memo not in legacy_keys:
-                step, inner_key = inner
-                legacy_keys[memo] = legacy_output_id(match.group(0)[0], pathway, v, patient, step,
-                                                     legacy_key(inner_key, v, depth + 1))
-            return legacy_keys[memo]
-
-        return ID_PATTERN.sub(swap, key)
-
-    for current, step, key in occurrences:
-        prefix = current[0]
-        for name in aliases.predecessors(step):
-            if name != step and output_id(prefix, pathway, patient, name, key) == target:
-                found.append(current)
-                break
-            if any(legacy_output_id(prefix, pathway, v, patient, name, legacy_key(key, v)) == target
-                   for v in versions):
-                found.append(current)
-                break
-    return found
+    def resolve(self, target: str, occurrences: Iterable[tuple[str, str, str]]) -> list[str]:
+        """The current ids (of `occurrences`: (id, step, key)) that `target` names, in order."""
+        for current, step, key in occurrences:
+            if current in self.seen:
+                continue
+            self.seen.add(current)
+            prefix = current[0]
+            for name in self.aliases.predecessors(step):
+                found = {legacy_output_id(prefix, self.pathway, v, self.patient, name, self.legacy_key(key, v))
+                         for v in self.versions}
+                if name != step:
+                    found.add(output_id(prefix, self.pathway, self.patient, name, key))
+                for alias in found:
+                    self.index.setdefault(alias, []).append(current)
+        return list(dict.fromkeys(self.index.get(target, [])))

@@ -18,7 +18,7 @@ from carepath.compile import compiled as c
 from carepath.compile.conditions import ConditionError
 from carepath.engine import calendar as cal
 from carepath.engine import why
-from carepath.engine.aliases import NAMES_TASK, IdAliases, resolve
+from carepath.engine.aliases import NAMES_TASK, AliasIndex, IdAliases
 from carepath.engine.ids import output_id
 from carepath.engine.letter_lifecycle import settle_letters
 from carepath.engine.result import EngineRejection, PatientPlan, PlannedLetter, PlannedSession, PlannedTask
@@ -103,6 +103,7 @@ class _Fold:
     def __init__(self, compiled: c.CompiledPathway, patient: PatientLike, aliases: IdAliases | None = None) -> None:
         self.p = compiled
         self.aliases = aliases
+        self.alias_index: AliasIndex | None = None  # built on the first event naming an unknown id
         self.patient = patient
         self.zone = compiled.clinic.zone
         from zoneinfo import ZoneInfo
@@ -537,11 +538,13 @@ class _Fold:
         occurrences = [(t.id, t.step.name, t.key) for t in self.tasks.values()]
         occurrences += [(i, step, key) for i, (step, key) in expected.items()]
 
-        def embedded(task_id: str) -> tuple[str, str] | None:
-            task = self.tasks.get(task_id)
-            return (task.step.name, task.key) if task is not None else None
+        if self.alias_index is None:
+            def embedded(task_id: str) -> tuple[str, str] | None:
+                task = self.tasks.get(task_id)
+                return (task.step.name, task.key) if task is not None else None
 
-        found = resolve(target, occurrences, self.p.id, self.patient.ref, self.p.version, self.aliases, embedded)
+            self.alias_index = AliasIndex(self.p.id, self.patient.ref, self.p.version, self.aliases, embedded)
+        found = self.alias_index.resolve(target, occurrences)
         if not found:
             return event
         for other in found[1:]:  # a split step: the old occurrence's completion settles each successor
