@@ -96,7 +96,7 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
 
 
 def versions_note(summary: dict) -> str:
-    """'30 patient(s) stay on an older ketamine-iv version (1.0.0: 30; 1.1.0: 10) ...' (counts only)."""
+    """'30 patient(s) stay on an older ketamine-iv version than 1.1.0 (1.0.0: 30; 1.1.0: 10); …' (counts only)."""
     versions = "; ".join(f"{v}: {n:,}" for v, n in summary["versions_in_force"].items())
     return (f"{summary['patients_on_older_versions']:,} patient(s) stay on an older {summary['pathway']} version "
             f"than {summary['version']} ({versions}); 'carepath release preview' shows what moving them changes")

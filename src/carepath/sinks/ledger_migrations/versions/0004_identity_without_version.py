@@ -91,37 +91,60 @@ def _trigger_data(bind: sa.Connection, pathway: str, trigger: str) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def _patient_rows(bind: sa.Connection):  # noqa: ANN202 - yields lists of rows
+    """The stored tasks and letters, one patient (of one pathway) at a time, streamed."""
+    query = sa.text("SELECT pathway, id, kind, patient, body FROM outputs WHERE kind IN ('task', 'letter') "
+                    "ORDER BY pathway, patient, id")
+    block: list = []
+    for row in bind.execution_options(stream_results=True, yield_per=2000).execute(query):
+        if block and (row.pathway, row.patient) != (block[0].pathway, block[0].patient):
+            yield block
+            block = []
+        block.append(row)
+    if block:
+        yield block
+
+
 def _new_ids(bind: sa.Connection) -> dict[tuple[str, str], str]:
     """(pathway, old id) → new id, for every task and letter whose old id is reproduced."""
-    rows = bind.execute(sa.text("SELECT pathway, id, kind, patient, body FROM outputs "
-                                "WHERE kind IN ('task', 'letter')")).all()
     has_events = sa.inspect(bind).has_table("event_lines")
-    # Recurring and calendar work is numbered per (patient, step, trigger): occurrence n of k.
-    group: dict[tuple[str, str, str, str], int] = {}
-    for pathway, _, kind, patient, body_text in rows:
-        if kind == "task":
-            body = orjson.loads(body_text)
-            key = (pathway, patient, str(body.get("step")), str(body.get("trigger")))
+    moved: dict[tuple[str, str], str] = {}
+    for rows in _patient_rows(bind):
+        moved.update(_patient_ids(bind, rows, has_events))
+    return moved
+
+
+def _patient_ids(bind: sa.Connection, rows: list, has_events: bool) -> dict[tuple[str, str], str]:
+    """One patient's re-keyed ids."""
+    bodies = [orjson.loads(r.body) for r in rows]
+    # Recurring and calendar work is numbered per (step, trigger): occurrence n of k.
+    group: dict[tuple[str, str], int] = {}
+    for r, body in zip(rows, bodies):
+        if r.kind == "task":
+            key = (str(body.get("step")), str(body.get("trigger")))
             group[key] = group.get(key, 0) + 1
     moved: dict[tuple[str, str], str] = {}
     pending: list[tuple[str, str, str, str, str, str]] = []  # embedded keys, once their parent is known
-    for pathway, old, kind, patient, body_text in rows:
-        body = orjson.loads(body_text)
+    for r, body in zip(rows, bodies):
+        pathway, old, kind, patient = r.pathway, r.id, r.kind, r.patient
         version, trigger = body.get("pathway_version"), body.get("trigger")
         name = body.get("letter") if kind == "letter" else body.get("step")
         if not all(isinstance(v, str) for v in (version, trigger, name)):
             continue
         prefix = old[0]
-        keys = [f"event:{trigger}"]
-        source = _SOURCE.match(str(body.get("source", ""))) if kind == "task" else None
-        if source is not None:  # stage:<name>:recurring → <name>:<trigger>:<n>; :series → ...:slot:<n>
-            slot = ":slot" if source.group(2) == "series" else ""
-            keys += [f"{source.group(1)}:{trigger}{slot}:{n}"
-                     for n in range(1, group[(pathway, patient, name, trigger)] + 2)]
-        elif kind == "task" and has_events:
-            keys += [f"{field}:{value}" for field, value in _trigger_data(bind, pathway, trigger).items()
-                     if isinstance(value, (str, int))]
-        for key in keys:
+
+        def candidates():  # noqa: ANN202 - the keys this output may have had, cheapest first
+            yield f"event:{trigger}"
+            source = _SOURCE.match(str(body.get("source", ""))) if kind == "task" else None
+            if source is not None:  # stage:<name>:recurring → <name>:<trigger>:<n>; :series → …:slot:<n>
+                slot = ":slot" if source.group(2) == "series" else ""
+                yield from (f"{source.group(1)}:{trigger}{slot}:{n}"
+                            for n in range(1, group[(name, trigger)] + 2))
+            elif kind == "task" and has_events:  # per-occurrence steps: <field>:<value> of the event
+                yield from (f"{field}:{value}" for field, value in _trigger_data(bind, pathway, trigger).items()
+                            if isinstance(value, (str, int)))
+
+        for key in candidates():
             if _hashed(prefix, (pathway, version, patient, name, key)) == old:
                 moved[(pathway, old)] = _hashed(prefix, (pathway, patient, name, key))
                 break
@@ -129,15 +152,12 @@ def _new_ids(bind: sa.Connection) -> dict[tuple[str, str], str]:
             pending.append((pathway, old, prefix, version, patient, name))
     # Escalations and window conflicts embed their parent task's id in their key: once the
     # parent is re-keyed, theirs can be (a chain at most a few deep).
-    tasks_of: dict[tuple[str, str], list[str]] = {}
-    for pathway, old, kind, patient, _ in rows:
-        if kind == "task":
-            tasks_of.setdefault((pathway, patient), []).append(old)
+    parents = [r.id for r in rows if r.kind == "task"]
     for _round in range(3):
         progress = False
         for item in list(pending):
             pathway, old, prefix, version, patient, name = item
-            for parent in tasks_of.get((pathway, patient), ()):
+            for parent in parents:
                 parent_new = moved.get((pathway, parent))
                 if parent_new is None:
                     continue
