@@ -96,7 +96,8 @@ def _patient_rows(bind: sa.Connection):  # noqa: ANN202 - yields lists of rows
     query = sa.text("SELECT pathway, id, kind, patient, body FROM outputs WHERE kind IN ('task', 'letter') "
                     "ORDER BY pathway, patient, id")
     block: list = []
-    for row in bind.execution_options(stream_results=True, yield_per=2000).execute(query):
+    # Options on the statement: on the connection they would stay set for every later statement.
+    for row in bind.execute(query.execution_options(stream_results=True, yield_per=2000)):
         if block and (row.pathway, row.patient) != (block[0].pathway, block[0].patient):
             yield block
             block = []
