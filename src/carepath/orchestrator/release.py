@@ -79,6 +79,7 @@ class Preview:
     changes: tuple[PatientChange, ...]  # those whose plan changes, by ref
     not_pinned: int = 0                # listed refs not pinned to `from` (left alone)
     totals: Counter = field(default_factory=Counter)
+    zone: str = "UTC"                  # the clinic's zone: task times are shown in it
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -206,4 +207,4 @@ def preview(pathway: str | Path, migration: Migration, patients_path: str | Path
         ledger.close()
     totals = Counter({k: v for k, v in totals.items() if v})
     return Preview(new.id, migration.from_version, migration.to_version, as_of.isoformat(), migration.reason,
-                   dict(migration.steps), len(moved), tuple(changes), not_pinned, totals)
+                   dict(migration.steps), len(moved), tuple(changes), not_pinned, totals, new.clinic.zone.key)
