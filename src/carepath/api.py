@@ -28,9 +28,17 @@ class InvalidPathway(InvalidInput):
         super().__init__(diagnostics)
 
 
-def validate(paths: list[str]) -> list[Checked]:
-    """Check files and directories of pathways; every problem, none raised."""
-    return check_paths(paths)
+def validate(paths: list[str], *, against_git: bool = True) -> list[Checked]:
+    """Check files and directories of pathways; every problem, none raised. In a Git work
+    tree (`against_git`), a file changed since HEAD with the same version is CP701."""
+    results = check_paths(paths)
+    if against_git:
+        from carepath.review.version_check import version_not_bumped
+
+        for checked in results:
+            if (problem := version_not_bumped(checked)) is not None:
+                checked.diagnostics.append(problem)
+    return results
 
 
 def load_pathway(path: str | Path, overrides: dict[str, object] | None = None) -> CompiledPathway:

@@ -2,7 +2,7 @@
 
 Each code is one kind of defect; its summary is what `carepath validate --explain` and
 the docs show. Ranges: 1xx the file itself, 2xx shape (model), 3xx references,
-4xx structure and time, 5xx expressions, 6xx templates.
+4xx structure and time, 5xx expressions, 6xx templates, 7xx releases.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ class Code(StrEnum):
     TEMPLATE_TOO_LARGE = "CP605"
     TEMPLATE_OUTSIDE = "CP606"
     TEMPLATE_TYPE = "CP607"
+    # 7xx: releases (a pathway compared with its history)
+    VERSION_NOT_BUMPED = "CP701"
 
 
 SUMMARIES: dict[Code, str] = {
@@ -138,4 +140,6 @@ SUMMARIES: dict[Code, str] = {
                            "(an absolute path, '..' out of it, or a symlink pointing out).",
     Code.TEMPLATE_TYPE: "A template uses a value in a way its type does not allow (adds a number to text, "
                         "divides by zero, ...): found by rendering it with sample values.",
+    Code.VERSION_NOT_BUMPED: "The pathway changed since Git's HEAD but its version did not; a sweep refuses a "
+                             "version it ran with other rules (checked only inside a Git work tree).",
 }

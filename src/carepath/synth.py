@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo
 
 from carepath.engine.ids import output_id
 
-PATHWAY_ID, PATHWAY_VERSION = "ketamine-iv", "1.0.0"  # the reference pathway; task ids depend on them
+PATHWAY_ID = "ketamine-iv"  # the reference pathway; task ids depend on its id (not its version)
 CLINIC_ZONE = ZoneInfo("America/New_York")
 MIN_GAP = timedelta(hours=44)
 SERIES = 6
@@ -65,7 +65,7 @@ RESEND_RATE = 0.002
 
 def task_id(ref: str, step: str, key: str) -> str:
     """The id the engine gives this task (see `engine.ids` and the planner's keys)."""
-    return output_id("t", PATHWAY_ID, PATHWAY_VERSION, ref, step, key)
+    return output_id("t", PATHWAY_ID, ref, step, key)
 
 
 @dataclass

@@ -25,7 +25,7 @@ def _validate(args: argparse.Namespace) -> int:
     from carepath import api
     from carepath.diagnostics import has_errors
 
-    results = api.validate(args.paths)
+    results = api.validate(args.paths, against_git=not args.no_git)
     diagnostics = [d for r in results for d in r.diagnostics]
     if args.format == "json":
         print(json.dumps([d.as_json() for d in diagnostics], indent=2))
@@ -140,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
     from carepath import api
     from carepath.runtime import console
 
-    from carepath.orchestrator.pinning import read_migration
+    from carepath.orchestrator.pinning import check_against, read_migration
     from carepath.sinks.ledger import url_problem
 
     try:
@@ -148,8 +148,8 @@ def _run(args: argparse.Namespace) -> int:
         if problem := api.letter_channel_problem(compiled):
             print(f"carepath: letters: {problem}", file=sys.stderr)
             return EXIT_INVALID
-        if args.migration:
-            read_migration(args.migration)
+        if args.migration:  # its step map must name steps of this version (the old ones: checked in the run)
+            check_against(read_migration(args.migration), args.migration, set(compiled.steps), None)
     except api.InvalidInput as exc:
         for d in exc.diagnostics:
             print(d.render(), file=sys.stderr)
@@ -316,6 +316,38 @@ def _export_fhir(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _release_preview(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from carepath import api
+    from carepath.orchestrator.pinning import read_migration
+    from carepath.orchestrator.release import preview
+    from carepath.orchestrator.release_format import format_markdown, format_text
+    from carepath.sinks.ledger import LedgerProblem, LedgerUnavailable, default_url
+
+    url = args.ledger or default_url(Path(args.out))
+    try:
+        migration = read_migration(args.migration)
+        result = preview(args.pathway, migration, args.patients, args.events, url,
+                         args.as_of or datetime.now(UTC), args.migration)
+    except api.InvalidInput as exc:
+        for d in exc.diagnostics:
+            print(d.render(), file=sys.stderr)
+        return EXIT_INVALID
+    except LedgerProblem as exc:
+        print(f"carepath: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except LedgerUnavailable as exc:
+        print(f"carepath: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if args.format == "json":
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        sys.stdout.write(format_markdown(result) if args.format == "markdown" else format_text(result))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="carepath",
@@ -330,9 +362,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check pathway files or directories; one line per problem",
                        description="Check pathway files (or every *.yaml/*.yml under a directory). "
-                                   "Prints 'path:line:col: CODE message' per problem; exit 1 if any is an error.")
+                                   "Prints 'path:line:col: CODE message' per problem; exit 1 if any is an error. "
+                                   "Inside a Git work tree, a file whose text changed since HEAD while its "
+                                   "version did not is CP701: a sweep would refuse it (VersionReused).")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--no-git", action="store_true",
+                   help="do not compare with Git's HEAD (skip CP701, the version-bump check)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line on stderr")
     p.set_defaults(func=_validate)
 
@@ -390,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="plan shards in N parallel worker processes, each shard a Prefect task (default 1)")
     p.add_argument("--migration", metavar="FILE",
                    help="move patients pinned to an older pathway version onto this one (YAML: pathway, from, to, "
-                        "patients, reason); without it they keep the version they enrolled under")
+                        "patients, reason, optional steps: old -> new; docs/migration-file.md); preview it first "
+                        "with 'carepath release preview'; without it they keep the version they enrolled under")
     p.add_argument("--no-pdf", action="store_true", help="letters as text and HTML only")
     p.add_argument("--full", action="store_true",
                    help="re-plan every patient (by default only those with new events or a passed deadline, "
@@ -477,6 +514,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", default="http://example.org/fhir", metavar="URL",
                    help="base of the canonical URLs (default: http://example.org/fhir)")
     p.set_defaults(func=_export_fhir)
+
+    p = sub.add_parser("release", help="roll a new pathway version out to patients in flight (preview a migration)")
+    release = p.add_subparsers(dest="release_command", required=True, metavar="COMMAND")
+    p = release.add_parser("preview", help="what moving patients to the new version would change, per patient",
+                           description="Plan every patient the migration file moves twice as of one instant, "
+                                       "under the version they are on and under PATHWAY (the new version), and "
+                                       "print per patient, in clinical words, what the move changes: tasks added, "
+                                       "withdrawn (with the reason) or moved (old due -> new due), letters it "
+                                       "would send or withdraw, holds and flags; then the totals. Records "
+                                       "nothing. Apply it with 'carepath run PATHWAY --migration FILE' at the "
+                                       "same --as-of: that run changes exactly what this lists.")
+    p.add_argument("pathway", metavar="PATHWAY", help="the new version's pathway file")
+    p.add_argument("--migration", required=True, metavar="FILE", help="the migration file (docs/migration-file.md)")
+    p.add_argument("--patients", required=True, metavar="FILE", help="patients, JSON Lines")
+    p.add_argument("--events", required=True, metavar="FILE", help="events, JSON Lines")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", metavar="DIR", help="the output folder whose ledger (DIR/ledger.sqlite) to read")
+    where.add_argument("--ledger", metavar="URL", help="SQLAlchemy URL of the outbox ledger")
+    p.add_argument("--as-of", type=instant, metavar="ISO", help="an instant with a UTC offset (default: now)")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                   help="text (default), markdown (for the sign-off beside 'carepath diff') or json")
+    p.set_defaults(func=_release_preview)
 
     p = sub.add_parser("explain", help="list diagnostic codes and what they mean")
     p.add_argument("codes", nargs="*", metavar="CODE")

@@ -66,7 +66,7 @@ def gated_breaches(fold: _Fold, event: EventLike, already: tuple[c.Hold, ...]) -
         if step.gates in names or step.key_field is None:
             continue
         key = f"{step.key_field}:{event.data.get(step.key_field)}"
-        task = fold.tasks.get(output_id("t", fold.p.id, fold.p.version, fold.patient.ref, step.name, key))
+        task = fold.tasks.get(output_id("t", fold.p.id, fold.patient.ref, step.name, key))
         if task is not None and task.is_open and task.created_at <= event.at:
             names.add(step.gates)
             extra.append(fold.p.holds[step.gates])

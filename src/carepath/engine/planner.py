@@ -18,6 +18,7 @@ from carepath.compile import compiled as c
 from carepath.compile.conditions import ConditionError
 from carepath.engine import calendar as cal
 from carepath.engine import escalation, loops, why
+from carepath.engine.aliases import NAMES_TASK, AliasIndex, IdAliases
 from carepath.engine.ids import output_id
 from carepath.engine.letter_lifecycle import settle_letters
 from carepath.engine.result import Acknowledgement, EngineRejection, PatientPlan, PlannedLetter, PlannedSession, PlannedTask
@@ -104,8 +105,10 @@ class _Visit:
 
 
 class _Fold:
-    def __init__(self, compiled: c.CompiledPathway, patient: PatientLike) -> None:
+    def __init__(self, compiled: c.CompiledPathway, patient: PatientLike, aliases: IdAliases | None = None) -> None:
         self.p = compiled
+        self.aliases = aliases
+        self.alias_index: AliasIndex | None = None  # built on the first event naming an unknown id
         self.patient = patient
         self.zone = compiled.clinic.zone
         from zoneinfo import ZoneInfo
@@ -176,6 +179,8 @@ class _Fold:
             self.enter(self.p.start, event)
         elif event.type == "enrolled" and self.status is PatientStatus.DISCHARGED:
             loops.new_episode(self, event)
+        if event.type in NAMES_TASK:
+            event = self.aliased(event)
         if event.type == "session_scheduled" and not self.accept_booking(event):
             return
         if event.type in _COMPLETIONS and (not self.names_real_task(event) or loops.refuses_completion(self, event)):
@@ -414,7 +419,7 @@ class _Fold:
         step = self.p.steps[step_name]
         if key is None:
             key = _key(event, step.key_field) if step.key_field else f"event:{event.id}"
-        task_id = output_id("t", self.p.id, self.p.version, self.patient.ref, step_name, key)
+        task_id = output_id("t", self.p.id, self.patient.ref, step_name, key)
         start = anchor if anchor is not None else self.anchor(step.anchor_field, event)
         window = step.window
         earliest = (cal.day_opening(self.p.clinic, start) if window.opens_at_opening
@@ -488,7 +493,7 @@ class _Fold:
             # released if the status ends (engine/loops.py)
             self.withheld.append((letter_name, event, source))
             return
-        letter_id = output_id("l", self.p.id, self.p.version, self.patient.ref, letter_name, f"event:{event.id}")
+        letter_id = output_id("l", self.p.id, self.patient.ref, letter_name, f"event:{event.id}")
         if letter_id in self.letters:
             return
         if letter.key_field is not None:
@@ -524,7 +529,7 @@ class _Fold:
                                         key=f"{visit.stage.name}:{event.id}:slot:{slot.number}")
                 task.earliest, task.due, task.created_at = slot.opens, slot.closes, event.at
             visit.first_dose = event.id
-        slot_id = output_id("t", self.p.id, self.p.version, self.patient.ref, series.step,
+        slot_id = output_id("t", self.p.id, self.patient.ref, series.step,
                             f"{visit.stage.name}:{visit.first_dose}:slot:{visit.completed}")
         task = self.tasks.get(slot_id)
         if task is not None and task.is_open:
@@ -546,20 +551,52 @@ class _Fold:
         return False
 
     def expected_task_ids(self) -> set[str]:
-        """Tasks a plan shows that the fold has not created yet: overdue escalations and the
-        next occurrence of each recurring step (a clinician may tick either off)."""
-        ids = set()
+        return set(self.expected_occurrences())
+
+    def expected_occurrences(self) -> dict[str, tuple[str, str]]:
+        """Tasks a plan shows that the fold has not created yet, id → (step, key): overdue
+        escalations and the next occurrence of each recurring step (a clinician may tick
+        either off)."""
+        found: dict[str, tuple[str, str]] = {}
         for task in self.tasks.values():
             overdue = task.step.overdue
             if overdue is not None and overdue.task is not None:
-                ids.add(output_id("t", self.p.id, self.p.version, self.patient.ref, overdue.task, f"overdue:{task.id}"))
+                key = f"overdue:{task.id}"
+                found[output_id("t", self.p.id, self.patient.ref, overdue.task, key)] = (overdue.task, key)
         visit = self.visit
         if visit is not None:
             for recurring in visit.stage.recurring:
                 n = visit.occurrences.get(recurring.step, 0)
-                ids.add(output_id("t", self.p.id, self.p.version, self.patient.ref, recurring.step,
-                                  f"{visit.stage.name}:{visit.trigger}:{n + 1}"))
-        return ids
+                key = f"{visit.stage.name}:{visit.trigger}:{n + 1}"
+                found[output_id("t", self.p.id, self.patient.ref, recurring.step, key)] = (recurring.step, key)
+        return found
+
+    def aliased(self, event: EventLike) -> EventLike:
+        """The event naming its task by today's id, when it names it by an id the task had
+        under other rules (engine/aliases.py: a version-hashed id, a renamed step)."""
+        target = event.data.get("task")
+        if not isinstance(target, str) or target in self.tasks:
+            return event
+        expected = self.expected_occurrences()
+        if target in expected:
+            return event
+        occurrences = [(t.id, t.step.name, t.key) for t in self.tasks.values()]
+        occurrences += [(i, step, key) for i, (step, key) in expected.items()]
+
+        if self.alias_index is None:
+            def embedded(task_id: str) -> tuple[str, str] | None:
+                task = self.tasks.get(task_id)
+                return (task.step.name, task.key) if task is not None else None
+
+            self.alias_index = AliasIndex(self.p.id, self.patient.ref, self.p.version, self.aliases, embedded)
+        found = self.alias_index.resolve(target, occurrences)
+        if not found:
+            return event
+        for other in found[1:]:  # a split step: the old occurrence's completion settles each successor
+            task = self.tasks.get(other)
+            if task is not None and task.is_open and event.at >= task.created_at:
+                task.done_at = event.at
+        return _Aliased(event.id, event.patient, event.type, event.at, {**event.data, "task": found[0]}, event.line)
 
     def breached_holds(self, event: EventLike) -> tuple[c.Hold, ...]:
         """Holds this event breaks: open when it happens (before it closes anything)."""
@@ -794,7 +831,7 @@ class _Fold:
             marker = _Marker(task.trigger, at)
             step = self.p.steps[overdue.task]
             key = f"overdue:{task.id}"
-            task_id = output_id("t", self.p.id, self.p.version, self.patient.ref, step.name, key)
+            task_id = output_id("t", self.p.id, self.patient.ref, step.name, key)
             due = cal.resolve_due(self.p.clinic, step.window.due, at, step.window.basis) if step.window.due else None
             escalation = _Task(task_id, step, key, marker.id, at, at, due, step.priority, f"step:{task.step.name}:overdue")
             out.append(PlannedTask(
@@ -875,6 +912,18 @@ class _Marker:
     line: int = 0
 
 
+@dataclass(frozen=True)
+class _Aliased:
+    """An event whose task reference was resolved to today's id (see `_Fold.aliased`)."""
+
+    id: str
+    patient: str
+    type: str
+    at: datetime
+    data: Mapping[str, object]
+    line: int
+
+
 def _key(event: EventLike, field_name: str) -> str:
     return f"{field_name}:{event.data.get(field_name)}"
 
@@ -901,8 +950,10 @@ def _in_time_order(event: EventLike) -> tuple[datetime, str]:
 
 
 def plan(compiled: c.CompiledPathway, patient: PatientLike, events: Iterable[EventLike],
-         as_of: datetime) -> PatientPlan:
-    """The patient's plan as of `as_of`, from the full event history."""
+         as_of: datetime, *, aliases: IdAliases | None = None) -> PatientPlan:
+    """The patient's plan as of `as_of`, from the full event history. `aliases`: what
+    else a task id named by an event may have been (other versions' ids, renamed steps);
+    ids hashed with the version planned under are always recognised."""
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
     known, ahead = [], None
@@ -912,7 +963,7 @@ def plan(compiled: c.CompiledPathway, patient: PatientLike, events: Iterable[Eve
         elif ahead is None or e.at < ahead:
             ahead = e.at  # an event dated after the as-of: the plan changes once it is known
     known.sort(key=_in_time_order)
-    fold = _Fold(compiled, patient)
+    fold = _Fold(compiled, patient, aliases)
     fold.run(known, as_of)
     result = fold.result(as_of)
     if ahead is not None and (result.wake is None or ahead < result.wake):

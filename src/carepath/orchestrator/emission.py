@@ -27,7 +27,7 @@ from carepath.engine import plan
 from carepath.engine.result import PatientPlan
 from carepath.orchestrator.cohort import Rejected, Shard, read_patient_shard
 from carepath.orchestrator.event_store import EventStore, key
-from carepath.orchestrator.pinning import VersionReused, decide
+from carepath.orchestrator.pinning import VersionReused, decide, id_aliases
 from carepath.orchestrator.patients_index import PatientsIndex
 from carepath.orchestrator.spec import RunSpec
 from carepath.orchestrator.wake_index import Planned, WakeIndex, record_digest
@@ -152,7 +152,8 @@ def archive_pathway(spec: RunSpec, ledger: Ledger) -> None:
         raise VersionReused(
             f"{spec.pathway}: {compiled.id} version {compiled.version} was run before with different rules "
             f"(archived digest {known}, this file {spec.digest}); patients pinned to "
-            f"{compiled.version} must not change rules silently: give the changed pathway a new version")
+            f"{compiled.version} must not change rules silently: give the changed pathway a new version "
+            "('carepath validate' in the pathway's Git work tree reports this as CP701 before it is deployed)")
 
 
 def _archived(ledger: Ledger, pathway: Path, pathway_id: str, version: str) -> CompiledPathway | str:
@@ -186,8 +187,30 @@ def pinned_groups(spec: RunSpec, plans: Sequence[PatientPlan], ledger: Ledger,
         assert isinstance(old, CompiledPathway)
         groups.append((old, replan(old, group)))
     ledger.pin(compiled.id, {ref: compiled.version for ref in decision.enrol | decision.migrate}, run)
+    migration = spec.migration
+    if decision.migrate and migration is not None:  # later sweeps recognise the ids of renamed steps
+        ledger.record_migration(compiled.id, migration.from_version, migration.to_version,
+                                {old: list(new) for old, new in migration.steps.items()}, migration.reason, run)
+        old = olds.get(migration.from_version)
+        if isinstance(old, CompiledPathway):  # what the move withdraws stays on record, with why
+            ledger.record_withdrawals(compiled.id, withdrawn(
+                old, compiled, migration, replan(old, decision.migrate),
+                [p for p in plans if p.patient in decision.migrate]), run)
     refused = [Rejected("pins", 0, ref, why) for ref, why in sorted(decision.refuse.items())]
     return groups, refused
+
+
+def withdrawn(old: CompiledPathway, new: CompiledPathway, migration, before: Sequence[PatientPlan],  # noqa: ANN001
+              after: Sequence[PatientPlan]) -> list[dict[str, str]]:
+    """The open work of `before` (under `old`) that `after` (under `new`) no longer has, as
+    `carepath release preview` words it."""
+    from carepath.orchestrator.release import compare
+
+    now = {p.patient: p for p in after}
+    return [{"task": t.task, "patient": p.patient, "step": t.step, "from_version": old.version,
+             "to_version": new.version, "why": t.why}
+            for p in before if p.patient in now
+            for t in compare(p, now[p.patient], set(new.steps), migration, set()).tasks if t.change == "withdrawn"]
 
 
 def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], patients: dict, ledger: Ledger,
@@ -285,12 +308,14 @@ def emit_patients(spec: RunSpec, patients: dict[str, Patient], ledger: Ledger, o
     compiled, as_of = spec.compiled, spec.as_of
     store = EventStore(ledger.engine, compiled.id)
     specs = compile_event_types(compiled.event_fields)
+    # Events may name a task by an id it had under other rules (a version-hashed id, a renamed step).
+    aliases = id_aliases(ledger.archived_versions(compiled.id), ledger.step_renames(compiled.id), spec.migration)
     with _gc_paused():
         events, bad = store.events_of(patients, ids, specs, set(patients) | set(others))
-        plans = [plan(compiled, patients[ref], events[ref], as_of) for ref in sorted(patients)]
+        plans = [plan(compiled, patients[ref], events[ref], as_of, aliases=aliases) for ref in sorted(patients)]
 
     def replan(old: CompiledPathway, refs: set[str]) -> list[PatientPlan]:
-        return [plan(old, patients[ref], events[ref], as_of) for ref in sorted(refs)]
+        return [plan(old, patients[ref], events[ref], as_of, aliases=aliases) for ref in sorted(refs)]
 
     groups, refused = pinned_groups(spec, plans, ledger, replan)
     undelivered: set[str] = set()
@@ -397,7 +422,10 @@ def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
     written: dict[str, int | None] = {}
     stale: list[tuple[DocumentSink, str]] = []
     for sink in [*document_sinks(compiled, out, as_of), LettersJsonl(out)]:
-        state = f"{generation}|{as_of.isoformat()}" if getattr(sink, "shows_as_of", True) else generation
+        # A document that shows the as-of also shows the pathway version (a bump that moves
+        # no patient still changes its header).
+        state = (f"{generation}|{as_of.isoformat()}|{compiled.version}" if getattr(sink, "shows_as_of", True)
+                 else generation)
         present = sink.present() if hasattr(sink, "present") else sink.storage.exists(sink.name)
         written[sink.name] = None
         if ledger.snapshot_state(compiled.id, sink.name) != state or not present:
@@ -512,10 +540,17 @@ class RunSummary:
     rejected: int
     documents: dict[str, int | None]
     replanned: int = 0  # patients planned by this run (the others' plans could not have changed)
+    versions: dict[str, int] = field(default_factory=dict)  # pathway version → patients pinned to it
+
+    @property
+    def older(self) -> int:
+        """Patients who stay on an older version than the pathway file's (until migrated)."""
+        return sum(n for v, n in self.versions.items() if v != self.version)
 
     @classmethod
     def of(cls, compiled: CompiledPathway, as_of: datetime, reports: Sequence[ShardReport], rejected: int,
-           documents: dict[str, int | None], cohort: CohortReport | None = None) -> RunSummary:
+           documents: dict[str, int | None], cohort: CohortReport | None = None,
+           versions: dict[str, int] | None = None) -> RunSummary:
         """`cohort`: the whole cohort's report (a sweep re-plans few patients): its workload,
         and every current output not new or changed counts as unchanged; else the reports'."""
         recorded, work = Recorded(), Workload()
@@ -527,7 +562,7 @@ class RunSummary:
             recorded = Recorded(recorded.new, recorded.changed, unchanged, recorded.retired)
         return cls(compiled.id, compiled.version, as_of.isoformat(), len(reports), sum(r.events for r in reports),
                    recorded, sum(r.letters_written for r in reports), work, rejected, documents,
-                   sum(r.patients for r in reports))
+                   sum(r.patients for r in reports), dict(versions or {}))
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -544,4 +579,6 @@ class RunSummary:
             "patients_needing_attention": self.workload.attention,
             "rejected_lines": self.rejected,
             "documents_rewritten": sorted(k for k, v in self.documents.items() if v is not None),
+            "versions_in_force": dict(sorted(self.versions.items())),
+            "patients_on_older_versions": self.older,
         }

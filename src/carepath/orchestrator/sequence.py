@@ -94,15 +94,25 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
         documents = run.call("write-documents", write_documents, spec, ledger)
         cohort = run.call("report-cohort", report_cohort, spec, str(patients), ledger)
         shutil.rmtree(work.parent, ignore_errors=True)
-        summary = RunSummary.of(spec.compiled, spec.as_of, reports, cohort.rejected, documents, cohort)
+        summary = RunSummary.of(spec.compiled, spec.as_of, reports, cohort.rejected, documents, cohort,
+                                ledger.version_counts(spec.compiled.id))
     finally:
         ledger.close()
     log(f"recorded {summary.recorded.new} new, {summary.recorded.changed} changed output(s); "
         f"{summary.letters_written} letter(s) written")
+    if summary.older:  # said once per run, not per patient
+        log(versions_note(summary.as_json()))
     if refuse_unused_input and cohort.all_rejected:
         raise AllLinesRejected(f"{cohort.all_rejected}: is it the right file? {spec.out / 'rejected.jsonl'} says "
                                "why, line by line")
     return summary
+
+
+def versions_note(summary: dict) -> str:
+    """'30 patient(s) stay on an older ketamine-iv version than 1.1.0 (1.0.0: 30; 1.1.0: 10); …' (counts only)."""
+    versions = "; ".join(f"{v}: {n:,}" for v, n in summary["versions_in_force"].items())
+    return (f"{summary['patients_on_older_versions']:,} patient(s) stay on an older {summary['pathway']} version "
+            f"than {summary['version']} ({versions}); 'carepath release preview' shows what moving them changes")
 
 
 def _reasons(reasons: dict[str, int]) -> str:

@@ -54,6 +54,10 @@ def markdown(summary: RunSummary, out: Path) -> str:
         f"- patients needing attention: {summary.workload.attention:,} (blocked, awaiting eligibility, on hold "
         f"or flagged for attention; good news such as remission does not count)",
         f"- documents rewritten: {', '.join(s['documents_rewritten']) or 'none (nothing changed)'}",
+        "- pathway versions in force: " + (", ".join(f"{v} {n:,} patient(s)" for v, n in s["versions_in_force"].items())
+                                           or "none")
+        + (f" ({s['patients_on_older_versions']:,} on an older version than {summary.version})"
+           if s["patients_on_older_versions"] else ""),
         f"- worklist: `{storage_for(documents_location(out)).shown('worklist.html')}`",
     ]
     return "\n".join(lines) + "\n"

@@ -95,6 +95,10 @@ def summary_text(result) -> str:  # noqa: ANN001 - a runner.RunResult (kept impo
         lines.append(f"  {row['role']:<22} {row['priority']:<8} {row['count']:>7,}")
     lines.append(f"letters: {s['letters_written']:,} sent this run {_sent_how(out)}; "
                  + letters_by_status(s) + f" (see {docs.shown('letters.jsonl')})")
+    if s.get("patients_on_older_versions"):
+        from carepath.orchestrator.sequence import versions_note
+
+        lines.append(versions_note(s))
     lines.append(f"worklist: {docs.shown('worklist.html')}")
     lines.append(f"tasks: {docs.shown('tasks.jsonl')}, {docs.shown('tasks.csv')}; FHIR: {docs.shown('fhir/bundle.json')}"
                  f" (Bulk Data NDJSON: {docs.shown('fhir/manifest.json')})")

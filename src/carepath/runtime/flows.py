@@ -92,6 +92,8 @@ def _withheld(where: str) -> Iterator[None]:
     except Withheld:
         raise
     except Exception as exc:
+        if getattr(type(exc), "phi_free", False):
+            raise  # its message names files, versions and digests only: Prefect and the operator see why
         # `from None`: the original must not ride along as the traceback's context.
         raise Withheld(type(exc).__name__, where, exc, text=failures.explain(exc, where),
                        code=failures.classify(exc).code) from None

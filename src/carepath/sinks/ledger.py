@@ -108,6 +108,33 @@ versions_table = Table(
     Column("source", Text, nullable=False),
 )
 
+# Each migration applied (revision 0004): from, to, the step map (old step → new steps,
+# JSON) and the reason signed off. Later sweeps read the step maps so that events naming a
+# renamed step's old ids still close the new step's work.
+migrations_table = Table(
+    "pathway_migrations", _metadata,
+    Column("pathway", String(200), primary_key=True),
+    Column("from_version", String(64), primary_key=True),
+    Column("to_version", String(64), primary_key=True),
+    Column("steps", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("run", String(64), nullable=False),
+)
+
+# The open work a migration withdrew (it has no counterpart in the new version), with the
+# reason, so what the preview listed stays on record after it was applied (revision 0004).
+withdrawals_table = Table(
+    "migration_withdrawals", _metadata,
+    Column("pathway", String(200), primary_key=True),
+    Column("task", String(80), primary_key=True),
+    Column("patient", String(200), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("from_version", String(64), nullable=False),
+    Column("to_version", String(64), nullable=False),
+    Column("why", Text, nullable=False),
+    Column("run", String(64), nullable=False),
+)
+
 # One digest of each patient's whole plan, written after all their outputs were recorded
 # and delivered: an unchanged plan (the hourly re-plan of most patients) then costs one
 # lookup instead of a comparison per output.
@@ -501,6 +528,47 @@ class Ledger:
         """Pin (or, after a migration, re-pin) patients to versions."""
         self._upsert(pins_table, ["patient", "pathway"], ["version", "run"],
                      [{"patient": p, "pathway": pathway, "version": v, "run": run} for p, v in versions.items()])
+
+    def version_counts(self, pathway: str) -> dict[str, int]:
+        """Patients pinned to each version of the pathway (the versions in force)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(pins_table.c.version, func.count()).where(pins_table.c.pathway == pathway)
+                                .group_by(pins_table.c.version))
+            return {version: n for version, n in rows}
+
+    def archived_versions(self, pathway: str) -> list[str]:
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(select(versions_table.c.version).where(
+                versions_table.c.pathway == pathway)).scalars())
+
+    def record_migration(self, pathway: str, from_version: str, to_version: str, steps: dict[str, list[str]],
+                         reason: str, run: str) -> None:
+        self._upsert(migrations_table, ["pathway", "from_version", "to_version"], ["steps", "reason", "run"],
+                     [{"pathway": pathway, "from_version": from_version, "to_version": to_version,
+                       "steps": orjson.dumps(steps, option=orjson.OPT_SORT_KEYS).decode(), "reason": reason,
+                       "run": run}])
+
+    def record_withdrawals(self, pathway: str, rows: list[dict[str, str]], run: str) -> None:
+        """Open work a migration withdrew: dicts with task, patient, step, from_version, to_version, why."""
+        self._upsert(withdrawals_table, ["pathway", "task"], ["patient", "step", "from_version", "to_version", "why",
+                                                             "run"],
+                     [{"pathway": pathway, "run": run, **row} for row in rows])
+
+    def withdrawals(self, pathway: str) -> list[dict[str, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(withdrawals_table).where(withdrawals_table.c.pathway == pathway)
+                                .order_by(withdrawals_table.c.patient, withdrawals_table.c.task))
+            return [dict(r._mapping) for r in rows]
+
+    def step_renames(self, pathway: str) -> dict[str, tuple[str, ...]]:
+        """Every applied migration's step map, merged: old step → the steps that replaced it."""
+        merged: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            for (steps,) in conn.execute(select(migrations_table.c.steps).where(
+                    migrations_table.c.pathway == pathway)):
+                for old, new in orjson.loads(steps).items():
+                    merged.setdefault(old, set()).update(new)
+        return {old: tuple(sorted(new)) for old, new in merged.items()}
 
     # -- statement shapes shared by the tables above --------------------------------
 

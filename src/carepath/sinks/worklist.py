@@ -263,6 +263,7 @@ class Worklist:
         closed: list[tuple[datetime, str, Row]] = []   # a min-heap of the most recently closed
         closed_counts: Counter[str] = Counter()
         count = 0
+        versions: Counter[str] = Counter()  # pathway version → patients planned under it (pins)
         instant = Instants()
         # Outputs come patient by patient (care plan, then tasks): a patient's view and its
         # safety-band rows wait until its last task, since both depend on all of them.
@@ -316,6 +317,7 @@ class Worklist:
                 settle_patient()
                 current = output.patient
             if output.kind == OutputKind.PATIENT:
+                versions[str(output.body.get("pathway_version") or compiled.version)] += 1
                 pending = _patient_view(output.patient, output.body, compiled.flag_severity)
                 continue
             # Read straight from the body (most tasks are only counted); a listed row's
@@ -372,7 +374,12 @@ class Worklist:
         shown = sum(band_totals.values())
         page = {
             "patient": self.patient,
-            "pathway": {"id": compiled.id, "version": compiled.version, "title": compiled.title},
+            "pathway": {"id": compiled.id, "version": compiled.version, "title": compiled.title,
+                        # The versions in force, this one first: patients stay on the version they
+                        # enrolled under until a migration moves them.
+                        "versions": [{"version": v, "patients": n} for v, n in sorted(
+                            versions.items(), key=lambda vn: (vn[0] != compiled.version, vn[0]))],
+                        "older": sum(n for v, n in versions.items() if v != compiled.version)},
             "clinic": {"name": compiled.clinic.name, "zone": zone.key},
             "as_of": Moment(_long(as_of), as_of.isoformat()),
             "horizon": _span(compiled.worklist.horizon),
