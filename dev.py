@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Set up the project-local environment if needed, then run the demo or the tests.
+"""Set up the project-local environment if needed, then run the demo, the tests or the checks.
 
     python3 dev.py demo     # the main job (carepath run) on the embedded demo cohort
     python3 dev.py test     # the whole test suite (extra arguments go to pytest)
     python3 dev.py test -m "not slow"   # the fast lane for development (~1-2 min)
     python3 dev.py lint     # ruff, mypy against mypy-baseline.txt, import-linter (CI runs it)
+    python3 dev.py lint mypy imports       # only the checks named (ruff, mypy, imports)
     python3 dev.py lint --fix              # ruff fixes what it can; its debt table shrinks to what remains
     python3 dev.py lint --update-baseline  # rewrite mypy-baseline.txt to today's mypy errors
     python3 dev.py bench    # every performance measurement; writes BENCHMARKS.md (~30 min)
@@ -216,28 +217,36 @@ def mypy_against_baseline() -> bool:
     return True
 
 
+LINTERS = ("ruff", "mypy", "imports")
+
+
 def lint(args: list[str]) -> int:
+    """All three checks, or those named (`python3 dev.py lint mypy imports`)."""
     if args == ["--fix"]:
         return ruff_fix()
     if args == ["--update-baseline"]:
         return update_mypy_baseline()
-    if args:
+    if not set(args) <= set(LINTERS):
         print(__doc__)
         return 2
+    wanted = args or LINTERS
     failed = []
-    print("$ ruff check", flush=True)
-    if _tool("ruff", "check", *LINT_PATHS).returncode != 0:
-        failed.append("ruff (`python3 dev.py lint --fix` fixes what it can)")
-    print("$ mypy (against mypy-baseline.txt)", flush=True)
-    if not mypy_against_baseline():
-        failed.append("mypy")
-    print("$ lint-imports", flush=True)
-    if _tool("lint-imports", "--no-cache").returncode != 0:
-        failed.append("import-linter")
+    if "ruff" in wanted:
+        print("$ ruff check", flush=True)
+        if _tool("ruff", "check", *LINT_PATHS).returncode != 0:
+            failed.append("ruff (`python3 dev.py lint --fix` fixes what it can)")
+    if "mypy" in wanted:
+        print("$ mypy (against mypy-baseline.txt)", flush=True)
+        if not mypy_against_baseline():
+            failed.append("mypy")
+    if "imports" in wanted:
+        print("$ lint-imports", flush=True)
+        if _tool("lint-imports", "--no-cache").returncode != 0:
+            failed.append("import-linter")
     if failed:
         print(f"dev.py lint: failed: {', '.join(failed)}", file=sys.stderr)
         return 1
-    print("dev.py lint: ruff, mypy and import-linter pass")
+    print(f"dev.py lint: {', '.join(wanted)} pass")
     return 0
 
 

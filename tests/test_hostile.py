@@ -23,6 +23,8 @@ DEMO = ROOT / "examples" / "demo"
 PATHWAY = ROOT / "pathways" / "ketamine-iv.yaml"
 AS_OF = "2026-03-05T17:00:00+00:00"
 
+pytestmark = pytest.mark.slow  # `carepath` subprocesses, Prefect servers, a loaded machine
+
 
 def carepath(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
              stdin: str | None = None) -> subprocess.CompletedProcess[str]:
