@@ -12,7 +12,7 @@
 
 Only the Python standard library is used here, so this works on a machine that has
 nothing but Python 3.11. Installs come from the hash-pinned `requirements.lock`; the
-environment is rebuilt when the lock or pyproject.toml changes.
+environment is rebuilt when the lock or pyproject.toml's dependencies or packaging change.
 """
 
 from __future__ import annotations
@@ -34,9 +34,13 @@ STAMP = VENV / ".carepath-installed"
 
 
 def _fingerprint() -> str:
-    digest = hashlib.sha256()
-    for name in ("requirements.lock", "pyproject.toml"):
-        digest.update((ROOT / name).read_bytes())
+    """What the installed environment depends on: the lock, and the parts of pyproject.toml
+    that change what is installed (not the linters' and pytest's settings)."""
+    digest = hashlib.sha256((ROOT / "requirements.lock").read_bytes())
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    installed = {"build-system": pyproject.get("build-system"), "project": pyproject.get("project"),
+                 "setuptools": pyproject.get("tool", {}).get("setuptools")}
+    digest.update(json.dumps(installed, sort_keys=True).encode())
     return digest.hexdigest()
 
 
