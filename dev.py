@@ -3,7 +3,7 @@
 
     python3 dev.py demo     # the main job (carepath run) on the embedded demo cohort
     python3 dev.py test     # the whole test suite (extra arguments go to pytest)
-    python3 dev.py test -m "not slow"   # the fast lane for development (~1-2 min)
+    python3 dev.py test -m "not slow"   # the fast lane: no Prefect server, browser, PostgreSQL
     python3 dev.py lint     # ruff, mypy against mypy-baseline.txt, import-linter (CI runs it)
     python3 dev.py lint mypy imports       # only the checks named (ruff, mypy, imports)
     python3 dev.py lint --fix              # ruff fixes what it can; its debt table shrinks to what remains
