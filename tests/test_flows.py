@@ -22,6 +22,8 @@ EVENTS = ROOT / "examples" / "events.jsonl"
 AS_OF = "2026-03-03T17:00:00+00:00"
 CARE_PATH = str(Path(sys.executable).with_name("carepath"))
 
+pytestmark = pytest.mark.slow  # a Prefect server and `carepath run` subprocesses
+
 
 @pytest.fixture(scope="session")
 def prefect_api():

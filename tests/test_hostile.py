@@ -23,6 +23,8 @@ DEMO = ROOT / "examples" / "demo"
 PATHWAY = ROOT / "pathways" / "ketamine-iv.yaml"
 AS_OF = "2026-03-05T17:00:00+00:00"
 
+pytestmark = pytest.mark.slow  # `carepath` subprocesses, Prefect servers, a loaded machine
+
 
 def carepath(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
              stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -57,12 +59,11 @@ def test_bad_numbers_on_the_command_line_are_exit_2_before_anything_starts(tmp_p
     args = run_args(tmp_path / "out")
     if extra[0] == "--as-of":
         args = args[:args.index("--as-of")] + args[args.index("--as-of") + 2:]
-    started = time.monotonic()
     result = carepath(*args, *extra, env=clean_env(tmp_path))
     assert result.returncode == 2, result.stderr
     assert word in result.stderr
+    # Prefect's home untouched: no server was started.
     assert not (tmp_path / "out").exists() and not (tmp_path / "prefect-home").exists()
-    assert time.monotonic() - started < 30  # no server was started (it needs 8 s or more)
 
 
 def test_plan_with_an_as_of_that_cannot_be_planned_is_exit_2(tmp_path: Path) -> None:
@@ -573,13 +574,11 @@ def test_ledger_faults_are_clear_messages_and_never_resend_letters(tmp_path: Pat
 def test_an_unreachable_ledger_database_is_exit_69_before_prefect_starts(tmp_path: Path) -> None:
     env = clean_env(tmp_path)
     env.pop("PGPASSWORD", None)
-    started = time.monotonic()
     result = carepath(*run_args(tmp_path / "out", "--ledger", "postgresql+psycopg://carepath@127.0.0.1:9/carepath"),
                       env=env)
     assert result.returncode == 69, result.stderr
     assert "the ledger database postgresql+psycopg://carepath@127.0.0.1:9/carepath did not answer" in result.stderr
     assert "PGPASSWORD" in result.stderr and "flow run" not in result.stderr
-    assert time.monotonic() - started < 30
     assert not list((tmp_path / "prefect-home").rglob("*.db"))  # Prefect's server never started
 
 

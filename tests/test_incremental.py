@@ -100,6 +100,7 @@ def histories(draw: st.DrawFn) -> tuple[str, list[dict]]:
     return name, steps
 
 
+@pytest.mark.slow  # 15 histories, two sweeps per step each: a quarter of the fast lane's time
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @settings(max_examples=15, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

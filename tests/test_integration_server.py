@@ -42,7 +42,7 @@ import pytest
 
 from carepath.sinks.patient_record import record_name
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 _VENV_BIN = ROOT / ".venv" / "bin"

@@ -123,7 +123,7 @@ def postgres() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def new_ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
     """Makes the URL of an empty database for a ledger, by name, on either backend."""
     if request.param == "sqlite":

@@ -63,3 +63,31 @@ def test_scenarios_run_once_per_commit_when_pathway_inputs_change(hooks: dict[st
     files = re.compile(hook["files"])
     assert files.search("pathways/ketamine-iv.yaml") and files.search("templates/letters/welcome.md.j2")
     assert files.search("tests/scenarios/x.scenario.yaml") and not files.search("README.md")
+
+
+def test_this_repositorys_own_hooks_download_nothing_and_run_real_commands(root: Path) -> None:
+    """`.pre-commit-config.yaml` runs the tools `dev.py setup` installed from the lock."""
+    import sys
+
+    sys.path.insert(0, str(root))
+    try:
+        import dev
+    finally:
+        sys.path.remove(str(root))
+    config = yaml.safe_load((root / ".pre-commit-config.yaml").read_text())
+    assert [repo["repo"] for repo in config["repos"]] == ["local"]
+    hooks = {hook["id"]: hook for hook in config["repos"][0]["hooks"]}
+    assert {"ruff", "mypy", "import-linter", "carepath-validate", "carepath-scenarios"} <= hooks.keys()
+    for hook in hooks.values():
+        assert hook["language"] == "system", hook["id"]  # "python" would make pre-commit install packages
+        program, *args = shlex.split(hook["entry"])
+        if program == "python3":
+            assert args[:2] == ["dev.py", "lint"] and set(args[2:]) <= set(dev.LINTERS), hook["id"]
+            continue
+        assert program.startswith(".venv/bin/") and (root / program).exists(), hook["id"]
+        if program == ".venv/bin/carepath":
+            assert build_parser().parse_args([*args, "pathways/ketamine-iv.yaml"]).command == args[0]
+    # The hooks offered to pathway repositories select the same files as this repository's.
+    for offered in ("carepath-validate", "carepath-scenarios"):
+        offered_hook = {h["id"]: h for h in yaml.safe_load((root / ".pre-commit-hooks.yaml").read_text())}[offered]
+        assert hooks[offered]["files"] == offered_hook["files"]

@@ -38,9 +38,9 @@ from sink_cohort import AS_OF, ROOT, Planned, planned_cohort, read_worklist
 CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT = 60  # seconds, per browser run; a cold start here takes about one
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not CHROMIUM.exists(),
-    reason="headless browser test needs /usr/bin/chromium (Debian package `chromium`; .ci/run installs it)")
+    reason="headless browser test needs /usr/bin/chromium (Debian package `chromium`; .ci/run installs it)")]
 
 CANARY = "<!DOCTYPE html><html lang=en><title>canary</title><script>console.error('canary-7f3a')</script></html>"
 
