@@ -55,3 +55,24 @@ def test_work_opening_later_joins_the_running_escalation_and_the_wake_says_when(
     assert out[1].escalation is None and wake == later
     out, _ = plan_at(later + timedelta(minutes=1))
     assert out[1].escalation == out[0].escalation   # one escalation for the patient, not a new ladder
+
+
+def test_shipped_pathways_escalate_with_the_clinic_parameters_domain_names() -> None:
+    from datetime import timedelta as td
+
+    from carepath.check.runner import check_file
+
+    for name in ("ketamine-iv", "esketamine-spravato"):
+        checked = check_file(ROOT / "pathways" / f"{name}.yaml")
+        assert checked.ok and checked.pathway is not None
+        p = checked.pathway
+        assert p.escalation is not None
+        assert (p.escalation.delay_in_hours, p.escalation.delay_out_of_hours, p.escalation.repeat) == (
+            "$escalation_delay_in_hours", "$escalation_delay_out_of_hours", "$escalation_repeat")
+        for parameter in ("escalation_delay_in_hours", "escalation_delay_out_of_hours", "escalation_repeat"):
+            assert p.parameters[parameter].source == "CLINIC"
+        compiled = load_pathway(ROOT / "pathways" / f"{name}.yaml")
+        assert compiled.escalation is not None
+        assert (compiled.escalation.delay_in_hours, compiled.escalation.delay_out_of_hours,
+                compiled.escalation.repeat) == (td(minutes=15), td(minutes=60), td(hours=24))
+        assert all(tier in p.roles for tier in compiled.escalation.tiers)
