@@ -27,7 +27,7 @@ the next one.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -42,25 +42,29 @@ class _Span:
 
 
 def settle(p: c.CompiledPathway, tasks: Sequence[PlannedTask], acks: Mapping[str, Acknowledgement],
-           closed: Mapping[str, datetime | None], as_of: datetime) -> tuple[list[PlannedTask], datetime | None]:
+           closed: Callable[[str], datetime | None], as_of: datetime) -> tuple[list[PlannedTask], datetime | None]:
     """The plan's tasks with their acknowledgement and escalation fields, and the next
     instant (at or after `as_of`) at which the patient's escalation moves on its own.
 
-    `closed` maps a task id to when it was done or withdrawn (None: still open); a task
-    missing from it (an overdue escalation step the plan derived) is open."""
-    out = [t if t.id not in acks else dataclasses.replace(t, acknowledged_by=acks[t.id].by,
-                                                          acknowledged_at=acks[t.id].at.astimezone(p.clinic.zone))
-           for t in tasks]
+    `closed` says when a task was done or withdrawn (None: still open, or an overdue
+    escalation step the plan derived)."""
+    out = list(tasks)
+    if acks:
+        out = [t if t.id not in acks else dataclasses.replace(t, acknowledged_by=acks[t.id].by,
+                                                              acknowledged_at=acks[t.id].at.astimezone(p.clinic.zone))
+               for t in out]
     policy = p.escalation
     if policy is None:
         return out, None
     unseen: list[tuple[int, _Span]] = []
     overdue: list[tuple[int, _Span]] = []
+    # Most of a patient's tasks are routine: one set lookup each decides.
+    escalating = {name for name, step in p.steps.items() if c.escalates(step)}
     for i, task in enumerate(out):
-        step = p.steps.get(task.step)
-        if step is None or not c.escalates(step):
+        if task.step not in escalating:
             continue
-        end = closed.get(task.id)
+        step = p.steps[task.step]
+        end = closed(task.id)
         ack = acks.get(task.id)
         seen = ack.at if ack is not None else None
         stop = _earliest(end, seen)
@@ -118,6 +122,8 @@ def settle(p: c.CompiledPathway, tasks: Sequence[PlannedTask], acks: Mapping[str
         out[i] = dataclasses.replace(out[i], escalation=EscalationState(
             policy.tiers[min(level, len(policy.tiers)) - 1], since.astimezone(zone),
             following.astimezone(zone) if following is not None else None))
+    # A task opening later joins the escalation running then: its fields change at that instant.
+    ahead += [span.start for _, span in unseen if span.start >= as_of]
     return out, min(ahead) if ahead else None
 
 
@@ -127,8 +133,9 @@ def _repeats(period: _Span, every: timedelta, tiers: int, as_of: datetime) -> li
     the first one at or after it (`next_at`, the wake). A period years long costs the same."""
     start, end = period.start, period.end
     picked = [start + j * every for j in range(tiers)]
-    if start < as_of:
-        last = (as_of - start - timedelta(microseconds=1)) // every  # start + last*every < as_of
+    limit = as_of if end is None else min(as_of, end)  # a period that ended keeps its last moment
+    if start < limit:
+        last = (limit - start - timedelta(microseconds=1)) // every  # start + last*every < limit
         picked += [start + last * every, start + (last + 1) * every]
     else:
         picked.append(start)

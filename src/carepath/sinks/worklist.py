@@ -3,7 +3,9 @@
 Open work in bands, most important first: safety-critical work (a step the pathway marks
 `safety`, or urgent work that holds dosing) with how long it has been open, then overdue,
 due today, upcoming within the pathway's `worklist.horizon`, and open work with no due
-time; within a band by due time. Work due beyond the horizon and rows beyond a band's
+time. The safety band is grouped by patient, unacknowledged work and the most recently
+raised first (a row says who acknowledged it and the escalation tier it reached); the
+other bands go by due time. Work due beyond the horizon and rows beyond a band's
 `worklist.rows` are counted, not listed, so the page stays the same size however large the
 cohort. A role selector filters the rows and keeps that order. Every row says why the task
 exists in clinical words (what the triggering event recorded and when, and the pathway's
