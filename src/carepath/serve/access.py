@@ -99,8 +99,11 @@ class AccessStore:
         # Created owner-only before SQLite opens it: it holds hashes and the audit trail.
         os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         self.path.chmod(0o600)
-        with self._conn() as conn:
-            conn.executescript(_SCHEMA)
+        conn = sqlite3.connect(self.path, timeout=30)
+        try:
+            conn.executescript(_SCHEMA)  # one script, committed by it
+        finally:
+            conn.close()
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:

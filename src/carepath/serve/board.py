@@ -54,6 +54,9 @@ class Board:
     beyond: Counter = field(default_factory=Counter)                       # role → beyond the horizon
     wakes: list[tuple[datetime, str]] = field(default_factory=list)        # (when its band changes, task id)
     as_of: datetime | None = None
+    # task id → who acknowledged it, from the events (the engine's task body carries
+    # `acknowledged_by` only on urgent and safety work; "mine" needs every task)
+    acks: dict[str, str] = field(default_factory=dict)
 
     # -- filling ------------------------------------------------------------------------
 
@@ -91,7 +94,8 @@ class Board:
         entry = Entry(output.id, output.patient, str(body["step"]), str(body["role"]), priority, status,
                       datetime.fromisoformat(str(body["earliest"])),
                       datetime.fromisoformat(str(due)) if due else None,
-                      safety_critical(step, priority), _text(body.get("acknowledged_by")), body)
+                      safety_critical(step, priority),
+                      _text(body.get("acknowledged_by")) or self.acks.get(output.id), body)
         self.entries[entry.id] = entry
         self.by_patient.setdefault(entry.patient, set()).add(entry.id)
         if entry.acknowledged_by:

@@ -21,11 +21,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
+from sqlalchemy import select
 
 from carepath.compile.compiled import CompiledPathway, Step
 from carepath.engine.why import describe
 from carepath.orchestrator import sequence
-from carepath.orchestrator.event_store import EventStore
+from carepath.orchestrator.event_store import EventStore, lines_table
+from carepath.orchestrator.wake_index import WakeIndex
 from carepath.orchestrator.patients_index import PatientsIndex
 from carepath.orchestrator.spec import RunSpec
 from carepath.records import Patient
@@ -103,6 +105,8 @@ class Site:
         self.boards = {pid: Board(spec.compiled) for pid, spec in self.specs.items()}
         self._generations: dict[str, int] = {}
         self._lock = threading.RLock()
+        for pid, board in self.boards.items():
+            board.acks = self._acknowledgements(pid)
         self.sync(now)
 
     def close(self) -> None:
@@ -125,6 +129,25 @@ class Site:
                     self._generations[pid] = generation
                 else:
                     board.advance(now)
+
+    def _acknowledgements(self, pid: str) -> dict[str, str]:
+        """Who acknowledged which task, from the acknowledgement lines in the ledger's
+        event store (ingested first, as a re-plan would)."""
+        store = EventStore(self.ledger.engine, pid)
+        store.ingest(self.events, on_new=WakeIndex(self.ledger.engine, pid).mark_dirty)
+        found: dict[str, str] = {}
+        c = lines_table.c
+        query = select(c.raw).where(c.pathway == pid, c.raw.like(b'%"task_acknowledged"%')).order_by(c.line)
+        with self.ledger.engine.connect() as conn:
+            for (raw,) in conn.execute(query):
+                try:
+                    obj = orjson.loads(raw)
+                    data = obj["data"]
+                    if obj.get("type") == ACKNOWLEDGED and isinstance(data, dict):
+                        found.setdefault(str(data["task"]), str(data["by"]))
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    continue  # the reader rejects it: it acknowledged nothing
+        return found
 
     # -- the worklist -------------------------------------------------------------------
 
@@ -227,13 +250,15 @@ class Site:
         for t in sorted(tasks, key=lambda t: (str(t["earliest"]), str(t["id"]))):
             step = compiled.steps.get(str(t["step"]))
             open_ = t["status"] in ("open", "overdue")
+            ack = t.get("acknowledged_by") or next((str(e.data.get("by")) for e in by_task.get(str(t["id"]), [])
+                                                     if e.type == ACKNOWLEDGED), None)
             task_views.append({
-                **t, "earliest_text": _when(datetime.fromisoformat(str(t["earliest"])), compiled),
+                **t, "acknowledged_by": ack, "earliest_text": _when(datetime.fromisoformat(str(t["earliest"])), compiled),
                 "due_text": _when(datetime.fromisoformat(str(t["due"])), compiled) if t.get("due") else "no due time",
                 "role_label": role_label(str(t["role"])), "open": open_,
                 "closed_by": "" if open_ else self._closed_by(compiled, t, step, by_task, events),
                 "rule": provenance_text(compiled, str(t.get("source", ""))),
-                **(self._affordances(compiled, step, str(t["role"]), user_role, t.get("acknowledged_by"))
+                **(self._affordances(compiled, step, str(t["role"]), user_role, ack)
                    if open_ else {})})
         holds = [{"name": h, "why": [str(t["title"]) for t in tasks if t["status"] in ("open", "overdue")
                                       and h in (compiled.steps[str(t["step"])].holds
@@ -316,8 +341,9 @@ class Site:
             else:
                 if ACKNOWLEDGED not in compiled.event_fields:
                     raise Refused("this version of carepath cannot record acknowledgements yet")
-                if task.get("acknowledged_by"):
-                    raise Refused(f"“{task['title']}” was already acknowledged by {task['acknowledged_by']}")
+                if task.get("acknowledged_by") or self.boards[pid].acks.get(task_id):
+                    who = task.get("acknowledged_by") or self.boards[pid].acks[task_id]
+                    raise Refused(f"“{task['title']}” was already acknowledged by {who}")
                 kind, data["by"] = ACKNOWLEDGED, user
             now = self.clock()
             at = now.astimezone(compiled.clinic.zone)
@@ -328,6 +354,8 @@ class Site:
                 record_event(compiled, self.patients, self.events, line)
             except NotRecorded as exc:
                 raise Refused(f"the event was not recorded: {exc}") from None
+            if kind == ACKNOWLEDGED:
+                self.boards[pid].acks.setdefault(task_id, user)
             self._replan(pid, ref, now)
         verb = {"complete": "marked done", "decide": f"decision {decision!r} recorded",
                 "acknowledge": "acknowledged"}[action]
