@@ -351,7 +351,7 @@ class Site:
             line = orjson.dumps({"id": event_id, "patient": ref, "type": kind, "at": at.isoformat(),
                                  "data": data}).decode()
             try:
-                record_event(compiled, self.patients, self.events, line)
+                record_event(compiled, self.patients, self.events, line, **self._recording_aids(pid, ref))
             except NotRecorded as exc:
                 raise Refused(f"the event was not recorded: {exc}") from None
             if kind == ACKNOWLEDGED:
@@ -360,6 +360,22 @@ class Site:
         verb = {"complete": "marked done", "decide": f"decision {decision!r} recorded",
                 "acknowledge": "acknowledged"}[action]
         return Done(event_id, kind, pid, f"“{task['title']}” {verb}; the plan below is re-planned from it")
+
+    def _recording_aids(self, pid: str, ref: str) -> dict[str, object]:
+        """The patient's record and an id lookup in the ledger's event store (the file
+        ingested first), so recording reads neither whole file (see `record_event`)."""
+        compiled = self.specs[pid].compiled
+        patient = PatientsIndex(self.ledger.engine, pid).one(self.patients, ref, compiled.clinic.zone.key)
+        if patient is None:
+            raise Refused(f"patient {ref} is not in the patients file (or their line is rejected)")
+        store = EventStore(self.ledger.engine, pid)
+        store.ingest(self.events, on_new=WakeIndex(self.ledger.engine, pid).mark_dirty)
+
+        def earlier(event) -> tuple | None:  # noqa: ANN001
+            # Ids made here are fresh; any stored line under one is a clash, never a repeat.
+            return ("used",) if store.lines_of((), [event.id]) else None
+
+        return {"known": {ref: patient}, "earlier": earlier}
 
     def _task_of(self, ref: str, task_id: str) -> tuple[str, dict]:
         for pid in self.specs:
