@@ -61,7 +61,7 @@ def signed_in(s: Served, user: str) -> tuple[TestClient, str]:
 
 def rows(html: str) -> list[tuple[str, str]]:
     """(task id, patient) of the worklist's rows, in page order."""
-    return re.findall(r'<tr class="task[^"]*" data-task="([^"]+)" data-status="[^"]+">\s*<td><a href="/patients/([^"]+)"',
+    return re.findall(r'<tr class="task[^"]*" data-task="([^"]+)" data-status="[^"]+">\s*<td[^>]*><a href="/patients/([^"]+)"',
                       html)
 
 

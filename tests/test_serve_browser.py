@@ -116,20 +116,37 @@ class Browser:
         self.call("Page.navigate", url=url)
         return self.wait_for(path)
 
-    def click(self, selector: str, then: str) -> str:
-        """Click the element as a person would (its centre), then wait for `then` to load."""
+    def press(self, selector: str) -> None:
+        """Click the element as a person would: the mouse at its centre."""
         self.js(f"document.querySelector({json.dumps(selector)}).scrollIntoView({{block: 'center'}})")
         box = self.js(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
-                      " return [r.x + r.width / 2, r.y + r.height / 2]; }})()")
+                      " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
         x, y = box  # type: ignore[misc]
-        marker = self.js("document.title + '|' + performance.timeOrigin")
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def click(self, selector: str, then: str) -> str:
+        """Click the element, then wait for the page at `then` to load."""
+        marker = self.js("document.title + '|' + performance.timeOrigin")
+        self.press(selector)
         deadline = time.monotonic() + TIMEOUT
         while self.js("document.title + '|' + performance.timeOrigin") == marker:  # a new document loaded
             assert time.monotonic() < deadline, f"clicking {selector} loaded no page"
             time.sleep(0.05)
         return self.wait_for(then)
+
+    def screenshot(self, name: str) -> None:
+        """Kept under test-output/ for a person to look at (CI keeps them as artifacts)."""
+        import base64
+
+        metrics = self.call("Page.getLayoutMetrics")["cssContentSize"]
+        self.call("Emulation.setDeviceMetricsOverride", width=1280, height=min(int(metrics["height"]), 4000),
+                  deviceScaleFactor=1, mobile=False)
+        shot = self.call("Page.captureScreenshot", format="png")["data"]
+        self.call("Emulation.clearDeviceMetricsOverride")
+        folder = Path(__file__).resolve().parents[1] / "test-output"
+        folder.mkdir(exist_ok=True)
+        (folder / name).write_bytes(base64.b64decode(shot))
 
     def type(self, selector: str, text: str) -> None:
         self.js(f"document.querySelector({json.dumps(selector)}).focus()")
@@ -156,7 +173,7 @@ def browser() -> Iterator[Browser]:
 
 def _first_row(html: str, band: str = "safety") -> tuple[str, str]:
     section = html[html.index(f'id="band-{band}"'):]
-    found = re.search(r'data-task="([^"]+)" data-status="[^"]+">\s*<td><a href="/patients/([^"]+)"', section)
+    found = re.search(r'data-task="([^"]+)" data-status="[^"]+">\s*<td[^>]*><a href="/patients/([^"]+)"', section)
     assert found, f"a row in the {band} band"
     return found.group(1), found.group(2)
 
@@ -169,6 +186,7 @@ def test_a_clinician_signs_in_acts_on_the_first_safety_row_and_sees_the_plan_cha
     browser.type("#password", PASSWORD)
     page = browser.click("form[action='/login'] button", "/")
     assert "Safety-critical" in page
+    browser.screenshot("serve-worklist.png")
     task, ref = _first_row(page)
     assert page.index(f'data-task="{task}"') < page.index('id="band-overdue"') if 'id="band-overdue"' in page else True
 
@@ -179,6 +197,7 @@ def test_a_clinician_signs_in_acts_on_the_first_safety_row_and_sees_the_plan_cha
     assert row and "acknowledged by pat" in row.group(0)
 
     # record the prescriber's decision on it: it leaves the worklist
+    browser.press(f"tr[data-task='{task}'] details summary")
     browser.type(f"tr[data-task='{task}'] form[action$='/decide'] input[name='decision']", "assessed_low_risk")
     page = browser.click(f"tr[data-task='{task}'] form[action$='/decide'] button", "/")
     assert "decision 'assessed_low_risk' recorded" in page
@@ -187,6 +206,7 @@ def test_a_clinician_signs_in_acts_on_the_first_safety_row_and_sees_the_plan_cha
     # the patient's page: the decision on the timeline, the task closed by it
     patient = browser.goto(f"{base}/patients/{ref}", f"/patients/{ref}")
     assert "Timeline" in patient and "PHQ-9" in patient
+    browser.screenshot("serve-patient.png")
     assert "Decision &#39;assessed low risk&#39;" in patient or "Decision 'assessed low risk'" in patient
     closed = re.search(rf'<tr data-task="{task}" data-status="done">.*?</tr>', patient, re.S)
     assert closed and "assessed low risk" in closed.group(0)
