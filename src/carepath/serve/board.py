@@ -57,6 +57,7 @@ class Board:
     # task id → who acknowledged it, from the events (the engine's task body carries
     # `acknowledged_by` only on urgent and safety work; "mine" needs every task)
     acks: dict[str, str] = field(default_factory=dict)
+    _bulk: dict[tuple[str, str], list] | None = None   # while loading: lists sorted once at the end
 
     # -- filling ------------------------------------------------------------------------
 
@@ -66,8 +67,15 @@ class Board:
         self.beyond.clear(), self.acknowledged.clear()
         self.wakes = []
         self.as_of = as_of
-        for output in outputs:
-            self._add(output)
+        self._bulk: dict[tuple[str, str], list] | None = {}
+        try:
+            for output in outputs:
+                self._add(output)
+            # Sorted once at the end: much cheaper than one insertion at a time.
+            self.lists = {k: SortedList(items) for k, items in self._bulk.items()}
+            heapq.heapify(self.wakes)
+        finally:
+            self._bulk = None
 
     def replace_patient(self, patient: str, outputs: Iterable[Output]) -> None:
         """One patient's outputs, re-read after their re-plan."""
@@ -125,13 +133,19 @@ class Board:
             self.beyond[entry.role] += 1
         else:
             entry.key = sort_key(band, entry.due, entry.earliest, entry.priority, entry.patient, entry.id)
-            found = self.lists.get((band, entry.role))
-            if found is None:
-                found = self.lists[(band, entry.role)] = SortedList()
-            found.add((entry.key, entry.id))
+            if self._bulk is not None:
+                self._bulk.setdefault((band, entry.role), []).append((entry.key, entry.id))
+            else:
+                found = self.lists.get((band, entry.role))
+                if found is None:
+                    found = self.lists[(band, entry.role)] = SortedList()
+                found.add((entry.key, entry.id))
         moment = self._next_change(entry, as_of, today, horizon_end)
         if moment is not None:
-            heapq.heappush(self.wakes, (moment, entry.id))
+            if self._bulk is not None:
+                self.wakes.append((moment, entry.id))
+            else:
+                heapq.heappush(self.wakes, (moment, entry.id))
 
     def _unplace(self, entry: Entry) -> None:
         if entry.band is None:

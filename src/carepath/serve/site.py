@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,7 +36,7 @@ from carepath.recording import NotRecorded, record_event
 from carepath.serve.access import ADMIN
 from carepath.serve.board import BAND_KEYS, Board, Entry
 from carepath.sinks._documents import task_record
-from carepath.sinks.base import OutputKind
+from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.ledger import Ledger
 from carepath.sinks.outbox import outbox_record
 from carepath.sinks.worklist import BANDS, provenance_text, role_label, window_parts
@@ -125,10 +125,22 @@ class Site:
             for pid, board in self.boards.items():
                 generation = self.ledger.generation(pid)
                 if self._generations.get(pid) != generation:
-                    board.load(self.ledger.current(pid, [OutputKind.PATIENT, OutputKind.TASK]), now)
+                    board.load(self._open_work(pid), now)
                     self._generations[pid] = generation
                 else:
                     board.advance(now)
+
+    def _open_work(self, pid: str) -> Iterator[Output]:
+        """The care-plan summaries and open tasks of a pathway, from the ledger as stored:
+        done and cancelled tasks (most of them, and only growing) are passed over before
+        their bodies are decoded."""
+        closed = (b'"status":"done"', b'"status":"cancelled"')
+        for row in self.ledger.document_rows(pid, [OutputKind.PATIENT, OutputKind.TASK]):
+            ident, kind, patient, body, digest, _ = row
+            raw = body.encode()
+            if kind == OutputKind.TASK.value and any(c in raw for c in closed):
+                continue
+            yield Output(ident, OutputKind(kind), patient, orjson.loads(raw), digest)
 
     def _acknowledgements(self, pid: str) -> dict[str, str]:
         """Who acknowledged which task, from the acknowledgement lines in the ledger's
