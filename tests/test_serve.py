@@ -300,3 +300,48 @@ def test_acknowledging_a_safety_task_keeps_it_open_and_shows_whose_it_is(served:
     assert [t for t, _ in rows(mine)] == [first.id]
     c.post(f"/tasks/{first.id}/acknowledge", data={"csrf": csrf, "patient": first.patient})
     assert "already acknowledged by pat" in c.get("/").text
+
+
+def test_the_board_moves_tasks_between_bands_as_time_passes_like_a_fresh_load(served: Served) -> None:
+    """Re-banding only the tasks whose moment came gives the bands a fresh load gives."""
+    from carepath.serve.board import BAND_KEYS, Board
+
+    site = served.site
+    board = site.boards["ketamine-iv"]
+    start = served.clock.now
+    moved = False
+    for hours in (1, 7, 24, 30, 72, 24 * 6, 24 * 9, 24 * 40):
+        now = start + timedelta(hours=hours)
+        before = {b: [e.id for e in board.rows(b)] for b in BAND_KEYS}
+        board.advance(now)
+        fresh = Board(board.compiled)
+        fresh.load(site._open_work("ketamine-iv"), now)
+        got = {b: [e.id for e in board.rows(b)] for b in BAND_KEYS}
+        assert got == {b: [e.id for e in fresh.rows(b)] for b in BAND_KEYS}, hours
+        assert board.beyond_total() == fresh.beyond_total()
+        moved = moved or got != before
+    assert moved, "some task changed band over forty days"
+
+
+def test_the_patient_page_charts_phq9_with_item_9_marked_and_shows_the_episode(served: Served) -> None:
+    c, _ = signed_in(served, "ada")
+    board = served.site.boards["ketamine-iv"]
+    ref = next(e.patient for e in board.rows("safety") if e.step == "suicide_risk_assessment")
+    page = c.get(f"/patients/{ref}").text
+    assert '<svg role="img" aria-label="PHQ-9 totals over time"' in page
+    assert 'class="item9"' in page, "an item-9 answer above 0 is marked on the chart"
+    for heading in ("Open work", "Blood pressure", "Sessions", "Timeline", "All tasks", "Letters"):
+        assert f"<h2>{heading}</h2>" in page
+    assert "PHQ-9 item 9 answered" in page, "events in clinical words"
+    person = next(p for p in lines(served.patients) if p["patient"] == ref)
+    assert person["family_name"] in page, "signed-in staff see the name on the patient's page"
+    assert person["family_name"] not in c.get("/?role=all").text, "the worklist shows refs only"
+
+
+def test_a_step_names_its_decisions_from_the_pathway() -> None:
+    from carepath import api
+    from carepath.serve.site import step_decisions
+
+    compiled = api.load_pathway(Path(__file__).resolve().parents[1] / "pathways" / "esketamine-spravato.yaml")
+    assert step_decisions(compiled, "end_of_induction_review") == ("weekly", "every_2_weeks")
+    assert step_decisions(compiled, "safety_review") == ()
