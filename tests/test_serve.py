@@ -345,3 +345,17 @@ def test_a_step_names_its_decisions_from_the_pathway() -> None:
     compiled = api.load_pathway(Path(__file__).resolve().parents[1] / "pathways" / "esketamine-spravato.yaml")
     assert step_decisions(compiled, "end_of_induction_review") == ("weekly", "every_2_weeks")
     assert step_decisions(compiled, "safety_review") == ()
+
+
+def test_the_commands_say_what_is_missing_with_the_contract_exit_codes(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    demo = Path(__file__).resolve().parents[1] / "examples" / "demo"
+    assert main(["serve", "pathways/ketamine-iv.yaml", "--ledger", f"sqlite:///{tmp_path}/ledger.sqlite",
+                 "--patients", str(demo / "patients.jsonl"), "--events", str(demo / "events.jsonl")]) == 1
+    assert "run a sweep first" in capsys.readouterr().err
+    assert main(["users", "list"]) == 2
+    assert "--access-db" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    assert all(re.search(rf"^\s+{c}\s", listed, re.M) for c in ("serve", "users", "audit"))

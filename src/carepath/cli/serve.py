@@ -33,6 +33,10 @@ def _users(args: argparse.Namespace) -> int:
 
     try:
         store = _store(args)
+    except AccessProblem as exc:
+        print(f"carepath users: {exc}", file=sys.stderr)
+        return 2
+    try:
         if args.users_command == "add":
             add_user(store, args.user, args.role, _password(), args.pathway)
             print(f"added {args.user} ({args.role}) to {store.path}")
@@ -73,7 +77,7 @@ def _audit(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from carepath import api
     from carepath.serve.access import AccessProblem
-    from carepath.serve.server import ServeOptions, serve
+    from carepath.serve.server import NoLedger, ServeOptions, serve
 
     try:
         for path in args.pathways:
@@ -85,6 +89,9 @@ def _serve(args: argparse.Namespace) -> int:
     except api.InvalidInput as exc:
         for d in exc.diagnostics:
             print(d.render(), file=sys.stderr)
+        return 1
+    except NoLedger as exc:
+        print(f"carepath serve: {exc}", file=sys.stderr)
         return 1
     except AccessProblem as exc:
         print(f"carepath serve: {exc}", file=sys.stderr)

@@ -226,7 +226,15 @@ def create_app(site: Site, access: AccessStore, settings: Settings = Settings())
         Route("/patients/{ref:str}", with_session(patient), methods=["GET"]),
         Route("/tasks/{task:str}/{action:str}", with_session(act), methods=["POST"]),
     ]
-    return Starlette(routes=routes)
+    async def failed(request: Request, exc: Exception) -> Response:
+        # A bug or a database that stopped answering: say so on the page; the log gets the
+        # kind of error and the path (refs and ids only), never the form's contents.
+        log.error("%s %s failed: %s", request.method, request.url.path, type(exc).__name__)
+        return PlainTextResponse("carepath could not complete this request (the server's log says why); "
+                                 "nothing was recorded unless the page says so. Go back and reload.",
+                                 status_code=500, headers=HEADERS)
+
+    return Starlette(routes=routes, exception_handlers={Exception: failed})
 
 
 def _here(request: Request) -> str:

@@ -15,6 +15,10 @@ from carepath.serve.access import ADMIN, AccessProblem, AccessStore, AuditRow, p
 ACCESS_DB_ENV = "CAREPATH_ACCESS_DB"
 
 
+class NoLedger(ValueError):
+    """The ledger to serve does not exist yet."""
+
+
 def access_path(ledger_url: str | None, access_db: str | None) -> Path:
     """--access-db, else $CAREPATH_ACCESS_DB, else `access.sqlite` beside a SQLite ledger."""
     chosen = access_db or os.environ.get(ACCESS_DB_ENV) or None
@@ -87,6 +91,9 @@ def build(options: ServeOptions):  # noqa: ANN201 - (Starlette app, Site, Access
     from carepath.serve.app import Settings, create_app
     from carepath.serve.site import Site
 
+    if options.ledger.startswith("sqlite:///") and not Path(options.ledger.removeprefix("sqlite:///")).exists():
+        raise NoLedger(f"no ledger at {options.ledger.removeprefix('sqlite:///')}: run a sweep first "
+                            "(`carepath run ... --out DIR` writes DIR/ledger.sqlite)")
     store = AccessStore(access_path(options.ledger, options.access_db))
     site = Site(options.pathways, options.ledger, options.patients, options.events,
                 out_dir(options.ledger, options.out), clock_from(options.as_of), rows=options.rows, pdf=options.pdf)
