@@ -359,3 +359,12 @@ def test_the_commands_say_what_is_missing_with_the_contract_exit_codes(tmp_path:
         main(["--help"])
     listed = capsys.readouterr().out
     assert all(re.search(rf"^\s+{c}\s", listed, re.M) for c in ("serve", "users", "audit"))
+
+
+def test_serving_never_imports_prefect() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, carepath.serve.app, carepath.serve.site, carepath.serve.server, carepath.cli.serve; "
+            "sys.exit('prefect' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
