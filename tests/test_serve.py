@@ -368,3 +368,10 @@ def test_serving_never_imports_prefect() -> None:
     code = ("import sys, carepath.serve.app, carepath.serve.site, carepath.serve.server, carepath.cli.serve; "
             "sys.exit('prefect' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.parametrize("back", ["//evil.example/", "/\\evil.example/", "https://evil.example/", "javascript:x"])
+def test_an_action_returns_only_to_a_page_of_this_site(served: Served, back: str) -> None:
+    c, csrf = signed_in(served, "cora")
+    r = c.post("/tasks/no-such-task/complete", data={"csrf": csrf, "patient": "p-000001", "back": back})
+    assert r.status_code == 303 and r.headers["location"] == "/"

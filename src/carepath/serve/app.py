@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from carepath.sinks.worklist import role_label
 SESSION_COOKIE = "carepath_session"
 LOGIN_COOKIE = "carepath_login"     # the sign-in form's CSRF token (double submit: cookie and field)
 MAX_FORM = 64 * 1024
+_SAFE_BACK = re.compile(r"/[A-Za-z0-9/_\-.~%?=&]*")
 log = logging.getLogger("carepath.serve")
 
 HEADERS = {
@@ -193,8 +195,8 @@ def create_app(site: Site, access: AccessStore, settings: Settings = Settings())
         action, task_id = request.path_params["action"], request.path_params["task"]
         ref = form.get("patient", "")
         back = form.get("back", "/")
-        if not back.startswith("/") or back.startswith("//"):
-            back = "/"
+        if not _SAFE_BACK.fullmatch(back) or back.startswith("//"):
+            back = "/"  # only a page of this site (no "//host" or "/\\host" a browser would leave for)
         note = form.get("note", "").strip()
         detail: dict[str, object] = {"task": task_id}
         if form.get("decision"):
