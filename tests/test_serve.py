@@ -131,7 +131,8 @@ def test_completing_a_task_records_the_event_and_replans_at_once(served: Served)
     assert "rang" not in served.events.read_text(), "a note stays in the audit table, not the events file"
     patient = c.get(f"/patients/{ref}").text
     done_row = re.search(rf'<tr data-task="{task}" data-status="done">.*?</tr>', patient, re.S)
-    assert done_row and "Done:" in done_row.group(0), "the patient page says what closed it"
+    assert done_row and "Done:" in done_row.group(0) and "by cora" in done_row.group(0), \
+        "the patient page says what closed it, and who"
     (user, action, who, detail), = [a for a in audit(served) if a[1] == "complete"]
     assert (user, who, detail["task"], detail["event"], detail["note"]) == ("cora", ref, task, last["id"],
                                                                               "rang, all well")

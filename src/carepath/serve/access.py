@@ -229,6 +229,22 @@ class AccessStore:
                      (self._now_iso(), user, action, patient, orjson.dumps(detail, option=orjson.OPT_SORT_KEYS)
                       .decode()))
 
+    def actors(self, patient: str) -> dict[str, str]:
+        """Event id → the user whose action recorded it, for one patient (the events
+        file's lines name no staff for a completion or a decision; the audit does)."""
+        conn = sqlite3.connect(self.path, timeout=30)
+        try:
+            rows = conn.execute("SELECT user, detail FROM audit WHERE patient = ? AND action IN "
+                                "('acknowledge', 'complete', 'decide')", (patient,)).fetchall()
+        finally:
+            conn.close()
+        found = {}
+        for user, detail in rows:
+            event = orjson.loads(detail).get("event")
+            if event:
+                found[str(event)] = user
+        return found
+
     def audit_rows(self, *, since: int = 0) -> Iterator[AuditRow]:
         conn = sqlite3.connect(self.path, timeout=30)
         try:

@@ -184,7 +184,8 @@ def create_app(site: Site, access: AccessStore, settings: Settings = Settings())
 
     async def patient(request: Request, token: str, session: Session, form: dict[str, str]) -> Response:
         ref = request.path_params["ref"]
-        data = await run_in_threadpool(site.patient, ref, session.user.role)
+        actors = await run_in_threadpool(access.actors, ref)
+        data = await run_in_threadpool(site.patient, ref, session.user.role, actors)
         if data is None:
             return page(request, "missing.html.j2", status=404, user=session.user, csrf=session.csrf, ref=ref)
         await run_in_threadpool(access.audit, session.user.name, "patient_viewed", ref, {})

@@ -218,7 +218,7 @@ class Site:
 
     # -- one patient --------------------------------------------------------------------
 
-    def patient(self, ref: str, user_role: str) -> dict[str, object] | None:
+    def patient(self, ref: str, user_role: str, actors: dict[str, str] | None = None) -> dict[str, object] | None:
         """Everything about one patient's episode, or None when no pathway knows them."""
         now = self.clock()
         views = []
@@ -229,7 +229,7 @@ class Site:
                 continue
             compiled = spec.compiled
             record = record or PatientsIndex(self.ledger.engine, pid).one(self.patients, ref, compiled.clinic.zone.key)
-            views.append(self._episode(compiled, ref, outputs, now, user_role))
+            views.append(self._episode(compiled, ref, outputs, now, user_role, actors or {}))
         if not views:
             return None
         return {"ref": ref, "episodes": views, "now": _when(now, next(iter(self.specs.values())).compiled),
@@ -238,7 +238,8 @@ class Site:
                 "timezone": record.timezone if record else None}
 
     def _episode(self, compiled: CompiledPathway, ref: str, outputs: list, now: datetime,
-                 user_role: str) -> dict[str, object]:
+                 user_role: str, actors: dict[str, str]) -> dict[str, object]:
+        """`actors`: event id → the staff member whose action recorded it (from the audit)."""
         zone = compiled.clinic.zone
         store = EventStore(self.ledger.engine, compiled.id)
         ids = sorted({i for i, _ in store.shared([ref])})
@@ -252,7 +253,7 @@ class Site:
             if e.type in ("task_completed", "decision_recorded", ACKNOWLEDGED):
                 by_task.setdefault(str(e.data.get("task")), []).append(e)
         timeline = [{"at": _when(e.at, compiled), "iso": e.at.isoformat(), "type": e.type, "id": e.id,
-                     "text": self._event_text(compiled, e, tasks)} for e in events]
+                     "text": self._event_text(compiled, e, tasks, actors)} for e in events]
         phq9 = [(e.at, sum(int(i) for i in e.data["items"]), int(e.data["items"][8]))  # type: ignore[index]
                 for e in events if e.type == "assessment_recorded" and e.data.get("instrument") == "phq9"]
         vitals = [{"at": _when(e.at, compiled), "bp": f"{e.data['systolic']}/{e.data['diastolic']}",
@@ -268,7 +269,7 @@ class Site:
                 **t, "acknowledged_by": ack, "earliest_text": _when(datetime.fromisoformat(str(t["earliest"])), compiled),
                 "due_text": _when(datetime.fromisoformat(str(t["due"])), compiled) if t.get("due") else "no due time",
                 "role_label": role_label(str(t["role"])), "open": open_,
-                "closed_by": "" if open_ else self._closed_by(compiled, t, step, by_task, events),
+                "closed_by": "" if open_ else self._closed_by(compiled, t, step, by_task, events, actors),
                 "rule": provenance_text(compiled, str(t.get("source", ""))),
                 **(self._affordances(compiled, step, str(t["role"]), user_role, ack)
                    if open_ else {})})
@@ -287,11 +288,13 @@ class Site:
                 "phq9": [{"at": _when(at, compiled), "total": total, "item9": item9} for at, total, item9 in phq9],
                 "rejected": [{"line": r.line, "reason": r.reason} for r in rejected.get(ref, [])]}
 
-    def _event_text(self, compiled: CompiledPathway, event, tasks: list[dict]) -> str:  # noqa: ANN001
+    def _event_text(self, compiled: CompiledPathway, event, tasks: list[dict],  # noqa: ANN001
+                    actors: dict[str, str]) -> str:
         if event.type in ("task_completed", "decision_recorded", ACKNOWLEDGED):
             task = next((t for t in tasks if t["id"] == event.data.get("task")), None)
             what = str(task["title"]) if task else f"task {event.data.get('task')}"
-            by = f" by {event.data['by']}" if event.data.get("by") else ""
+            who = event.data.get("by") or actors.get(event.id)
+            by = f" by {who}" if who else ""
             if event.type == "task_completed":
                 return f"Done: {what}{by}"
             if event.type == "decision_recorded":
@@ -302,15 +305,15 @@ class Site:
                         compiled.notes.get(f"event:{event.type}"))
 
     def _closed_by(self, compiled: CompiledPathway, task: dict, step: Step | None, by_task: dict,
-                   events: list) -> str:
+                   events: list, actors: dict[str, str]) -> str:
         if task["status"] == "done":
             named = [e for e in by_task.get(str(task["id"]), []) if e.type != ACKNOWLEDGED]
             if named:
-                return f"{self._event_text(compiled, named[-1], [task])} ({_when(named[-1].at, compiled)})"
+                return f"{self._event_text(compiled, named[-1], [task], actors)} ({_when(named[-1].at, compiled)})"
             done_at = task.get("completed_at")
             for e in events:
                 if done_at and e.at == datetime.fromisoformat(str(done_at)) and step and e.type in step.done_by:
-                    return f"{self._event_text(compiled, e, [task])} ({_when(e.at, compiled)})"
+                    return f"{self._event_text(compiled, e, [task], actors)} ({_when(e.at, compiled)})"
             return "done"
         why = [t.replace("_", " ") for t in sorted(step.cancelled_by)] if step else []
         return "withdrawn" + (f" (this step is withdrawn by: {', '.join(why)}; or by a stage change)" if why else
