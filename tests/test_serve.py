@@ -334,6 +334,7 @@ def test_the_patient_page_charts_phq9_with_item_9_marked_and_shows_the_episode(s
     for heading in ("Open work", "Blood pressure", "Sessions", "Timeline", "All tasks", "Letters"):
         assert f"<h2>{heading}</h2>" in page
     assert "PHQ-9 item 9 answered" in page, "events in clinical words"
+    assert re.search(r'class="tag attention">flag: [^<]+</span> \w', page), "a flag says what it means"
     person = next(p for p in lines(served.patients) if p["patient"] == ref)
     assert person["family_name"] in page, "signed-in staff see the name on the patient's page"
     assert person["family_name"] not in c.get("/?role=all").text, "the worklist shows refs only"

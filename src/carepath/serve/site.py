@@ -101,6 +101,7 @@ class Site:
             if spec.compiled.id in self.specs:
                 raise ValueError(f"pathway id {spec.compiled.id!r} is given twice")
             self.specs[spec.compiled.id] = spec
+        self.meanings = {pid: _flag_meanings(spec) for pid, spec in self.specs.items()}
         self.ledger = Ledger(ledger_url)
         self.boards = {pid: Board(spec.compiled) for pid, spec in self.specs.items()}
         self._generations: dict[str, int] = {}
@@ -279,7 +280,8 @@ class Site:
                  for h in plan.get("holds") or []]
         return {"pathway": {"id": compiled.id, "version": compiled.version, "title": compiled.title},
                 "stage": plan.get("stage"), "status": plan.get("status"),
-                "flags": [{"name": f, "severity": compiled.flag_severity.get(f, "attention")}
+                "flags": [{"name": f, "severity": compiled.flag_severity.get(f, "attention"),
+                           "meaning": self.meanings.get(compiled.id, {}).get(f, "")}
                           for f in plan.get("flags") or []],
                 "holds": holds, "timeline": timeline, "tasks": task_views, "letters": letters,
                 "sessions": [{**s, "start_text": _when(datetime.fromisoformat(s["start"]), compiled)
@@ -412,6 +414,16 @@ class Site:
                 board.as_of = now
                 board.replace_patient(ref, [o for o, _ in self.ledger.patient_outputs(other, ref)])
                 self._generations[other] = self.ledger.generation(other)
+
+
+def _flag_meanings(spec: RunSpec) -> dict[str, str]:
+    """Each flag's meaning in the pathway's words (the patient page says why it is raised)."""
+    from carepath.check.runner import check_file
+
+    checked = check_file(spec.pathway, display=str(spec.pathway), text=spec.source)
+    if checked.pathway is None:
+        return {}
+    return {name: flag if isinstance(flag, str) else flag.meaning for name, flag in checked.pathway.flags.items()}
 
 
 def _first(items: Iterable, n: int) -> list:
