@@ -377,3 +377,26 @@ def test_an_action_returns_only_to_a_page_of_this_site(served: Served, back: str
     c, csrf = signed_in(served, "cora")
     r = c.post("/tasks/no-such-task/complete", data={"csrf": csrf, "patient": "p-000001", "back": back})
     assert r.status_code == 303 and r.headers["location"] == "/"
+
+
+def test_work_another_process_closed_leaves_the_worklist_after_a_background_rebuild(served: Served) -> None:
+    """An event recorded and re-planned elsewhere (`carepath emit` and its flow, or a
+    sweep) moves the ledger's generation: the board is rebuilt without blocking pages."""
+    from dataclasses import replace
+
+    from carepath.orchestrator import sequence
+    from carepath.recording import record_event
+
+    site = served.site
+    task, ref = _open_task(served, "care_coordinator", completable=True)
+    spec = site.specs["ketamine-iv"]
+    line = json.dumps({"id": "elsewhere-1", "patient": ref, "type": "task_completed",
+                       "at": served.clock.now.isoformat(), "data": {"task": task}})
+    record_event(spec.compiled, served.patients, served.events, line)
+    sequence.replan_patient(replace(spec, as_of=served.clock.now, run="elsewhere"), served.patients,
+                            served.events, ref)
+    assert task in site.boards["ketamine-iv"].entries, "nothing told this process yet"
+    c, _ = signed_in(served, "cora")      # a page: it notices the generation moved
+    site.wait_for_rebuilds()
+    assert task not in site.boards["ketamine-iv"].entries
+    assert task not in [t for t, _ in rows(c.get("/").text)]

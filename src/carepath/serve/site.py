@@ -13,8 +13,10 @@ Actions are serialized in this process: the events file is the one writer's reco
 from __future__ import annotations
 
 import heapq
+import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -42,6 +44,7 @@ from carepath.sinks.outbox import outbox_record
 from carepath.sinks.worklist import BANDS, provenance_text, role_label, window_parts
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("carepath.serve")
 ACTIONS = ("acknowledge", "complete", "decide")
 ACKNOWLEDGED = "task_acknowledged"
 MAX_NOTE = 2000
@@ -106,6 +109,7 @@ class Site:
         self.boards = {pid: Board(spec.compiled) for pid, spec in self.specs.items()}
         self._generations: dict[str, int] = {}
         self._lock = threading.RLock()
+        self._rebuilding: dict[str, set[str]] = {}  # pathway → patients acted on while its board is rebuilt
         for pid, board in self.boards.items():
             board.acks = self._acknowledgements(pid)
         self.sync(now)
@@ -120,16 +124,46 @@ class Site:
     # -- keeping the boards current -----------------------------------------------------
 
     def sync(self, now: datetime) -> None:
-        """Rebuild a board when another process changed its pathway's outputs (a sweep),
-        else move its clock."""
+        """Move each board's clock; when another process changed its pathway's outputs (a
+        sweep), rebuild it in the background (seconds at 20,000 patients) and keep serving
+        the current one meanwhile. The first load is waited for."""
         with self._lock:
             for pid, board in self.boards.items():
                 generation = self.ledger.generation(pid)
-                if self._generations.get(pid) != generation:
+                if board.as_of is None:
                     board.load(self._open_work(pid), now)
                     self._generations[pid] = generation
-                else:
-                    board.advance(now)
+                    continue
+                if self._generations.get(pid) != generation and pid not in self._rebuilding:
+                    self._rebuilding[pid] = set()
+                    threading.Thread(target=self._rebuild, args=(pid, generation), daemon=True,
+                                     name=f"carepath-board-{pid}").start()
+                board.advance(now)
+
+    def _rebuild(self, pid: str, generation: int) -> None:
+        fresh = Board(self.specs[pid].compiled)
+        fresh.acks = dict(self.boards[pid].acks)
+        try:
+            fresh.load(self._open_work(pid), self.clock())
+        except Exception:  # the current board stays; the next request tries again
+            log.exception("rebuilding the worklist of %s failed", pid)
+            with self._lock:
+                self._rebuilding.pop(pid, None)
+            return
+        with self._lock:
+            # Patients acted on while it was built are read again; then it replaces the old one.
+            for ref in self._rebuilding.pop(pid, set()):
+                fresh.replace_patient(ref, [o for o, _ in self.ledger.patient_outputs(pid, ref)])
+            fresh.acks.update(self.boards[pid].acks)
+            fresh.advance(self.clock())
+            self.boards[pid] = fresh
+            self._generations[pid] = max(self._generations.get(pid, 0), generation)
+
+    def wait_for_rebuilds(self, timeout: float = 120.0) -> None:
+        """Until no board is being rebuilt (tests, benches)."""
+        deadline = time.monotonic() + timeout
+        while self._rebuilding and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def _open_work(self, pid: str) -> Iterator[Output]:
         """The care-plan summaries and open tasks of a pathway, from the ledger as stored:
@@ -413,7 +447,10 @@ class Site:
                 board = self.boards[other]
                 board.as_of = now
                 board.replace_patient(ref, [o for o, _ in self.ledger.patient_outputs(other, ref)])
-                self._generations[other] = self.ledger.generation(other)
+                if other in self._rebuilding:
+                    self._rebuilding[other].add(ref)
+                else:
+                    self._generations[other] = self.ledger.generation(other)
 
 
 def _flag_meanings(spec: RunSpec) -> dict[str, str]:
