@@ -107,6 +107,9 @@ def test_a_signed_in_prescriber_sees_safety_work_first_in_worklist_order(served:
     everyone = rows(c.get("/?role=all").text)
     assert len(everyone) > len(listed)
     assert ("pat", "sign_in", None) in [(u, a, p) for u, a, p, _ in audit(served)]
+    start = html.index('<tr class="task', html.index('id="band-safety"'))
+    first = html[start:html.index("</tr>", start)]
+    assert "escalated to" in first, "urgent work unacknowledged past its delay shows the tier it reached"
 
 
 def _open_task(s: Served, role: str, completable: bool | None = None) -> tuple[str, str]:

@@ -241,6 +241,7 @@ class Site:
                 "reason": reason, "rule": provenance_text(compiled, str(body.get("source", ""))), "age": age,
                 "safety": entry.safety, "acknowledged_by": entry.acknowledged_by,
                 "held": list(body.get("held") or []),  # type: ignore[arg-type]
+                "escalation": _escalation(body.get("escalation"), compiled),
                 **self._affordances(compiled, step, entry.role, user_role, entry.acknowledged_by)}
 
     def _affordances(self, compiled: CompiledPathway, step: Step | None, task_role: str, user_role: str,
@@ -301,7 +302,7 @@ class Site:
             ack = t.get("acknowledged_by") or next((str(e.data.get("by")) for e in by_task.get(str(t["id"]), [])
                                                      if e.type == ACKNOWLEDGED), None)
             task_views.append({
-                **t, "acknowledged_by": ack, "earliest_text": _when(datetime.fromisoformat(str(t["earliest"])), compiled),
+                **t, "acknowledged_by": ack, "escalation": _escalation(t.get("escalation"), compiled), "earliest_text": _when(datetime.fromisoformat(str(t["earliest"])), compiled),
                 "due_text": _when(datetime.fromisoformat(str(t["due"])), compiled) if t.get("due") else "no due time",
                 "role_label": role_label(str(t["role"])), "open": open_,
                 "closed_by": "" if open_ else self._closed_by(compiled, t, step, by_task, events, actors),
@@ -451,6 +452,15 @@ class Site:
                     self._rebuilding[other].add(ref)
                 else:
                     self._generations[other] = self.ledger.generation(other)
+
+
+def _escalation(value: object, compiled: CompiledPathway) -> str:
+    """"escalated to <tier> since <when>" for an urgent task that climbed its ladder, else ""."""
+    if not isinstance(value, dict) or not value.get("tier"):
+        return ""
+    since = value.get("since")
+    when = f" since {_when(datetime.fromisoformat(str(since)), compiled)}" if since else ""
+    return f"escalated to {str(value['tier']).replace('_', ' ')}{when}"
 
 
 def _flag_meanings(spec: RunSpec) -> dict[str, str]:
