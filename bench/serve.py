@@ -44,11 +44,16 @@ def prepared(n: int) -> Path:
     from carepath.orchestrator.spec import RunSpec
 
     folder = ROOT / "bench" / "data" / f"serve-{n}"
-    if (folder / "ready").exists():
+    source = PATHWAY.read_bytes()
+    if (folder / "ready").exists() and (folder / "pathway.yaml").read_bytes() == source:
         return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    subprocess.run([str(BIN / "carepath"), "synth", "--patients", str(n), "--seed", str(SEED),
-                    "--out", str(folder / "cohort")], check=True, stdout=subprocess.DEVNULL)
+    shutil.rmtree(folder / "out", ignore_errors=True)
+    manifest = folder / "cohort" / "synth.json"
+    if not manifest.exists() or json.loads(manifest.read_text()).get("patients") != n:
+        shutil.rmtree(folder, ignore_errors=True)
+        subprocess.run([str(BIN / "carepath"), "synth", "--patients", str(n), "--seed", str(SEED),
+                        "--out", str(folder / "cohort")], check=True, stdout=subprocess.DEVNULL)
+    (folder / "pathway.yaml").write_bytes(source)  # swept under these rules: another pathway sweeps again
     spec = RunSpec.resolve(PATHWAY, folder / "out", AS_OF, "sweep", pdf=False)
     start = time.perf_counter()
     sequence.sweep(spec, folder / "cohort" / "patients.jsonl", folder / "cohort" / "events.jsonl")
