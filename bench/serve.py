@@ -45,7 +45,8 @@ def prepared(n: int) -> Path:
 
     folder = ROOT / "bench" / "data" / f"serve-{n}"
     source = PATHWAY.read_bytes()
-    if (folder / "ready").exists() and (folder / "pathway.yaml").read_bytes() == source:
+    swept_under = folder / "pathway.yaml"
+    if (folder / "ready").exists() and swept_under.exists() and swept_under.read_bytes() == source:
         return folder
     shutil.rmtree(folder / "out", ignore_errors=True)
     manifest = folder / "cohort" / "synth.json"
@@ -53,7 +54,8 @@ def prepared(n: int) -> Path:
         shutil.rmtree(folder, ignore_errors=True)
         subprocess.run([str(BIN / "carepath"), "synth", "--patients", str(n), "--seed", str(SEED),
                         "--out", str(folder / "cohort")], check=True, stdout=subprocess.DEVNULL)
-    (folder / "pathway.yaml").write_bytes(source)  # swept under these rules: another pathway sweeps again
+    (folder / "ready").unlink(missing_ok=True)
+    swept_under.write_bytes(source)  # swept under these rules: another pathway sweeps again
     spec = RunSpec.resolve(PATHWAY, folder / "out", AS_OF, "sweep", pdf=False)
     start = time.perf_counter()
     sequence.sweep(spec, folder / "cohort" / "patients.jsonl", folder / "cohort" / "events.jsonl")
