@@ -345,7 +345,7 @@ def test_the_patient_page_charts_phq9_with_item_9_marked_and_shows_the_episode(s
 
 def test_a_step_names_its_decisions_from_the_pathway() -> None:
     from carepath import api
-    from carepath.serve.site import step_decisions
+    from carepath.serve.episode import step_decisions
 
     compiled = api.load_pathway(Path(__file__).resolve().parents[1] / "pathways" / "esketamine-spravato.yaml")
     assert step_decisions(compiled, "end_of_induction_review") == ("weekly", "every_2_weeks")
