@@ -313,6 +313,9 @@ def test_the_board_moves_tasks_between_bands_as_time_passes_like_a_fresh_load(se
     site = served.site
     board = site.boards["ketamine-iv"]
     start = served.clock.now
+    # The horizon is a wall-clock week and 8 March 2026 changes the clocks: a task's moment
+    # computed in absolute time would lie in the past and be re-banded on every page.
+    assert all(moment > board.as_of for moment, _ in board.wakes), "every band change lies ahead"
     moved = False
     for hours in (1, 7, 24, 30, 72, 24 * 6, 24 * 9, 24 * 40):
         now = start + timedelta(hours=hours)
@@ -403,3 +406,28 @@ def test_work_another_process_closed_leaves_the_worklist_after_a_background_rebu
     site.wait_for_rebuilds()
     assert task not in site.boards["ketamine-iv"].entries
     assert task not in [t for t, _ in rows(c.get("/").text)]
+
+
+def test_a_task_enters_the_horizon_at_the_wall_clock_moment_across_a_clock_change() -> None:
+    """The horizon is a week of clinic wall-clock time; 8 March 2026 moves New York's
+    clocks forward, so a task due 12 March 12:30 EDT comes within it on 5 March at 12:30
+    EST (17:30 UTC), not an hour earlier (then it would be looked at again on every page)."""
+    from datetime import datetime
+
+    from carepath import api
+    from carepath.serve.board import Board
+    from carepath.sinks.base import Output, OutputKind
+
+    compiled = api.load_pathway(Path(__file__).resolve().parents[1] / "pathways" / "ketamine-iv.yaml")
+    body = {"id": "t-1", "step": "records_request", "title": "Request records", "role": "care_coordinator",
+            "priority": "routine", "status": "open", "earliest": "2026-03-11T12:00:00-04:00",
+            "due": "2026-03-12T12:30:00-04:00"}
+    board = Board(compiled)
+    as_of = datetime.fromisoformat("2026-03-05T17:00:00+00:00")
+    board.load([Output("t-1", OutputKind.TASK, "p-1", body, "d")], as_of)
+    assert board.beyond_total() == 1 and [m for m, _ in board.wakes] == [
+        datetime.fromisoformat("2026-03-05T17:30:00+00:00")]
+    board.advance(datetime.fromisoformat("2026-03-05T17:29:00+00:00"))
+    assert board.beyond_total() == 1
+    board.advance(datetime.fromisoformat("2026-03-05T17:31:00+00:00"))
+    assert [e.id for e in board.rows("upcoming")] == ["t-1"] and board.beyond_total() == 0

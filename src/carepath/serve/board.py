@@ -15,7 +15,7 @@ import heapq
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 
 from sortedcontainers import SortedList
 
@@ -165,10 +165,21 @@ class Board:
             if day > today:
                 moments.append(datetime.combine(day, time(0), zone))  # "due today" from its day's start
             if entry.due > horizon_end:
-                moments.append(entry.due - self.compiled.worklist.horizon)
+                moments.append(self._enters_horizon(entry.due))
         elif entry.earliest > horizon_end:
-            moments.append(entry.earliest - self.compiled.worklist.horizon)
-        return min(moments) if moments else None
+            moments.append(self._enters_horizon(entry.earliest))
+        if not moments:
+            return None
+        # Never at or before now (a DST-ambiguous wall time): a task is looked at again
+        # later, not on every page.
+        return max(min(moments), as_of + timedelta(minutes=1))
+
+    def _enters_horizon(self, moment: datetime) -> datetime:
+        """When `moment` comes within the horizon: the horizon's end is the as-of plus the
+        horizon in clinic wall-clock time (as `band_of`'s caller computes it), so the
+        horizon is taken off in wall-clock time too."""
+        zone = self.compiled.clinic.zone
+        return (moment.astimezone(zone) - self.compiled.worklist.horizon).astimezone(zone)
 
     def advance(self, as_of: datetime) -> None:
         """Move the clock: only the tasks whose band may have changed are placed again."""
