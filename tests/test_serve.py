@@ -431,3 +431,24 @@ def test_a_task_enters_the_horizon_at_the_wall_clock_moment_across_a_clock_chang
     assert board.beyond_total() == 1
     board.advance(datetime.fromisoformat("2026-03-05T17:31:00+00:00"))
     assert [e.id for e in board.rows("upcoming")] == ["t-1"] and board.beyond_total() == 0
+
+
+def test_serving_a_changed_pathway_under_an_old_version_number_is_refused_at_start(template: Path,
+                                                                                   tmp_path: Path) -> None:
+    """The ledger ran this version with other rules (here: its archived digest differs)."""
+    import shutil
+
+    from carepath.orchestrator.pinning import VersionReused
+    from carepath.serve.server import clock_from
+    from carepath.serve.site import Site
+    from serve_site import AS_OF, PATHWAY
+
+    shutil.copytree(template, tmp_path / "site")
+    ledger = tmp_path / "site" / "out" / "ledger.sqlite"
+    conn = sqlite3.connect(ledger)
+    conn.execute("UPDATE pathway_versions SET digest = 'other rules'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(VersionReused, match="give the changed pathway a new version"):
+        Site([PATHWAY], f"sqlite:///{ledger}", tmp_path / "site" / "cohort" / "patients.jsonl",
+             tmp_path / "site" / "cohort" / "events.jsonl", tmp_path / "site" / "out", clock_from(AS_OF), pdf=False)

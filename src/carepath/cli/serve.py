@@ -77,6 +77,7 @@ def _audit(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from carepath import api
     from carepath.serve.access import AccessProblem
+    from carepath.orchestrator.pinning import VersionReused
     from carepath.serve.server import NoLedger, ServeOptions, serve
 
     try:
@@ -90,7 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
         for d in exc.diagnostics:
             print(d.render(), file=sys.stderr)
         return 1
-    except NoLedger as exc:
+    except (NoLedger, VersionReused) as exc:
         print(f"carepath serve: {exc}", file=sys.stderr)
         return 1
     except AccessProblem as exc:

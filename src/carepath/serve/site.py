@@ -26,6 +26,7 @@ import orjson
 from sqlalchemy import select
 
 from carepath.orchestrator import sequence
+from carepath.orchestrator.emission import archive_pathway
 from carepath.orchestrator.event_store import EventStore, lines_table
 from carepath.orchestrator.wake_index import WakeIndex
 from carepath.orchestrator.patients_index import PatientsIndex
@@ -75,6 +76,10 @@ class Site:
             self.specs[spec.compiled.id] = spec
         self.meanings = {pid: flag_meanings(spec) for pid, spec in self.specs.items()}
         self.ledger = Ledger(ledger_url)
+        for spec in self.specs.values():
+            # Refused now (VersionReused) rather than on the first action's re-plan: the rules
+            # served must be the rules this version was run under.
+            archive_pathway(spec, self.ledger)
         self.boards = {pid: Board(spec.compiled) for pid, spec in self.specs.items()}
         self._generations: dict[str, int] = {}
         self._lock = threading.RLock()
