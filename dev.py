@@ -9,6 +9,7 @@
     python3 dev.py lint --fix              # ruff fixes what it can; its debt table shrinks to what remains
     python3 dev.py lint --update-baseline  # rewrite mypy-baseline.txt to today's mypy errors
     python3 dev.py bench    # every performance measurement; writes BENCHMARKS.md (~30 min)
+    python3 dev.py serve    # the live worklist on the demo (sweeps it first if needed); prints a demo account
 
 Only the Python standard library is used here, so this works on a machine that has
 nothing but Python 3.11. Installs come from the hash-pinned `requirements.lock`; the
@@ -92,6 +93,48 @@ def demo() -> int:
             return code
     print(f"\nOpen {DEMO_OUT}/worklist.html in a browser; run the demo again and nothing is emitted twice.")
     return 0
+
+
+DEMO_USER = "demo"
+
+
+def serve(extra: list[str]) -> int:
+    """`carepath serve` on the demo cohort: the demo's sweep first when its ledger is
+    missing; actions append to a copy of the demo's events file (out/demo/cohort/), so
+    examples/ stays as committed; the clock starts at the demo's as-of and runs. A demo
+    administrator account is created once, its password kept owner-only beside the ledger."""
+    import secrets
+    import shutil
+
+    out = ROOT / DEMO_OUT
+    if not (out / "ledger.sqlite").exists():
+        code = demo()
+        if code != 0:
+            return code
+    cohort = out / "cohort"
+    cohort.mkdir(mode=0o700, exist_ok=True)
+    for name in ("patients.jsonl", "events.jsonl"):
+        if not (cohort / name).exists():
+            shutil.copyfile(ROOT / "examples" / "demo" / name, cohort / name)
+            (cohort / name).chmod(0o600)
+    cli = str(BIN / "carepath")
+    ledger = f"sqlite:///{out / 'ledger.sqlite'}"
+    secret = out / ".demo-password"
+    if not secret.exists():
+        password = secrets.token_urlsafe(12)
+        code = subprocess.run([cli, "users", "add", DEMO_USER, "--role", "admin", "--ledger", ledger],
+                              input=password + "\n", text=True, cwd=ROOT).returncode
+        if code != 0:
+            return code
+        secret.touch(mode=0o600)
+        secret.write_text(password + "\n")
+    password = secret.read_text().strip()
+    port = extra[extra.index("--port") + 1] if "--port" in extra else "8000"
+    print(f"\nSign in at http://127.0.0.1:{port}/ as {DEMO_USER!r} with password {password!r} "
+          "(an administrator: every role's work).", flush=True)
+    return subprocess.call([cli, "serve", "pathways/ketamine-iv.yaml", "--ledger", ledger,
+                            "--patients", str(cohort / "patients.jsonl"), "--events", str(cohort / "events.jsonl"),
+                            "--as-of", DEMO_AS_OF, "--no-pdf", *extra], cwd=ROOT)
 
 
 def test(extra: list[str]) -> int:
@@ -255,7 +298,7 @@ def lint(args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "bench", "setup", "lint"):
+    if not argv or argv[0] not in ("demo", "test", "bench", "setup", "lint", "serve"):
         print(__doc__)
         return 2
     ensure_environment()
@@ -265,6 +308,8 @@ def main(argv: list[str]) -> int:
         return test(argv[1:])
     if argv[0] == "lint":
         return lint(argv[1:])
+    if argv[0] == "serve":
+        return serve(argv[1:])
     if argv[0] == "bench":
         return subprocess.call([str(BIN / "python"), "bench/run.py", *argv[1:]], cwd=ROOT)
     return 0

@@ -474,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     from carepath.cli.synth import add_parser as add_synth  # synthetic cohorts; generator imported on use
     add_synth(sub)
 
+    from carepath.cli.serve import add_parsers as add_serve  # the web stack is imported only when it runs
+    add_serve(sub)
+
     # review tools; PATHWAY may also be git:REF:path, e.g. git:HEAD~1:pathways/ketamine-iv.yaml
     p = sub.add_parser("graph", help="print a Mermaid diagram of the stages, transitions and rules",
                        description="Print the pathway as a Mermaid flowchart (GitHub renders it): stages, "
