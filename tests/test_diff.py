@@ -227,3 +227,14 @@ def test_review_commands_do_not_import_prefect(tmp_path: Path) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_second_round_safety_constructs_are_shown_in_clinical_terms(tmp_path: Path) -> None:
+    out = diff_text(tmp_path, ("    while_status: [blocked]", "    while_status: [blocked, pending_eligibility]"),
+                    ("    in_session: true\n    gates: dosing", "    gates: dosing"),
+                    ("      after: $lost_to_follow_up_after", "      after: 90d"))
+    assert "~ Hold dosing: in force while status changed from blocked to blocked, pending_eligibility" in out
+    assert ("(pre_dose_check): in session (keeps the session's clock after hours) changed from yes to no"
+            in out)
+    assert ("~ Stage maintenance: lost to follow-up changed from lost_to_follow_up_outreach after 60 days "
+            "without assessment_recorded or session_completed to lost_to_follow_up_outreach after 90 days") in out

@@ -27,7 +27,7 @@ def with_new_session(tmp_path: Path) -> Path:
     events = tmp_path / "events.jsonl"
     events.write_text(EVENTS.read_text() + json.dumps(
         {"id": "e-new", "patient": "p-001", "type": "session_completed", "at": "2026-03-03T11:00:00-05:00",
-         "data": {"session": "s-1"}}) + "\n")
+         "data": {"session": "s-2"}}) + "\n")  # a new session (s-1 again would be one reminder)
     return events
 
 

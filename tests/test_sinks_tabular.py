@@ -45,7 +45,8 @@ def test_jsonl_lines_are_the_plan_task_objects_plus_patient(tmp_path: Path, coho
     lines = (tmp_path / "tasks.jsonl").read_text(encoding="utf-8").splitlines()
     expected = [{**task.as_json(cohort.compiled.version), "patient": plan.patient}
                 for plan in cohort.plans for task in plan.tasks]
-    assert written == len(lines) == len(expected) == 11
+    # 11 before DOMAIN 11 added screening_completion (7 enrolments) and pre_dose_check (2 bookings)
+    assert written == len(lines) == len(expected) == 20
     assert [json.loads(line) for line in lines] == expected
     # Stable key order: the patient, then the task object exactly as `carepath plan` prints it.
     plan_keys = list(cohort.plans[0].tasks[0].as_json(cohort.compiled.version))

@@ -223,7 +223,8 @@ def test_windows_are_in_clinic_time_with_the_zone(page: str) -> None:
     assert windows["p-101", "open"] == "Tue 3 Mar 10:00 – Wed 4 Mar 10:00 EST"   # after the second session
     assert windows["p-102", "open"].startswith("Tue 3 Mar 09:00 – 23:59 EST")   # same day: the day once
     assert windows["p-105", "open"] == "Wed 4 Mar 11:30 – Thu 5 Mar 11:30 EST"
-    assert all(r.attrs["data-due"].endswith("-05:00") for r in rows)
+    # New York time: EST, or EDT for work due after the 8 March clock change (a screening deadline)
+    assert all(r.attrs["data-due"].endswith(("-05:00", "-04:00")) for r in rows)
 
 
 def test_each_row_says_what_who_and_why(page: str, cohort: Planned) -> None:
@@ -250,7 +251,10 @@ def test_header_names_pathway_as_of_and_counts(page: str, cohort: Planned) -> No
         cells = "".join(f"<td>{n}</td>" for n in [*counts, sum(counts)])
         assert re.search(rf'<tr data-role="{role}"><th scope="row">[^<]+</th>{cells}</tr>', page), role
     overdue = sum(1 for t in actionable if t["status"] == "overdue")
-    assert f"{len(actionable)} open tasks, {overdue} overdue; 1 done, 2 cancelled." in page
+    closed = [str(o.body["status"]) for o in cohort.of_kind(OutputKind.TASK)]
+    done, cancelled = closed.count("done"), closed.count("cancelled")
+    assert (done, cancelled) == (9, 3)  # 1 and 2 before the screening and pre-dose tasks of DOMAIN 11
+    assert f"{len(actionable)} open tasks, {overdue} overdue; {done} done, {cancelled} cancelled." in page
 
 
 def test_no_patient_names(page: str, cohort: Planned) -> None:
@@ -371,8 +375,8 @@ def test_closed_work_is_capped_to_the_most_recent(tmp_path: Path, cohort: Planne
     html = sink.path.read_text(encoding="utf-8")
     closed = [r for r in read_worklist(html).rows if r.attrs["data-group"] == "closed"]
     assert [r.attrs["data-patient"] for r in closed] == ["p-103"]  # cancelled, due 4 Mar: later than the done task of 27 Feb
-    assert "The 1 most recently closed of 3" in html
-    assert "Done (1) and cancelled (2) tasks" in html   # the superseded weekend conflict is one
+    assert "The 1 most recently closed of 12" in html
+    assert "Done (9) and cancelled (3) tasks" in html   # the superseded weekend conflict is one
 
 
 def test_prefect_artifact_lists_the_same_top_rows_refs_only(page: str, cohort: Planned) -> None:
@@ -399,7 +403,7 @@ def test_patient_view_lists_one_patients_whole_plan(tmp_path: Path, cohort: Plan
     mine = [o for o in cohort.of_kind(OutputKind.TASK) if o.patient == "p-101"]
     assert len(mine) >= 2 and sorted(r.attrs["data-task"] for r in rows) == sorted(o.id for o in mine)
     assert {r.attrs["data-patient"] for r in rows} == {"p-101"}
-    assert "<h1>Patient <code>p-101</code>: whole plan</h1>" in html and "Done (1)" in html
+    assert "<h1>Patient <code>p-101</code>: whole plan</h1>" in html and "Done (2)" in html  # + screening
 
 
 def test_patient_view_from_the_command_line(tmp_path: Path, cohort: Planned,

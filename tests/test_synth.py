@@ -66,7 +66,7 @@ def test_the_mix_is_there(cohort: Path) -> None:
                  "entered_maintenance", "gap_violation"):
         assert mix.get(kind, 0) > 0, kind
     assert by_type["task_completed"] > 0 and manifest["duplicate_lines"] > 0
-    assert 18 <= manifest["event_lines"] / manifest["patients"] <= 32  # "about 25 events each"
+    assert 20 <= manifest["event_lines"] / manifest["patients"] <= 36  # "about 30 events each"
     patients = [json.loads(line) for line in (cohort / "patients.jsonl").read_text().splitlines()]
     assert len(Counter(p.get("timezone") for p in patients)) >= 5
     assert all(p["patient"].startswith("p-") for p in patients)

@@ -6,13 +6,14 @@ seeded per patient from (seed, patient number), so a patient's history does not 
 on how many others are generated and the same arguments give byte-identical files.
 
 What a cohort holds (rates are per patient or per event, tuned so a typical history has
-about 25 events): enrolment spread over the period, screening with documented trials
+about 30 events): enrolment spread over the period, screening with documented trials
 (some too few → records requested, some later re-screened), contraindications
 (blocked) and cautions; an initial series of six sessions booked one at a time,
 respecting the 44 h minimum gap except for a few deliberate violations (the engine
 rejects those bookings; each is re-booked right after); completions, misses (some
 consecutive), cancellations; PHQ-9 answers with item 9 > 0 sometimes; integration and
-safety tasks closed by `task_completed` events carrying the engine's real task ids;
+safety tasks and each dose's pre-dose check closed by `task_completed` events carrying
+the engine's real task ids;
 maintenance boosters and periodic PHQ-9, relapses after remission, rescue sessions, and
 a few discharges. Patients live in several IANA zones; patient-reported events carry
 the patient's offset, clinic events the clinic's. A feed re-sends a few events (exact
@@ -186,6 +187,10 @@ class _Patient:
             self.emit(booked_at + (start - booked_at) / 2, "session_cancelled", {"session": sid})
             self.mix["cancelled"] += 1
             return "cancelled", None, start
+        # The nurse clears the dose before it (no draw from rng: the cohort's other bytes stay
+        # as they were); a dose with the check still open would be a breach.
+        self.emit(start - timedelta(minutes=15), "task_completed",
+                  {"task": task_id(self.ref, "pre_dose_check", f"session:{sid}")})
         if rng.random() < 0.2:
             self.emit(start + timedelta(minutes=2), "vitals_recorded",
                       {"systolic": rng.randrange(105, 150), "diastolic": rng.randrange(65, 95), "phase": "pre_dose"})

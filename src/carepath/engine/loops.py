@@ -43,8 +43,21 @@ def status_changed(fold: _Fold, before: PatientStatus, event: EventLike) -> None
         for task in fold.tasks.values():
             if task.is_open and task.step.name in withdrawn and not task.step.safety:
                 task.cancelled_at, task.closed_reason = event.at, f"withdrawn: the patient is {fold.status}"
-    if fold.withheld and fold.status is not before:
-        release_letters(fold, event.at)
+    if fold.status is not before:
+        if fold.withheld or fold.paused_letters:
+            release_letters(fold, event.at)
+        pause_letters(fold, event.at)
+
+
+def pause_letters(fold: _Fold, at: datetime) -> None:
+    """Letters not yet sent that the new status withholds (session instructions to a patient
+    just blocked) are withdrawn while it lasts, and come back if it ends (`release_letters`)."""
+    for letter in fold.letters.values():
+        if letter.id in fold.withdrawn_letters or letter.send_at <= at:
+            continue
+        if fold.status in fold.p.letters[letter.letter].withheld_while:
+            fold.withdrawn_letters.add(letter.id)
+            fold.paused_letters.add(letter.id)
 
 
 def withdrawn_at_birth(fold: _Fold, task: _Task) -> None:
@@ -99,6 +112,10 @@ def refuses_completion(fold: _Fold, event: EventLike) -> bool:
 def release_letters(fold: _Fold, at: datetime) -> None:
     """Letters withheld while a status lasted go out now that it has ended: at their own send
     time if it is still ahead, at once otherwise (the letter lifecycle expires the stale)."""
+    for letter_id in sorted(fold.paused_letters):
+        if fold.status not in fold.p.letters[fold.letters[letter_id].letter].withheld_while:
+            fold.paused_letters.discard(letter_id)
+            fold.withdrawn_letters.discard(letter_id)
     keep = []
     for name, event, source in fold.withheld:
         if fold.status in fold.p.letters[name].withheld_while:
@@ -122,6 +139,7 @@ def new_episode(fold: _Fold, event: EventLike) -> None:
     fold.facts.clear()
     fold.streaks.clear()
     fold.withheld = []
+    fold.paused_letters.clear()
     fold.consecutive_missed = fold.consecutive_attended = 0
     fold.screening = {"recorded": False, "trd_trials": 0, "contraindications": [], "cautions": []}
     fold.enter(fold.p.start, event)

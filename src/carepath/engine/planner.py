@@ -139,7 +139,8 @@ class _Fold:
         self.fired: set[str] = set()
         self.withheld: list[tuple[str, EventLike, str]] = []
         self.letter_keys: set[tuple[str, str]] = set()  # (letter, value) for letters sent once per value  # letters a status withheld, to release later
-        self.withdrawn_letters: set[str] = set()  # letter ids an earlier episode's discharge withdrew
+        self.withdrawn_letters: set[str] = set()  # letter ids an earlier discharge or a status withdrew
+        self.paused_letters: set[str] = set()  # of those, the ones a status withholds (back when it ends)
         self.silence_ahead: datetime | None = None  # when the stage's silence next raises its outreach
         self.hold_history = loops.HoldHistory() if compiled.tables.tracks_holds else None
         self.tables = compiled.tables
