@@ -105,12 +105,12 @@ def test_a_failing_letter_sink_retried_does_not_duplicate(tmp_path: Path, monkey
     real_write = LetterFiles.write
     calls = {"n": 0}
 
-    def flaky(self: LetterFiles, outputs) -> int:  # noqa: ANN001
+    def flaky(self: LetterFiles, outputs, **callbacks) -> int:  # noqa: ANN001, ANN003
         calls["n"] += 1
-        if calls["n"] == 1:  # the first shard's sink fails after writing one letter
-            real_write(self, list(outputs)[:1])
+        if calls["n"] == 1:  # the first batch fails after writing one letter (and recording it)
+            real_write(self, list(outputs)[:1], **callbacks)
             raise OSError("disk full")
-        return real_write(self, outputs)
+        return real_write(self, outputs, **callbacks)
 
     monkeypatch.setattr(LetterFiles, "write", flaky)
     out = tmp_path / "retried"
@@ -178,7 +178,7 @@ def test_ledger_and_documents_hold_refs_never_names(tmp_path: Path) -> None:
 
 
 def test_letters_written_before_the_outbox_are_not_sent_again(tmp_path: Path) -> None:
-    from carepath.sinks.ledger import Ledger, default_url, deliveries_table
+    from carepath.sinks.ledger import Ledger, default_url
 
     sweep(tmp_path)
     sent = {i for i, l in letters_jsonl(tmp_path).items() if l["status"] == "sent"}
@@ -199,8 +199,11 @@ def test_letters_written_before_the_outbox_are_not_sent_again(tmp_path: Path) ->
                                      "value INTEGER NOT NULL)"))
         conn.execute(sqlalchemy.text("INSERT INTO meta VALUES ('generation', 3)"))
         conn.execute(sqlalchemy.text("DELETE FROM patient_state"))  # every plan is examined again
-        conn.execute(deliveries_table.insert(), [{"sink": "letters", "output_id": i, "digest": "x", "run": "old"}
-                                                 for i in sent])
+        conn.execute(sqlalchemy.text("CREATE TABLE deliveries (sink VARCHAR(64) NOT NULL, output_id VARCHAR(80) "
+                                     "NOT NULL, digest VARCHAR(64) NOT NULL, run VARCHAR(64) NOT NULL, "
+                                     "PRIMARY KEY (sink, output_id))"))
+        conn.execute(sqlalchemy.text("INSERT INTO deliveries VALUES (:i, :o, 'x', 'old')"),
+                     [{"i": "letters", "o": i} for i in sent])
     engine.dispose()
     Ledger(url).close()  # the upgrade: the outbox adopts the old deliveries
     reports = sweep(old, run="after-upgrade")

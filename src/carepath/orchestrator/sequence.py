@@ -2,9 +2,14 @@
 
 A sweep: archive the pathway version → clear what a killed run left half-written →
 partition the cohort into shard files → for each shard (through the executor): plan →
-record in the ledger → send the due letters never sent → rewrite the stale documents →
-`rejected.jsonl`. An event-triggered run does the same for one patient. Every step is
-idempotent, so a retried step or a re-run after a crash emits nothing twice.
+record in the ledger → queue the due letters never sent; then rewrite the stale
+documents (the worklist among them) → `rejected.jsonl` → `deliver-letters` (drain the
+queue, each letter claimed in the ledger before it is sent) → the documents that show
+sends, when it sent any. An event-triggered run does the same for one patient. Every
+step is idempotent, so a retried step or a re-run after a crash emits nothing twice.
+A mail server that is down stops only the delivery: everything else is written, and the
+sequence ends with `LettersUndelivered` (the run's summary attached); the next run
+delivers what it did not take.
 
 The Prefect flows (carepath.runtime.flows), the tests and the benches all call these,
 so what is tested is the sequence as it runs. No Prefect here; which executor runs the
@@ -23,6 +28,8 @@ from carepath.orchestrator.emission import (
     write_documents, write_patient_record,
 )
 from carepath.orchestrator.choice import choose
+from carepath.orchestrator.delivery import Delivered, deliver_letters
+from carepath.sinks.email import SmtpUnavailable
 from carepath.orchestrator.executor import Executor, InProcess
 from carepath.orchestrator.spec import RunSpec
 from carepath.sinks.ledger import Ledger
@@ -84,12 +91,45 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
         documents = run.call("write-documents", write_documents, spec, ledger)
         cohort = run.call("report-cohort", report_cohort, spec, str(patients), ledger)
         shutil.rmtree(work.parent, ignore_errors=True)
-        summary = RunSummary.of(spec.compiled, spec.as_of, reports, cohort.rejected, documents, cohort)
+        delivered = run.call("deliver-letters", deliver_letters, spec, str(patients), ledger)
+        documents = _after_delivery(run, spec, ledger, delivered, documents)
+        summary = RunSummary.of(spec.compiled, spec.as_of, reports, cohort.rejected, documents, cohort, delivered)
     finally:
         ledger.close()
     log(f"recorded {summary.recorded.new} new, {summary.recorded.changed} changed output(s); "
-        f"{summary.letters_written} letter(s) written")
+        f"{summary.letters_written} letter(s) sent, {summary.letters_failed} failed, "
+        f"{summary.letters_queued} waiting")
+    return _delivered_or_raise(summary)
+
+
+class LettersUndelivered(SmtpUnavailable):
+    """The mail server kept failing: the run wrote everything else (`summary`), and the
+    letters it did not take stay queued for the next run."""
+
+    def __init__(self, summary: RunSummary) -> None:
+        self.summary = summary
+        super().__init__(f"{summary.undelivered_because}; {summary.letters_queued} letter(s) stay queued and go "
+                         "with the next run (the worklist and documents were written)")
+
+    def __reduce__(self):  # noqa: ANN204 - pickled across processes as a plain SmtpUnavailable
+        return (SmtpUnavailable, (str(self),))
+
+
+def _delivered_or_raise(summary: RunSummary) -> RunSummary:
+    if summary.undelivered_because:
+        raise LettersUndelivered(summary)
     return summary
+
+
+def _after_delivery(run: Executor, spec: RunSpec, ledger: Ledger, delivered: Delivered,
+                    documents: dict[str, int | None]) -> dict[str, int | None]:
+    """Sends and failures change what `letters.jsonl` and the worklist show: the stale
+    documents are written again (the worklist was written before delivery, so a mail
+    server that hangs never keeps it stale)."""
+    if not (delivered.sent or delivered.failed):
+        return documents
+    again = run.call("write-documents-after-delivery", write_documents, spec, ledger)
+    return {name: again.get(name) if again.get(name) is not None else n for name, n in documents.items()}
 
 
 def _reasons(reasons: dict[str, int]) -> str:
@@ -108,6 +148,10 @@ def replan_patient(spec: RunSpec, patients: str | Path, events: str | Path, ref:
         run.call("archive-pathway-version", archive_pathway, spec, ledger)
         report = run.call(f"replan-patient-{ref}", emit_patient, spec, str(patients), str(events), ref, ledger)
         record = run.call(f"write-patient-record-{ref}", write_patient_record, spec, ledger, ref)
+        delivered = run.call(f"deliver-letters-{ref}", deliver_letters, spec, str(patients), ledger, ref)
+        if delivered.sent or delivered.failed:  # the record shows its letters' sends
+            record = run.call(f"write-patient-record-{ref}-after-delivery", write_patient_record, spec, ledger, ref)
     finally:
         ledger.close()
-    return RunSummary.of(spec.compiled, spec.as_of, [report], len(report.rejected), {record: 1})
+    return _delivered_or_raise(RunSummary.of(spec.compiled, spec.as_of, [report], len(report.rejected), {record: 1},
+                                             delivered=delivered))

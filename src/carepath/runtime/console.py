@@ -94,6 +94,9 @@ def summary_text(result) -> str:  # noqa: ANN001 - a runner.RunResult (kept impo
         lines.append(f"  {row['role']:<22} {row['priority']:<8} {row['count']:>7,}")
     lines.append(f"letters: {s['letters_written']:,} sent this run under {out / 'letters'}; "
                  + letters_by_status(s) + f" (see {docs.shown('letters.jsonl')})")
+    if s.get("letters_failed") or s.get("letters_queued"):
+        lines.append(f"letters not delivered: {s.get('letters_failed', 0):,} failed this run, "
+                     f"{s.get('letters_queued', 0):,} waiting for the next run (the worklist lists why)")
     lines.append(f"worklist: {docs.shown('worklist.html')}")
     lines.append(f"tasks: {docs.shown('tasks.jsonl')}, {docs.shown('tasks.csv')}; FHIR: {docs.shown('fhir/bundle.json')}"
                  f" (Bulk Data NDJSON: {docs.shown('fhir/manifest.json')})")

@@ -53,7 +53,11 @@ def _run_name(kind: str) -> str:
 
 _NO_RESULTS = {"cache_policy": NO_CACHE, "persist_result": False}
 # Steps that write outputs are retried: each is idempotent (the ledger records what was done).
+# Delivery has its own policy: the mail server already had its tries inside the step
+# (CAREPATH_SMTP_ATTEMPTS), and a server that stays down ends the step without an error
+# (the run then reports it); what is retried here is the ledger failing under it.
 _RETRIED = ("plan-and-emit", "replan-patient", "write-documents", "report-cohort")
+_DELIVERY = "deliver-letters"
 
 
 class Withheld(Exception):
@@ -134,6 +138,8 @@ class PrefectTasks:
         self.processes = processes
 
     def _task(self, label: str):  # noqa: ANN202 - a Prefect task
+        if label.startswith(_DELIVERY):
+            return _step.with_options(retries=3, retry_delay_seconds=5)
         retried = label.startswith(_RETRIED)
         return _step.with_options(retries=2 if retried else 0,
                                   retry_delay_seconds=1 if retried else 0)
@@ -186,8 +192,13 @@ def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | N
 
     logger = get_run_logger()
     spec = _spec(pathway, out, as_of, ledger_url, pdf, migration)
-    summary = sequence.sweep(spec, patients, events, PrefectTasks(processes), shard_size=shard_size,
-                             progress=console.current(), log=logger.info, full=full)
+    try:
+        summary = sequence.sweep(spec, patients, events, PrefectTasks(processes), shard_size=shard_size,
+                                 progress=console.current(), log=logger.info, full=full)
+    except sequence.LettersUndelivered as undelivered:
+        # Everything but those letters was written: the artifacts show it, then the run fails.
+        artifacts.publish(undelivered.summary, spec.out)
+        raise
     artifacts.publish(summary, spec.out)
     return summary.as_json()
 
@@ -203,7 +214,11 @@ def patient_replan(pathway: str, patients: str, events: str, out: str, patient: 
     to the next sweep. `patient` is the pseudonymous ref the event carried."""
     logger = get_run_logger()
     spec = _spec(pathway, out, as_of, ledger_url, pdf, migration)
-    summary = sequence.replan_patient(spec, patients, events, patient, PrefectTasks())
+    try:
+        summary = sequence.replan_patient(spec, patients, events, patient, PrefectTasks())
+    except sequence.LettersUndelivered as undelivered:
+        artifacts.publish(undelivered.summary, spec.out, key_prefix="carepath-patient")
+        raise
     artifacts.publish(summary, spec.out, key_prefix="carepath-patient")
     logger.info("patient %s re-planned after event %s: %d new, %d changed output(s)",
                 patient, event_id or "(none)", summary.recorded.new, summary.recorded.changed)

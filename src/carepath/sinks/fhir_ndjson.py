@@ -20,7 +20,7 @@ import orjson
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.sinks._documents import Instants, patient_groups, require_aware
-from carepath.sinks.base import Delivery, Output, OutputKind
+from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.fhir import FhirBundle, _BundleFeed
 from carepath.sinks.storage import FsspecStorage, LocalStorage, Location, storage_for
 
@@ -56,7 +56,6 @@ class FhirNdjson:
     """The Bulk-Data-style export of one pathway's current plan as of one instant."""
 
     name = "fhir/ndjson"
-    delivery = Delivery.SNAPSHOT
     kinds = frozenset({OutputKind.PATIENT, OutputKind.TASK, OutputKind.LETTER})
 
     def __init__(self, out: Location, compiled: CompiledPathway, as_of: datetime) -> None:
@@ -110,7 +109,6 @@ class FhirExport:
     Named as the bundle, so a ledger's record of the bundle's last state still applies."""
 
     name = FhirBundle.name
-    delivery = Delivery.SNAPSHOT
     kinds = FhirBundle.kinds
 
     def __init__(self, out: Location, compiled: CompiledPathway, as_of: datetime) -> None:
