@@ -66,7 +66,7 @@ def smtp(monkeypatch: pytest.MonkeyPatch):
 
 def sweep(out: Path, as_of: datetime = AS_OF, run: str = "run-1") -> emission.RunSummary:
     """The sweep flow's sequence, in this process."""
-    return sequence.sweep(RunSpec.resolve(PATHWAY, out, as_of, run), PATIENTS, EVENTS, shard_size=1)
+    return sequence.sweep(RunSpec.resolve(PATHWAY, out, as_of, run), PATIENTS, EVENTS, shard_size=1, export=True, bundle=True)
 
 
 def outbox(out: Path) -> dict[str, dict]:

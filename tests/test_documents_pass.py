@@ -33,7 +33,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> RunSpec:
     """The demo cohort (40 patients) swept once; its letters partly sent."""
     out = tmp_path_factory.mktemp("swept")
     spec = RunSpec.resolve(PATHWAY, out, AS_OF, "sweep-1", pdf=False)
-    sequence.sweep(spec, DEMO / "patients.jsonl", DEMO / "events.jsonl")
+    sequence.sweep(spec, DEMO / "patients.jsonl", DEMO / "events.jsonl", export=True, bundle=True)
     return spec
 
 

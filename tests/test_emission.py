@@ -26,7 +26,8 @@ LATER = datetime.fromisoformat("2026-03-20T17:00:00+00:00")
 def sweep(out: Path, as_of: datetime = AS_OF, run: str = "run-1", pdf: bool = False, shard_size: int = 1,
           events: Path = EVENTS) -> emission.RunSummary:
     """The sweep flow's sequence, in this process."""
-    return sequence.sweep(RunSpec.resolve(PATHWAY, out, as_of, run, pdf=pdf), PATIENTS, events, shard_size=shard_size)
+    return sequence.sweep(RunSpec.resolve(PATHWAY, out, as_of, run, pdf=pdf), PATIENTS, events, shard_size=shard_size,
+                          export=True, bundle=True)
 
 
 def snapshot(out: Path) -> dict[str, tuple[bytes, int]]:
@@ -151,8 +152,10 @@ def test_a_new_event_adds_its_task_once(tmp_path: Path) -> None:
     again = sequence.replan_patient(replace(spec, run="evt-2"), PATIENTS, events, "p-001")
     assert report.recorded.new + report.recorded.changed > 0
     assert again.recorded.new == again.recorded.changed == 0
-    # The event run writes the patient's record; the next sweep rebuilds tasks.jsonl.
-    (record,) = again.documents
+    # The event run writes the patient's record and the worklist (the new task is on it);
+    # the next export rebuilds tasks.jsonl.
+    (record,) = [name for name in again.documents if name.startswith("patients/")]
+    assert "worklist.html" in report.as_json()["documents_rewritten"]
     tasks = json.loads((tmp_path / record).read_text())["tasks"]
     integration = [t for t in tasks if t["patient"] == "p-001" and t["trigger"] == "e-new"
                    and t["step"] == "integration_psychotherapy"]

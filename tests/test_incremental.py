@@ -153,7 +153,8 @@ def test_incremental_sweeps_equal_full_replans(tmp_path_factory: pytest.TempPath
         summaries = {}
         for mode in ("incremental", "full"):
             spec = RunSpec.resolve(pathway, work / mode, as_of, f"{mode}-{number}", pdf=False)
-            summaries[mode] = sequence.sweep(spec, patients, events, full=mode == "full", shard_size=7).as_json()
+            summaries[mode] = sequence.sweep(spec, patients, events, full=mode == "full", shard_size=7,
+                                             export=True, bundle=True).as_json()
         assert {k: summaries["incremental"][k] for k in SUMMARY} == {k: summaries["full"][k] for k in SUMMARY}, \
             f"step {number} as of {as_of}"
         incremental, full = _seen(work / "incremental"), _seen(work / "full")
@@ -167,7 +168,7 @@ def test_incremental_sweeps_equal_full_replans(tmp_path_factory: pytest.TempPath
 
 def _sweep(out: Path, patients: Path, events: Path, as_of: datetime, run: str, **options) -> dict:
     spec = RunSpec.resolve(COHORTS["ketamine-iv"][0], out, as_of, run, pdf=False)
-    return sequence.sweep(spec, patients, events, **options).as_json()
+    return sequence.sweep(spec, patients, events, **{"export": True, "bundle": True, **options}).as_json()
 
 
 def _copy_demo(folder: Path) -> tuple[Path, Path]:

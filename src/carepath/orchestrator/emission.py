@@ -38,7 +38,6 @@ from carepath.records.readers import _gc_paused
 from carepath.sinks.base import OutputKind, Sink, outputs_of, write_atomic
 from carepath.sinks.ledger import Ledger, Recorded
 from carepath.sinks.letters import DUE, LetterFiles
-from carepath.sinks.outbox import LettersJsonl
 
 ACTIVE_TASK = ("open", "overdue")
 LETTER_STATUSES = ("scheduled", "due", "expired", "withdrawn")  # a plan letter's status at the run's as-of
@@ -333,23 +332,18 @@ FAILED_SHOWN = 100  # letters not delivered that the worklist lists; the rest ar
 
 def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime,
                    failed_letters: tuple[int, list[tuple[str, str, str]]] = (0, [])) -> list[Sink]:
-    from carepath.sinks.fhir_ndjson import FhirExport
-    from carepath.sinks.tabular import TasksCsv, TasksJsonl
+    """What a sweep keeps current besides the outbox and `rejected.jsonl`: the worklist.
+    The whole-cohort documents are the export's (carepath.orchestrator.export)."""
     from carepath.sinks.worklist import Worklist
 
-    # FhirExport: fhir/bundle.json and the Bulk Data NDJSON export, in one pass.
-    return [TasksJsonl(out), TasksCsv(out, compiled), Worklist(out, compiled, as_of, failed_letters=failed_letters),
-            FhirExport(out, compiled, as_of)]
+    return [Worklist(out, compiled, as_of, failed_letters=failed_letters)]
 
 
 def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
-    """Rewrite each document whose content is stale; None for those left as they were.
-    The stale ones are written together, in one pass over the ledger's current outputs
-    (one query, each body decoded once; each is a `carepath.sinks._documents.DocumentSink`):
-    each document is replaced when the pass is done, none when it fails. A document that
-    does not show the as-of (`shows_as_of` False: the task lists, letters.jsonl) is stale
-    only when the pathway's outputs or sends changed, so a sweep that changed nothing
-    leaves it alone."""
+    """Rewrite the sweep's documents (the worklist) when stale; None for those left as
+    they were. Written in one pass over the ledger's current outputs (one query, each body
+    decoded once; each is a `carepath.sinks._documents.DocumentSink`), each replaced when
+    the pass is done, none when it fails."""
     from contextlib import ExitStack
 
     from carepath.sinks._documents import DocumentSink, ledger_groups
@@ -362,7 +356,7 @@ def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
     stale: list[tuple[DocumentSink, str]] = []
     failed = ledger.failed_letters(compiled.id, limit=FAILED_SHOWN)
     failed_total = ledger.queued(compiled.id).get("failed", 0) if len(failed) == FAILED_SHOWN else len(failed)
-    for sink in [*document_sinks(compiled, out, as_of, (failed_total, failed)), LettersJsonl(out)]:
+    for sink in document_sinks(compiled, out, as_of, (failed_total, failed)):
         state = f"{generation}|{as_of.isoformat()}" if getattr(sink, "shows_as_of", True) else generation
         present = sink.present() if hasattr(sink, "present") else sink.storage.exists(sink.name)
         written[sink.name] = None
@@ -380,6 +374,27 @@ def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
         written[sink.name] = sink.written
         ledger.mark_snapshot(compiled.id, sink.name, state, run)
     return written
+
+
+def write_changes(spec: RunSpec, ledger: Ledger) -> str | None:
+    """The sweep's change feed (see carepath.orchestrator.export.write_changes), and the
+    sweep's as-of remembered for the exports."""
+    from carepath.orchestrator.export import remember_sweep
+    from carepath.orchestrator.export import write_changes as write
+    from carepath.sinks.storage import storage_for
+
+    folder = write(spec.compiled, ledger, storage_for(spec.documents), spec.as_of, spec.run)
+    remember_sweep(ledger, spec.compiled.id, spec.as_of, spec.run)
+    return folder
+
+
+def export_step(spec: RunSpec, ledger: Ledger, bundle: bool = False) -> dict[str, int | None]:
+    """`carepath run --export`: the export's documents after the sweep, same as-of."""
+    from carepath.orchestrator.export import export_documents
+    from carepath.sinks.storage import storage_for
+
+    return export_documents(spec.compiled, ledger, storage_for(spec.documents), spec.as_of, bundle=bundle,
+                            run=spec.run)
 
 
 def write_patient_record(spec: RunSpec, ledger: Ledger, patient: str) -> str:

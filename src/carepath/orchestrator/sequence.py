@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Protocol
 
 from carepath.orchestrator.emission import (
-    EmitShard, RunSummary, ShardReport, archive_pathway, clear_leftovers, emit_patient, report_cohort,
-    write_documents, write_patient_record,
+    EmitShard, RunSummary, ShardReport, archive_pathway, clear_leftovers, emit_patient, export_step, report_cohort,
+    write_changes, write_documents, write_patient_record,
 )
 from carepath.orchestrator.choice import choose
 from carepath.orchestrator.delivery import Delivered, deliver_letters
@@ -63,10 +63,11 @@ def work_dir(out: Path) -> Path:
 
 def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Executor | None = None, *,
           shard_size: int = DEFAULT_SHARD_SIZE, progress: Progress | None = None, log: Log = _quiet,
-          full: bool = False) -> RunSummary:
+          full: bool = False, export: bool = False, bundle: bool = False) -> RunSummary:
     """Ingest the lines appended to the events file, re-plan the patients the wake index
-    says may have changed (every patient with `full`), emit what is new, and rewrite the
-    cohort-wide documents."""
+    says may have changed (every patient with `full`), emit what is new, write the
+    worklist, `rejected.jsonl` and the change feed, deliver the queued letters; with
+    `export`, then the whole-cohort documents (`bundle`: fhir/bundle.json too)."""
     run = executor or InProcess()
     spec.out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(spec.ledger_url)
@@ -88,11 +89,17 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
         if progress:
             progress.finish()
         reports.sort(key=lambda r: r.shard)
-        documents = run.call("write-documents", write_documents, spec, ledger)
+        documents = run.call("write-worklist", write_documents, spec, ledger)
         cohort = run.call("report-cohort", report_cohort, spec, str(patients), ledger)
         shutil.rmtree(work.parent, ignore_errors=True)
+        changes = run.call("write-changes", write_changes, spec, ledger)
+        if changes is not None:
+            documents[f"{changes}/manifest.json"] = 1
+        failed_before = ledger.queued(spec.compiled.id).get("failed", 0)
         delivered = run.call("deliver-letters", deliver_letters, spec, str(patients), ledger)
-        documents = _after_delivery(run, spec, ledger, delivered, documents)
+        documents = _after_delivery(run, spec, ledger, delivered, documents, failed_before)
+        if export:
+            documents.update(run.call("export-documents", export_step, spec, ledger, bundle))
         summary = RunSummary.of(spec.compiled, spec.as_of, reports, cohort.rejected, documents, cohort, delivered)
     finally:
         ledger.close()
@@ -122,13 +129,18 @@ def _delivered_or_raise(summary: RunSummary) -> RunSummary:
 
 
 def _after_delivery(run: Executor, spec: RunSpec, ledger: Ledger, delivered: Delivered,
-                    documents: dict[str, int | None]) -> dict[str, int | None]:
-    """Sends and failures change what `letters.jsonl` and the worklist show: the stale
-    documents are written again (the worklist was written before delivery, so a mail
-    server that hangs never keeps it stale)."""
-    if not (delivered.sent or delivered.failed):
+                    documents: dict[str, int | None], failed_before: int) -> dict[str, int | None]:
+    """The worklist lists the letters not delivered: written again when this delivery
+    failed letters or delivered some that had failed (it was written before delivery, so
+    a mail server that hangs never keeps it stale)."""
+    if not (delivered.failed or (delivered.sent and failed_before)):
+        if delivered.sent:  # sends moved the ledger's generation, but the worklist does not show them
+            from carepath.sinks.worklist import Worklist
+
+            state = f"{ledger.generation(spec.compiled.id)}|{spec.as_of.isoformat()}"
+            ledger.mark_snapshot(spec.compiled.id, Worklist.name, state, spec.run)
         return documents
-    again = run.call("write-documents-after-delivery", write_documents, spec, ledger)
+    again = run.call("write-worklist-after-delivery", write_documents, spec, ledger)
     return {name: again.get(name) if again.get(name) is not None else n for name, n in documents.items()}
 
 
@@ -138,20 +150,22 @@ def _reasons(reasons: dict[str, int]) -> str:
 
 def replan_patient(spec: RunSpec, patients: str | Path, events: str | Path, ref: str,
                    executor: Executor | None = None) -> RunSummary:
-    """Re-plan one patient (after an event was recorded), then write that patient's record
-    (`patients/<xx>/<ref>.json`): the cohort-wide documents cost time in proportion to the
-    cohort, so they are left to the next sweep (the ledger's generation moved)."""
+    """Re-plan one patient (after an event was recorded), then write the worklist and that
+    patient's record (`patients/<xx>/<ref>.json`) and deliver that patient's letters; the
+    whole-cohort documents are the export's."""
     run = executor or InProcess()
     spec.out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(spec.ledger_url)
     try:
         run.call("archive-pathway-version", archive_pathway, spec, ledger)
         report = run.call(f"replan-patient-{ref}", emit_patient, spec, str(patients), str(events), ref, ledger)
+        # The worklist too: an urgent task the event raised must not wait for the next sweep.
+        documents = run.call("write-worklist", write_documents, spec, ledger)
         record = run.call(f"write-patient-record-{ref}", write_patient_record, spec, ledger, ref)
         delivered = run.call(f"deliver-letters-{ref}", deliver_letters, spec, str(patients), ledger, ref)
         if delivered.sent or delivered.failed:  # the record shows its letters' sends
             record = run.call(f"write-patient-record-{ref}-after-delivery", write_patient_record, spec, ledger, ref)
     finally:
         ledger.close()
-    return _delivered_or_raise(RunSummary.of(spec.compiled, spec.as_of, [report], len(report.rejected), {record: 1},
-                                             delivered=delivered))
+    return _delivered_or_raise(RunSummary.of(spec.compiled, spec.as_of, [report], len(report.rejected),
+                                             {record: 1, **documents}, delivered=delivered))

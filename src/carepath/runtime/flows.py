@@ -37,7 +37,7 @@ from carepath.outlock import output_lock
 from carepath.runtime import artifacts
 from carepath.sinks.ledger import check_ledger
 
-__all__ = ["DEFAULT_SHARD_SIZE", "PrefectTasks", "patient_replan", "run_sweep", "sweep"]
+__all__ = ["DEFAULT_SHARD_SIZE", "PrefectTasks", "export", "patient_replan", "run_sweep", "sweep"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -56,7 +56,8 @@ _NO_RESULTS = {"cache_policy": NO_CACHE, "persist_result": False}
 # Delivery has its own policy: the mail server already had its tries inside the step
 # (CAREPATH_SMTP_ATTEMPTS), and a server that stays down ends the step without an error
 # (the run then reports it); what is retried here is the ledger failing under it.
-_RETRIED = ("plan-and-emit", "replan-patient", "write-documents", "report-cohort")
+_RETRIED = ("plan-and-emit", "replan-patient", "write-worklist", "report-cohort", "write-changes", "export-documents",
+            "write-patient-record")
 _DELIVERY = "deliver-letters"
 
 
@@ -173,20 +174,22 @@ def _spec(pathway: str, out: str, as_of: str | None, ledger_url: str | None, pdf
       task_runner=ThreadPoolTaskRunner(max_workers=1))
 def sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None = None,
           shard_size: int = DEFAULT_SHARD_SIZE, ledger_url: str | None = None, pdf: bool = True,
-          migration: str | None = None, full: bool = False) -> dict:
+          migration: str | None = None, full: bool = False, export: bool = False) -> dict:
     """Ingest the events appended since the last run, re-plan the patients whose plan may
     have changed (new events, a deadline passed; every patient with `full`) in shards and
-    emit what is new: tasks, letters, worklist, FHIR bundle. Safe to run any number of
+    emit what is new: the worklist, the change feed, the letters due (delivered after the
+    worklist); with `export`, then the whole-cohort documents. Safe to run any number of
     times. Patients keep the pathway version they enrolled under unless the `migration`
     file moves them."""
-    return run_sweep(pathway, patients, events, out, as_of, shard_size, ledger_url, pdf, migration, full=full)
+    return run_sweep(pathway, patients, events, out, as_of, shard_size, ledger_url, pdf, migration, full=full,
+                     export=export)
 
 
 @_withholding("sweep")
 @_one_run_per_folder
 def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None, shard_size: int,
               ledger_url: str | None, pdf: bool, migration: str | None, processes: int = 1,
-              full: bool = False) -> dict:
+              full: bool = False, export: bool = False) -> dict:
     """The sweep's body, inside a flow run (whichever task runner that flow has)."""
     from carepath.runtime import console
 
@@ -194,7 +197,7 @@ def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | N
     spec = _spec(pathway, out, as_of, ledger_url, pdf, migration)
     try:
         summary = sequence.sweep(spec, patients, events, PrefectTasks(processes), shard_size=shard_size,
-                                 progress=console.current(), log=logger.info, full=full)
+                                 progress=console.current(), log=logger.info, full=full, export=export)
     except sequence.LettersUndelivered as undelivered:
         # Everything but those letters was written: the artifacts show it, then the run fails.
         artifacts.publish(undelivered.summary, spec.out)
@@ -223,3 +226,26 @@ def patient_replan(pathway: str, patients: str, events: str, out: str, patient: 
     logger.info("patient %s re-planned after event %s: %d new, %d changed output(s)",
                 patient, event_id or "(none)", summary.recorded.new, summary.recorded.changed)
     return summary.as_json()
+
+
+@flow(name="carepath-export", flow_run_name=lambda: _run_name("export"), persist_result=False)
+@_withholding("export")
+def export(pathway: str, out: str, ledger_url: str | None = None, as_of: str | None = None,
+           bundle: bool = False) -> dict:
+    """The whole-cohort documents from the ledger, without re-planning (the export
+    deployment, nightly): tasks.jsonl, tasks.csv, letters.jsonl, FHIR NDJSON in parts with
+    fhir/manifest.json; fhir/bundle.json with `bundle`. `out` holds the ledger unless
+    `ledger_url` names it; `as_of` defaults to the pathway's last sweep."""
+    from carepath import api
+    from carepath.orchestrator.export import export_documents
+    from carepath.sinks.ledger import Ledger, default_url
+
+    compiled = api.load_pathway(pathway)
+    ledger = Ledger(ledger_url or default_url(Path(out).resolve()))
+    try:
+        written = export_documents(compiled, ledger, Path(out).resolve(), parse_as_of(as_of) if as_of else None,
+                                   bundle=bundle)
+    finally:
+        ledger.close()
+    get_run_logger().info("exported %s", ", ".join(f"{name}: {n}" for name, n in sorted(written.items())))
+    return written

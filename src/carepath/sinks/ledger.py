@@ -61,6 +61,7 @@ outputs_table = Table(
     Column("updated_run", String(64), nullable=False),
     PrimaryKeyConstraint("pathway", "id", name="pk_outputs"),
     Index("ix_outputs_pathway_patient", "pathway", "patient"),
+    Index("ix_outputs_pathway_updated_run", "pathway", "updated_run"),  # a sweep's change feed
 )
 
 # Per pathway: two pathways' documents (in their own output folders) sharing one ledger
@@ -620,8 +621,28 @@ class Ledger:
 
     # -- the cohort-wide documents, in one pass ----------------------------------------
 
+    def changed_in(self, pathway: str, run: str) -> dict[str, set[str]]:
+        """The current outputs the run created or changed, by patient (a sweep's change feed)."""
+        o = outputs_table.c
+        found: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(select(o.patient, o.id).where(o.pathway == pathway, o.updated_run == run,
+                                                                o.retired == 0)):
+                found.setdefault(r.patient, set()).add(r.id)
+        return found
+
     def document_rows(self, pathway: str, kinds: Iterable[OutputKind] | None = None,
+                      patients: Sequence[str] | None = None,
                       ) -> Iterator[tuple[str, str, str, str, str, str | None]]:
+        """`patients`: only theirs (in ref order, a batch at a time)."""
+        if patients is not None:
+            for chunk in _chunks(sorted(patients)):
+                yield from self._document_rows(pathway, kinds, chunk)
+            return
+        yield from self._document_rows(pathway, kinds, None)
+
+    def _document_rows(self, pathway: str, kinds: Iterable[OutputKind] | None,
+                       patients: list[str] | None) -> Iterator[tuple[str, str, str, str, str, str | None]]:
         """Every current output of the pathway as stored — (id, kind, patient, body as JSON
         text, digest, first `sent_at` of a letter a channel sent, else None) — in (patient,
         care plan / tasks / letters, id) order, streamed: one query that feeds every
@@ -641,6 +662,8 @@ class Ledger:
                  .order_by(outputs_table.c.patient, order, outputs_table.c.id))
         if kinds is not None:
             query = query.where(kind.in_(sorted(k.value for k in kinds)))
+        if patients is not None:
+            query = query.where(outputs_table.c.patient.in_(patients))
         with self.engine.connect() as conn:
             for rows in conn.execution_options(stream_results=True, yield_per=2000).execute(query).partitions():
                 yield from rows

@@ -4,6 +4,8 @@
   claimed under a lease before it is sent (so processes sharing the ledger send it once)
   and removed in the transaction that records its send; a letter that could not be
   rendered or sent stays as `failed` with a reason free of patient data.
+- `outputs` is indexed by (pathway, updated run): a sweep's change feed reads what that
+  run created or changed.
 - The table of per-sink output digests (written by nothing since documents are rewritten
   from the ledger's generation, and letters recorded in `letter_sends`) is dropped.
 
@@ -47,9 +49,12 @@ def upgrade() -> None:
         _queue(sa.MetaData()).create(bind)
     if _DEAD in found:
         op.drop_table(_DEAD)
+    if "ix_outputs_pathway_updated_run" not in {i["name"] for i in sa.inspect(bind).get_indexes("outputs")}:
+        op.create_index("ix_outputs_pathway_updated_run", "outputs", ["pathway", "updated_run"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outputs_pathway_updated_run", "outputs")
     op.drop_table("letter_queue")
     op.create_table(_DEAD, sa.Column("sink", sa.String(64), primary_key=True),
                     sa.Column("output_id", sa.String(80), primary_key=True),
