@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from carepath import api
 from carepath.orchestrator import sequence
 from carepath.orchestrator.spec import RunSpec
 from carepath.sinks.ledger import Ledger
@@ -51,6 +52,9 @@ def _seen(out: Path) -> dict[str, object]:
     seen: dict[str, object] = {name: (out / name).read_bytes() for name in DOCUMENTS}
     seen["letters"] = {p.relative_to(out).as_posix(): p.read_bytes()
                        for p in sorted((out / "letters").rglob("*")) if p.is_file()}
+    # The export's FHIR NDJSON parts and their manifest.
+    seen["fhir"] = {p.relative_to(out).as_posix(): p.read_bytes()
+                    for p in sorted((out / "fhir").rglob("*")) if p.is_file()}
     ledger = Ledger(f"sqlite:///{out / 'ledger.sqlite'}")
     try:
         with ledger.engine.connect() as conn:
@@ -160,6 +164,15 @@ def test_incremental_sweeps_equal_full_replans(tmp_path_factory: pytest.TempPath
         incremental, full = _seen(work / "incremental"), _seen(work / "full")
         for key in full:
             assert incremental[key] == full[key], f"{key} differs at step {number} as of {as_of}"
+        # `carepath export` from each ledger into a fresh folder: the same bytes again.
+        exported = {}
+        for mode in ("incremental", "full"):
+            api.export(pathway, work / f"export-{mode}-{number}", source=work / mode, bundle=True)
+            folder = work / f"export-{mode}-{number}"
+            exported[mode] = {p.relative_to(folder).as_posix(): p.read_bytes()
+                              for p in sorted(folder.rglob("*")) if p.is_file()}
+        assert exported["incremental"] == exported["full"], f"exports differ at step {number}"
+        assert exported["full"]["tasks.jsonl"] == full["tasks.jsonl"]
         # Both read the event store: its verdicts must be the readers' (`carepath plan`).
         assert full["rejected.jsonl"] == _reference_rejections(pathway, patients, events, as_of), \
             f"rejections differ from carepath plan's at step {number}"
