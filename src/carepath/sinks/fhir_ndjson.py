@@ -189,10 +189,10 @@ class FhirParts:
 
     def __init__(self, out: Location, compiled: CompiledPathway, as_of: datetime, *, folder: str = "fhir",
                  only: Callable[[str], bool] | None = None, since: str | None = None,
-                 part_size: int = PART_SIZE) -> None:
+                 part_size: int | None = None) -> None:
         self.storage = storage_for(out)
         self.compiled, self.as_of, self.folder, self.only = compiled, require_aware(as_of), folder, only
-        self.since, self.part_size = since, part_size
+        self.since, self.part_size = since, part_size or PART_SIZE
         self.name = f"{folder}/manifest.json"
         self._convert = FhirBundle(self.storage, compiled, as_of)
         self.written = 0
