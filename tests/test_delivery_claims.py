@@ -118,3 +118,24 @@ def test_a_claim_left_by_a_killed_process_is_taken_over_after_its_lease(tmp_path
     assert ledger.failed_letters("pw") == [("p-1", "l-1", "the mail server refused it for good (550)")]
     assert [o.id for o in ledger.unsent(letters)] == ["l-1", "l-2"]
     ledger.close()
+
+
+def test_a_claim_of_a_dead_process_on_this_host_is_released_at_once(tmp_path: Path) -> None:
+    """A run killed outright (SIGKILL) leaves its claims: the next delivery on the same host
+    sees their process is gone and takes them without waiting for the lease."""
+    import subprocess as sp
+
+    from carepath.sinks.base import Output, OutputKind
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+    ledger.queue_letters("pw", [Output("l-1", OutputKind.LETTER, "p-1", {})], "run-1")
+    gone = sp.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = f"{delivery._host()}:{gone.pid}:feedface"
+    alive_elsewhere = f"other-host:{os.getpid()}:feedface"
+    assert ledger.claim_letters("pw", dead, "2026-03-01T10:00:00+00:00", "2999-01-01T00:00:00+00:00", 10)
+    delivery._release_the_dead(ledger, "pw")
+    assert ledger.claim_letters("pw", alive_elsewhere, "2026-03-01T10:01:00+00:00", "2999-01-01T00:00:00+00:00", 10)
+    delivery._release_the_dead(ledger, "pw")  # another host's claim is left to its lease
+    assert ledger.claim_letters("pw", "third", "2026-03-01T10:02:00+00:00", "2999-01-01T00:00:00+00:00", 10) == []
+    ledger.close()

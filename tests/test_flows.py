@@ -53,12 +53,12 @@ def run_sweep(out: Path, **extra):
 
 
 def test_sweep_is_a_recorded_flow_run_that_emits_everything_once(prefect_api, tmp_path: Path) -> None:
-    state = run_sweep(tmp_path)
+    state = run_sweep(tmp_path, export=True)
     assert state.is_completed(), state.message
     summary = state.result()
     assert summary["patients"] == 2 and summary["letters_written"] == 3 and summary["rejected_lines"] == 1
     assert summary["letters_by_status"] == {"scheduled": 0, "due": 3, "expired": 4, "withdrawn": 0}
-    for name in ("tasks.jsonl", "tasks.csv", "worklist.html", "fhir/bundle.json", "rejected.jsonl", "letters.jsonl"):
+    for name in ("tasks.jsonl", "tasks.csv", "worklist.html", "fhir/manifest.json", "rejected.jsonl", "letters.jsonl"):
         assert (tmp_path / name).exists(), name
     assert not (tmp_path / ".carepath-work").exists(), "shard files hold names: removed after the run"
 
@@ -78,8 +78,9 @@ def test_sweep_is_a_recorded_flow_run_that_emits_everything_once(prefect_api, tm
 
     run, tasks, logs, artifacts = asyncio.run(recorded(state.state_details.flow_run_id))
     assert run.name.startswith("sweep-ketamine-iv-as-of-")
-    assert sorted(t.name for t in tasks) == ["archive-pathway-version", "choose-patients", "plan-and-emit-shard-0000",
-                                             "report-cohort", "write-documents"]
+    assert sorted(t.name for t in tasks) == ["archive-pathway-version", "choose-patients", "deliver-letters",
+                                             "export-documents", "plan-and-emit-shard-0000", "report-cohort",
+                                             "write-changes", "write-worklist"]
     keys = {a.key for a in artifacts}
     assert {"carepath-sweep-ketamine-iv-summary", "carepath-sweep-ketamine-iv-workload",
             "carepath-sweep-ketamine-iv-letters"} <= keys
@@ -171,8 +172,8 @@ def test_the_parallel_sweep_emits_what_the_sweep_emits_one_task_per_shard(prefec
             return sorted(t.name for t in runs)
 
     assert asyncio.run(task_names(two.state_details.flow_run_id)) == [
-        "archive-pathway-version", "choose-patients", *(f"plan-and-emit-shard-{i:04d}" for i in range(4)),
-        "report-cohort", "write-documents"]
+        "archive-pathway-version", "choose-patients", "deliver-letters",
+        *(f"plan-and-emit-shard-{i:04d}" for i in range(4)), "report-cohort", "write-changes", "write-worklist"]
 
 
 def test_a_mail_server_stopped_mid_sweep_leaves_the_worklist_fresh_and_exits_69(

@@ -18,6 +18,8 @@ for the next delivery, and the step reports it (the run then ends with exit 69).
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.ledger import Ledger
 from carepath.sinks.letters import DUE
 
-LEASE = timedelta(minutes=15)  # a claim a killed process left is taken over after this
+LEASE = timedelta(minutes=15)  # a claim a process of another host left is taken over after this
 BATCH = 256                    # letters claimed (and rendered, held in memory) at a time
 
 
@@ -67,6 +69,36 @@ def plan_from(ref: str, careplan: dict, letters: list[PlannedLetter]) -> Patient
                        sessions)
 
 
+def _host() -> str:
+    return socket.gethostname()[:40]
+
+
+def _token() -> str:
+    """A claim's token: this host and process (so a process of this host can tell a claim
+    whose process died) and a random part."""
+    return f"{_host()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def _release_the_dead(ledger: Ledger, pathway: str) -> None:
+    """Claims left by a process of this host that no longer runs (a run killed outright)
+    are given back at once rather than when their lease ends; claims of other hosts wait
+    for their lease."""
+    for token in ledger.claimants(pathway, f"{_host()}:"):
+        _, pid, _ = token.rsplit(":", 2)
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            ledger.release(pathway, token)
+
+
 def deliver_letters(spec: RunSpec, patients_path: str | Path, ledger: Ledger, patient: str | None = None,
                     *, now: datetime | None = None) -> Delivered:
     """Claim, render and send the queued letters (only `patient`'s with one), batch by
@@ -80,10 +112,11 @@ def deliver_letters(spec: RunSpec, patients_path: str | Path, ledger: Ledger, pa
     sent = failed = 0
     unavailable = ""
     versions: dict[str, CompiledPathway | str] = {compiled.version: compiled}
+    _release_the_dead(ledger, compiled.id)
     try:
         while not unavailable:
             clock = (now or datetime.now(UTC)).astimezone(UTC)
-            token = uuid.uuid4().hex
+            token = _token()
             tokens.append(token)
             claimed = ledger.claim_letters(compiled.id, token, clock.isoformat(), (clock + LEASE).isoformat(), BATCH,
                                            patient)

@@ -446,6 +446,13 @@ class Ledger:
             return conn.execute(update(queue_table).where(q.pathway == pathway, q.claimed_by == token)
                                 .values(claimed_by=None, claimed_until=None)).rowcount
 
+    def claimants(self, pathway: str, prefix: str) -> list[str]:
+        """The tokens holding claims that start with `prefix` (this host's processes)."""
+        q = queue_table.c
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(q.claimed_by).where(q.pathway == pathway, q.claimed_by.like(f"{prefix}%"))
+                                     .distinct()).scalars())
+
     def unqueue(self, pathway: str, letter_ids: Sequence[str]) -> None:
         """Take letters off the queue that must not be sent any more (sent meanwhile,
         expired, withdrawn, no longer planned)."""
