@@ -1,8 +1,9 @@
 """One run's emission, step by step, as plain functions the Prefect flows call.
 
-plan a shard → record its outputs in the ledger → send the letters that are due and
-that the ledger has never sent (the outbox) → (once per run) rewrite the documents that
-are stale, `letters.jsonl` among them. Each step is idempotent,
+plan a shard → record its outputs in the ledger → queue the letters that are due and
+that the ledger has never sent (the outbox; carepath.orchestrator.delivery sends them) →
+(once per run) the worklist when stale, the change feed, and with `--export` the
+whole-cohort documents (carepath.orchestrator.export). Each step is idempotent,
 so Prefect may retry any of them and a killed run may simply be run again.
 
 No Prefect here and no module-level state: each function is handed the run's `RunSpec`

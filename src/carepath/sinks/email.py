@@ -7,13 +7,15 @@ below) — never from the pathway and never from a flow parameter: Prefect store
 parameters. Message bodies (they hold names) go from this process to the SMTP server
 only, never through Prefect.
 
-Exactly once: the emission records a letter as sent (ledger) right after the server
+Exactly once: the delivery step records a letter as sent (ledger) right after the server
 accepted it, one letter at a time, so a failure midway loses nothing and resends nothing
 already accepted. A server that fails (cannot connect, drops the connection, answers
-4xx) is retried here with back-off, and the run fails only when it keeps failing: the
-next run (or Prefect's task retry) sends what is left. A recipient the server refuses
-for good (5xx) is not sent and not recorded: the letter stays due and is tried again
-until it expires. A patient without an email address gets the letter on the file channel.
+4xx) is retried here with back-off; when it keeps failing the delivery stops (the rest
+of the sweep is already written) and the next run sends what is left. A recipient the
+server refuses for good (5xx), or an address that is not exactly one plain ASCII
+mailbox, is that letter's failure: reported (`on_failed`, a reason without the address)
+and recorded by the delivery step, which tries it again while it is due; the other
+letters go on. A patient without an email address gets the letter on the file channel.
 
 Settings:
     CAREPATH_SMTP_HOST       the server (required for the email channel)
