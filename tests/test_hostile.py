@@ -211,7 +211,7 @@ def test_the_quick_start_main_job_succeeds_on_a_saturated_cpu(tmp_path: Path) ->
     Letters as text and HTML only, so the time goes to the start-up under test."""
     loops = _busy_loops(900)
     try:
-        result = carepath(*run_args(tmp_path / "out"), env=clean_env(tmp_path), timeout=600)
+        result = carepath(*run_args(tmp_path / "out", "--export"), env=clean_env(tmp_path), timeout=600)
     finally:
         for loop in loops:
             loop.kill()
