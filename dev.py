@@ -79,12 +79,13 @@ DEMO_OUT = "out/demo"
 def demo() -> int:
     """Validate the shipped pathways, then run the main job on the demo cohort
     (examples/demo/) as of a fixed instant: one recorded Prefect flow run on Prefect's
-    temporary local server, writing tasks, worklist, letters and a FHIR bundle to out/demo."""
+    temporary local server, writing the worklist, letters and change feed, then (--export)
+    the whole-cohort documents — tasks, letters.jsonl, FHIR NDJSON — to out/demo."""
     cli = str(BIN / "carepath")
     steps = [
         ["validate", "pathways/"],
         ["run", "pathways/ketamine-iv.yaml", "--patients", "examples/demo/patients.jsonl",
-         "--events", "examples/demo/events.jsonl", "--out", DEMO_OUT, "--as-of", DEMO_AS_OF],
+         "--events", "examples/demo/events.jsonl", "--out", DEMO_OUT, "--as-of", DEMO_AS_OF, "--export"],
     ]
     for args in steps:
         print(f"\n$ carepath {' '.join(args)}", flush=True)

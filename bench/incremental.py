@@ -12,8 +12,11 @@ then, rep by rep, an hour later each time:
 - **steady state, 1 % changed**: PHQ-9 answers are appended for 1 % of the patients, then
   the default sweep (ingest the new lines, re-plan who the wake index names);
 - **full re-plan**: the same kind of change for another 1 %, then `full=True` (every
-  patient re-planned) half an hour later. Both rewrite the cohort-wide documents (their
-  as-of moved): each row gives the documents' share;
+  patient re-planned) with the export (`--export`: every whole-cohort document) half an
+  hour later — what a sweep wrote before sweeps and exports were split. The incremental
+  sweep writes the worklist, `rejected.jsonl` and its change feed only; each row gives the
+  documents' share, the export's time and the bytes the sweep wrote (files created or
+  rewritten, and the ledger's growth);
 - **one-patient re-plan** (an event-triggered run: ingest, that patient's events from the
   store, emission, the patient's record) after one appended event, at both sizes;
 - **2 workers ÷ 1**: full re-plans with a process pool of 2 and in process, interleaved,
@@ -92,13 +95,23 @@ class Cohort:
         with self.events.open("a") as handle:
             handle.write("".join(line + "\n" for line in lines))
 
-    def sweep(self, as_of: datetime, run: str, *, full: bool = False, workers: int = 1) -> dict[str, object]:
+    def sweep(self, as_of: datetime, run: str, *, full: bool = False, workers: int = 1,
+              export: bool = False) -> dict[str, object]:
         executor = Timed(ProcessPool(workers) if workers > 1 else InProcess())
         spec = RunSpec.resolve(PATHWAY, self.out, as_of, run, pdf=False)
+        before = _sizes(self.out)
         start = time.perf_counter()
-        summary = sequence.sweep(spec, self.patients, self.events, executor, full=full)
+        summary = sequence.sweep(spec, self.patients, self.events, executor, full=full, export=export)
         took = time.perf_counter() - start
-        return {"seconds": round(took, 3), "documents_s": round(executor.steps.get("write-documents", 0.0), 3),
+        after = _sizes(self.out)
+        # What the sweep wrote: every file it created or rewrote, and the ledger's growth.
+        written = sum(size for name, (size, mtime) in after.items()
+                      if "ledger" not in name and before.get(name, (0, 0))[1] != mtime)
+        written += sum(after.get(n, (0, 0))[0] - before.get(n, (0, 0))[0] for n in after if "ledger" in n)
+        documents = sum(executor.steps.get(step, 0.0) for step in
+                        ("write-worklist", "write-changes", "export-documents", "write-documents"))
+        return {"seconds": round(took, 3), "documents_s": round(documents, 3),
+                "export_s": round(executor.steps.get("export-documents", 0.0), 3), "bytes_written": written,
                 "replanned": summary.replanned, "patients": summary.workload.patients,
                 "changed": summary.recorded.new + summary.recorded.changed, "load_1min": round(os.getloadavg()[0], 2)}
 
@@ -109,6 +122,15 @@ class Cohort:
         start = time.perf_counter()
         sequence.replan_patient(spec, self.patients, self.events, ref)
         return time.perf_counter() - start
+
+
+def _sizes(folder: Path) -> dict[str, tuple[int, int]]:
+    found = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            st = path.stat()
+            found[str(path.relative_to(folder))] = (st.st_size, st.st_mtime_ns)
+    return found
 
 
 def _median(values: list[float]) -> float:
@@ -135,7 +157,10 @@ def main() -> None:
             for mode in ("incremental", "full"):
                 moment += timedelta(minutes=30)
                 large.append(large.rng.sample(large.refs, len(large.refs) // 100), moment - timedelta(minutes=5))
-                row = large.sweep(moment, f"{mode}-{i}", full=mode == "full")
+                # The full re-plan writes what a full re-plan wrote before sweeps and exports were
+                # split: every patient re-planned and every whole-cohort document (--export).
+                row = large.sweep(moment, f"{mode}-{i}", full=mode == "full", export=mode == "full")
+                row["changed_patients"] = len(large.refs) // 100
                 rows[mode].append(row)
                 print(json.dumps({"mode": mode, **row}), flush=True)
         # The pool: full re-plans at one as-of, after an untimed one at it, so the documents
@@ -162,6 +187,9 @@ def main() -> None:
             "incremental_s": med("incremental"), "incremental_documents_s": med("incremental", "documents_s"),
             "full_s": med("full"), "full_documents_s": med("full", "documents_s"),
             "incremental_over_full": round(med("incremental") / med("full"), 3),
+            "export_s": med("full", "export_s"),
+            "incremental_bytes_per_changed_patient": round(med("incremental", "bytes_written")
+                                                           / max(1, len(large.refs) // 100)),
             "without_documents": round((med("incremental") - med("incremental", "documents_s"))
                                        / (med("full") - med("full", "documents_s")), 3),
             "one_patient_small_s": round(_median(one["small"]), 4), "one_patient_large_s": round(_median(one["large"]), 4),

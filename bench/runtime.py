@@ -142,8 +142,7 @@ ledger = Ledger(f"sqlite:///{work / 'peer-ledger.sqlite'}")
 @task(cache_policy=NO_CACHE, persist_result=False)
 def plan_patient(ref: str) -> int:
     result = plan(compiled, people[ref], events[ref], as_of)
-    recorded, _ = emission.emit_plans(compiled, [result], people, ledger, work / "peer-out", "peer",
-                                      pdf=False)
+    recorded, _ = emission.emit_plans(compiled, [result], ledger, "peer")
     return recorded.new
 
 @flow(persist_result=False)

@@ -3,6 +3,7 @@ exactly once across retries and re-runs, and the mail room's print batch."""
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import json
@@ -44,7 +45,8 @@ class Inbox:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        free_port.last = s.getsockname()[1]
+        return free_port.last
 
 
 @pytest.fixture
@@ -60,12 +62,13 @@ def smtp(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("CAREPATH_SMTP_FROM", "letters@clinic.example")
     monkeypatch.setattr("carepath.sinks.email.time.sleep", lambda s: None)  # back-off without waiting
     yield inbox, controller, port
-    controller.stop()
+    with contextlib.suppress(AssertionError, RuntimeError):  # a test may have stopped it (a server down)
+        controller.stop()
 
 
 def sweep(out: Path, as_of: datetime = AS_OF, run: str = "run-1") -> emission.RunSummary:
     """The sweep flow's sequence, in this process."""
-    return sequence.sweep(RunSpec.resolve(PATHWAY, out, as_of, run), PATIENTS, EVENTS, shard_size=1)
+    return sequence.sweep(RunSpec.resolve(PATHWAY, out, as_of, run), PATIENTS, EVENTS, shard_size=1, export=True, bundle=True)
 
 
 def outbox(out: Path) -> dict[str, dict]:
@@ -106,19 +109,25 @@ def test_a_failing_server_is_retried_and_nothing_is_lost_or_duplicated(smtp, tmp
     assert len({m["Message-ID"] for m in inbox.messages}) == 3
 
 
-def test_a_server_that_is_down_fails_the_run_and_the_next_run_sends_once(smtp, tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_server_that_is_down_leaves_a_fresh_worklist_and_the_next_run_sends_once(
+        smtp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from carepath.sinks.email import SmtpUnavailable
 
     inbox, _, port = smtp
     monkeypatch.setenv("CAREPATH_SMTP_PORT", str(free_port()))  # nobody listens there
-    with pytest.raises(SmtpUnavailable, match="failed 4 time"):
+    with pytest.raises(SmtpUnavailable, match="failed 4 time") as raised:
         sweep(tmp_path, as_of=EARLY)
+    assert f"127.0.0.1:{free_port.last}" in str(raised.value) and "stay queued" in str(raised.value)
     assert inbox.messages == []
+    # Delivery comes after the documents: the worklist and task lists are fresh all the same.
+    assert "as of" in (tmp_path / "worklist.html").read_text() and (tmp_path / "tasks.jsonl").exists()
+    summary = raised.value.summary
+    assert summary.letters_written == 1 and summary.letters_queued == 3  # p-002's posted letter went
     monkeypatch.setenv("CAREPATH_SMTP_PORT", str(port))  # the server is back
-    sweep(tmp_path, as_of=EARLY, run="run-2")  # what Prefect's retry, or the next sweep, does
+    sweep(tmp_path, as_of=EARLY, run="run-2")  # the next sweep delivers what waited
     sweep(tmp_path, as_of=EARLY, run="run-3")
     assert len(inbox.messages) == 3 and len({m["Message-ID"] for m in inbox.messages}) == 3
+    assert sum(r["status"] == "sent" for r in outbox(tmp_path).values()) == 4
 
 
 def test_a_server_failing_midway_resends_nothing_it_accepted(smtp, tmp_path: Path) -> None:
@@ -209,25 +218,74 @@ def test_smtp_settings_from_a_prefect_email_credentials_block() -> None:
         == (2525, "none")
 
 
-def test_a_refused_recipient_is_tried_again_by_the_next_run(smtp, tmp_path: Path) -> None:
+def test_a_refused_recipient_is_reported_failed_and_tried_again_by_the_next_run(smtp, tmp_path: Path) -> None:
     inbox, _, _ = smtp
     real = inbox.handle_DATA
     refuse = {"on": True}
 
-    async def mailbox_full(server, session, envelope) -> str:  # noqa: ANN001
+    async def refused(server, session, envelope) -> str:  # noqa: ANN001
         if refuse["on"]:
-            return "552 5.2.2 mailbox full"
+            return "550 5.1.1 no such mailbox"
         return await real(server, session, envelope)
 
-    inbox.handle_DATA = mailbox_full
-    sweep(tmp_path)  # refused for good this time: not sent, not recorded, the run goes on
+    inbox.handle_DATA = refused
+    summary = sweep(tmp_path)  # refused for good this time: reported failed, the run goes on
     assert inbox.messages == []
+    assert (summary.letters_written, summary.letters_failed, summary.letters_queued) == (2, 1, 1)
     assert sum(r["status"] == "due" for r in outbox(tmp_path).values()) == 1  # p-001's reminder still waits
+    worklist = (tmp_path / "worklist.html").read_text()
+    assert "Letters not delivered" in worklist and "refused it for good (550)" in worklist
+    assert "ada@example.org" not in worklist
     refuse["on"] = False
-    sweep(tmp_path, run="run-2")  # the same plan: the letter is still tried
-    assert len(inbox.messages) == 1
+    summary = sweep(tmp_path, run="run-2")  # the same plan: the letter is still tried
+    assert len(inbox.messages) == 1 and (summary.letters_failed, summary.letters_queued) == (0, 0)
+    assert "Letters not delivered" not in (tmp_path / "worklist.html").read_text()
     sweep(tmp_path, run="run-3")
     assert len(inbox.messages) == 1
+
+
+def test_one_patients_bad_address_fails_only_their_letters(smtp, tmp_path: Path) -> None:
+    """A non-ASCII address, or two addresses in one field: that patient's letters are
+    recorded failed (no address in the reason), everyone else's go out."""
+    inbox, _, _ = smtp
+    lines = PATIENTS.read_text().splitlines()
+    patients = tmp_path / "patients.jsonl"
+    people = [json.loads(line) for line in lines]
+    third = dict(people[0], patient="p-003", email="zoë@exämple.org")
+    fourth = dict(people[0], patient="p-004", email="ada@example.org, eve@elsewhere.example")
+    events = tmp_path / "events.jsonl"
+    copies = []
+    for line in EVENTS.read_text().splitlines():
+        event = json.loads(line)
+        if event.get("patient") == "p-001":
+            for ref in ("p-003", "p-004"):
+                copies.append(json.dumps(dict(event, patient=ref, id=f"{event['id']}-{ref}")))
+    patients.write_text("\n".join([*lines, json.dumps(third), json.dumps(fourth)]) + "\n")
+    events.write_text(EVENTS.read_text() + "\n".join(copies) + "\n")
+    out = tmp_path / "out"
+    summary = sequence.sweep(RunSpec.resolve(PATHWAY, out, AS_OF, "run-1"), patients, events, shard_size=1)
+    assert [rcpt for _, rcpt in inbox.envelopes] == [["ada@example.org"]]
+    assert summary.letters_failed == 2 and summary.letters_written == 3
+    worklist = (out / "worklist.html").read_text()
+    assert worklist.count("not exactly one plain ASCII mailbox") == 2
+    assert "eve@" not in worklist and "zo" not in worklist.split("Letters not delivered")[1].split("</table>")[0]
+
+
+def test_a_letter_that_cannot_be_rendered_fails_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from carepath.sinks import letters
+
+    real = letters.render_letter
+
+    def breaks_for_ben(compiled, patient, plan, letter):  # noqa: ANN001, ANN202
+        if patient.given_name == "Ben":
+            raise letters.LetterError("boom with Ben's data", "its template 'x' could not be rendered (TypeError)")
+        return real(compiled, patient, plan, letter)
+
+    monkeypatch.setattr(letters, "render_letter", breaks_for_ben)
+    summary = sweep(tmp_path, as_of=EARLY)  # p-001 three letters due, p-002 one
+    assert (summary.letters_written, summary.letters_failed) == (3, 1)
+    assert "could not be rendered (TypeError)" in (tmp_path / "worklist.html").read_text()
+    assert "Ben" not in (tmp_path / "worklist.html").read_text()
 
 
 def test_a_failing_server_never_puts_the_patients_address_in_the_error(smtp, tmp_path: Path) -> None:

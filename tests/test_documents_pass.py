@@ -1,6 +1,7 @@
-"""The cohort-wide documents of a sweep are written in one pass over the ledger
-(`emission.write_documents`): the same bytes as each document written on its own from
-the ledger's outputs, only the stale ones rewritten, none changed by a pass that fails."""
+"""The export's whole-cohort documents are written in one pass over the ledger
+(`export.export_documents`; the sweep's worklist by `emission.write_documents`): the same
+bytes as each document written on its own from the ledger's outputs, only the stale ones
+rewritten, none changed by a pass that fails."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from carepath.orchestrator import emission, sequence
+from carepath.orchestrator import emission, export, sequence
 from carepath.orchestrator.spec import RunSpec
 from carepath.sinks.fhir import NAMESPACE, uuid5_text
 from carepath.sinks.ledger import Ledger
@@ -24,8 +25,19 @@ ROOT = Path(__file__).resolve().parents[1]
 PATHWAY = str(ROOT / "pathways" / "ketamine-iv.yaml")
 DEMO = ROOT / "examples" / "demo"
 AS_OF = datetime.fromisoformat("2026-03-05T17:00:00+00:00")
-DOCUMENTS = ("tasks.jsonl", "tasks.csv", "worklist.html", "fhir/bundle.json", "fhir/Task.ndjson",
-             "fhir/CommunicationRequest.ndjson", "fhir/CarePlan.ndjson", "fhir/manifest.json", "letters.jsonl")
+DOCUMENTS = ("tasks.jsonl", "tasks.csv", "worklist.html", "fhir/bundle.json", "fhir/Task.0001.ndjson",
+             "fhir/CommunicationRequest.0001.ndjson", "fhir/CarePlan.0001.ndjson", "fhir/manifest.json",
+             "letters.jsonl")
+
+
+def write_all(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
+    """What `carepath run --export --bundle` writes of the documents: the worklist, then the export."""
+    from carepath.sinks.storage import storage_for
+
+    written = emission.write_documents(spec, ledger)
+    written.update(export.export_documents(spec.compiled, ledger, storage_for(spec.documents), spec.as_of,
+                                           bundle=True, run=spec.run))
+    return written
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +45,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> RunSpec:
     """The demo cohort (40 patients) swept once; its letters partly sent."""
     out = tmp_path_factory.mktemp("swept")
     spec = RunSpec.resolve(PATHWAY, out, AS_OF, "sweep-1", pdf=False)
-    sequence.sweep(spec, DEMO / "patients.jsonl", DEMO / "events.jsonl")
+    sequence.sweep(spec, DEMO / "patients.jsonl", DEMO / "events.jsonl", export=True, bundle=True)
     return spec
 
 
@@ -42,15 +54,25 @@ def files(out: Path) -> dict[str, bytes]:
 
 
 def test_one_pass_writes_what_each_document_writes_alone(swept: RunSpec, tmp_path: Path) -> None:
+    from carepath.sinks.fhir import FhirBundle
+    from carepath.sinks.fhir_ndjson import FhirNdjson
+    from carepath.sinks.tabular import TasksCsv, TasksJsonl
+
     ledger = Ledger(swept.ledger_url)
     try:
-        for sink in emission.document_sinks(swept.compiled, tmp_path, swept.as_of):
+        alone = [*emission.document_sinks(swept.compiled, tmp_path, swept.as_of), TasksJsonl(tmp_path),
+                 TasksCsv(tmp_path, swept.compiled), FhirBundle(tmp_path, swept.compiled, swept.as_of)]
+        for sink in alone:
             sink.write(ledger.current(swept.compiled.id, sink.kinds))
         LettersJsonl(tmp_path).write(ledger.letters_with_sends(swept.compiled.id))
+        FhirNdjson(tmp_path / "whole", swept.compiled, swept.as_of).write(ledger.current(swept.compiled.id))
     finally:
         ledger.close()
-    alone, together = files(tmp_path), files(swept.out)
-    assert alone == together
+    together = files(swept.out)
+    assert {n: (tmp_path / n).read_bytes() for n in DOCUMENTS if ".ndjson" not in n and "manifest" not in n} == \
+        {n: data for n, data in together.items() if ".ndjson" not in n and "manifest" not in n}
+    for kind in ("CarePlan", "Task", "CommunicationRequest"):  # one part each at this size: the whole file
+        assert together[f"fhir/{kind}.0001.ndjson"] == (tmp_path / "whole" / "fhir" / f"{kind}.ndjson").read_bytes()
     sent = [json.loads(line) for line in together["letters.jsonl"].splitlines()]
     assert any(letter["status"] == "sent" for letter in sent)  # the pass joins the sends too
     assert together["tasks.jsonl"].count(b"\n") > 100
@@ -58,8 +80,10 @@ def test_one_pass_writes_what_each_document_writes_alone(swept: RunSpec, tmp_pat
 
 def test_every_document_of_a_sweep_can_be_fed_in_one_pass(swept: RunSpec, tmp_path: Path) -> None:
     from carepath.sinks._documents import DocumentSink
+    from carepath.sinks.fhir_ndjson import FhirParts
 
-    sinks = [*emission.document_sinks(swept.compiled, tmp_path, swept.as_of), LettersJsonl(tmp_path)]
+    sinks = [*emission.document_sinks(swept.compiled, tmp_path, swept.as_of), LettersJsonl(tmp_path),
+             FhirParts(tmp_path, swept.compiled, swept.as_of)]
     assert all(isinstance(sink, DocumentSink) for sink in sinks)
 
 
@@ -68,11 +92,11 @@ def test_a_removed_document_is_rewritten_alone_and_the_same(swept: RunSpec, tmp_
     ledger = Ledger(swept.ledger_url)
     try:
         spec = replace(swept, out=out)
-        emission.write_documents(spec, ledger)
+        write_all(spec, ledger)
         before = {name: (out / name).stat().st_mtime_ns for name in DOCUMENTS}
         content = files(out)
         (out / "tasks.csv").unlink()
-        written = emission.write_documents(spec, ledger)
+        written = write_all(spec, ledger)
     finally:
         ledger.close()
     assert [name for name, count in written.items() if count is not None] == ["tasks.csv"]
@@ -86,7 +110,7 @@ def test_a_pass_that_fails_midway_changes_no_document(swept: RunSpec, tmp_path: 
     out = tmp_path / "out"
     ledger = Ledger(swept.ledger_url)
     try:
-        emission.write_documents(replace(swept, out=out), ledger)
+        write_all(replace(swept, out=out), ledger)
         content = files(out)
         later = replace(swept, out=out, as_of=swept.as_of + timedelta(hours=1), run="sweep-2")
         rows = Ledger.document_rows
@@ -99,13 +123,13 @@ def test_a_pass_that_fails_midway_changes_no_document(swept: RunSpec, tmp_path: 
 
         monkeypatch.setattr(Ledger, "document_rows", broken)
         with pytest.raises(OSError, match="went away"):
-            emission.write_documents(later, ledger)
+            write_all(later, ledger)
         assert files(out) == content
         assert not [p for p in out.rglob("*.tmp")]
         monkeypatch.undo()
         # Nothing was marked as written: the next sweep rewrites every document that shows
         # the later as-of; the task lists and letters.jsonl, which do not, were current.
-        written = emission.write_documents(later, ledger)
+        written = write_all(later, ledger)
         assert {name for name, count in written.items() if count is None} == {
             "tasks.jsonl", "tasks.csv", "letters.jsonl"}
         assert files(out)["tasks.jsonl"] == content["tasks.jsonl"]
@@ -120,7 +144,7 @@ def test_documents_on_a_shared_store_are_the_same_bytes(swept: RunSpec, tmp_path
     fs = fsspec.filesystem("memory")
     ledger = Ledger(swept.ledger_url)
     try:  # the run's documents location (CAREPATH_DOCUMENTS_URL when it was resolved)
-        emission.write_documents(replace(swept, out=tmp_path, documents_url=url), ledger)
+        write_all(replace(swept, out=tmp_path, documents_url=url), ledger)
         shared = {name: fs.cat_file(f"/carepath-documents-pass/{name}") for name in DOCUMENTS}
     finally:
         ledger.close()
@@ -129,7 +153,7 @@ def test_documents_on_a_shared_store_are_the_same_bytes(swept: RunSpec, tmp_path
     local = files(swept.out)
     manifest = json.loads(shared.pop("fhir/manifest.json"))
     assert shared == {name: data for name, data in local.items() if name != "fhir/manifest.json"}
-    assert [o["url"] for o in manifest["output"]] == [f"{url}/fhir/{t}.ndjson"
+    assert [o["url"] for o in manifest["output"]] == [f"{url}/fhir/{t}.0001.ndjson"
                                                       for t in ("CarePlan", "Task", "CommunicationRequest")]
 
 

@@ -26,7 +26,8 @@ LATER = datetime.fromisoformat("2026-03-20T17:00:00+00:00")
 def sweep(out: Path, as_of: datetime = AS_OF, run: str = "run-1", pdf: bool = False, shard_size: int = 1,
           events: Path = EVENTS) -> emission.RunSummary:
     """The sweep flow's sequence, in this process."""
-    return sequence.sweep(RunSpec.resolve(PATHWAY, out, as_of, run, pdf=pdf), PATIENTS, events, shard_size=shard_size)
+    return sequence.sweep(RunSpec.resolve(PATHWAY, out, as_of, run, pdf=pdf), PATIENTS, events, shard_size=shard_size,
+                          export=True, bundle=True)
 
 
 def snapshot(out: Path) -> dict[str, tuple[bytes, int]]:
@@ -105,12 +106,12 @@ def test_a_failing_letter_sink_retried_does_not_duplicate(tmp_path: Path, monkey
     real_write = LetterFiles.write
     calls = {"n": 0}
 
-    def flaky(self: LetterFiles, outputs) -> int:  # noqa: ANN001
+    def flaky(self: LetterFiles, outputs, **callbacks) -> int:  # noqa: ANN001, ANN003
         calls["n"] += 1
-        if calls["n"] == 1:  # the first shard's sink fails after writing one letter
-            real_write(self, list(outputs)[:1])
+        if calls["n"] == 1:  # the first batch fails after writing one letter (and recording it)
+            real_write(self, list(outputs)[:1], **callbacks)
             raise OSError("disk full")
-        return real_write(self, outputs)
+        return real_write(self, outputs, **callbacks)
 
     monkeypatch.setattr(LetterFiles, "write", flaky)
     out = tmp_path / "retried"
@@ -151,8 +152,10 @@ def test_a_new_event_adds_its_task_once(tmp_path: Path) -> None:
     again = sequence.replan_patient(replace(spec, run="evt-2"), PATIENTS, events, "p-001")
     assert report.recorded.new + report.recorded.changed > 0
     assert again.recorded.new == again.recorded.changed == 0
-    # The event run writes the patient's record; the next sweep rebuilds tasks.jsonl.
-    (record,) = again.documents
+    # The event run writes the patient's record and the worklist (the new task is on it);
+    # the next export rebuilds tasks.jsonl.
+    (record,) = [name for name in again.documents if name.startswith("patients/")]
+    assert "worklist.html" in report.as_json()["documents_rewritten"]
     tasks = json.loads((tmp_path / record).read_text())["tasks"]
     integration = [t for t in tasks if t["patient"] == "p-001" and t["trigger"] == "e-new"
                    and t["step"] == "integration_psychotherapy"]
@@ -178,7 +181,7 @@ def test_ledger_and_documents_hold_refs_never_names(tmp_path: Path) -> None:
 
 
 def test_letters_written_before_the_outbox_are_not_sent_again(tmp_path: Path) -> None:
-    from carepath.sinks.ledger import Ledger, default_url, deliveries_table
+    from carepath.sinks.ledger import Ledger, default_url
 
     sweep(tmp_path)
     sent = {i for i, l in letters_jsonl(tmp_path).items() if l["status"] == "sent"}
@@ -199,8 +202,11 @@ def test_letters_written_before_the_outbox_are_not_sent_again(tmp_path: Path) ->
                                      "value INTEGER NOT NULL)"))
         conn.execute(sqlalchemy.text("INSERT INTO meta VALUES ('generation', 3)"))
         conn.execute(sqlalchemy.text("DELETE FROM patient_state"))  # every plan is examined again
-        conn.execute(deliveries_table.insert(), [{"sink": "letters", "output_id": i, "digest": "x", "run": "old"}
-                                                 for i in sent])
+        conn.execute(sqlalchemy.text("CREATE TABLE deliveries (sink VARCHAR(64) NOT NULL, output_id VARCHAR(80) "
+                                     "NOT NULL, digest VARCHAR(64) NOT NULL, run VARCHAR(64) NOT NULL, "
+                                     "PRIMARY KEY (sink, output_id))"))
+        conn.execute(sqlalchemy.text("INSERT INTO deliveries VALUES (:i, :o, 'x', 'old')"),
+                     [{"i": "letters", "o": i} for i in sent])
     engine.dispose()
     Ledger(url).close()  # the upgrade: the outbox adopts the old deliveries
     reports = sweep(old, run="after-upgrade")

@@ -36,6 +36,9 @@ def prefect_api():
             yield PREFECT_API_URL.value()
 
 
+from test_delivery import smtp  # noqa: E402,F401 - the real local SMTP server fixture
+
+
 def names_in(patients: Path) -> set[str]:
     found: set[str] = set()
     for line in patients.read_text().splitlines():
@@ -52,12 +55,12 @@ def run_sweep(out: Path, **extra):
 
 
 def test_sweep_is_a_recorded_flow_run_that_emits_everything_once(prefect_api, tmp_path: Path) -> None:
-    state = run_sweep(tmp_path)
+    state = run_sweep(tmp_path, export=True)
     assert state.is_completed(), state.message
     summary = state.result()
     assert summary["patients"] == 2 and summary["letters_written"] == 3 and summary["rejected_lines"] == 1
     assert summary["letters_by_status"] == {"scheduled": 0, "due": 3, "expired": 4, "withdrawn": 0}
-    for name in ("tasks.jsonl", "tasks.csv", "worklist.html", "fhir/bundle.json", "rejected.jsonl", "letters.jsonl"):
+    for name in ("tasks.jsonl", "tasks.csv", "worklist.html", "fhir/manifest.json", "rejected.jsonl", "letters.jsonl"):
         assert (tmp_path / name).exists(), name
     assert not (tmp_path / ".carepath-work").exists(), "shard files hold names: removed after the run"
 
@@ -77,8 +80,9 @@ def test_sweep_is_a_recorded_flow_run_that_emits_everything_once(prefect_api, tm
 
     run, tasks, logs, artifacts = asyncio.run(recorded(state.state_details.flow_run_id))
     assert run.name.startswith("sweep-ketamine-iv-as-of-")
-    assert sorted(t.name for t in tasks) == ["archive-pathway-version", "choose-patients", "plan-and-emit-shard-0000",
-                                             "report-cohort", "write-documents"]
+    assert sorted(t.name for t in tasks) == ["archive-pathway-version", "choose-patients", "deliver-letters",
+                                             "export-documents", "plan-and-emit-shard-0000", "report-cohort",
+                                             "write-changes", "write-worklist"]
     keys = {a.key for a in artifacts}
     assert {"carepath-sweep-ketamine-iv-summary", "carepath-sweep-ketamine-iv-workload",
             "carepath-sweep-ketamine-iv-letters"} <= keys
@@ -170,5 +174,44 @@ def test_the_parallel_sweep_emits_what_the_sweep_emits_one_task_per_shard(prefec
             return sorted(t.name for t in runs)
 
     assert asyncio.run(task_names(two.state_details.flow_run_id)) == [
-        "archive-pathway-version", "choose-patients", *(f"plan-and-emit-shard-{i:04d}" for i in range(4)),
-        "report-cohort", "write-documents"]
+        "archive-pathway-version", "choose-patients", "deliver-letters",
+        *(f"plan-and-emit-shard-{i:04d}" for i in range(4)), "report-cohort", "write-changes", "write-worklist"]
+
+
+def test_a_mail_server_stopped_mid_sweep_leaves_the_worklist_fresh_and_exits_69(
+        prefect_api, smtp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`carepath run` for real (Prefect's flow run): the server is stopped after the
+    planning, before delivery; the run writes everything else and exits 69 naming it;
+    the next run, the server back, delivers each letter once."""
+    from aiosmtpd.controller import Controller
+
+    from carepath.cli.main import main
+    from carepath.orchestrator import delivery
+
+    inbox, controller, port = smtp
+    real = delivery.deliver_letters
+
+    def server_stops_first(*args, **kwargs):  # noqa: ANN002, ANN003
+        controller.stop()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(delivery, "deliver_letters", server_stops_first)
+    monkeypatch.setattr("carepath.orchestrator.sequence.deliver_letters", server_stops_first)
+    args = ["run", str(PATHWAY), "--patients", str(PATIENTS), "--events", str(EVENTS), "--out", str(tmp_path),
+            "--as-of", "2026-03-02T14:30:00+00:00"]
+    assert main(args) == 69
+    err = capsys.readouterr().err
+    assert f"SMTP server 127.0.0.1:{port} failed" in err and "stay queued" in err and "Traceback" not in err
+    assert inbox.messages == []
+    worklist = (tmp_path / "worklist.html").read_text()
+    assert "2026" in worklist and (tmp_path / "rejected.jsonl").exists()
+    monkeypatch.setattr("carepath.orchestrator.sequence.deliver_letters", real)
+    fresh = Controller(inbox, hostname="127.0.0.1", port=port)
+    fresh.start()
+    try:
+        assert main(args) == 0
+        assert main(args) == 0
+    finally:
+        fresh.stop()
+    assert len(inbox.messages) == 3 and len({m["Message-ID"] for m in inbox.messages}) == 3

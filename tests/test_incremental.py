@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from carepath import api
 from carepath.orchestrator import sequence
 from carepath.orchestrator.spec import RunSpec
 from carepath.sinks.ledger import Ledger
@@ -51,6 +52,9 @@ def _seen(out: Path) -> dict[str, object]:
     seen: dict[str, object] = {name: (out / name).read_bytes() for name in DOCUMENTS}
     seen["letters"] = {p.relative_to(out).as_posix(): p.read_bytes()
                        for p in sorted((out / "letters").rglob("*")) if p.is_file()}
+    # The export's FHIR NDJSON parts and their manifest.
+    seen["fhir"] = {p.relative_to(out).as_posix(): p.read_bytes()
+                    for p in sorted((out / "fhir").rglob("*")) if p.is_file()}
     ledger = Ledger(f"sqlite:///{out / 'ledger.sqlite'}")
     try:
         with ledger.engine.connect() as conn:
@@ -154,12 +158,22 @@ def test_incremental_sweeps_equal_full_replans(tmp_path_factory: pytest.TempPath
         summaries = {}
         for mode in ("incremental", "full"):
             spec = RunSpec.resolve(pathway, work / mode, as_of, f"{mode}-{number}", pdf=False)
-            summaries[mode] = sequence.sweep(spec, patients, events, full=mode == "full", shard_size=7).as_json()
+            summaries[mode] = sequence.sweep(spec, patients, events, full=mode == "full", shard_size=7,
+                                             export=True, bundle=True).as_json()
         assert {k: summaries["incremental"][k] for k in SUMMARY} == {k: summaries["full"][k] for k in SUMMARY}, \
             f"step {number} as of {as_of}"
         incremental, full = _seen(work / "incremental"), _seen(work / "full")
         for key in full:
             assert incremental[key] == full[key], f"{key} differs at step {number} as of {as_of}"
+        # `carepath export` from each ledger into a fresh folder: the same bytes again.
+        exported = {}
+        for mode in ("incremental", "full"):
+            api.export(pathway, work / f"export-{mode}-{number}", source=work / mode, bundle=True)
+            folder = work / f"export-{mode}-{number}"
+            exported[mode] = {p.relative_to(folder).as_posix(): p.read_bytes()
+                              for p in sorted(folder.rglob("*")) if p.is_file()}
+        assert exported["incremental"] == exported["full"], f"exports differ at step {number}"
+        assert exported["full"]["tasks.jsonl"] == full["tasks.jsonl"]
         # Both read the event store: its verdicts must be the readers' (`carepath plan`).
         assert full["rejected.jsonl"] == _reference_rejections(pathway, patients, events, as_of), \
             f"rejections differ from carepath plan's at step {number}"
@@ -168,7 +182,7 @@ def test_incremental_sweeps_equal_full_replans(tmp_path_factory: pytest.TempPath
 
 def _sweep(out: Path, patients: Path, events: Path, as_of: datetime, run: str, **options) -> dict:
     spec = RunSpec.resolve(COHORTS["ketamine-iv"][0], out, as_of, run, pdf=False)
-    return sequence.sweep(spec, patients, events, **options).as_json()
+    return sequence.sweep(spec, patients, events, **{"export": True, "bundle": True, **options}).as_json()
 
 
 def _copy_demo(folder: Path) -> tuple[Path, Path]:

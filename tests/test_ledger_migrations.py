@@ -144,7 +144,7 @@ def new_ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[
 
 def sweep(out: Path, url: str, run: str):  # noqa: ANN201 - the sequence's summary
     return sequence.sweep(RunSpec.resolve(PATHWAY, out, AS_OF, run, ledger_url=url, pdf=False), PATIENTS, EVENTS,
-                          shard_size=1)
+                          shard_size=1, export=True, bundle=True)
 
 
 def rows(url: str, query: str) -> set[tuple]:
@@ -375,7 +375,7 @@ def test_incremental_sweeps_work_on_both_databases(new_ledger_url: Callable[[str
 
     def run(as_of: datetime, name: str) -> dict:
         spec = RunSpec.resolve(PATHWAY, out, as_of, name, ledger_url=url, pdf=False)
-        return sequence.sweep(spec, PATIENTS, events, shard_size=1).as_json()
+        return sequence.sweep(spec, PATIENTS, events, shard_size=1, export=True, bundle=True).as_json()
 
     first = run(AS_OF, "first")
     earlier = json.loads(events.read_text().splitlines()[0])

@@ -30,7 +30,8 @@ def test_shards_in_worker_processes_emit_what_one_process_emits(tmp_path: Path) 
     for name, executor in (("in-process", InProcess()), ("pool", ProcessPool(2))):
         out = tmp_path / name
         spec = RunSpec.resolve(PATHWAY, out, AS_OF, "run", pdf=False)
-        summary = sequence.sweep(spec, COHORT / "patients.jsonl", COHORT / "events.jsonl", executor, shard_size=7)
+        summary = sequence.sweep(spec, COHORT / "patients.jsonl", COHORT / "events.jsonl", executor, shard_size=7,
+                                 export=True, bundle=True)
         runs[name] = (summary.as_json(), files(out))
     assert runs["pool"][0]["shards"] == 6  # 40 patients, 7 a shard: the pool really had shards to share
     assert runs["pool"] == runs["in-process"]
@@ -43,7 +44,8 @@ def test_a_pathway_edited_during_a_run_does_not_change_its_rules(tmp_path: Path)
     spec = RunSpec.resolve(pathway, tmp_path / "out", AS_OF, "run", pdf=False)
     edited = edit(original, ("version: 1.0.0", "version: 1.0.1"))
     pathway.write_text(edited)  # e.g. a merge lands while the sweep is running
-    sequence.sweep(spec, COHORT / "patients.jsonl", COHORT / "events.jsonl", ProcessPool(2), shard_size=10)
+    sequence.sweep(spec, COHORT / "patients.jsonl", COHORT / "events.jsonl", ProcessPool(2), shard_size=10,
+                   export=True, bundle=True)
     tasks = [json.loads(line) for line in (tmp_path / "out" / "tasks.jsonl").read_text().splitlines()]
     assert {t["pathway_version"] for t in tasks} == {"1.0.0"}
     ledger = Ledger(spec.ledger_url)

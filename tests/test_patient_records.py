@@ -18,8 +18,9 @@ from carepath.sinks.storage import DOCUMENTS_ENV
 from carepath.sinks.patient_record import record_name
 from test_emission import AS_OF, EVENTS, PATHWAY, PATIENTS, snapshot, sweep
 
-COHORT_DOCUMENTS = ("tasks.jsonl", "tasks.csv", "worklist.html", "letters.jsonl", "fhir/bundle.json",
-                    "fhir/Task.ndjson", "fhir/CarePlan.ndjson", "fhir/CommunicationRequest.ndjson",
+# The export's documents (an event run writes the bounded worklist, not these).
+COHORT_DOCUMENTS = ("tasks.jsonl", "tasks.csv", "letters.jsonl", "fhir/bundle.json",
+                    "fhir/Task.0001.ndjson", "fhir/CarePlan.0001.ndjson", "fhir/CommunicationRequest.0001.ndjson",
                     "fhir/manifest.json")
 
 
@@ -52,7 +53,7 @@ def replan(out: Path | str, events: Path, ledger_out: Path, run: str = "evt") ->
     with documents_at(out if str(out) != str(ledger_out) else None):  # read once, when the run is resolved
         spec = RunSpec.resolve(PATHWAY, ledger_out, AS_OF, run, pdf=False)
         summary = sequence.replan_patient(spec, PATIENTS, events, "p-001")
-    (name,) = summary.documents
+    (name,) = [n for n in summary.documents if n.startswith("patients/")]
     return name
 
 

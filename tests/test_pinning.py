@@ -30,7 +30,8 @@ WIDER = (("version: 1.0.0", "version: 1.1.0"),
 def sweep(pathway: Path, out: Path, patients: Path = PATIENTS, migration: Migration | None = None,
           run: str = "run") -> emission.RunSummary:
     """The sweep flow's sequence, in this process."""
-    return sequence.sweep(RunSpec.resolve(pathway, out, AS_OF, run, pdf=False, migration=migration), patients, EVENTS)
+    return sequence.sweep(RunSpec.resolve(pathway, out, AS_OF, run, pdf=False, migration=migration), patients, EVENTS,
+                          export=True, bundle=True)
 
 
 

@@ -1,5 +1,5 @@
 """prefect.yaml stays true to the pathways and the flows: every shipped pathway has its
-hourly sweep (in its clinic's zone) and its event trigger, entrypoints resolve to the
+hourly sweep (in its clinic's zone), its event trigger and its nightly export, entrypoints resolve to the
 module-level flows, and the trigger matches what `carepath emit` sends."""
 
 from __future__ import annotations
@@ -39,13 +39,23 @@ def test_every_shipped_pathway_has_a_sweep_and_an_event_trigger(path: Path) -> N
     for d in (sweep, on_event):
         for key in ("patients", "events"):
             assert (ROOT / d["parameters"][key]).exists(), d["parameters"][key]
+    # The whole-cohort documents on their own (nightly) schedule, from the sweep's folder.
+    export = BY_NAME[f"{compiled.id}-nightly-export"]
+    assert export["entrypoint"].endswith(":export")
+    assert export["schedules"][0]["cron"] == deployments.NIGHTLY
+    assert export["schedules"][0]["timezone"] == compiled.clinic.zone.key
+    assert export["parameters"] == {"pathway": sweep["parameters"]["pathway"], "out": sweep["parameters"]["out"]}
+    assert {d.name for d in deployments.deployments_for(str(path), str(ROOT / sweep["parameters"]["patients"]),
+                                                        str(ROOT / sweep["parameters"]["events"]), "out")} \
+        == {f"{compiled.id}-hourly-sweep", f"{compiled.id}-on-event", f"{compiled.id}-nightly-export"}
 
 
 def test_entrypoints_name_the_module_level_flows() -> None:
     for d in CONFIG["deployments"]:
         file, name = d["entrypoint"].split(":")
         assert (ROOT / file).resolve() == Path(flows.__file__).resolve()
-        assert getattr(flows, name).name in ("carepath-sweep", "carepath-sweep-parallel", "carepath-patient")
+        assert getattr(flows, name).name in ("carepath-sweep", "carepath-sweep-parallel", "carepath-patient",
+                                             "carepath-export")
 
 
 def test_each_deployment_takes_its_settings_from_its_own_prefect_variables() -> None:

@@ -25,7 +25,8 @@ def sweep(pathway: str, cohort_dir: Path, out: Path, url: str, run: str, patient
           events: Path | None = None) -> None:
     """A sweep of one pathway's cohort into its own folder, recording into the shared ledger."""
     sequence.sweep(RunSpec.resolve(pathway, out, AS_OF, run, ledger_url=url, pdf=False),
-                   patients or cohort_dir / "patients.jsonl", events or cohort_dir / "events.jsonl", shard_size=500)
+                   patients or cohort_dir / "patients.jsonl", events or cohort_dir / "events.jsonl", shard_size=500,
+                   export=True, bundle=True)
 
 
 def refs_in(out: Path) -> dict[str, set[str]]:

@@ -12,7 +12,7 @@ from fhir.resources.R4B.careplan import CarePlan
 from fhir.resources.R4B.communicationrequest import CommunicationRequest
 from fhir.resources.R4B.task import Task
 
-from carepath.sinks.base import Delivery, OutputKind, Sink
+from carepath.sinks.base import OutputKind, Sink
 from carepath.sinks.fhir import FhirBundle
 from carepath.sinks.fhir_ndjson import FhirNdjson
 from sink_cohort import AS_OF, Planned, contains_name, planned_cohort
@@ -40,7 +40,7 @@ def lines(path: Path) -> list[dict]:
 
 def test_is_a_snapshot_sink_of_everything(cohort: Planned, tmp_path: Path) -> None:
     sink = FhirNdjson(tmp_path, cohort.compiled, AS_OF)
-    assert isinstance(sink, Sink) and sink.delivery is Delivery.SNAPSHOT
+    assert isinstance(sink, Sink)
     assert sink.kinds == frozenset(OutputKind)
     assert not sink.present()
 

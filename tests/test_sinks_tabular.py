@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from carepath.sinks.base import Delivery, Output, OutputKind, Sink
+from carepath.sinks.base import Output, OutputKind, Sink
 from carepath.sinks.tabular import CSV_COLUMNS, TasksCsv, TasksJsonl
 from sink_cohort import Planned, contains_name, planned_cohort, with_body
 
@@ -31,10 +31,9 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def test_sinks_are_snapshot_task_sinks(tmp_path: Path, cohort: Planned) -> None:
+def test_sinks_are_task_document_sinks(tmp_path: Path, cohort: Planned) -> None:
     for sink in (TasksJsonl(tmp_path), TasksCsv(tmp_path, cohort.compiled)):
         assert isinstance(sink, Sink)
-        assert sink.delivery is Delivery.SNAPSHOT
         assert sink.kinds == frozenset({OutputKind.TASK})
     assert TasksJsonl(tmp_path).name != TasksCsv(tmp_path, cohort.compiled).name
 

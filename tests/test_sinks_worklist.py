@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from carepath.compile.compiled import WorklistView
-from carepath.sinks.base import Delivery, Output, OutputKind, Sink
+from carepath.sinks.base import Output, OutputKind, Sink
 from carepath.sinks.worklist import Worklist, window_text
 from sink_cohort import AS_OF, Planned, contains_name, planned_cohort, read_worklist, with_body
 
@@ -34,7 +34,7 @@ def page(cohort: Planned, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_is_a_snapshot_sink_of_patients_and_tasks(tmp_path: Path, cohort: Planned) -> None:
     sink = Worklist(tmp_path, cohort.compiled, AS_OF)
-    assert isinstance(sink, Sink) and sink.delivery is Delivery.SNAPSHOT
+    assert isinstance(sink, Sink)
     assert sink.kinds == frozenset({OutputKind.PATIENT, OutputKind.TASK})
     assert sink.write(iter(cohort.outputs)) == len(cohort.of_kind(OutputKind.PATIENT)) + len(cohort.of_kind(OutputKind.TASK))
 

@@ -98,7 +98,7 @@ def test_the_run_summary_says_where_the_documents_are(tmp_path: Path, monkeypatc
     monkeypatch.setenv("CAREPATH_DOCUMENTS_URL", "memory://shared/ketamine-iv")
     shared = summary_text(result)
     assert "worklist: memory://shared/ketamine-iv/worklist.html" in shared
-    assert "FHIR: memory://shared/ketamine-iv/fhir/bundle.json" in shared
+    assert "FHIR Bulk Data NDJSON: memory://shared/ketamine-iv/fhir/manifest.json" in shared
     assert "(see memory://shared/ketamine-iv/letters.jsonl)" in shared
     assert f"under {tmp_path / 'letters'}" in shared  # the letters stay on the local disk
 

@@ -143,3 +143,43 @@ def letter_channel_problem(compiled: CompiledPathway) -> str | None:
     except ValueError as exc:
         return str(exc)
     return None
+
+
+class ExportRefused(Exception):
+    """An export that cannot be written as asked (no sweep in the ledger, a bundle too large,
+    a ledger that cannot be used): the message says what to do."""
+
+
+class ServiceDown(Exception):
+    """The ledger's database server did not answer."""
+
+
+def export(pathway: str | Path, out: str | Path, *, ledger_url: str | None = None, source: str | Path | None = None,
+           bundle: bool = False) -> dict[str, int | None]:
+    """`carepath export`: the whole-cohort documents from the ledger (`ledger_url`, or the
+    one in the sweeps' folder `source`) into `out`, as of the pathway's last sweep."""
+    from carepath.orchestrator.export import BundleTooLarge, NothingToExport, export_documents
+    from carepath.sinks.ledger import Ledger, LedgerProblem, LedgerUnavailable, check_ledger, default_url, url_problem
+
+    compiled = load_pathway(pathway)
+    if ledger_url is None:
+        folder = Path(source or out).resolve()
+        if not (folder / "ledger.sqlite").is_file():
+            raise ExportRefused(f"{folder} holds no ledger.sqlite: give the --out folder of the sweeps, or --ledger URL")
+        ledger_url = default_url(folder)
+    elif problem := url_problem(ledger_url):
+        raise ExportRefused(f"--ledger: {problem}")
+    try:
+        check_ledger(ledger_url, Path(out).resolve())
+        ledger = Ledger(ledger_url)
+    except LedgerProblem as exc:
+        raise ExportRefused(str(exc)) from None
+    except LedgerUnavailable as exc:
+        raise ServiceDown(str(exc)) from None
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        return export_documents(compiled, ledger, Path(out).resolve(), bundle=bundle)
+    except (BundleTooLarge, NothingToExport) as exc:
+        raise ExportRefused(str(exc)) from None
+    finally:
+        ledger.close()

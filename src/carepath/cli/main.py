@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from carepath import __version__
 from carepath.cli.arguments import instant, out_folder, positive_int
@@ -175,7 +176,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         result = run_job(args.pathway, args.patients, args.events, args.out, args.as_of, shard_size=args.shard_size,
                          ledger_url=args.ledger, pdf=not args.no_pdf, workers=args.workers, migration=args.migration,
-                         full=args.full)
+                         full=args.full, export=args.export)
     except ServiceUnavailable as exc:
         print(f"carepath: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -186,6 +187,26 @@ def _run(args: argparse.Namespace) -> int:
         print(f"carepath: flow run {exc.flow_run_id} failed: {exc}", file=sys.stderr)
         return EXIT_INVALID if exc.user_error else EXIT_INTERNAL
     sys.stdout.write(console.summary_text(result))
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from carepath import api
+
+    try:
+        written = api.export(args.pathway, args.out, ledger_url=args.ledger, source=args.source, bundle=args.bundle)
+    except api.InvalidInput as exc:
+        for d in exc.diagnostics:
+            print(d.render(), file=sys.stderr)
+        return EXIT_INVALID
+    except api.ExportRefused as exc:
+        print(f"carepath: export: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except api.ServiceDown as exc:
+        print(f"carepath: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    for name, count in sorted(written.items()):
+        print(f"{Path(args.out) / name}: " + ("unchanged" if count is None else f"{count:,} record(s)"))
     return EXIT_OK
 
 
@@ -400,14 +421,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pdf", action="store_true", help="skip PDF (faster; text and HTML only)")
     p.set_defaults(func=_letters)
 
-    p = sub.add_parser("run", help="the main job: plan and emit tasks, worklist, letters, FHIR through a Prefect flow run",
+    p = sub.add_parser("run", help="the main job: plan, worklist, letters and change feed through a Prefect flow run",
                        description="Read the event lines appended since the last run, re-plan in shards the "
                                    "patients whose plan may have changed (everyone with --full), inside one "
-                                   "recorded Prefect flow run, and emit "
-                                   "what is new into DIR: tasks.jsonl, tasks.csv, worklist.html, "
+                                   "recorded Prefect flow run, and write "
+                                   "what people act on into DIR: worklist.html, rejected.jsonl, "
                                    "letters/YYYY/MM/DD/<letter-id>.{txt,html,pdf} (the letters due and never sent: "
-                                   "an outbox), letters.jsonl, fhir/bundle.json, fhir/<Type>.ndjson with "
-                                   "fhir/manifest.json (FHIR Bulk Data), rejected.jsonl (CAREPATH_DOCUMENTS_URL: "
+                                   "an outbox, delivered after the worklist), and the change feed "
+                                   "changes/<sweep-stamp>/<Type>.0001.ndjson with manifest.json (FHIR Bulk Data: "
+                                   "what this sweep created or changed). With --export also the whole-cohort "
+                                   "documents (see 'carepath export'): tasks.jsonl, tasks.csv, letters.jsonl, "
+                                   "fhir/<Type>.0001.ndjson with fhir/manifest.json (CAREPATH_DOCUMENTS_URL: "
                                    "the documents to a folder or fsspec URL shared by several hosts). An "
                                    "outbox ledger (DIR/ledger.sqlite, or --ledger URL) makes it exactly-once: "
                                    "running again with the same inputs writes nothing new. Uses PREFECT_API_URL "
@@ -432,8 +456,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true",
                    help="re-plan every patient (by default only those with new events or a passed deadline, "
                         "with identical results)")
+    p.add_argument("--export", action="store_true",
+                   help="after the sweep, in the same flow run, write the whole-cohort documents (as "
+                        "'carepath export' does)")
     p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's own log lines on the console")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("export", help="the whole-cohort documents from the ledger, without re-planning",
+                       description="Write tasks.jsonl, tasks.csv, letters.jsonl and FHIR Bulk Data NDJSON in parts "
+                                   "(fhir/Task.0001.ndjson, ... of at most 100,000 resources each, listed in "
+                                   "fhir/manifest.json) into DIR, from the ledger the sweeps keep, as of the "
+                                   "pathway's last sweep; fhir/bundle.json only with --bundle (refused above "
+                                   "10,000 resources, what a FHIR server takes in one transaction). No Prefect.")
+    p.add_argument("pathway", metavar="PATHWAY")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ledger", metavar="URL", help="SQLAlchemy URL of the ledger")
+    source.add_argument("--from", dest="source", type=Path, metavar="DIR",
+                        help="the --out folder of the sweeps (its ledger.sqlite)")
+    p.add_argument("--out", required=True, type=out_folder, metavar="DIR")
+    p.add_argument("--bundle", action="store_true", help="also fhir/bundle.json (one FHIR collection bundle)")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("emit", help="record a new event and tell Prefect, so that patient is re-planned",
                        description="Check one event exactly as the events reader would, append it to the "

@@ -1,8 +1,9 @@
 """One run's emission, step by step, as plain functions the Prefect flows call.
 
-plan a shard → record its outputs in the ledger → send the letters that are due and
-that the ledger has never sent (the outbox) → (once per run) rewrite the documents that
-are stale, `letters.jsonl` among them. Each step is idempotent,
+plan a shard → record its outputs in the ledger → queue the letters that are due and
+that the ledger has never sent (the outbox; carepath.orchestrator.delivery sends them) →
+(once per run) the worklist when stale, the change feed, and with `--export` the
+whole-cohort documents (carepath.orchestrator.export). Each step is idempotent,
 so Prefect may retry any of them and a killed run may simply be run again.
 
 No Prefect here and no module-level state: each function is handed the run's `RunSpec`
@@ -26,6 +27,7 @@ from carepath.compile.compiled import CompiledPathway
 from carepath.engine import plan
 from carepath.engine.result import PatientPlan
 from carepath.orchestrator.cohort import Rejected, Shard, read_patient_shard
+from carepath.orchestrator.delivery import Delivered
 from carepath.orchestrator.event_store import EventStore, key
 from carepath.orchestrator.pinning import VersionReused, decide, id_aliases
 from carepath.orchestrator.patients_index import PatientsIndex
@@ -37,7 +39,6 @@ from carepath.records.readers import _gc_paused
 from carepath.sinks.base import OutputKind, Sink, outputs_of, write_atomic
 from carepath.sinks.ledger import Ledger, Recorded
 from carepath.sinks.letters import DUE, LetterFiles
-from carepath.sinks.outbox import LettersJsonl
 
 ACTIVE_TASK = ("open", "overdue")
 LETTER_STATUSES = ("scheduled", "due", "expired", "withdrawn")  # a plan letter's status at the run's as-of
@@ -73,7 +74,7 @@ class ShardReport:
     patients: int
     events: int
     recorded: Recorded
-    letters_written: int
+    letters_queued: int   # due letters put on the delivery queue
     workload: Workload
     rejected: tuple[Rejected, ...]
 
@@ -213,13 +214,14 @@ def withdrawn(old: CompiledPathway, new: CompiledPathway, migration, before: Seq
             for t in compare(p, now[p.patient], set(new.steps), migration, set()).tasks if t.change == "withdrawn"]
 
 
-def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], patients: dict, ledger: Ledger,
-               out: Path, run: str, *, pdf: bool = True, as_of: datetime | None = None,
-               undelivered_to: set[str] | None = None) -> tuple[Recorded, int]:
+def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], ledger: Ledger, run: str,
+               ) -> tuple[Recorded, int]:
     """Record the outputs of the plans that changed since they were last emitted, then
-    send their letters that are due and were never sent. An unchanged plan costs one
-    digest: a letter's status is part of the plan, so a letter that became due (or
-    expired) since the last run changes its patient's digest."""
+    queue their letters that are due and were never sent for the `deliver-letters` step
+    (carepath.orchestrator.delivery). An unchanged plan costs one digest: a letter's
+    status is part of the plan, so a letter that became due (or expired) since the last
+    run changes its patient's digest. Returns what was recorded and how many letters
+    were queued."""
     digests = {p.patient: hashlib.sha256(orjson.dumps(p.as_json(compiled.version))).hexdigest()[:32]
                for p in plans}
     known = ledger.plan_digests(compiled.id, list(digests))
@@ -228,30 +230,12 @@ def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], patients
         return Recorded(unchanged=sum(1 + len(p.tasks) + len(p.letters) for p in plans)), 0
     outputs = [o for p in changed for o in outputs_of(p, compiled.version)]
     recorded = ledger.record(compiled.id, [p.patient for p in changed], outputs, run)
-    when = as_of or _now()
-    sink = letter_channel(compiled, out, patients, {p.patient: p for p in changed}, pdf, when)
     due = [o for o in outputs if o.kind is OutputKind.LETTER and o.body.get("status") == DUE]
-    pending = ledger.unsent(due)
-    # The send time recorded is the run's instant (what the run acted on), so a re-run
-    # of the same as-of writes the same letters.jsonl.
-    sent_at = when.isoformat()
-    if getattr(sink, "marks_each", False):
-        # A channel that may fail midway (a mail server) records each letter as it goes.
-        written = sink.write(pending, on_sent=lambda channel, done: ledger.mark_sent(compiled.id, channel, done,
-                                                                                    sent_at, run))
-    else:
-        written = sink.write(pending)
-        ledger.mark_sent(compiled.id, sink.name, pending, sent_at, run)
-    # A letter the channel could not deliver (a recipient refused) leaves its patient's
-    # digest unset, so the next run tries it again even if the plan did not change.
-    undelivered = {o.patient for o in ledger.unsent(pending)} if written < len(pending) else set()
-    if undelivered_to is not None:
-        undelivered_to.update(undelivered)
+    queued = ledger.queue_letters(compiled.id, ledger.unsent(due), run)
     # Last: a run killed before this line re-examines these patients next time.
-    ledger.set_plan_digests(compiled.id, {p.patient: digests[p.patient] for p in changed
-                                          if p.patient not in undelivered}, run)
+    ledger.set_plan_digests(compiled.id, {p.patient: digests[p.patient] for p in changed}, run)
     unchanged = sum(1 + len(p.tasks) + len(p.letters) for p in plans if known.get(p.patient) == digests[p.patient])
-    return recorded + Recorded(unchanged=unchanged), written
+    return recorded + Recorded(unchanged=unchanged), queued
 
 
 CHANNELS = ("file", "email", "print")
@@ -282,27 +266,20 @@ def letter_channel(compiled: CompiledPathway, out: Path, patients: dict, plans: 
     return files
 
 
-def _now() -> datetime:
-    from datetime import UTC
-
-    return datetime.now(UTC)
-
-
-def _emit_groups(spec: RunSpec, groups: list[tuple[CompiledPathway, list[PatientPlan]]], patients: dict,
-                 ledger: Ledger, undelivered: set[str]) -> tuple[Recorded, int, list[PatientPlan]]:
-    recorded, written, everyone = Recorded(), 0, []
+def _emit_groups(spec: RunSpec, groups: list[tuple[CompiledPathway, list[PatientPlan]]], ledger: Ledger,
+                 ) -> tuple[Recorded, int, list[PatientPlan]]:
+    recorded, queued, everyone = Recorded(), 0, []
     for compiled, plans in groups:
         if plans:
-            r, w = emit_plans(compiled, plans, patients, ledger, spec.out, spec.run, pdf=spec.pdf, as_of=spec.as_of,
-                              undelivered_to=undelivered)
-            recorded, written = recorded + r, written + w
+            r, q = emit_plans(compiled, plans, ledger, spec.run)
+            recorded, queued = recorded + r, queued + q
             everyone.extend(plans)
-    return recorded, written, everyone
+    return recorded, queued, everyone
 
 
 def emit_patients(spec: RunSpec, patients: dict[str, Patient], ledger: Ledger, others: Iterable[str] = (),
                   ids: Sequence[str] = (), name: str = "") -> ShardReport:
-    """Plan these patients from the event store, record their outputs, send their due
+    """Plan these patients from the event store, record their outputs, queue their due
     letters, then record in the wake index when each plan next changes (last, so a run
     killed before it re-plans them). `others` and `ids`: see `EventStore.events_of`."""
     compiled, as_of = spec.compiled, spec.as_of
@@ -318,8 +295,7 @@ def emit_patients(spec: RunSpec, patients: dict[str, Patient], ledger: Ledger, o
         return [plan(old, patients[ref], events[ref], as_of, aliases=aliases) for ref in sorted(refs)]
 
     groups, refused = pinned_groups(spec, plans, ledger, replan)
-    undelivered: set[str] = set()
-    recorded, written, emitted = _emit_groups(spec, groups, patients, ledger, undelivered)
+    recorded, queued, emitted = _emit_groups(spec, groups, ledger)
     rejected: dict[str, list[Rejected]] = {ref: [Rejected("events", r.line, r.id, r.reason) for r in bad[ref]]
                                            for ref in patients}
     for p in emitted:
@@ -333,12 +309,10 @@ def emit_patients(spec: RunSpec, patients: dict[str, Patient], ledger: Ledger, o
     planned += [Planned(r.id, None, record_digest(patients[r.id]), {"rejected": [[r.file, r.line, r.id, r.reason]]})
                 for r in refused if r.id is not None]
     index.remember(planned, as_of, spec.digest)
-    if undelivered:
-        index.forget_wakes(undelivered)  # a letter that could not be delivered is tried again next sweep
     all_rejected = tuple(r for ref in sorted(rejected) for r in rejected[ref])
     # The workload from the summaries just stored (refused patients have none and count for nothing).
     work = workload_of(((pl.patient, pl.summary) for pl in planned), compiled, as_of)
-    return ShardReport(name, len(patients), sum(len(e) for e in events.values()), recorded, written, work,
+    return ShardReport(name, len(patients), sum(len(e) for e in events.values()), recorded, queued, work,
                        all_rejected)
 
 
@@ -394,23 +368,23 @@ def emit_patient(spec: RunSpec, patients_path: str | Path, events_path: str | Pa
     return emit_patients(spec, {ref: patient}, ledger, others, sorted({i for i, _ in shared}), f"patient-{ref}")
 
 
-def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime) -> list[Sink]:
-    from carepath.sinks.fhir_ndjson import FhirExport
-    from carepath.sinks.tabular import TasksCsv, TasksJsonl
+FAILED_SHOWN = 100  # letters not delivered that the worklist lists; the rest are counted
+
+
+def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime,
+                   failed_letters: tuple[int, list[tuple[str, str, str]]] = (0, [])) -> list[Sink]:
+    """What a sweep keeps current besides the outbox and `rejected.jsonl`: the worklist.
+    The whole-cohort documents are the export's (carepath.orchestrator.export)."""
     from carepath.sinks.worklist import Worklist
 
-    # FhirExport: fhir/bundle.json and the Bulk Data NDJSON export, in one pass.
-    return [TasksJsonl(out), TasksCsv(out, compiled), Worklist(out, compiled, as_of), FhirExport(out, compiled, as_of)]
+    return [Worklist(out, compiled, as_of, failed_letters=failed_letters)]
 
 
 def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
-    """Rewrite each document whose content is stale; None for those left as they were.
-    The stale ones are written together, in one pass over the ledger's current outputs
-    (one query, each body decoded once; each is a `carepath.sinks._documents.DocumentSink`):
-    each document is replaced when the pass is done, none when it fails. A document that
-    does not show the as-of (`shows_as_of` False: the task lists, letters.jsonl) is stale
-    only when the pathway's outputs or sends changed, so a sweep that changed nothing
-    leaves it alone."""
+    """Rewrite the sweep's documents (the worklist) when stale; None for those left as
+    they were. Written in one pass over the ledger's current outputs (one query, each body
+    decoded once; each is a `carepath.sinks._documents.DocumentSink`), each replaced when
+    the pass is done, none when it fails."""
     from contextlib import ExitStack
 
     from carepath.sinks._documents import DocumentSink, ledger_groups
@@ -421,7 +395,9 @@ def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
     generation = str(ledger.generation(compiled.id))
     written: dict[str, int | None] = {}
     stale: list[tuple[DocumentSink, str]] = []
-    for sink in [*document_sinks(compiled, out, as_of), LettersJsonl(out)]:
+    failed = ledger.failed_letters(compiled.id, limit=FAILED_SHOWN)
+    failed_total = ledger.queued(compiled.id).get("failed", 0) if len(failed) == FAILED_SHOWN else len(failed)
+    for sink in document_sinks(compiled, out, as_of, (failed_total, failed)):
         # A document that shows the as-of also shows the pathway version (a bump that moves
         # no patient still changes its header).
         state = (f"{generation}|{as_of.isoformat()}|{compiled.version}" if getattr(sink, "shows_as_of", True)
@@ -442,6 +418,27 @@ def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
         written[sink.name] = sink.written
         ledger.mark_snapshot(compiled.id, sink.name, state, run)
     return written
+
+
+def write_changes(spec: RunSpec, ledger: Ledger) -> str | None:
+    """The sweep's change feed (see carepath.orchestrator.export.write_changes), and the
+    sweep's as-of remembered for the exports."""
+    from carepath.orchestrator.export import remember_sweep
+    from carepath.orchestrator.export import write_changes as write
+    from carepath.sinks.storage import storage_for
+
+    folder = write(spec.compiled, ledger, storage_for(spec.documents), spec.as_of, spec.run)
+    remember_sweep(ledger, spec.compiled.id, spec.as_of, spec.run)
+    return folder
+
+
+def export_step(spec: RunSpec, ledger: Ledger, bundle: bool = False) -> dict[str, int | None]:
+    """`carepath run --export`: the export's documents after the sweep, same as-of."""
+    from carepath.orchestrator.export import export_documents
+    from carepath.sinks.storage import storage_for
+
+    return export_documents(spec.compiled, ledger, storage_for(spec.documents), spec.as_of, bundle=bundle,
+                            run=spec.run)
 
 
 def write_patient_record(spec: RunSpec, ledger: Ledger, patient: str) -> str:
@@ -541,6 +538,9 @@ class RunSummary:
     documents: dict[str, int | None]
     replanned: int = 0  # patients planned by this run (the others' plans could not have changed)
     versions: dict[str, int] = field(default_factory=dict)  # pathway version → patients pinned to it
+    letters_failed: int = 0   # letters whose rendering or sending failed this run (each recorded with its reason)
+    letters_queued: int = 0   # letters still waiting on the delivery queue after this run, failed ones included
+    undelivered_because: str = ""  # the mail server that kept failing (PHI-free), when one did
 
     @property
     def older(self) -> int:
@@ -550,7 +550,8 @@ class RunSummary:
     @classmethod
     def of(cls, compiled: CompiledPathway, as_of: datetime, reports: Sequence[ShardReport], rejected: int,
            documents: dict[str, int | None], cohort: CohortReport | None = None,
-           versions: dict[str, int] | None = None) -> RunSummary:
+           versions: dict[str, int] | None = None,
+           delivered: Delivered | None = None) -> RunSummary:
         """`cohort`: the whole cohort's report (a sweep re-plans few patients): its workload,
         and every current output not new or changed counts as unchanged; else the reports'."""
         recorded, work = Recorded(), Workload()
@@ -560,9 +561,10 @@ class RunSummary:
             work = cohort.workload
             unchanged = max(0, cohort.outputs - recorded.new - recorded.changed)
             recorded = Recorded(recorded.new, recorded.changed, unchanged, recorded.retired)
+        delivered = delivered or Delivered()
         return cls(compiled.id, compiled.version, as_of.isoformat(), len(reports), sum(r.events for r in reports),
-                   recorded, sum(r.letters_written for r in reports), work, rejected, documents,
-                   sum(r.patients for r in reports), dict(versions or {}))
+                   recorded, delivered.sent, work, rejected, documents, sum(r.patients for r in reports),
+                   dict(versions or {}), delivered.failed, delivered.queued, delivered.unavailable)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -570,7 +572,8 @@ class RunSummary:
             "patients": self.workload.patients, "replanned": self.replanned, "events": self.events,
             "outputs": {"new": self.recorded.new, "changed": self.recorded.changed,
                         "unchanged": self.recorded.unchanged, "retired": self.recorded.retired},
-            "letters_written": self.letters_written, "letters_planned": self.workload.letters,
+            "letters_written": self.letters_written, "letters_failed": self.letters_failed,
+            "letters_queued": self.letters_queued, "letters_planned": self.workload.letters,
             "letters_by_status": {status: self.workload.letter_statuses.get(status, 0) for status in LETTER_STATUSES},
             "open_tasks": [{"role": role, "priority": prio, "count": n}
                            for (role, prio), n in sorted(self.workload.open_tasks.items())],

@@ -106,3 +106,27 @@ class PatientsIndex:
             if found is not None:
                 return found
         return self.read_all(path, default_timezone)[0].get(ref)
+
+    def some(self, path: str | Path, refs: list[str], default_timezone: str) -> dict[str, Patient]:
+        """The records of these patients (those with a valid line), each read from its line
+        while the file is the one indexed; else the whole file is read once."""
+        if not refs:
+            return {}
+        resolved, stamp = _stamp(path)
+        lines: dict[str, tuple[int, int, int]] = {}
+        with self.engine.connect() as conn:
+            known = conn.execute(select(file_table.c.path, file_table.c.stamp).where(
+                file_table.c.pathway == self.pathway)).first()
+            if known is not None and tuple(known) == (resolved, stamp):
+                for start in range(0, len(refs), _BATCH):
+                    rows = conn.execute(select(where_table.c.patient, where_table.c.line, where_table.c.offset,
+                                               where_table.c.length).where(
+                        where_table.c.pathway == self.pathway, where_table.c.patient.in_(refs[start:start + _BATCH])))
+                    lines.update((r.patient, (r.line, r.offset, r.length)) for r in rows)
+        if known is not None and tuple(known) == (resolved, stamp):
+            found = {ref: read_patient_at(path, ref, line, default_timezone=default_timezone)
+                     for ref, line in lines.items()}
+            if all(p is not None for p in found.values()):
+                return {ref: p for ref, p in found.items() if p is not None}
+        everyone = self.read_all(path, default_timezone)[0]
+        return {ref: everyone[ref] for ref in refs if ref in everyone}

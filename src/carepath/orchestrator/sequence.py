@@ -2,9 +2,14 @@
 
 A sweep: archive the pathway version → clear what a killed run left half-written →
 partition the cohort into shard files → for each shard (through the executor): plan →
-record in the ledger → send the due letters never sent → rewrite the stale documents →
-`rejected.jsonl`. An event-triggered run does the same for one patient. Every step is
-idempotent, so a retried step or a re-run after a crash emits nothing twice.
+record in the ledger → queue the due letters never sent; then rewrite the stale
+documents (the worklist among them) → `rejected.jsonl` → `deliver-letters` (drain the
+queue, each letter claimed in the ledger before it is sent) → the documents that show
+sends, when it sent any. An event-triggered run does the same for one patient. Every
+step is idempotent, so a retried step or a re-run after a crash emits nothing twice.
+A mail server that is down stops only the delivery: everything else is written, and the
+sequence ends with `LettersUndelivered` (the run's summary attached); the next run
+delivers what it did not take.
 
 The Prefect flows (carepath.runtime.flows), the tests and the benches all call these,
 so what is tested is the sequence as it runs. No Prefect here; which executor runs the
@@ -19,10 +24,12 @@ from pathlib import Path
 from typing import Protocol
 
 from carepath.orchestrator.emission import (
-    EmitShard, RunSummary, ShardReport, archive_pathway, clear_leftovers, emit_patient, report_cohort,
-    write_documents, write_patient_record,
+    EmitShard, RunSummary, ShardReport, archive_pathway, clear_leftovers, emit_patient, export_step, report_cohort,
+    write_changes, write_documents, write_patient_record,
 )
 from carepath.orchestrator.choice import choose
+from carepath.orchestrator.delivery import Delivered, deliver_letters
+from carepath.sinks.email import SmtpUnavailable
 from carepath.orchestrator.executor import Executor, InProcess
 from carepath.orchestrator.spec import RunSpec
 from carepath.sinks.ledger import Ledger
@@ -61,12 +68,13 @@ def work_dir(out: Path) -> Path:
 
 def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Executor | None = None, *,
           shard_size: int = DEFAULT_SHARD_SIZE, progress: Progress | None = None, log: Log = _quiet,
-          full: bool = False, refuse_unused_input: bool = False) -> RunSummary:
+          full: bool = False, refuse_unused_input: bool = False, export: bool = False, bundle: bool = False) -> RunSummary:
     """Ingest the lines appended to the events file, re-plan the patients the wake index
-    says may have changed (every patient with `full`), emit what is new, and rewrite the
-    cohort-wide documents. With `refuse_unused_input` (a run, not a library call) a sweep
-    whose patients or events file had every line rejected ends with AllLinesRejected,
-    after writing `rejected.jsonl`."""
+    says may have changed (every patient with `full`), emit what is new, write the
+    worklist, `rejected.jsonl` and the change feed, deliver the queued letters; with
+    `export`, then the whole-cohort documents (`bundle`: fhir/bundle.json too). With
+    `refuse_unused_input` (a run, not a library call) a sweep whose patients or events file
+    had every line rejected ends with AllLinesRejected, after writing `rejected.jsonl`."""
     run = executor or InProcess()
     spec.out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(spec.ledger_url)
@@ -91,20 +99,48 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
         if progress:
             progress.finish()
         reports.sort(key=lambda r: r.shard)
-        documents = run.call("write-documents", write_documents, spec, ledger)
+        documents = run.call("write-worklist", write_documents, spec, ledger)
         cohort = run.call("report-cohort", report_cohort, spec, str(patients), ledger)
         shutil.rmtree(work.parent, ignore_errors=True)
+        changes = run.call("write-changes", write_changes, spec, ledger)
+        if changes is not None:
+            documents[f"{changes}/manifest.json"] = 1
+        failed_before = ledger.queued(spec.compiled.id).get("failed", 0)
+        delivered = run.call("deliver-letters", deliver_letters, spec, str(patients), ledger)
+        documents = _after_delivery(run, spec, ledger, delivered, documents, failed_before)
+        if export:
+            documents.update(run.call("export-documents", export_step, spec, ledger, bundle))
         summary = RunSummary.of(spec.compiled, spec.as_of, reports, cohort.rejected, documents, cohort,
-                                ledger.version_counts(spec.compiled.id))
+                                ledger.version_counts(spec.compiled.id), delivered)
     finally:
         ledger.close()
     log(f"recorded {summary.recorded.new} new, {summary.recorded.changed} changed output(s); "
-        f"{summary.letters_written} letter(s) written")
+        f"{summary.letters_written} letter(s) sent, {summary.letters_failed} failed, "
+        f"{summary.letters_queued} waiting")
     if summary.older:  # said once per run, not per patient
         log(versions_note(summary.as_json()))
     if refuse_unused_input and cohort.all_rejected:
         raise AllLinesRejected(f"{cohort.all_rejected}: is it the right file? {spec.out / 'rejected.jsonl'} says "
                                "why, line by line")
+    return _delivered_or_raise(summary)
+
+
+class LettersUndelivered(SmtpUnavailable):
+    """The mail server kept failing: the run wrote everything else (`summary`), and the
+    letters it did not take stay queued for the next run."""
+
+    def __init__(self, summary: RunSummary) -> None:
+        self.summary = summary
+        super().__init__(f"{summary.undelivered_because}; {summary.letters_queued} letter(s) stay queued and go "
+                         "with the next run (the worklist and documents were written)")
+
+    def __reduce__(self):  # noqa: ANN204 - pickled across processes as a plain SmtpUnavailable
+        return (SmtpUnavailable, (str(self),))
+
+
+def _delivered_or_raise(summary: RunSummary) -> RunSummary:
+    if summary.undelivered_because:
+        raise LettersUndelivered(summary)
     return summary
 
 
@@ -115,22 +151,44 @@ def versions_note(summary: dict) -> str:
             f"than {summary['version']} ({versions}); 'carepath release preview' shows what moving them changes")
 
 
+def _after_delivery(run: Executor, spec: RunSpec, ledger: Ledger, delivered: Delivered,
+                    documents: dict[str, int | None], failed_before: int) -> dict[str, int | None]:
+    """The worklist lists the letters not delivered: written again when this delivery
+    failed letters or delivered some that had failed (it was written before delivery, so
+    a mail server that hangs never keeps it stale)."""
+    if not (delivered.failed or (delivered.sent and failed_before)):
+        if delivered.sent:  # sends moved the ledger's generation, but the worklist does not show them
+            from carepath.sinks.worklist import Worklist
+
+            state = f"{ledger.generation(spec.compiled.id)}|{spec.as_of.isoformat()}"
+            ledger.mark_snapshot(spec.compiled.id, Worklist.name, state, spec.run)
+        return documents
+    again = run.call("write-worklist-after-delivery", write_documents, spec, ledger)
+    return {name: again.get(name) if again.get(name) is not None else n for name, n in documents.items()}
+
+
 def _reasons(reasons: dict[str, int]) -> str:
     return ", ".join(f"{why}: {n}" for why, n in sorted(reasons.items())) or "nothing changed"
 
 
 def replan_patient(spec: RunSpec, patients: str | Path, events: str | Path, ref: str,
                    executor: Executor | None = None) -> RunSummary:
-    """Re-plan one patient (after an event was recorded), then write that patient's record
-    (`patients/<xx>/<ref>.json`): the cohort-wide documents cost time in proportion to the
-    cohort, so they are left to the next sweep (the ledger's generation moved)."""
+    """Re-plan one patient (after an event was recorded), then write the worklist and that
+    patient's record (`patients/<xx>/<ref>.json`) and deliver that patient's letters; the
+    whole-cohort documents are the export's."""
     run = executor or InProcess()
     spec.out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(spec.ledger_url)
     try:
         run.call("archive-pathway-version", archive_pathway, spec, ledger)
         report = run.call(f"replan-patient-{ref}", emit_patient, spec, str(patients), str(events), ref, ledger)
+        # The worklist too: an urgent task the event raised must not wait for the next sweep.
+        documents = run.call("write-worklist", write_documents, spec, ledger)
         record = run.call(f"write-patient-record-{ref}", write_patient_record, spec, ledger, ref)
+        delivered = run.call(f"deliver-letters-{ref}", deliver_letters, spec, str(patients), ledger, ref)
+        if delivered.sent or delivered.failed:  # the record shows its letters' sends
+            record = run.call(f"write-patient-record-{ref}-after-delivery", write_patient_record, spec, ledger, ref)
     finally:
         ledger.close()
-    return RunSummary.of(spec.compiled, spec.as_of, [report], len(report.rejected), {record: 1})
+    return _delivered_or_raise(RunSummary.of(spec.compiled, spec.as_of, [report], len(report.rejected),
+                                             {record: 1, **documents}, delivered=delivered))

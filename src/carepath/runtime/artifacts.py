@@ -33,7 +33,9 @@ def urgent_rows(summary: RunSummary) -> list[dict[str, object]]:
 
 def letter_rows(summary: RunSummary) -> list[dict[str, object]]:
     rows = [{"letters": status, "count": n} for status, n in summary.as_json()["letters_by_status"].items()]
-    return [*rows, {"letters": "sent this run", "count": summary.letters_written}]
+    return [*rows, {"letters": "sent this run", "count": summary.letters_written},
+            {"letters": "failed this run", "count": summary.letters_failed},
+            {"letters": "waiting to be delivered", "count": summary.letters_queued}]
 
 
 def markdown(summary: RunSummary, out: Path) -> str:

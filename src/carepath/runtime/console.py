@@ -99,9 +99,16 @@ def summary_text(result) -> str:  # noqa: ANN001 - a runner.RunResult (kept impo
         from carepath.orchestrator.sequence import versions_note
 
         lines.append(versions_note(s))
+    if s.get("letters_failed") or s.get("letters_queued"):
+        lines.append(f"letters not delivered: {s.get('letters_failed', 0):,} failed this run, "
+                     f"{s.get('letters_queued', 0):,} waiting for the next run (the worklist lists why)")
     lines.append(f"worklist: {docs.shown('worklist.html')}")
-    lines.append(f"tasks: {docs.shown('tasks.jsonl')}, {docs.shown('tasks.csv')}; FHIR: {docs.shown('fhir/bundle.json')}"
-                 f" (Bulk Data NDJSON: {docs.shown('fhir/manifest.json')})")
+    if changes := [d for d in s.get("documents_rewritten", []) if d.startswith("changes/")]:
+        lines.append(f"change feed of this sweep: {docs.shown(changes[0])}")
+    exported = "fhir/manifest.json" in s.get("documents_rewritten", [])
+    lines.append(("export: " if exported else "export (written by --export or carepath export): ")
+                 + f"tasks: {docs.shown('tasks.jsonl')}, {docs.shown('tasks.csv')}; "
+                 f"FHIR Bulk Data NDJSON: {docs.shown('fhir/manifest.json')}")
     where = result.api_url or "Prefect's temporary local server (PREFECT_HOME)"
     lines.append(f"Prefect flow run: {result.flow_run_id} ({where})")
     return "\n".join(lines) + "\n"

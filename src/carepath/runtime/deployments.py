@@ -1,6 +1,7 @@
-"""The deployments of one pathway, built in code for `serve` (the same pair prefect.yaml
-declares for workers): an hourly sweep on the clinic's zone, and a re-plan of one patient
-triggered by each `carepath.event.recorded` event for that pathway."""
+"""The deployments of one pathway, built in code for `serve` (the same ones prefect.yaml
+declares for workers): an hourly sweep on the clinic's zone, a re-plan of one patient
+triggered by each `carepath.event.recorded` event for that pathway, and a nightly export
+of the whole-cohort documents."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from prefect.schedules import Cron
 
 from carepath import api
 from carepath.runtime.events import EVENT_NAME
-from carepath.runtime.flows import patient_replan, sweep
+from carepath.runtime.flows import export, patient_replan, sweep
 
 HOURLY = "0 * * * *"
+NIGHTLY = "30 2 * * *"  # the export: the whole-cohort documents, after the clinic's day
 
 
 def event_trigger(pathway_id: str) -> DeploymentEventTrigger:
@@ -39,4 +41,10 @@ def deployments_for(pathway: str, patients: str, events: str, out: str) -> list[
         patient_replan.to_deployment(name=f"{compiled.id}-on-event", parameters=params,
                                      triggers=[event_trigger(compiled.id)], tags=["carepath", compiled.id],
                                      description=f"Re-plan one {compiled.id} patient when an event is recorded."),
+        export.to_deployment(name=f"{compiled.id}-nightly-export",
+                             parameters={"pathway": params["pathway"], "out": params["out"]},
+                             schedules=[Cron(NIGHTLY, timezone=compiled.clinic.zone.key)],
+                             tags=["carepath", compiled.id],
+                             description=f"Nightly: {compiled.id}'s whole-cohort documents from the ledger, "
+                                         "without re-planning."),
     ]

@@ -41,7 +41,7 @@ from carepath.api import letter_channel_problem
 from carepath.settings import SettingMissing, check_environment, check_parameters
 from carepath.sinks.storage import check_documents_url, claim_location, storage_for
 
-__all__ = ["DEFAULT_SHARD_SIZE", "PrefectTasks", "patient_replan", "run_sweep", "sweep"]
+__all__ = ["DEFAULT_SHARD_SIZE", "PrefectTasks", "export", "patient_replan", "run_sweep", "sweep"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -57,7 +57,12 @@ def _run_name(kind: str) -> str:
 
 _NO_RESULTS = {"cache_policy": NO_CACHE, "persist_result": False}
 # Steps that write outputs are retried: each is idempotent (the ledger records what was done).
-_RETRIED = ("plan-and-emit", "replan-patient", "write-documents", "report-cohort")
+# Delivery has its own policy: the mail server already had its tries inside the step
+# (CAREPATH_SMTP_ATTEMPTS), and a server that stays down ends the step without an error
+# (the run then reports it); what is retried here is the ledger failing under it.
+_RETRIED = ("plan-and-emit", "replan-patient", "write-worklist", "report-cohort", "write-changes", "export-documents",
+            "write-patient-record")
+_DELIVERY = "deliver-letters"
 
 
 class Withheld(Exception):
@@ -172,6 +177,8 @@ class PrefectTasks:
         self.processes = processes
 
     def _task(self, label: str):  # noqa: ANN202 - a Prefect task
+        if label.startswith(_DELIVERY):
+            return _step.with_options(retries=3, retry_delay_seconds=5)
         retried = label.startswith(_RETRIED)
         return _step.with_options(retries=2 if retried else 0,
                                   retry_delay_seconds=1 if retried else 0)
@@ -210,13 +217,15 @@ def _spec(pathway: str, out: str, as_of: str | None, ledger_url: str | None, pdf
       task_runner=ThreadPoolTaskRunner(max_workers=1))
 def sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None = None,
           shard_size: int = DEFAULT_SHARD_SIZE, ledger_url: str | None = None, pdf: bool = True,
-          migration: str | None = None, full: bool = False) -> dict:
+          migration: str | None = None, full: bool = False, export: bool = False) -> dict:
     """Ingest the events appended since the last run, re-plan the patients whose plan may
     have changed (new events, a deadline passed; every patient with `full`) in shards and
-    emit what is new: tasks, letters, worklist, FHIR bundle. Safe to run any number of
+    emit what is new: the worklist, the change feed, the letters due (delivered after the
+    worklist); with `export`, then the whole-cohort documents. Safe to run any number of
     times. Patients keep the pathway version they enrolled under unless the `migration`
     file moves them."""
-    return run_sweep(pathway, patients, events, out, as_of, shard_size, ledger_url, pdf, migration, full=full)
+    return run_sweep(pathway, patients, events, out, as_of, shard_size, ledger_url, pdf, migration, full=full,
+                     export=export)
 
 
 @_withholding("sweep")
@@ -224,15 +233,20 @@ def sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None 
 @_one_run_per_folder
 def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None, shard_size: int,
               ledger_url: str | None, pdf: bool, migration: str | None, processes: int = 1,
-              full: bool = False) -> dict:
+              full: bool = False, export: bool = False) -> dict:
     """The sweep's body, inside a flow run (whichever task runner that flow has)."""
     from carepath.runtime import console
 
     logger = get_run_logger()
     spec = _spec(pathway, out, as_of, ledger_url, pdf, migration)
-    summary = sequence.sweep(spec, patients, events, PrefectTasks(processes), shard_size=shard_size,
-                             progress=console.current(), log=logger.info, full=full,
-                             refuse_unused_input=True)
+    try:
+        summary = sequence.sweep(spec, patients, events, PrefectTasks(processes), shard_size=shard_size,
+                                 progress=console.current(), log=logger.info, full=full, export=export,
+                                 refuse_unused_input=True)
+    except sequence.LettersUndelivered as undelivered:
+        # Everything but those letters was written: the artifacts show it, then the run fails.
+        artifacts.publish(undelivered.summary, spec.out)
+        raise
     artifacts.publish(summary, spec.out)
     return summary.as_json()
 
@@ -249,8 +263,35 @@ def patient_replan(pathway: str, patients: str, events: str, out: str, patient: 
     to the next sweep. `patient` is the pseudonymous ref the event carried."""
     logger = get_run_logger()
     spec = _spec(pathway, out, as_of, ledger_url, pdf, migration)
-    summary = sequence.replan_patient(spec, patients, events, patient, PrefectTasks())
+    try:
+        summary = sequence.replan_patient(spec, patients, events, patient, PrefectTasks())
+    except sequence.LettersUndelivered as undelivered:
+        artifacts.publish(undelivered.summary, spec.out, key_prefix="carepath-patient")
+        raise
     artifacts.publish(summary, spec.out, key_prefix="carepath-patient")
     logger.info("patient %s re-planned after event %s: %d new, %d changed output(s)",
                 patient, event_id or "(none)", summary.recorded.new, summary.recorded.changed)
     return summary.as_json()
+
+
+@flow(name="carepath-export", flow_run_name=lambda: _run_name("export"), persist_result=False)
+@_withholding("export")
+def export(pathway: str, out: str, ledger_url: str | None = None, as_of: str | None = None,
+           bundle: bool = False) -> dict:
+    """The whole-cohort documents from the ledger, without re-planning (the export
+    deployment, nightly): tasks.jsonl, tasks.csv, letters.jsonl, FHIR NDJSON in parts with
+    fhir/manifest.json; fhir/bundle.json with `bundle`. `out` holds the ledger unless
+    `ledger_url` names it; `as_of` defaults to the pathway's last sweep."""
+    from carepath import api
+    from carepath.orchestrator.export import export_documents
+    from carepath.sinks.ledger import Ledger, default_url
+
+    compiled = api.load_pathway(pathway)
+    ledger = Ledger(ledger_url or default_url(Path(out).resolve()))
+    try:
+        written = export_documents(compiled, ledger, Path(out).resolve(), parse_as_of(as_of) if as_of else None,
+                                   bundle=bundle)
+    finally:
+        ledger.close()
+    get_run_logger().info("exported %s", ", ".join(f"{name}: {n}" for name, n in sorted(written.items())))
+    return written

@@ -26,7 +26,9 @@ def pool_runner(workers: int) -> ThreadPoolTaskRunner:
       task_runner=pool_runner(DEFAULT_WORKERS))
 def sweep_parallel(pathway: str, patients: str, events: str, out: str, as_of: str | None = None,
                    shard_size: int = DEFAULT_SHARD_SIZE, ledger_url: str | None = None, pdf: bool = True,
-                   migration: str | None = None, workers: int = DEFAULT_WORKERS, full: bool = False) -> dict:
+                   migration: str | None = None, workers: int = DEFAULT_WORKERS, full: bool = False,
+                   export: bool = False) -> dict:
     """`sweep` with its shards planned in `workers` parallel processes (CAREPATH_WORKERS
     on the worker sets the default, 2)."""
-    return run_sweep(pathway, patients, events, out, as_of, shard_size, ledger_url, pdf, migration, workers, full)
+    return run_sweep(pathway, patients, events, out, as_of, shard_size, ledger_url, pdf, migration, workers, full,
+                     export)

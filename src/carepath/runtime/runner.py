@@ -96,7 +96,7 @@ class RunResult:
 
 def run_job(pathway: str, patients: str, events: str, out: str, as_of: datetime | None = None, *,
             shard_size: int | None = None, ledger_url: str | None = None, pdf: bool = True,
-            workers: int = 1, migration: str | None = None, full: bool = False) -> RunResult:
+            workers: int = 1, migration: str | None = None, full: bool = False, export: bool = False) -> RunResult:
     from prefect.settings import (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
                                   temporary_settings)
 
@@ -125,7 +125,7 @@ def run_job(pathway: str, patients: str, events: str, out: str, as_of: datetime 
                      events=str(Path(events).resolve()), out=str(Path(out).resolve()),
                      as_of=as_of.isoformat() if as_of else None,
                      shard_size=shard_size or DEFAULT_SHARD_SIZE, ledger_url=ledger_url, pdf=pdf,
-                     migration=str(Path(migration).resolve()) if migration else None, full=full,
+                     migration=str(Path(migration).resolve()) if migration else None, full=full, export=export,
                      return_state=True, **parallel)
     flow_run_id = str(state.state_details.flow_run_id)
     if not state.is_completed():

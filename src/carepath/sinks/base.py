@@ -6,12 +6,12 @@ ledger (`carepath.sinks.ledger`) records each output under its deterministic id 
 digest of its body; sinks are handed outputs only through the ledger, which is what makes
 emission exactly-once.
 
-Two kinds of delivery:
-- `EACH` — the sink gets only the outputs it has not yet been given in their current form
-  (new ids, or a changed digest). Letters: one file per letter id.
-- `SNAPSHOT` — the sink gets every current output and rewrites its whole document
-  atomically (tasks.jsonl, tasks.csv, worklist.html, fhir/bundle.json). The ledger only
-  calls it when something changed since its last delivery, or its file is missing.
+Two kinds of sink:
+- the letter channels (files, email, print) are handed the due letters the delivery queue
+  holds (carepath.orchestrator.delivery), each claimed in the ledger before it is sent;
+- the documents (tasks.jsonl, tasks.csv, worklist.html, FHIR) get every current output and
+  rewrite their whole document atomically, only when something changed since they were
+  last written, or their file is missing.
 """
 
 from __future__ import annotations
@@ -35,11 +35,6 @@ class OutputKind(StrEnum):
     PATIENT = "patient"  # stage, status, flags, holds, sessions: the care-plan summary
     TASK = "task"
     LETTER = "letter"
-
-
-class Delivery(StrEnum):
-    EACH = "each"
-    SNAPSHOT = "snapshot"
 
 
 def _canonical(body: Mapping[str, object]) -> bytes:
@@ -77,15 +72,15 @@ def outputs_of(plan: PatientPlan, pathway_version: str) -> list[Output]:
 @runtime_checkable
 class Sink(Protocol):
     """A destination for outputs. Errors must propagate (never swallowed): the ledger
-    records a delivery only after `write` returned, so a failed write is retried whole."""
+    records a send or a document's state only after `write` returned, so a failed write
+    is retried whole."""
 
-    name: str           # stable; the ledger records deliveries under it
-    delivery: Delivery
+    name: str           # stable; the ledger records sends and document states under it
     kinds: frozenset[OutputKind]  # the outputs it wants; the ledger filters
 
     def write(self, outputs: Iterable[Output]) -> int:
-        """Deliver `outputs` (all current ones for SNAPSHOT, pending ones for EACH, in
-        (patient, kind, id) order); return how many were written."""
+        """Write `outputs` (a document: every current one; a letter channel: the letters
+        to send, in (patient, kind, id) order); return how many were written."""
         ...
 
 

@@ -7,13 +7,15 @@ below) — never from the pathway and never from a flow parameter: Prefect store
 parameters. Message bodies (they hold names) go from this process to the SMTP server
 only, never through Prefect.
 
-Exactly once: the emission records a letter as sent (ledger) right after the server
+Exactly once: the delivery step records a letter as sent (ledger) right after the server
 accepted it, one letter at a time, so a failure midway loses nothing and resends nothing
 already accepted. A server that fails (cannot connect, drops the connection, answers
-4xx) is retried here with back-off, and the run fails only when it keeps failing: the
-next run (or Prefect's task retry) sends what is left. A recipient the server refuses
-for good (5xx) is not sent and not recorded: the letter stays due and is tried again
-until it expires. A patient without an email address gets the letter on the file channel.
+4xx) is retried here with back-off; when it keeps failing the delivery stops (the rest
+of the sweep is already written) and the next run sends what is left. A recipient the
+server refuses for good (5xx), or an address that is not exactly one plain ASCII
+mailbox, is that letter's failure: reported (`on_failed`, a reason without the address)
+and recorded by the delivery step, which tries it again while it is due; the other
+letters go on. A patient without an email address gets the letter on the file channel.
 
 Settings:
     CAREPATH_SMTP_HOST       the server (required for the email channel)
@@ -29,6 +31,7 @@ Settings:
 from __future__ import annotations
 
 import os
+import re
 import smtplib
 import ssl
 import time
@@ -39,7 +42,7 @@ from email.utils import formatdate
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan
-from carepath.sinks.base import Delivery, Output, OutputKind
+from carepath.sinks.base import Output, OutputKind
 
 SECURITY = ("starttls", "ssl", "none")
 _DEFAULT_PORT = {"starttls": 587, "ssl": 465, "none": 25}
@@ -139,9 +142,10 @@ class Mailer:
             smtp.login(s.username, s.password or "")
         return smtp
 
-    def send(self, msg: EmailMessage) -> bool:
-        """True once the server accepted the message; False when it refuses the recipient
-        for good. Raises SmtpUnavailable when the server keeps failing."""
+    def send(self, msg: EmailMessage) -> str | None:
+        """None once the server accepted the message; why, when it refuses this message
+        for good (free of the address: the server's text may echo it). Raises
+        SmtpUnavailable when the server keeps failing."""
         problem = ""
         for attempt in range(self.settings.attempts):
             if attempt:
@@ -150,11 +154,11 @@ class Mailer:
                 if self.smtp is None:
                     self.smtp = self._connect()
                 self.smtp.send_message(msg)
-                return True
+                return None
             except smtplib.SMTPRecipientsRefused as exc:
                 codes = [code for code, _ in exc.recipients.values()]
                 if all(code >= 500 for code in codes):
-                    return False
+                    return f"the mail server refused the recipient for good ({codes[0]})"
                 problem = f"recipient deferred ({codes})"
             except (smtplib.SMTPAuthenticationError, smtplib.SMTPSenderRefused) as exc:
                 # The server refuses us, not this letter: no point in trying the others.
@@ -172,8 +176,8 @@ class Mailer:
                     "check CAREPATH_SMTP_SECURITY (starttls, ssl, none) and CAREPATH_SMTP_USERNAME", answered=True,
                 ) from None
             except smtplib.SMTPDataError as exc:
-                if exc.smtp_code >= 500:
-                    return False  # this message refused for good; the next one may pass
+                if exc.smtp_code >= 500:  # this message refused for good; the next one may pass
+                    return f"the mail server refused it for good ({exc.smtp_code})"
                 problem = f"answered {exc.smtp_code}"  # its text may echo the address: not shown
                 self.close()
             except smtplib.SMTPResponseException as exc:
@@ -202,7 +206,6 @@ class EmailLetters:
     """The email channel: built per shard, where names and addresses are at hand."""
 
     name = "email"
-    delivery = Delivery.EACH
     kinds = frozenset({OutputKind.LETTER})
     marks_each = True  # calls `on_sent` per letter, so the ledger records each as it goes
 
@@ -213,35 +216,48 @@ class EmailLetters:
         self.settings = settings or SmtpSettings.from_env()
         self.refused = 0
 
-    def write(self, outputs: Iterable[Output],
-              on_sent: Callable[[str, Sequence[Output]], None] | None = None) -> int:
-        from carepath.sinks.letters import BATCH, render_letter
+    def write(self, outputs: Iterable[Output], on_sent: Callable[[str, Sequence[Output]], None] | None = None,
+              on_failed: Callable[[Output, str], None] | None = None) -> int:
+        """Mail each letter, `on_sent` as each is accepted; a letter that cannot be rendered
+        or addressed, or that the server refuses for good, goes to `on_failed` with a
+        reason free of patient data, and the others go on."""
+        from carepath.sinks.letters import BATCH, LetterError, render_letter
         from carepath.sinks.pdf import render_pdfs
+
+        def failed(output: Output, reason: str) -> None:
+            self.refused += 1
+            if on_failed is not None:
+                on_failed(output, reason)
 
         outputs = list(outputs)
         mailed = [o for o in outputs if getattr(self.patients[o.patient], "email", None)]
         posted = [o for o in outputs if not getattr(self.patients[o.patient], "email", None)]
         count = 0
         if posted:
-            count += self.fallback.write(posted)
-            if on_sent:
-                on_sent(self.fallback.name, posted)
+            count += self.fallback.write(posted, on_sent=on_sent, on_failed=on_failed)
         mailer = Mailer(self.settings)
         try:
             for start in range(0, len(mailed), BATCH):
-                chunk = mailed[start:start + BATCH]
-                rendered = []
-                for o in chunk:
+                chunk, rendered = [], []
+                for o in mailed[start:start + BATCH]:
+                    if (problem := address_problem(self.patients[o.patient].email)) is not None:
+                        failed(o, problem)
+                        continue
                     plan = self.plans[o.patient]
                     letter = next(l for l in plan.letters if l.id == o.id)
-                    rendered.append(render_letter(self.compiled, self.patients[o.patient], plan, letter))
+                    try:
+                        rendered.append(render_letter(self.compiled, self.patients[o.patient], plan, letter))
+                    except LetterError as exc:
+                        failed(o, exc.reason)
+                        continue
+                    chunk.append(o)
                 pdfs = render_pdfs([r.html for r in rendered], self.compiled.clinic.paper) if self.pdf \
                     else [None] * len(rendered)
                 for o, r, data in zip(chunk, rendered, pdfs):
                     msg = message(self.settings, self.patients[o.patient].email, o.id, r.subject, r.text, r.html,
                                   data)
-                    if not mailer.send(msg):
-                        self.refused += 1
+                    if (refused := mailer.send(msg)) is not None:
+                        failed(o, refused)
                         continue
                     count += 1
                     if on_sent:
@@ -249,3 +265,16 @@ class EmailLetters:
         finally:
             mailer.close()
         return count
+
+
+_MAILBOX = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def address_problem(address: str) -> str | None:
+    """Why a letter cannot be mailed to `address` (None: it can). One plain ASCII mailbox
+    only: a list of addresses would also send the letter to a third party, and an address
+    the server cannot take without SMTPUTF8 would fail every attempt. The reason does not
+    quote the address."""
+    if not _MAILBOX.fullmatch(address):
+        return "the patient's email address is not exactly one plain ASCII mailbox"
+    return None

@@ -21,7 +21,7 @@ import orjson
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.sinks._documents import Instants, PatientOutputs, iso_text, patient_groups, require_aware
-from carepath.sinks.base import Delivery, Output, OutputKind
+from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.storage import Location, storage_for
 
 # Fixed forever: changing it changes every resource id consumers may have stored.
@@ -87,7 +87,6 @@ class FhirBundle:
     """`DIR/fhir/bundle.json` for one pathway as of one instant."""
 
     name = "fhir/bundle.json"
-    delivery = Delivery.SNAPSHOT
     kinds = frozenset({OutputKind.PATIENT, OutputKind.TASK, OutputKind.LETTER})
 
     def __init__(self, out_dir: Location, compiled: CompiledPathway, as_of: datetime) -> None:

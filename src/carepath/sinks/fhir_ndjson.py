@@ -12,15 +12,15 @@ store and names relative to the manifest in a local folder.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 
 import orjson
 
 from carepath.compile.compiled import CompiledPathway
-from carepath.sinks._documents import Instants, patient_groups, require_aware
-from carepath.sinks.base import Delivery, Output, OutputKind
+from carepath.sinks._documents import Instants, PatientOutputs, patient_groups, require_aware
+from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.fhir import FhirBundle, _BundleFeed
 from carepath.sinks.storage import FsspecStorage, LocalStorage, Location, storage_for
 
@@ -56,7 +56,6 @@ class FhirNdjson:
     """The Bulk-Data-style export of one pathway's current plan as of one instant."""
 
     name = "fhir/ndjson"
-    delivery = Delivery.SNAPSHOT
     kinds = frozenset({OutputKind.PATIENT, OutputKind.TASK, OutputKind.LETTER})
 
     def __init__(self, out: Location, compiled: CompiledPathway, as_of: datetime) -> None:
@@ -110,7 +109,6 @@ class FhirExport:
     Named as the bundle, so a ledger's record of the bundle's last state still applies."""
 
     name = FhirBundle.name
-    delivery = Delivery.SNAPSHOT
     kinds = FhirBundle.kinds
 
     def __init__(self, out: Location, compiled: CompiledPathway, as_of: datetime) -> None:
@@ -138,3 +136,109 @@ class FhirExport:
                 yield feed
         self.ndjson.finish(files.counts)
         self.written = self.bundle.written
+
+
+# Resources per NDJSON part: a part stays a file a loader reads in one go (a few hundred
+# MB at most), however large the cohort.
+PART_SIZE = 100_000
+
+
+def part_name(folder: str, resource_type: str, number: int) -> str:
+    return f"{folder}/{resource_type}.{number:04d}.ndjson"
+
+
+class _Parts:
+    """NDJSON files of at most `size` resources per type, opened as they fill up."""
+
+    def __init__(self, storage: LocalStorage | FsspecStorage, stack: ExitStack, folder: str, size: int) -> None:
+        self.storage, self.stack, self.folder, self.size = storage, stack, folder, size
+        self.parts: list[tuple[str, str, int]] = []  # (type, name, count), in the order opened
+        self.current: dict[str, tuple[object, int, int]] = {}  # type → (handle, part number, count)
+
+    def add(self, entries: list[dict[str, object]]) -> None:
+        for entry in entries:
+            resource = entry["resource"]
+            kind = resource["resourceType"]  # type: ignore[index]
+            handle, number, count = self.current.get(kind, (None, 0, self.size))
+            if count >= self.size:
+                number += 1
+                handle = self.stack.enter_context(self.storage.writer(part_name(self.folder, kind, number)))
+                count = 0
+            handle.write(orjson.dumps(resource) + b"\n")  # type: ignore[union-attr]
+            self.current[kind] = (handle, number, count + 1)
+
+    def listing(self) -> list[tuple[str, str, int]]:
+        """(type, file name, count) of every part, by type then number."""
+        found = []
+        for kind in RESOURCE_TYPES:
+            if kind in self.current:
+                _, last, count = self.current[kind]
+                found += [(kind, part_name(self.folder, kind, n), self.size if n < last else count)
+                          for n in range(1, last + 1)]
+        return found
+
+
+class FhirParts:
+    """FHIR Bulk Data NDJSON in parts (`fhir/Task.0001.ndjson`, …) and the manifest listing
+    them (`fhir/manifest.json`, like a Bulk Data `$export` completion response): an
+    export's whole cohort, or with `only` a sweep's change feed (the resources it created
+    or changed, under `changes/<sweep-stamp>/`). The manifest is written last, so its
+    counts describe files that are complete."""
+
+    kinds = frozenset({OutputKind.PATIENT, OutputKind.TASK, OutputKind.LETTER})
+
+    def __init__(self, out: Location, compiled: CompiledPathway, as_of: datetime, *, folder: str = "fhir",
+                 only: Callable[[str], bool] | None = None, since: str | None = None,
+                 part_size: int | None = None) -> None:
+        self.storage = storage_for(out)
+        self.compiled, self.as_of, self.folder, self.only = compiled, require_aware(as_of), folder, only
+        self.since, self.part_size = since, part_size or PART_SIZE
+        self.name = f"{folder}/manifest.json"
+        self._convert = FhirBundle(self.storage, compiled, as_of)
+        self.written = 0
+
+    def present(self) -> bool:
+        return self.storage.exists(self.name)
+
+    @contextmanager
+    def feed(self) -> Iterator[_PartsFeed]:
+        with ExitStack() as stack:
+            parts = _Parts(self.storage, stack, self.folder, self.part_size)
+            feed = _PartsFeed(self, parts)
+            yield feed
+        self.written = feed.count
+        self._manifest(parts.listing())
+
+    def _url(self, name: str) -> str:
+        if isinstance(self.storage, LocalStorage):
+            return name.rsplit("/", 1)[-1]  # beside the manifest: the folder can move whole
+        return self.storage.url(name)
+
+    def _manifest(self, parts: list[tuple[str, str, int]]) -> None:
+        manifest: dict[str, object] = {
+            "transactionTime": self.as_of.isoformat(),
+            "request": f"urn:carepath:pathway:{self.compiled.id}|{self.compiled.version}"
+                       + (f"?_since={self.since}" if self.since else ""),
+            "requiresAccessToken": False,
+            "output": [{"type": t, "url": self._url(name), "count": n} for t, name, n in parts],
+            "error": [],
+        }
+        with self.storage.writer(self.name) as handle:
+            handle.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+class _PartsFeed:
+    def __init__(self, sink: FhirParts, parts: _Parts) -> None:
+        self.sink, self.parts = sink, parts
+        self.instants = Instants()
+        self.count = 0
+
+    def add(self, group: PatientOutputs) -> None:
+        entries = self.sink._convert._group_entries(group, self.instants)
+        only = self.sink.only
+        if only is not None:
+            # The entries come as the CarePlan, then the tasks, then the letters.
+            ids = [o.id for o in (*group.plans, *group.tasks, *group.letters)]
+            entries = [e for e, i in zip(entries, ids) if only(i)]
+        self.count += len(entries)
+        self.parts.add(entries)

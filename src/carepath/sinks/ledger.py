@@ -6,10 +6,11 @@ caching is at-least-once under concurrency, so exactly-once emission rests here:
 - every output is one row under its deterministic id (the primary key), with a digest of
   its body; recording the same plan again changes nothing, a changed body (a task now
   done, overdue) is updated in place;
-- every delivery is one row under (sink, output id) with the digest delivered. A sink is
-  handed an output only when that row is missing or stale, and the row is written only
-  after the sink returned: a sink that fails (and is retried by Prefect), or a run killed
-  midway, redelivers the same ids to the same files, never extra ones;
+- every due letter never sent is queued (`letter_queue`); the delivery step claims it
+  (a lease, one conditional update) before a channel sees it, and records its send
+  (`letter_sends`) and takes it off the queue in one transaction after the channel
+  returned: processes sharing the ledger send it once, and a run killed midway sends
+  the same ids again at worst, never extra ones;
 - a `generation` counter per pathway moves with every change of that pathway's outputs
   and sends, so its document sinks (SNAPSHOT) are
   rewritten only when something changed (or the as-of they show did) since they were
@@ -62,14 +63,7 @@ outputs_table = Table(
     Column("updated_run", String(64), nullable=False),
     PrimaryKeyConstraint("pathway", "id", name="pk_outputs"),
     Index("ix_outputs_pathway_patient", "pathway", "patient"),
-)
-
-deliveries_table = Table(
-    "deliveries", _metadata,
-    Column("sink", String(64), primary_key=True),
-    Column("output_id", String(80), primary_key=True),
-    Column("digest", String(64), nullable=False),
-    Column("run", String(64), nullable=False),
+    Index("ix_outputs_pathway_updated_run", "pathway", "updated_run"),  # a sweep's change feed
 )
 
 # Per pathway: two pathways' documents (in their own output folders) sharing one ledger
@@ -155,6 +149,26 @@ sends_table = Table(
     Column("output_id", String(80), primary_key=True),
     Column("sent_at", String(40), nullable=False),
     Column("run", String(64), nullable=False),
+)
+
+# The queue of letters to deliver: planning adds the due letters no channel has sent; the
+# `deliver-letters` step claims rows (a lease: `claimed_by` a token, `claimed_until` a wall
+# time) in one transaction, so processes sharing the ledger never take the same letter,
+# then removes each row in the transaction that records its send. A letter that could
+# not be rendered or sent stays here as `failed` with a reason free of patient data, and
+# is tried again by the next delivery while it is due.
+queue_table = Table(
+    "letter_queue", _metadata,
+    Column("pathway", String(200), nullable=False),
+    Column("letter_id", String(80), nullable=False),
+    Column("patient", String(200), nullable=False),
+    Column("state", String(16), nullable=False),   # queued | failed
+    Column("reason", Text, nullable=True),         # why it failed, PHI-free
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_until", String(40), nullable=True),  # UTC ISO wall time the lease ends
+    Column("run", String(64), nullable=False),     # the run that queued it
+    PrimaryKeyConstraint("pathway", "letter_id", name="pk_letter_queue"),
 )
 
 # The channels that sent letters, each found through the key's index (a loose index scan
@@ -380,20 +394,6 @@ class Ledger:
                 block.append(row)
             yield from _in_kind_order(block)
 
-    def undelivered(self, sink: str, outputs: Sequence[Output]) -> list[Output]:
-        """Those of `outputs` the sink has not received in their current form."""
-        delivered: dict[str, str] = {}
-        with self.engine.connect() as conn:
-            for chunk in _chunks([o.id for o in outputs]):
-                rows = conn.execute(select(deliveries_table.c.output_id, deliveries_table.c.digest)
-                                    .where(deliveries_table.c.sink == sink, deliveries_table.c.output_id.in_(chunk)))
-                delivered.update((r.output_id, r.digest) for r in rows)
-        return [o for o in outputs if delivered.get(o.id) != o.digest]
-
-    def mark_delivered(self, sink: str, outputs: Sequence[Output], run: str) -> None:
-        self._upsert(deliveries_table, ["sink", "output_id"], ["digest", "run"],
-                     [{"sink": sink, "output_id": o.id, "digest": o.digest, "run": run} for o in outputs])
-
     # -- the letters outbox ----------------------------------------------------------
 
     def unsent(self, outputs: Sequence[Output]) -> list[Output]:
@@ -419,6 +419,125 @@ class Ledger:
                 added += conn.execute(stmt.on_conflict_do_nothing(index_elements=["channel", "output_id"])).rowcount
             if added:  # letters.jsonl shows sends: it must be rewritten
                 self._advance(conn, pathway)
+
+    # -- the delivery queue ------------------------------------------------------------
+
+    def queue_letters(self, pathway: str, letters: Sequence[Output], run: str) -> int:
+        """Queue due letters for the `deliver-letters` step (a letter already queued, or
+        failed, stays as it is); how many were added."""
+        rows = [{"pathway": pathway, "letter_id": o.id, "patient": o.patient, "state": "queued", "reason": None,
+                 "attempts": 0, "claimed_by": None, "claimed_until": None, "run": run} for o in letters]
+        added = 0
+        with self.engine.begin() as conn:
+            for chunk in _chunks(rows):
+                stmt = self._dialect.insert(queue_table).values(chunk)
+                added += conn.execute(stmt.on_conflict_do_nothing(index_elements=["pathway", "letter_id"])).rowcount
+        return added
+
+    def claim_letters(self, pathway: str, token: str, now: str, until: str, limit: int,
+                      patient: str | None = None) -> list[tuple[str, str]]:
+        """Claim up to `limit` queued (or failed) letters nobody holds a live lease on (only
+        `patient`'s with one), in one transaction: the conditional update is re-checked per
+        row by the database, so of two processes claiming at once each row goes to one.
+        Returns the (letter id, patient) pairs `token` holds: a fresh token per claim."""
+        q = queue_table.c
+        free = (q.pathway == pathway) & (q.claimed_until.is_(None) | (q.claimed_until < now))
+        if patient is not None:
+            free = free & (q.patient == patient)
+        candidates = select(q.letter_id).where(free).order_by(q.patient, q.letter_id).limit(limit)
+        if self._dialect is postgresql:
+            candidates = candidates.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            # One statement, so SQLite takes its write lock before it reads which rows are free.
+            conn.execute(update(queue_table).where(free, q.letter_id.in_(candidates))
+                         .values(claimed_by=token, claimed_until=until))
+            rows = conn.execute(select(q.letter_id, q.patient).where(q.pathway == pathway, q.claimed_by == token)
+                                .order_by(q.patient, q.letter_id))
+            return [(r.letter_id, r.patient) for r in rows]
+
+    def settle_sent(self, pathway: str, channel: str, letter_ids: Sequence[str], sent_at: str, run: str) -> None:
+        """Record letters as sent and take them off the queue, in one transaction."""
+        if not letter_ids:
+            return
+        q = queue_table.c
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(letter_ids)):
+                stmt = self._dialect.insert(sends_table).values(
+                    [{"channel": channel, "output_id": i, "sent_at": sent_at, "run": run} for i in chunk])
+                conn.execute(stmt.on_conflict_do_nothing(index_elements=["channel", "output_id"]))
+                conn.execute(queue_table.delete().where(q.pathway == pathway, q.letter_id.in_(chunk)))
+            self._advance(conn, pathway)  # letters.jsonl shows sends: it must be rewritten
+
+    def settle_failed(self, pathway: str, token: str, reasons: dict[str, str]) -> None:
+        """Letters that could not be rendered or sent: kept on the queue as failed, with a
+        reason free of patient data; still held by `token` (so this delivery does not take
+        them again) until `release`."""
+        q = queue_table.c
+        with self.engine.begin() as conn:
+            for letter_id, reason in reasons.items():
+                conn.execute(update(queue_table).where(q.pathway == pathway, q.letter_id == letter_id,
+                                                       q.claimed_by == token)
+                             .values(state="failed", reason=reason, attempts=q.attempts + 1))
+            if reasons:
+                self._advance(conn, pathway)  # the worklist shows failed letters
+
+    def release(self, pathway: str, token: str) -> int:
+        """Give back what `token` still holds (failed letters, or what a mail server that
+        went down did not take): the next delivery takes it."""
+        q = queue_table.c
+        with self.engine.begin() as conn:
+            return conn.execute(update(queue_table).where(q.pathway == pathway, q.claimed_by == token)
+                                .values(claimed_by=None, claimed_until=None)).rowcount
+
+    def claimants(self, pathway: str, prefix: str) -> list[str]:
+        """The tokens holding claims that start with `prefix` (this host's processes)."""
+        q = queue_table.c
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(q.claimed_by).where(q.pathway == pathway, q.claimed_by.like(f"{prefix}%"))
+                                     .distinct()).scalars())
+
+    def unqueue(self, pathway: str, letter_ids: Sequence[str]) -> None:
+        """Take letters off the queue that must not be sent any more (sent meanwhile,
+        expired, withdrawn, no longer planned)."""
+        q = queue_table.c
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(letter_ids)):
+                conn.execute(queue_table.delete().where(q.pathway == pathway, q.letter_id.in_(chunk)))
+
+    def queued(self, pathway: str) -> dict[str, int]:
+        """Letters on the queue by state (queued, failed)."""
+        q = queue_table.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(q.state, func.count()).where(q.pathway == pathway).group_by(q.state))
+            return {state: n for state, n in rows}
+
+    def failed_letters(self, pathway: str, limit: int | None = None) -> list[tuple[str, str, str]]:
+        """(patient, letter id, reason) of the letters whose delivery failed, by patient."""
+        q = queue_table.c
+        query = (select(q.patient, q.letter_id, q.reason).where(q.pathway == pathway, q.state == "failed")
+                 .order_by(q.patient, q.letter_id))
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [(r.patient, r.letter_id, r.reason or "") for r in conn.execute(query)]
+
+    def delivery_rows(self, pathway: str, letter_ids: Sequence[str]) -> dict[str, tuple[dict, dict | None]]:
+        """The current (not retired) bodies of these letters, each with its patient's
+        care-plan summary (the sessions a letter names): what a letter is rendered from."""
+        o = outputs_table.c
+        letters: dict[str, tuple[str, dict]] = {}
+        plans: dict[str, dict] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(letter_ids)):
+                rows = conn.execute(select(o.id, o.patient, o.body).where(
+                    o.pathway == pathway, o.id.in_(chunk), o.retired == 0, o.kind == OutputKind.LETTER.value))
+                letters.update((r.id, (r.patient, orjson.loads(r.body))) for r in rows)
+            refs = sorted({patient for patient, _ in letters.values()})
+            for chunk in _chunks([f"careplan-{ref}" for ref in refs]):
+                rows = conn.execute(select(o.patient, o.body).where(o.pathway == pathway, o.id.in_(chunk),
+                                                                    o.retired == 0))
+                plans.update((r.patient, orjson.loads(r.body)) for r in rows)
+        return {i: (body, plans.get(patient)) for i, (patient, body) in letters.items()}
 
     def letters_with_sends(self, pathway: str) -> Iterator[tuple[str, dict, str | None]]:
         """Every current letter of the pathway as (patient, body, first sent_at or None), in
@@ -593,8 +712,28 @@ class Ledger:
 
     # -- the cohort-wide documents, in one pass ----------------------------------------
 
+    def changed_in(self, pathway: str, run: str) -> dict[str, set[str]]:
+        """The current outputs the run created or changed, by patient (a sweep's change feed)."""
+        o = outputs_table.c
+        found: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(select(o.patient, o.id).where(o.pathway == pathway, o.updated_run == run,
+                                                                o.retired == 0)):
+                found.setdefault(r.patient, set()).add(r.id)
+        return found
+
     def document_rows(self, pathway: str, kinds: Iterable[OutputKind] | None = None,
+                      patients: Sequence[str] | None = None,
                       ) -> Iterator[tuple[str, str, str, str, str, str | None]]:
+        """`patients`: only theirs (in ref order, a batch at a time)."""
+        if patients is not None:
+            for chunk in _chunks(sorted(patients)):
+                yield from self._document_rows(pathway, kinds, chunk)
+            return
+        yield from self._document_rows(pathway, kinds, None)
+
+    def _document_rows(self, pathway: str, kinds: Iterable[OutputKind] | None,
+                       patients: list[str] | None) -> Iterator[tuple[str, str, str, str, str, str | None]]:
         """Every current output of the pathway as stored — (id, kind, patient, body as JSON
         text, digest, first `sent_at` of a letter a channel sent, else None) — in (patient,
         care plan / tasks / letters, id) order, streamed: one query that feeds every
@@ -614,6 +753,8 @@ class Ledger:
                  .order_by(outputs_table.c.patient, order, outputs_table.c.id))
         if kinds is not None:
             query = query.where(kind.in_(sorted(k.value for k in kinds)))
+        if patients is not None:
+            query = query.where(outputs_table.c.patient.in_(patients))
         with self.engine.connect() as conn:
             for rows in conn.execution_options(stream_results=True, yield_per=2000).execute(query).partitions():
                 yield from rows

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,12 +22,22 @@ from jinja2 import TemplateError
 from carepath.compile.compiled import CompiledPathway
 from carepath.compile.sandbox import letter_environment
 from carepath.engine.result import PatientPlan, PlannedLetter
-from carepath.sinks.base import Delivery, Output, OutputKind, write_atomic
+from carepath.sinks.base import Output, OutputKind, write_atomic
 from carepath.sinks.markup import parse, to_html, to_text
 
 
 class LetterError(Exception):
-    """A letter that could not be rendered (a template problem `validate` should have caught)."""
+    """A letter that could not be rendered (a template problem `validate` should have
+    caught). `reason`: what went wrong without the template's message, which may quote
+    the patient's data: safe for the ledger, the worklist and logs."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or "it could not be rendered"
+
+
+OnSent = Callable[[str, Sequence[Output]], None]   # (channel, letters it took)
+OnFailed = Callable[[Output, str], None]           # (letter, PHI-free reason)
 
 
 @dataclass(frozen=True)
@@ -92,9 +102,11 @@ def render_letter(compiled: CompiledPathway, patient: PatientInfo, plan: Patient
     try:
         markup = env.get_template(f"{letter.template}.md.j2").render(
             letter_context(compiled, patient, plan, letter))
-    except TemplateError as exc:
-        # The message names the template, never the patient: it may reach logs.
-        raise LetterError(f"letter {letter.id} (template {letter.template!r}): {exc}") from None
+    except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+        # A template is the pathway author's code run on one patient's data: whatever it
+        # raises is that letter's failure. The message names the template, never the patient.
+        raise LetterError(f"letter {letter.id} (template {letter.template!r}): {exc}",
+                          f"its template {letter.template!r} could not be rendered ({type(exc).__name__})") from None
     except (TypeError, ArithmeticError, ValueError, LookupError, AttributeError) as exc:
         # A value of the wrong type (`validate` renders sample values and should have said
         # so): the template's fault, worded without the value, which may be the patient's.
@@ -191,23 +203,34 @@ class LetterFiles:
     and never sent."""
 
     name = "letters"
-    delivery = Delivery.EACH
     kinds = frozenset({OutputKind.LETTER})
 
     def __init__(self, out_dir: Path, compiled: CompiledPathway, patients: Mapping[str, PatientInfo],
                  plans: Mapping[str, PatientPlan], *, pdf: bool = True) -> None:
         self.out_dir, self.compiled, self.patients, self.plans, self.pdf = out_dir, compiled, patients, plans, pdf
 
-    def write(self, outputs: Iterable[Output]) -> int:
-        jobs = []
+    def write(self, outputs: Iterable[Output], on_sent: OnSent | None = None,
+              on_failed: OnFailed | None = None) -> int:
+        """Render and file the letters; `on_sent` once for those filed, `on_failed` for
+        each that could not be rendered (the others are filed all the same)."""
+        jobs, done = [], []
         for output in outputs:
             plan = self.plans[output.patient]
             letter = next(l for l in plan.letters if l.id == output.id)
-            rendered = render_letter(self.compiled, self.patients[output.patient], plan, letter)
+            try:
+                rendered = render_letter(self.compiled, self.patients[output.patient], plan, letter)
+            except LetterError as exc:
+                if on_failed is None:
+                    raise
+                on_failed(output, exc.reason)
+                continue
             jobs.append((dated_folder(self.out_dir, letter.send_at.isoformat()), rendered))
+            done.append(output)
         count = write_batch(jobs, pdf=self.pdf, paper=self.compiled.clinic.paper, durable=False)
         if count:
             # One flush to disk for the batch instead of an fsync per file (~1 ms each): the
-            # ledger records these deliveries only after this returns.
+            # ledger records these letters as sent only after this returns.
             os.sync()
+        if on_sent is not None and done:
+            on_sent(self.name, done)
         return count

@@ -22,7 +22,7 @@ _BOLD = re.compile(r"\*\*(.+?)\*\*")
 _LITERAL_STAR = LITERAL_STAR
 
 _CSS = """
-body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 12pt; line-height: 1.5;
+body { font-family: "Carepath Sans", "DejaVu Sans", Arial, sans-serif; font-size: 12pt; line-height: 1.5;
        color: #1a1a1a; max-width: 40em; margin: 2em auto; padding: 0 1em; }
 h1 { font-size: 16pt; margin: 0 0 1em; }
 ul { padding-left: 1.4em; }

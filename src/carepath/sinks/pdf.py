@@ -1,9 +1,11 @@
 """HTML letters to PDF (WeasyPrint), fast enough for a cohort's outbox.
 
 Where a letter's PDF time went, measured (BENCHMARKS.md, bench/pdf_letters.py):
-- font subsetting: WeasyPrint subsets the embedded fonts with fontTools (pure Python,
-  ~0.25 s a letter) unless HarfBuzz's subsetter is installed (Debian
-  `libharfbuzz-subset0`, ~6× cheaper); a note says so once when it is missing;
+- font subsetting: WeasyPrint subsets the embedded fonts per letter with fontTools (pure
+  Python, ~0.25 s a letter) unless HarfBuzz's subsetter is installed (Debian
+  `libharfbuzz-subset0`, ~6× cheaper). Letters use a font subset once per machine and
+  cached (`cached_faces`), embedded whole: no per-letter subsetting with or without
+  HarfBuzz; a note says so once when neither is available;
 - a new font configuration (fontconfig + Pango font map) per letter: one per process here;
 - rendering inside `carepath run`, in the thread of a Prefect task, shares the GIL with
   Prefect's own threads (its event loop, log and event workers), which made the same
@@ -22,6 +24,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from pathlib import Path
 
 _PAGE = {"letter": "letter", "a4": "A4"}
 _MARGINS = "2cm 2.2cm"
@@ -42,12 +45,99 @@ def harfbuzz_subsetting() -> bool:
 
 
 def _note_missing_harfbuzz() -> None:
-    if _state.get("noted") or harfbuzz_subsetting():
+    if _state.get("noted") or harfbuzz_subsetting() or cached_faces():
         return
     _state["noted"] = True
     print("carepath: note: HarfBuzz's font subsetter is not installed, so PDF letters are rendered "
           "about 6 times slower (fontTools subsets the fonts instead); install the Debian package "
           "libharfbuzz-subset0 (apt-get install libharfbuzz-subset0)", file=sys.stderr)
+
+
+# The letters' font, subset once per machine to the characters letters in Latin scripts
+# use and cached (`CAREPATH_FONT_CACHE`, else ~/.cache/carepath/fonts); without HarfBuzz's
+# subsetter (a Debian package many users cannot install) it is embedded whole
+# (`full_fonts`): fontTools subsetting each letter's fonts was most of a PDF's time. A character outside the cached set (a name in another script) falls back to the
+# system's fonts, embedded whole in that letter.
+LETTER_FAMILY = "Carepath Sans"
+_FACES = (("DejaVuSans", "normal", "normal"), ("DejaVuSans-Bold", "bold", "normal"),
+          ("DejaVuSans-Oblique", "normal", "italic"), ("DejaVuSans-BoldOblique", "bold", "italic"))
+_RANGES = ((0x20, 0x7E), (0xA0, 0x17F), (0x2010, 0x2027), (0x2030, 0x205E), (0x20AC, 0x20AC), (0x2122, 0x2122))
+_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts",
+              "/System/Library/Fonts", "/Library/Fonts")
+_SUBSET_VERSION = "1"  # bump when _RANGES or the subsetting options change
+
+
+def _font_cache() -> Path:
+    explicit = os.environ.get("CAREPATH_FONT_CACHE")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "carepath" / "fonts"
+
+
+def _find_font(name: str) -> Path | None:
+    for folder in _FONT_DIRS:
+        root = Path(os.path.expanduser(folder))
+        if root.is_dir():
+            found = next(iter(sorted(root.rglob(f"{name}.ttf"))), None)
+            if found is not None:
+                return found
+    return None
+
+
+def cached_faces() -> list[tuple[Path, str, str]]:
+    """The letter font's faces as cached subsets (file, weight, style), made once; [] when
+    the source fonts are not installed (PDFs are then made the slower way)."""
+    if "faces" in _state:
+        return _state["faces"]  # type: ignore[return-value]
+    faces: list[tuple[Path, str, str]] = []
+    try:
+        cache = _font_cache()
+        for name, weight, style in _FACES:
+            target = cache / f"{name}-latin-v{_SUBSET_VERSION}.ttf"
+            if not target.is_file():
+                source = _find_font(name)
+                if source is None:
+                    continue
+                _subset_font(source, target)
+            faces.append((target, weight, style))
+    except OSError:
+        faces = []  # a cache we cannot write: the slower way, not a failed letter
+    _state["faces"] = faces
+    return faces
+
+
+def _subset_font(source: Path, target: Path) -> None:
+    import logging
+    import tempfile
+
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
+    options = subset.Options()
+    options.hinting, options.layout_features, options.name_IDs, options.notdef_outline = False, ["*"], ["*"], True
+    font = TTFont(str(source))
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(unicodes=[c for low, high in _RANGES for c in range(low, high + 1)])
+    subsetter.subset(font)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Written aside and renamed: parallel workers making it at once each see a whole file.
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        font.save(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _font_faces_css() -> str:
+    ranges = ", ".join(f"U+{low:X}-{high:X}" if low != high else f"U+{low:X}" for low, high in _RANGES)
+    return "\n".join(f'@font-face {{ font-family: "{LETTER_FAMILY}"; src: url("{path.as_uri()}"); '
+                     f"font-weight: {weight}; font-style: {style}; unicode-range: {ranges}; }}"
+                     for path, weight, style in cached_faces())
 
 
 def _setup(paper: str) -> tuple[object, object]:
@@ -65,8 +155,10 @@ def _setup(paper: str) -> tuple[object, object]:
         if "fonts" not in _state:
             _state["fonts"] = FontConfiguration()
         size = _PAGE.get(paper, "A4")
-        _state[key] = CSS(string=f"@page {{ size: {size}; margin: {_MARGINS}; }}", font_config=_state["fonts"])
-        _note_missing_harfbuzz()
+        _state[key] = CSS(string=f"@page {{ size: {size}; margin: {_MARGINS}; }}\n{_font_faces_css()}",
+                          font_config=_state["fonts"])
+        if not cached_faces():
+            _note_missing_harfbuzz()
     return _state["fonts"], _state[key]
 
 
@@ -79,8 +171,16 @@ def laid_out(document: str, paper: str = "a4"):  # noqa: ANN201 - a weasyprint D
 
 
 def html_to_pdf(document: str, paper: str = "a4") -> bytes:
-    """One letter's PDF."""
-    return laid_out(document, paper).write_pdf()
+    """One letter's PDF. Without HarfBuzz's subsetter the cached letter font is embedded
+    whole (no per-letter subsetting, ~50 KB a letter); with it, subsetting that small font
+    costs less than embedding it (~9 KB a letter)."""
+    return laid_out(document, paper).write_pdf(full_fonts=_embed_whole())
+
+
+def _embed_whole() -> bool:
+    if "whole" not in _state:
+        _state["whole"] = bool(cached_faces()) and not harfbuzz_subsetting()
+    return bool(_state["whole"])
 
 
 def _render_chunk(documents: Sequence[str], paper: str) -> list[bytes]:

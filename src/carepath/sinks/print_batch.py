@@ -17,12 +17,11 @@ from pathlib import Path
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan
-from carepath.sinks.base import Delivery, Output, OutputKind
+from carepath.sinks.base import Output, OutputKind
 
 
 class PrintBatch:
     name = "print"
-    delivery = Delivery.EACH
     kinds = frozenset({OutputKind.LETTER})
     marks_each = True  # calls `on_sent` itself, once the day's batch is written
 
@@ -35,21 +34,30 @@ class PrintBatch:
     def batch(self) -> Path:
         return self.folder / f"{self.day}.pdf"
 
-    def write(self, outputs: Iterable[Output],
-              on_sent: Callable[[str, Sequence[Output]], None] | None = None) -> int:
-        from carepath.sinks.letters import dated_folder, render_letter, write_letter
+    def write(self, outputs: Iterable[Output], on_sent: Callable[[str, Sequence[Output]], None] | None = None,
+              on_failed: Callable[[Output, str], None] | None = None) -> int:
+        from carepath.sinks.letters import LetterError, dated_folder, render_letter, write_letter
 
         outputs = list(outputs)
         if not outputs:
             return 0
-        added = []
+        added, done = [], []
         for o in outputs:
             plan = self.plans[o.patient]
             letter = next(l for l in plan.letters if l.id == o.id)
-            rendered = render_letter(self.compiled, self.patients[o.patient], plan, letter)
+            try:
+                rendered = render_letter(self.compiled, self.patients[o.patient], plan, letter)
+            except LetterError as exc:
+                if on_failed is None:
+                    raise
+                on_failed(o, exc.reason)
+                continue
+            done.append(o)
             folder = dated_folder(self.out_dir / "letters", letter.send_at.isoformat())
             write_letter(folder, rendered, pdf=False)
             added.append((o.id, (folder / f"{o.id}.html").relative_to(self.out_dir)))
+        if not added:
+            return 0
         self.folder.mkdir(parents=True, exist_ok=True)
         listing = self.folder / f"{self.day}.list"
         with open(listing, "a+", encoding="utf-8") as handle:
@@ -63,8 +71,8 @@ class PrintBatch:
             handle.flush()
             self._rebuild([self.out_dir / p for p in known.values()])
         if on_sent:
-            on_sent(self.name, outputs)
-        return len(outputs)
+            on_sent(self.name, done)
+        return len(done)
 
     def _rebuild(self, pages: Sequence[Path]) -> None:
         from carepath.sinks.letters import write_private

@@ -1,6 +1,6 @@
 """The task list as files other tools read: `tasks.jsonl` and `tasks.csv`.
 
-Both are SNAPSHOT documents: each delivery rewrites the whole file atomically from every
+Both are whole documents: each write replaces the whole file atomically from every
 current task. Patients appear only by their pseudonymous ref.
 """
 
@@ -20,7 +20,7 @@ from carepath.compile.compiled import CompiledPathway
 from carepath.sinks._documents import (
     TASK_FIELDS, TIME_FIELDS, Instants, PatientOutputs, instant, iso_text, task_record,
 )
-from carepath.sinks.base import Delivery, Output, OutputKind
+from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.storage import Location, storage_for
 
 CSV_COLUMNS: tuple[str, ...] = ("patient", *TASK_FIELDS)
@@ -38,7 +38,6 @@ class TasksJsonl:
 
     name = "tasks.jsonl"
     shows_as_of = False  # its content follows the outputs and sends only
-    delivery = Delivery.SNAPSHOT
     kinds = frozenset({OutputKind.TASK})
 
     def __init__(self, out_dir: Location) -> None:
@@ -99,7 +98,6 @@ class TasksCsv:
 
     name = "tasks.csv"
     shows_as_of = False  # its content follows the outputs and sends only
-    delivery = Delivery.SNAPSHOT
     kinds = frozenset({OutputKind.TASK})
 
     def __init__(self, out_dir: Location, compiled: CompiledPathway) -> None:

@@ -35,7 +35,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from carepath.compile.compiled import ClinicCalendar, CompiledPathway, Step
 from carepath.engine import calendar as clinic_calendar
 from carepath.sinks._documents import PRIORITY_RANK, Instants, PatientOutputs, instant, require_aware, task_record
-from carepath.sinks.base import Delivery, Output, OutputKind
+from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.storage import Location, storage_for
 
 ACTIONABLE = ("overdue", "open")
@@ -184,13 +184,16 @@ class Worklist:
     """`DIR/worklist.html` for one pathway as of one instant."""
 
     name = "worklist.html"
-    delivery = Delivery.SNAPSHOT
     kinds = frozenset({OutputKind.PATIENT, OutputKind.TASK})
 
     def __init__(self, out_dir: Location, compiled: CompiledPathway, as_of: datetime, *,
-                 patient: str | None = None, closures: Mapping[str, str] | None = None) -> None:
+                 patient: str | None = None, closures: Mapping[str, str] | None = None,
+                 failed_letters: tuple[int, list[tuple[str, str, str]]] = (0, [])) -> None:
         """`patient`: one patient's whole plan instead (every task, no horizon, no caps), with
-        its letters; `closures`: what closed each withdrawn task or letter (engine/closure.py)."""
+        its letters; `closures`: what closed each withdrawn task or letter (engine/closure.py).
+        `failed_letters`: how many letters could not be delivered, and the first of them
+        as (patient ref, letter id, reason free of patient data)."""
+        self.failed_letters = failed_letters
         self.storage = storage_for(out_dir)
         self.path = self.storage.local_path(self.name)
         self.compiled = compiled
@@ -415,6 +418,9 @@ class Worklist:
                       for s in compiled.steps.values()],
             "severities": compiled.flag_severity,
             "letters": sorted(letters, key=lambda letter: (str(letter["send_iso"]), str(letter["id"]))),
+            "failed_letters": {"total": self.failed_letters[0],
+                               "rows": [{"patient": ref, "letter": letter_id, "reason": reason}
+                                        for ref, letter_id, reason in self.failed_letters[1]]},
         }
         return page, count
 
