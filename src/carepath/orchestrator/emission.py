@@ -27,6 +27,7 @@ from carepath.engine import plan
 from carepath.engine.result import PatientPlan
 from carepath.orchestrator.cohort import Rejected, Shard, read_patient_shard
 from carepath.orchestrator.event_store import EventStore, key
+from carepath.orchestrator.notices import Notices
 from carepath.orchestrator.pinning import VersionReused, decide
 from carepath.orchestrator.patients_index import PatientsIndex
 from carepath.orchestrator.spec import RunSpec
@@ -76,6 +77,9 @@ class ShardReport:
     letters_written: int
     workload: Workload
     rejected: tuple[Rejected, ...]
+    facts: int = 0  # new facts of urgent or safety work recorded for on-call (carepath.orchestrator.notices)
+    # (patient, wake) of each plan that next changes with no new event: when a timer may re-plan it
+    wakes: tuple[tuple[str, datetime], ...] = ()
 
 
 def summary_of(p: PatientPlan, rejected: Iterable[Rejected] = ()) -> dict[str, object]:
@@ -285,6 +289,9 @@ def emit_patients(spec: RunSpec, patients: dict[str, Patient], ledger: Ledger, o
     groups, refused = pinned_groups(spec, plans, ledger, replan)
     undelivered: set[str] = set()
     recorded, written, emitted = _emit_groups(spec, groups, patients, ledger, undelivered)
+    # What on-call must be told, recorded once per fact (announced by the run's notifier).
+    notices = Notices(ledger.engine, compiled.id)
+    facts = sum(len(notices.record(c, c.version, group, spec.run)) for c, group in groups if group)
     rejected: dict[str, list[Rejected]] = {ref: [Rejected("events", r.line, r.id, r.reason) for r in bad[ref]]
                                            for ref in patients}
     for p in emitted:
@@ -303,8 +310,9 @@ def emit_patients(spec: RunSpec, patients: dict[str, Patient], ledger: Ledger, o
     all_rejected = tuple(r for ref in sorted(rejected) for r in rejected[ref])
     # The workload from the summaries just stored (refused patients have none and count for nothing).
     work = workload_of(((pl.patient, pl.summary) for pl in planned), compiled, as_of)
+    wakes = tuple((p.patient, p.wake) for p in emitted if p.wake is not None)
     return ShardReport(name, len(patients), sum(len(e) for e in events.values()), recorded, written, work,
-                       all_rejected)
+                       all_rejected, facts, wakes)
 
 
 def emit_shard(spec: RunSpec, shard: Shard, ledger: Ledger) -> ShardReport:
@@ -484,6 +492,9 @@ class RunSummary:
     rejected: int
     documents: dict[str, int | None]
     replanned: int = 0  # patients planned by this run (the others' plans could not have changed)
+    facts: int = 0      # new facts of urgent or safety work recorded for on-call
+    # (patient, wake) of the re-planned patients whose plan next changes with no new event
+    wakes: tuple[tuple[str, datetime], ...] = ()
 
     @classmethod
     def of(cls, compiled: CompiledPathway, as_of: datetime, reports: Sequence[ShardReport], rejected: int,
@@ -499,7 +510,8 @@ class RunSummary:
             recorded = Recorded(recorded.new, recorded.changed, unchanged, recorded.retired)
         return cls(compiled.id, compiled.version, as_of.isoformat(), len(reports), sum(r.events for r in reports),
                    recorded, sum(r.letters_written for r in reports), work, rejected, documents,
-                   sum(r.patients for r in reports))
+                   sum(r.patients for r in reports), sum(r.facts for r in reports),
+                   tuple(w for r in reports for w in r.wakes))
 
     def as_json(self) -> dict[str, object]:
         return {

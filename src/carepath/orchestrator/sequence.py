@@ -14,7 +14,7 @@ steps (in process, a process pool, Prefect tasks) is the caller's choice.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +24,7 @@ from carepath.orchestrator.emission import (
 )
 from carepath.orchestrator.choice import choose
 from carepath.orchestrator.executor import Executor, InProcess
+from carepath.orchestrator.notices import Fact, Notices
 from carepath.orchestrator.spec import RunSpec
 from carepath.sinks.ledger import Ledger
 
@@ -37,6 +38,8 @@ class Progress(Protocol):
 
 
 Log = Callable[[str], None]  # one line of counts and refs (it may reach Prefect's logs): never a name
+# Announces facts of urgent or safety work (the runtime's Prefect events); raises when it could not.
+Notify = Callable[[Sequence[Fact]], None]
 
 
 def _quiet(_line: str) -> None:
@@ -56,10 +59,11 @@ def work_dir(out: Path) -> Path:
 
 def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Executor | None = None, *,
           shard_size: int = DEFAULT_SHARD_SIZE, progress: Progress | None = None, log: Log = _quiet,
-          full: bool = False) -> RunSummary:
+          full: bool = False, notify: Notify | None = None) -> RunSummary:
     """Ingest the lines appended to the events file, re-plan the patients the wake index
-    says may have changed (every patient with `full`), emit what is new, and rewrite the
-    cohort-wide documents."""
+    says may have changed (every patient with `full`), emit what is new, announce the new
+    facts of urgent and safety work through `notify` (without one they wait in the ledger
+    for a run that has one), and rewrite the cohort-wide documents."""
     run = executor or InProcess()
     spec.out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(spec.ledger_url)
@@ -81,6 +85,8 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
         if progress:
             progress.finish()
         reports.sort(key=lambda r: r.shard)
+        if notify is not None:
+            run.call("announce-facts", announce_pending, spec, ledger, notify)
         documents = run.call("write-documents", write_documents, spec, ledger)
         cohort = run.call("report-cohort", report_cohort, spec, str(patients), ledger)
         shutil.rmtree(work.parent, ignore_errors=True)
@@ -96,8 +102,19 @@ def _reasons(reasons: dict[str, int]) -> str:
     return ", ".join(f"{why}: {n}" for why, n in sorted(reasons.items())) or "nothing changed"
 
 
+def announce_pending(spec: RunSpec, ledger: Ledger, notify: Notify) -> int:
+    """Announce the facts recorded and not yet announced, then mark them: a run killed in
+    between announces them again (with the same ids), never loses one."""
+    notices = Notices(ledger.engine, spec.compiled.id)
+    pending = notices.pending()
+    if pending:
+        notify(pending)
+        notices.mark_announced(pending)
+    return len(pending)
+
+
 def replan_patient(spec: RunSpec, patients: str | Path, events: str | Path, ref: str,
-                   executor: Executor | None = None) -> RunSummary:
+                   executor: Executor | None = None, notify: Notify | None = None) -> RunSummary:
     """Re-plan one patient (after an event was recorded), then write that patient's record
     (`patients/<xx>/<ref>.json`): the cohort-wide documents cost time in proportion to the
     cohort, so they are left to the next sweep (the ledger's generation moved)."""
@@ -107,6 +124,8 @@ def replan_patient(spec: RunSpec, patients: str | Path, events: str | Path, ref:
     try:
         run.call("archive-pathway-version", archive_pathway, spec, ledger)
         report = run.call(f"replan-patient-{ref}", emit_patient, spec, str(patients), str(events), ref, ledger)
+        if notify is not None:
+            run.call("announce-facts", announce_pending, spec, ledger, notify)
         record = run.call(f"write-patient-record-{ref}", write_patient_record, spec, ledger, ref)
     finally:
         ledger.close()

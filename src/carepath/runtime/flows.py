@@ -34,7 +34,9 @@ from carepath.orchestrator.pinning import read_migration
 from carepath.orchestrator.sequence import DEFAULT_SHARD_SIZE, WORK_DIR
 from carepath.orchestrator.spec import RunSpec, parse_as_of
 from carepath.outlock import output_lock
+from carepath.orchestrator.timers import next_sweep, timers_before
 from carepath.runtime import artifacts
+from carepath.runtime.notify import announce_facts
 from carepath.sinks.ledger import check_ledger
 
 __all__ = ["DEFAULT_SHARD_SIZE", "PrefectTasks", "patient_replan", "run_sweep", "sweep"]
@@ -186,10 +188,25 @@ def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | N
 
     logger = get_run_logger()
     spec = _spec(pathway, out, as_of, ledger_url, pdf, migration)
-    summary = sequence.sweep(spec, patients, events, PrefectTasks(processes), shard_size=shard_size,
-                             progress=console.current(), log=logger.info, full=full)
+    tasks = PrefectTasks(processes)
+    summary = sequence.sweep(spec, patients, events, tasks, shard_size=shard_size,
+                             progress=console.current(), log=logger.info, full=full, notify=announce_facts)
+    _set_timers(spec, summary, tasks)
     artifacts.publish(summary, spec.out)
     return summary.as_json()
+
+
+def _set_timers(spec: RunSpec, summary: sequence.RunSummary, tasks: PrefectTasks) -> int:
+    """A re-plan of its own, at that instant, for each patient whose plan changes before
+    the next sweep (carepath.orchestrator.timers; carepath.runtime.timers)."""
+    from carepath.runtime import timers
+
+    logger = get_run_logger()
+    due = timers_before(summary.wakes, spec.as_of, next_sweep(spec.as_of, spec.compiled.clinic.zone))
+    scheduled = tasks.call("schedule-timers", timers.schedule, spec.compiled.id, due, logger.warning) if due else 0
+    if scheduled:
+        logger.info("%d re-plan(s) scheduled before the next sweep", scheduled)
+    return scheduled
 
 
 @flow(name="carepath-patient", flow_run_name=lambda: _run_name("patient"), persist_result=False)
@@ -203,7 +220,9 @@ def patient_replan(pathway: str, patients: str, events: str, out: str, patient: 
     to the next sweep. `patient` is the pseudonymous ref the event carried."""
     logger = get_run_logger()
     spec = _spec(pathway, out, as_of, ledger_url, pdf, migration)
-    summary = sequence.replan_patient(spec, patients, events, patient, PrefectTasks())
+    tasks = PrefectTasks()
+    summary = sequence.replan_patient(spec, patients, events, patient, tasks, notify=announce_facts)
+    _set_timers(spec, summary, tasks)
     artifacts.publish(summary, spec.out, key_prefix="carepath-patient")
     logger.info("patient %s re-planned after event %s: %d new, %d changed output(s)",
                 patient, event_id or "(none)", summary.recorded.new, summary.recorded.changed)
