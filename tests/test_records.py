@@ -265,6 +265,14 @@ def test_one_of_and_integer_fields(tmp_path: Path, parser: str) -> None:
     assert "data.phase must be one of: post_dose, pre_dose" in r.reason
 
 
+def test_task_acknowledged_names_the_task_and_who_owns_it(tmp_path: Path, parser: str) -> None:
+    good = event("e-1", type="task_acknowledged", data={"task": "t-1", "by": "staff-7"})
+    no_by = event("e-2", type="task_acknowledged", data={"task": "t-1"})
+    events, [r] = read(tmp_path, [good, no_by])
+    assert [(e.id, dict(e.data)) for e in events] == [("e-1", {"task": "t-1", "by": "staff-7"})]
+    assert r.line == 2 and "data.by is missing" in r.reason
+
+
 def test_every_problem_on_a_line_is_reported(tmp_path: Path, parser: str) -> None:
     _, [r] = read(tmp_path, [event("e-1", patient="p-404", at="2026-03-02T10:00:00", extra=1)])
     for needle in ("p-404", "no UTC offset", "unknown field 'extra'"):

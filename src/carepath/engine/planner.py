@@ -26,7 +26,8 @@ from carepath.model.pathway import ClosedPolicy, PatientStatus, Priority
 
 _PHQ9_BANDS = ((4, "minimal"), (9, "mild"), (14, "moderate"), (19, "moderately_severe"), (27, "severe"))
 _PRIORITY_RANK = {Priority.ROUTINE: 0, Priority.HIGH: 1, Priority.URGENT: 2}
-_COMPLETIONS = frozenset({"task_completed", "decision_recorded"})  # events that name one task
+# Events that name one task (an acknowledgement names one too, and is refused the same way).
+_COMPLETIONS = frozenset({"task_completed", "decision_recorded", "task_acknowledged"})
 _OPEN = frozenset({"open", "overdue"})
 
 

@@ -58,7 +58,7 @@ SESSIONS_SHAPE: dict[str, Shape] = {
 }
 
 TASK_SHAPE: dict[str, Shape] = {
-    # The task a task_completed / decision_recorded event names ("" for other events).
+    # The task a task_completed / decision_recorded / task_acknowledged event names ("" for other events).
     "step": Kind.TEXT,
 }
 

@@ -32,6 +32,11 @@ CORE_EVENTS: dict[str, dict[str, DataField]] = {
     "session_missed": {"session": DataField(type=FieldType.TEXT)},
     "session_cancelled": {"session": DataField(type=FieldType.TEXT)},
     "task_completed": {"task": DataField(type=FieldType.TEXT)},
+    # Seen and owned, not done: the task stays open, its escalation ladder stops.
+    "task_acknowledged": {
+        "task": DataField(type=FieldType.TEXT),
+        "by": DataField(type=FieldType.TEXT),
+    },
     "decision_recorded": {
         "task": DataField(type=FieldType.TEXT),
         "decision": DataField(type=FieldType.TEXT),
