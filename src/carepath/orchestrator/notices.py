@@ -234,6 +234,12 @@ class Notices:
         with self.engine.connect() as conn:
             return [Fact.from_json(orjson.loads(body)) for (body,) in conn.execute(query)]
 
+    def has_pending(self) -> bool:
+        t = facts_table
+        with self.engine.connect() as conn:
+            return conn.execute(select(t.c.fact).where(t.c.pathway == self.pathway, t.c.announced == 0)
+                                .limit(1)).first() is not None
+
     def mark_announced(self, facts: Iterable[Fact]) -> None:
         keys = [f.key for f in facts]
         t = facts_table

@@ -85,7 +85,7 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
         if progress:
             progress.finish()
         reports.sort(key=lambda r: r.shard)
-        if notify is not None:
+        if notify is not None and Notices(ledger.engine, spec.compiled.id).has_pending():
             run.call("announce-facts", announce_pending, spec, ledger, notify)
         documents = run.call("write-documents", write_documents, spec, ledger)
         cohort = run.call("report-cohort", report_cohort, spec, str(patients), ledger)
@@ -124,7 +124,7 @@ def replan_patient(spec: RunSpec, patients: str | Path, events: str | Path, ref:
     try:
         run.call("archive-pathway-version", archive_pathway, spec, ledger)
         report = run.call(f"replan-patient-{ref}", emit_patient, spec, str(patients), str(events), ref, ledger)
-        if notify is not None:
+        if notify is not None and Notices(ledger.engine, spec.compiled.id).has_pending():
             run.call("announce-facts", announce_pending, spec, ledger, notify)
         record = run.call(f"write-patient-record-{ref}", write_patient_record, spec, ledger, ref)
     finally:
