@@ -8,6 +8,7 @@ from pathlib import Path
 
 from carepath.check.conditions import check_conditions
 from carepath.check.context import CheckContext
+from carepath.check.escalation import check_escalation
 from carepath.check.references import check_references
 from carepath.check.safety import check_safety
 from carepath.check.shape import validate_model
@@ -20,7 +21,8 @@ from carepath.model.pathway import Pathway
 from carepath.source.loader import LoadedSource, load_source
 
 PATHWAY_SUFFIXES = (".yaml", ".yml")
-CHECKS = (check_references, check_structure, check_timing, check_conditions, check_templates, check_safety)
+CHECKS = (check_references, check_structure, check_timing, check_conditions, check_templates, check_safety,
+          check_escalation)
 
 
 @dataclass

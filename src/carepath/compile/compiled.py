@@ -226,11 +226,20 @@ class CompiledPathway:
     facts: tuple[str, ...] = ()
     letter_expiry: timedelta = timedelta(days=7)  # the model's default; pathways set it from a parameter
     letter_channel: str = "file"  # file | email | print
+    escalation: Escalation | None = None  # None: urgent work is shown, but escalates to nobody
     # Derived once, here, from the fields above: the engine's lookups by event type.
     tables: Tables = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tables", _tables(self))
+
+
+@dataclass(frozen=True)
+class Escalation:
+    tiers: tuple[str, ...]          # roles told in turn
+    delay_in_hours: timedelta       # to the next tier, for work raised while the clinic is open
+    delay_out_of_hours: timedelta   # the same, for work raised while it is closed
+    repeat: timedelta               # a safety task open past its due escalates again this often
 
 
 @dataclass(frozen=True)

@@ -519,6 +519,24 @@ class Hold(Frozen):
     on_booking: list[Action] = Field(default_factory=list, description="actions on a booking while the hold is open")
 
 
+class Escalation(Frozen):
+    """Who is told, in turn, of urgent or safety work nobody has acknowledged, and when.
+
+    A task raised in opening hours reaches the first tier after `delay_in_hours` without a
+    `task_acknowledged`, otherwise after `delay_out_of_hours`; each next tier after the
+    same delay again. A safety task still open past its due escalates again every
+    `repeat`, acknowledged or not, until done."""
+
+    tiers: list[Name] = Field(min_length=1, description="roles told in turn, e.g. [on_call_prescriber, "
+                                                        "medical_director]")
+    delay_in_hours: Offset = Field(description="unacknowledged this long after being raised in opening hours: "
+                                               "the next tier, e.g. $escalation_delay_in_hours")
+    delay_out_of_hours: Offset = Field(description="the same for work raised while the clinic is closed, e.g. "
+                                                   "$escalation_delay_out_of_hours")
+    repeat: Offset = Field(description="a safety task open past its due escalates again this often, "
+                                       "acknowledged or not, e.g. $escalation_repeat")
+
+
 class Sessions(Frozen):
     min_gap: Offset | None = Field(default=None, description="reject bookings closer than this to another session")
 
@@ -545,6 +563,8 @@ class Pathway(Frozen):
     rules: list[Rule] = Field(default_factory=list)
     worklist: WorklistView = WorklistView()
     holds: dict[Name, Hold] = Field(default_factory=dict, description="holds steps keep, and what breaks them")
+    escalation: Escalation | None = Field(
+        default=None, description="who is told of unacknowledged urgent or safety work, and after how long")
     facts: dict[Name, str] = Field(default_factory=dict,
                                    description="remembered facts conditions read (facts.<name>); name → meaning")
     letter_expiry: Offset = Field(
