@@ -57,7 +57,7 @@ def _plan(compiled, doses: int, hours_after: float = 24 * 30):  # noqa: ANN001, 
 
 def test_an_item9_answer_is_one_raised_fact_that_pages(compiled) -> None:  # noqa: ANN001
     p = _plan(compiled, 0)
-    facts = decide_pages(facts_of(compiled, compiled.version, p), set(), set())
+    facts = decide_pages(facts_of(compiled, compiled.version, p), set(), {})
     assert [(f.kind, f.step, f.page) for f in facts] == [(RAISED, "suicide_risk_assessment", True)]
     f = facts[0]
     assert (f.pathway, f.patient, f.role, f.tier) == ("ketamine-iv", "n-1", "prescriber", None)
@@ -66,7 +66,7 @@ def test_an_item9_answer_is_one_raised_fact_that_pages(compiled) -> None:  # noq
 
 def test_nine_breach_reviews_in_one_episode_page_once(compiled) -> None:  # noqa: ANN001
     p = _plan(compiled, 9)
-    facts = decide_pages(facts_of(compiled, compiled.version, p), set(), set())
+    facts = decide_pages(facts_of(compiled, compiled.version, p), set(), {})
     breaches = [f for f in facts if f.kind == BREACHED]
     raised = [f for f in facts if f.kind == RAISED]
     assert len(breaches) == 9 and len(raised) == 10  # nine reviews and the assessment
@@ -85,7 +85,7 @@ def test_a_new_episode_pages_again_after_the_safety_work_was_done(compiled) -> N
                         {"instrument": "phq9", "items": [1, 1, 1, 1, 1, 1, 1, 1, 3]}, 5)]
     later = plan(compiled, PATIENT, events, done_at + timedelta(days=11))
     known: set[str] = set()
-    paged: set[str] = set()
+    paged: dict[str, str] = {}
     assert [f.page for f in decide_pages(facts_of(compiled, compiled.version, first), known, paged)] == [True]
     second = decide_pages(facts_of(compiled, compiled.version, later), known, paged)
     assert [(f.kind, f.page) for f in second] == [(RAISED, True)]
@@ -108,14 +108,21 @@ def test_escalations_page_once_per_tier_and_acknowledgements_never(compiled) -> 
 
     facts = [*raised,
              escalated(raised[0], "on_call_prescriber", "2026-03-02T13:15:00-05:00"),
-             escalated(raised[1], "on_call_prescriber", "2026-03-03T13:15:00-05:00"),
+             escalated(raised[1], "on_call_prescriber", "2026-03-03T11:15:00-05:00"),
              escalated(raised[0], "medical_director", "2026-03-02T13:30:00-05:00"),
              replace(raised[0], kind=ACKNOWLEDGED)]
-    decided = decide_pages(facts, set(), set())
+    paged: dict[str, str] = {}
+    decided = decide_pages(facts, set(), paged, timedelta(hours=24))
     assert [(f.kind, f.tier) for f in decided if f.page] == [
         (RAISED, None), (ESCALATED, "on_call_prescriber"), (ESCALATED, "medical_director")]
     # The same facts again are not new.
-    assert decide_pages(facts, {f.key for f in decided}, set()) == []
+    assert decide_pages(facts, {f.key for f in decided}, paged, timedelta(hours=24)) == []
+    # Open past its due, the last tier repeats a day later: paged again, once for both tasks.
+    repeats = [escalated(raised[0], "medical_director", "2026-03-03T13:30:00-05:00"),
+               escalated(raised[1], "medical_director", "2026-03-03T14:00:00-05:00"),
+               escalated(raised[1], "medical_director", "2026-03-03T20:00:00-05:00")]
+    again = decide_pages(repeats, {f.key for f in decided}, paged, timedelta(hours=24))
+    assert [f.page for f in again] == [True, False, False]
 
 
 def test_the_link_is_the_patients_page_when_serve_runs_somewhere() -> None:

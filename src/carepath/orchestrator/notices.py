@@ -13,7 +13,8 @@ is announced and marked announced after, so a fact is announced once, and again 
 run died between announcing and marking (the announcement then carries the same id).
 
 Repeats collapse: a raise or an escalation *pages* (`page` true) only when nothing paged
-before for the same patient, tier and episode of open safety work. An episode is a run of
+before for the same patient, tier and episode of open safety work (an escalation of that
+tier again only once the pathway's `escalation.repeat` has passed since its last page). An episode is a run of
 overlapping urgent or safety tasks, from the first one's opening to the last one's
 completion, named after the task that opened it; nine breach reviews raised while one
 suicide-risk assessment stays open are one episode, so they page once. The other facts are
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 import orjson
@@ -168,9 +169,14 @@ def facts_of(compiled: CompiledPathway, version: str, plan: PatientPlan) -> list
     return facts
 
 
-def decide_pages(facts: Sequence[Fact], known: set[str], paged: set[str]) -> list[Fact]:
+def decide_pages(facts: Sequence[Fact], known: set[str], paged: dict[str, str],
+                 repeat: timedelta | None = None) -> list[Fact]:
     """The facts not `known` yet, each with `page` set: true for the first raise or
-    escalation of its (patient, episode, tier) that nothing `paged` before. `paged` grows."""
+    escalation of its (patient, episode, tier) that nothing `paged` before, and for an
+    escalation of a tier last paged at least `repeat` before it (the pathway's
+    `escalation.repeat`: open safety work past its due is paged again at that interval,
+    once for the patient however many of their tasks repeat). `paged` (page key → instant
+    of its last page) and `known` grow."""
     new: list[Fact] = []
     for f in facts:
         if f.key in known:
@@ -178,10 +184,16 @@ def decide_pages(facts: Sequence[Fact], known: set[str], paged: set[str]) -> lis
         known.add(f.key)
         pk = f.page_key
         page = pk is not None and pk not in paged
+        if pk is not None and not page and f.kind == ESCALATED and repeat is not None:
+            page = _instant(f.at) - _instant(paged[pk]) >= repeat
         if page:
-            paged.add(pk)  # type: ignore[arg-type]
+            paged[pk] = f.at  # type: ignore[index]
         new.append(Fact(**{**f.__dict__, "page": page}))
     return new
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
 def link_to(base_url: str | None, patient: str) -> str | None:
@@ -207,17 +219,21 @@ class Notices:
             return []
         patients = sorted({f.patient for f in facts})
         known: set[str] = set()
-        paged: set[str] = set()
+        paged: dict[str, str] = {}
         t = facts_table
+        escalation = getattr(compiled, "escalation", None)
+        repeat = escalation.repeat if escalation is not None else None
         with self.engine.begin() as conn:
             for start in range(0, len(patients), _BATCH):
-                rows = conn.execute(select(t.c.fact, t.c.page_key).where(
+                rows = conn.execute(select(t.c.fact, t.c.page_key, t.c.body).where(
                     t.c.pathway == self.pathway, t.c.patient.in_(patients[start:start + _BATCH])))
-                for fact, page_key in rows:
+                for fact, page_key, body in rows:
                     known.add(fact)
                     if page_key is not None:
-                        paged.add(page_key)
-            new = decide_pages(facts, known, paged)
+                        at = orjson.loads(body)["at"]
+                        if page_key not in paged or _instant(at) > _instant(paged[page_key]):
+                            paged[page_key] = at
+            new = decide_pages(facts, known, paged, repeat)
             if new:
                 conn.execute(t.insert(), [
                     {"pathway": self.pathway, "fact": f.key, "patient": f.patient, "kind": f.kind,
