@@ -120,3 +120,23 @@ def test_wall_clock_window_skips_the_spring_forward_gap() -> None:
     (task,) = [t for t in result.tasks if t.step == "integration_psychotherapy"]
     assert task.earliest.isoformat() == "2026-03-08T03:30:00-04:00"
     assert task.due.isoformat() == "2026-03-09T02:30:00-04:00"
+
+
+@settings(max_examples=150, deadline=None)
+@given(histories(), st.data())
+def test_a_plan_reads_the_same_until_its_wake_with_acknowledged_and_escalating_work(history, data) -> None:
+    """Incremental sweeps re-plan a patient only once its wake has come: until then (every
+    escalation tier, every repeat of overdue safety work included) the plan must not move."""
+    patient, events = history
+    events = list(events)
+    urgent = [t for t in plan(COMPILED, patient, events, AS_OF).tasks if t.priority == "urgent"]
+    for task in data.draw(st.lists(st.sampled_from(urgent), max_size=3, unique_by=lambda t: t.id)) if urgent else []:
+        at = task.earliest + timedelta(minutes=data.draw(st.integers(0, 3 * 24 * 60)))
+        events.append(Event(f"k-{len(events) + 1:03d}", "p-1", "task_acknowledged", at,
+                            MappingProxyType({"task": task.id, "by": "staff-1"}), len(events) + 1))
+    as_of = data.draw(instants)
+    first = plan(COMPILED, patient, events, as_of)
+    assert first.wake is None or first.wake >= as_of
+    horizon = first.wake if first.wake is not None else as_of + timedelta(days=400)
+    later = as_of + (horizon - as_of) * data.draw(st.floats(0, 1, exclude_max=True))
+    assert _json(plan(COMPILED, patient, events, later)) == _json(first)

@@ -46,21 +46,64 @@ def test_bands_in_order_safety_first_then_overdue_then_upcoming(page: str) -> No
     assert [h.strip() for h in headings] == ["Safety-critical", "Overdue", "Upcoming"]
 
 
-def test_suicide_risk_assessments_come_first_oldest_first_with_how_long_open(page: str) -> None:
+def test_suicide_risk_assessments_come_first_newest_first_with_how_long_open(page: str) -> None:
     rows = [r for r in read_worklist(page).rows if r.attrs["data-group"] != "closed"]
     top = rows[:2]
+    # Unseen danger is seen first: the most recently raised unacknowledged work leads.
     assert [(r.attrs["data-step"], r.attrs["data-patient"], r.attrs["data-status"]) for r in top] == [
-        ("suicide_risk_assessment", "p-001", "overdue"),   # item 9 on Mon 2 Mar, 09:00
         ("suicide_risk_assessment", "p-102", "open"),      # item 9 this morning, 09:00
+        ("suicide_risk_assessment", "p-001", "overdue"),   # item 9 on Mon 2 Mar, 09:00
     ]
-    assert "open for 1 d 3 h" in top[0].cells[4] and "open for 3 h" in top[1].cells[4]
+    assert "open for 3 h" in top[0].cells[4] and "open for 1 d 3 h" in top[1].cells[4]
+    assert all("not acknowledged" in r.cells[4] for r in top)
     # A safety task never appears again lower down.
     assert all(r.attrs["data-step"] != "suicide_risk_assessment" for r in rows[2:])
 
 
-def test_within_a_band_by_due_time_then_urgency_whatever_the_role(page: str) -> None:
+def _safety_task(patient: str, task_id: str, step: str, raised: datetime, *, acknowledged: bool = False,
+                 tier: str | None = None) -> Output:
+    from carepath.engine.result import EscalationState, PlannedTask
+
+    task = PlannedTask(task_id, step, step.replace("_", " ").capitalize(), "prescriber", "urgent", raised,
+                       raised + timedelta(hours=8), "overdue" if raised + timedelta(hours=8) < AS_OF else "open",
+                       "e-1", False, "rule:x", acknowledged_by="staff-3" if acknowledged else None,
+                       acknowledged_at=raised + timedelta(minutes=5) if acknowledged else None,
+                       escalation=EscalationState(tier, raised + timedelta(minutes=30), None) if tier else None)
+    return Output(task_id, OutputKind.TASK, patient, task.as_json("1.0.0"))
+
+
+def test_safety_band_groups_by_patient_unacknowledged_and_newest_first(tmp_path: Path, cohort: Planned) -> None:
+    """One patient's nine breach reviews are one group, not nine rows above another
+    patient's new suicide-risk assessment; acknowledged work comes after unseen work."""
+    now = AS_OF.astimezone(NEW_YORK)
+    many = [_safety_task("p-a", f"t-a{n}", "hold_breach_review", now - timedelta(days=20 - n)) for n in range(9)]
+    new = _safety_task("p-b", "t-b1", "suicide_risk_assessment", now - timedelta(hours=1), tier="medical_director")
+    seen = _safety_task("p-c", "t-c1", "suicide_risk_assessment", now - timedelta(minutes=30), acknowledged=True)
+    older_seen = _safety_task("p-b", "t-b0", "hold_breach_review", now - timedelta(minutes=10), acknowledged=True)
+    html, _ = Worklist(tmp_path, cohort.compiled, AS_OF).render(iter([*many, new, older_seen, seen]))
+    rows = [r for r in read_worklist(html).rows if r.attrs["data-group"] == "safety"]
+    assert [r.attrs["data-task"] for r in rows] == [
+        "t-b1", "t-b0",                               # p-b: newest unseen work; its acknowledged work after
+        *[f"t-a{n}" for n in reversed(range(9))],     # p-a: one group, newest first
+        "t-c1",                                       # p-c: acknowledged only
+    ]
+    assert html.count('<tr class="patient-group">') == 3
+    assert "escalated: Medical director since" in rows[0].cells[4] and "not acknowledged" in rows[0].cells[4]
+    assert "acknowledged by staff-3, " in rows[1].cells[4] and "not acknowledged" not in rows[1].cells[4]
+
+
+def test_no_good_flag_is_shown_beside_open_safety_work(tmp_path: Path, cohort: Planned) -> None:
+    patient = next(o for o in cohort.of_kind(OutputKind.PATIENT) if o.patient == "p-101")
+    calm = with_body(patient, flags=["remission"], holds=[])
+    task = _safety_task("p-101", "t-x", "hold_breach_review", AS_OF - timedelta(hours=2))
+    html, _ = Worklist(tmp_path, cohort.compiled, AS_OF).render(iter([calm, task]))
+    row = re.search(r'<tr data-patient="p-101">(.*?)</tr>', html).group(1)
+    assert "remission" not in row and "flag-good" not in row
+
+
+def test_within_other_bands_by_due_time_then_urgency_whatever_the_role(page: str) -> None:
     rows = [r for r in read_worklist(page).rows if r.attrs["data-group"] != "closed"]
-    for group in ("safety", "overdue", "upcoming"):
+    for group in ("overdue", "upcoming"):  # the safety band has its own order (tests above)
         members = [r for r in rows if r.attrs["data-group"] == group]
         keys = [(datetime.fromisoformat(r.attrs["data-due"]), RANK[r.attrs["data-priority"]]) for r in members]
         assert keys == sorted(keys), group
@@ -136,7 +179,7 @@ def test_each_band_lists_at_most_its_rows_and_counts_the_rest(tmp_path: Path, co
     html = sink.path.read_text(encoding="utf-8")
     rows = [r for r in read_worklist(html).rows if r.attrs["data-group"] != "closed"]
     assert [(r.attrs["data-group"], r.attrs["data-patient"]) for r in rows] == [
-        ("safety", "p-001"), ("overdue", "p-102"), ("upcoming", "p-101")]   # the first of each band
+        ("safety", "p-102"), ("overdue", "p-102"), ("upcoming", "p-101")]   # the first of each band
     assert '<p class="more" data-hidden="1">1 more in this band' in html
     assert '<p class="more" data-hidden="3">3 more in this band' in html
 

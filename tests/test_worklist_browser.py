@@ -164,9 +164,11 @@ def test_worklist_renders_safety_first_with_zones_and_no_console_errors(site: Si
     assert len(rows) == sum(1 for p in cohort.plans for t in p.tasks if t.status in ("open", "overdue"))
     assert page.groups == ["safety", "overdue", "upcoming"]
     assert rows[0].attrs["data-step"] == "suicide_risk_assessment" and rows[0].attrs["data-priority"] == "urgent"
-    for group in page.groups:
+    for group in page.groups[1:]:  # the safety band: by patient, unseen and newest first (below)
         due = [datetime.fromisoformat(r.attrs["data-due"]) for r in rows if r.attrs["data-group"] == group]
         assert due == sorted(due), f"{group}: not by due time"
+    raised = [datetime.fromisoformat(r.attrs["data-earliest"]) for r in rows if r.attrs["data-group"] == "safety"]
+    assert raised == sorted(raised, reverse=True), "safety: not the most recently raised first"
 
     for row in page.rows:
         due = datetime.fromisoformat(row.attrs["data-due"])
@@ -175,7 +177,7 @@ def test_worklist_renders_safety_first_with_zones_and_no_console_errors(site: Si
     assert re.search(r"Tue 3 Mar 2026 12:00 EST", dom)
 
 
-def test_demo_worklist_opens_on_the_oldest_open_suicide_risk_assessment(
+def test_demo_worklist_opens_on_the_newest_unacknowledged_safety_work_grouped_by_patient(
         site: Site) -> None:
     base = site.base
     dom, console = chromium("--dump-dom", f"{base}/demo/worklist.html")
@@ -186,16 +188,18 @@ def test_demo_worklist_opens_on_the_oldest_open_suicide_risk_assessment(
     assessments = [body for kind, _, body in outputs if kind == "task"
                    and body["step"] == "suicide_risk_assessment" and body["status"] in ("open", "overdue")]
     assert len(assessments) >= 3   # the demo has several, weeks apart
-    oldest = min(assessments, key=lambda t: datetime.fromisoformat(t["earliest"]))
+    safety = [r for r in page.rows if r.attrs["data-group"] == "safety"]
+    assert {t["id"] for t in assessments} <= {r.attrs["data-task"] for r in safety}
+    # Grouped by patient: one patient's rows are never split by another's.
+    patients = [r.attrs["data-patient"] for r in safety]
+    assert patients == sorted(patients, key=patients.index)
+    # Unseen danger first: the group whose unacknowledged work was raised last leads.
+    unseen = [body for kind, _, body in outputs if kind == "task" and body["acknowledged_at"] is None
+              and body["id"] in {r.attrs["data-task"] for r in safety}]
+    newest = max(unseen, key=lambda t: datetime.fromisoformat(t["earliest"]))
     first = page.rows[0]
-    assert first.attrs["data-task"] == oldest["id"]
-    # Hold-breach reviews share the band; the assessments among it come by due time.
-    ids = {t["id"] for t in assessments}
-    safety = [r.attrs["data-task"] for r in page.rows if r.attrs["data-group"] == "safety"]
-    assert ids <= set(safety)
-    assert [s for s in safety if s in ids] == [t["id"] for t in sorted(
-        assessments, key=lambda t: datetime.fromisoformat(t["due"]))]
-    assert "open for " in first.cells[4] and first.cells[5].startswith("PHQ-9 item 9 answered ")
+    assert first.attrs["data-patient"] == next(p for kind, p, body in outputs if body.get("id") == newest["id"])
+    assert "open for " in first.cells[4] and "not acknowledged" in first.cells[4]
 
 
 @pytest.mark.parametrize("role", ["prescriber", "psychotherapist"])

@@ -17,10 +17,11 @@ from typing import Protocol
 from carepath.compile import compiled as c
 from carepath.compile.conditions import ConditionError
 from carepath.engine import calendar as cal
+from carepath.engine import escalation
 from carepath.engine import why
 from carepath.engine.ids import output_id
 from carepath.engine.letter_lifecycle import settle_letters
-from carepath.engine.result import EngineRejection, PatientPlan, PlannedLetter, PlannedSession, PlannedTask
+from carepath.engine.result import Acknowledgement, EngineRejection, PatientPlan, PlannedLetter, PlannedSession, PlannedTask
 from carepath.engine.slots import calendar_slots
 from carepath.model.pathway import ClosedPolicy, PatientStatus, Priority
 
@@ -116,6 +117,7 @@ class _Fold:
         self.sessions: dict[str, _Session] = {}
         self.streaks: dict[str, int] = {}
         self.decisions: dict[str, str] = {}  # task id → decision
+        self.acks: dict[str, Acknowledgement] = {}  # task id → its first task_acknowledged
         self.phq9: dict[str, object] = {"recorded": False, "total": 0, "item9": 0, "items": [], "band": "none"}
         self.screening: dict[str, object] = {"recorded": False, "trd_trials": 0, "contraindications": [],
                                              "cautions": []}
@@ -280,6 +282,8 @@ class _Fold:
                               "cautions": list(data.get("cautions") or [])}
         elif kind == "decision_recorded":
             self.decisions[str(data["task"])] = str(data["decision"])
+        elif kind == "task_acknowledged":
+            self.acks.setdefault(str(data["task"]), Acknowledgement(str(data["by"]), event.at))
         elif kind == "discharged":
             self.discharge(event.at)
 
@@ -658,6 +662,9 @@ class _Fold:
         tasks.sort(key=lambda t: (t.due or t.earliest, t.earliest, t.step, t.id))
         letters = settle_letters(self.p, self.letters.values(), self.sessions, as_of, self.discharged_at)
         wake = self.wake(as_of, escalations, letters)
+        tasks, escalates_at = escalation.settle(self.p, tasks, self.acks, self.closed_at(), as_of)
+        if escalates_at is not None and (wake is None or escalates_at < wake):
+            wake = escalates_at
         sessions = sorted(
             (PlannedSession(s.id, s.status, s.start.astimezone(self.zone) if s.start else None,
                             s.completed_at.astimezone(self.zone) if s.completed_at else None)
@@ -697,6 +704,10 @@ class _Fold:
                     times.append(letter.expires_at)
         ahead = [t for t in times if t >= as_of]
         return min(ahead) if ahead else None
+
+    def closed_at(self) -> dict[str, datetime | None]:
+        """When each task was done or withdrawn (a superseded one: when its window passed)."""
+        return {t.id: t.done_at or t.cancelled_at or t.superseded_at for t in self.tasks.values()}
 
     @staticmethod
     def window_outcome(task: _Task, as_of: datetime, latest: dict[str, tuple[datetime, bool]]) -> None:

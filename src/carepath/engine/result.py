@@ -7,6 +7,27 @@ from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    """A `task_acknowledged`: who saw and owned the task, and when (the first one counts)."""
+
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationState:
+    """The tier a patient's unacknowledged or overdue urgent work has reached (engine/escalation.py)."""
+
+    tier: str
+    since: datetime               # when that tier was reached (clinic zone)
+    next_at: datetime | None      # when the next escalation is due with no new event; None: none is
+
+    def as_json(self) -> dict[str, object]:
+        return {"tier": self.tier, "since": self.since.isoformat(),
+                "next_at": self.next_at.isoformat() if self.next_at else None}
+
+
+@dataclass(frozen=True, slots=True)
 class PlannedTask:
     id: str
     step: str
@@ -25,6 +46,9 @@ class PlannedTask:
     reason: str | None = None
     reason_at: datetime | None = None
     held: tuple[str, ...] = ()  # holds open now that stop what this task's booking is for (e.g. dosing)
+    acknowledged_by: str | None = None    # the staff ref of the first task_acknowledged naming it
+    acknowledged_at: datetime | None = None
+    escalation: EscalationState | None = None  # urgent or safety work only; None until a tier is reached
 
     def as_json(self, pathway_version: str) -> dict[str, object]:
         return {
@@ -35,6 +59,9 @@ class PlannedTask:
             "completed_at": self.completed_at.isoformat() if self.completed_at else None,
             "reason": self.reason, "reason_at": self.reason_at.isoformat() if self.reason_at else None,
             "held": list(self.held),
+            "acknowledged_by": self.acknowledged_by,
+            "acknowledged_at": self.acknowledged_at.isoformat() if self.acknowledged_at else None,
+            "escalation": self.escalation.as_json() if self.escalation else None,
         }
 
 

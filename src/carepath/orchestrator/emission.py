@@ -90,7 +90,7 @@ def summary_of(p: PatientPlan, rejected: Iterable[Rejected] = ()) -> dict[str, o
     return {
         "status": p.status, "flags": list(p.flags), "holds": list(p.holds), "letters": dict(letters),
         "tasks": [[t.id, t.step, t.role, t.priority, t.status, t.due.isoformat() if t.due else None,
-                   t.earliest.isoformat()] for t in p.tasks if t.status in ACTIVE_TASK],
+                   t.earliest.isoformat(), t.acknowledged_at is not None] for t in p.tasks if t.status in ACTIVE_TASK],
         "rejected": [[r.file, r.line, r.id, r.reason] for r in rejected],
         "outputs": 1 + len(p.tasks) + len(p.letters),  # the care-plan summary, tasks, letters
     }
@@ -103,7 +103,7 @@ def workload(plans: Iterable[PatientPlan], compiled: CompiledPathway, as_of: dat
 def workload_of(summaries: Iterable[tuple[str, dict]], compiled: CompiledPathway, as_of: datetime) -> Workload:
     """The counts and top rows of the patients' open work as of `as_of` (the worklist's
     bands are the as-of's: a task due tomorrow is `today`'s work tomorrow)."""
-    from carepath.sinks.worklist import band_of, needs_attention, safety_critical, sort_key
+    from carepath.sinks.worklist import band_of, needs_attention, safety_critical, safety_sort_keys, sort_key
 
     open_tasks: Counter = Counter()
     statuses: Counter = Counter()
@@ -120,18 +120,28 @@ def workload_of(summaries: Iterable[tuple[str, dict]], compiled: CompiledPathway
         patients += 1
         statuses[s["status"]] += 1
         letters += sum(s["letters"].values())
-        attention += needs_attention(s["status"], tuple(s["flags"]), tuple(s["holds"]), compiled.flag_severity)
         letter_statuses.update(s["letters"])
-        for task_id, step, role, priority, status, due_text, earliest_text in s["tasks"]:
+        safety_rows: list[tuple[str, bool, datetime, str, str, str, str]] = []
+        # A summary stored before acknowledgements has seven fields: read as unacknowledged.
+        for task_id, step, role, priority, status, due_text, earliest_text, *acknowledged in s["tasks"]:
             open_tasks[(role, priority)] += 1
             overdue += status == "overdue"
             due, earliest = parse(due_text) if due_text else None, parse(earliest_text)
             # Ranked as the worklist ranks its rows, so the artifact shows the page's top rows.
             safety = safety_critical(compiled.steps.get(step), priority)
             band = band_of(status, safety, due, earliest, now, now.date(), horizon_end, zone)
-            if band in ("safety", "overdue", "today"):
+            if band == "safety":
+                safety_rows.append((task_id, bool(acknowledged and acknowledged[0]), earliest, step, due_text or "",
+                                    status, earliest_text))
+            elif band in ("overdue", "today"):
                 urgent.append((sort_key(band, due, earliest, priority, ref, task_id), band, ref, step,
                                due_text or "", status, earliest_text))
+        if safety_rows:
+            keys = safety_sort_keys(ref, [(r[0], r[1], r[2]) for r in safety_rows])
+            urgent.extend((keys[r[0]], "safety", ref, *r[3:]) for r in safety_rows)
+        # Open safety work makes a patient one needing attention, as the page lists them.
+        attention += bool(safety_rows) or needs_attention(s["status"], tuple(s["flags"]), tuple(s["holds"]),
+                                                          compiled.flag_severity)
     urgent.sort(key=lambda u: u[0])
     return Workload(patients, open_tasks, overdue, letters, statuses, tuple(urgent[:URGENT_SHOWN]), attention,
                     letter_statuses)

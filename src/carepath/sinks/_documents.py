@@ -22,10 +22,11 @@ from carepath.sinks.base import Output, OutputKind
 TASK_FIELDS: tuple[str, ...] = (
     "id", "step", "title", "role", "priority", "earliest", "due", "status", "trigger",
     "out_of_window", "source", "pathway_version", "completed_at", "reason", "reason_at", "held",
+    "acknowledged_by", "acknowledged_at", "escalation",
 )
 # Added to the contract later: a body recorded before them reads as null there.
-LATER_FIELDS = frozenset({"reason", "reason_at", "held"})
-TIME_FIELDS = frozenset({"earliest", "due", "completed_at", "reason_at"})
+LATER_FIELDS = frozenset({"reason", "reason_at", "held", "acknowledged_by", "acknowledged_at", "escalation"})
+TIME_FIELDS = frozenset({"earliest", "due", "completed_at", "reason_at", "acknowledged_at"})
 
 PRIORITY_RANK = {"urgent": 0, "high": 1, "routine": 2}
 

@@ -140,6 +140,9 @@ class TasksCsv:
             return defuse(value)
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return defuse(";".join(value))
+        if key == "escalation" and isinstance(value, dict):
+            # One cell a spreadsheet can sort: "tier;since;next at" (next at empty at the top).
+            return defuse(";".join(str(value.get(k) or "") for k in ("tier", "since", "next_at")))
         raise ValueError(f"task {owner}: {key} has an unexpected {type(value).__name__} value")
 
 

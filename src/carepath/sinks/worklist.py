@@ -55,7 +55,7 @@ class BandSpec:
 
 BANDS = (
     BandSpec("safety", "Safety-critical", "safety work the pathway marks critical, or urgent work that holds dosing; "
-             "oldest first"),
+             "grouped by patient, unacknowledged work first, the most recently raised first"),
     BandSpec("overdue", "Overdue", "past their due time; most overdue first"),
     BandSpec("today", "Due today", "by due time"),
     BandSpec("upcoming", "Upcoming", "due within the horizon, by due time"),
@@ -101,6 +101,19 @@ def sort_key(band: str, due: datetime | None, earliest: datetime, priority: str,
             earliest, patient, task_id)
 
 
+def safety_sort_keys(patient: str, items: Iterable[tuple[str, bool, datetime]]) -> dict[str, tuple[object, ...]]:
+    """Each of one patient's safety-band tasks (id, acknowledged, raised) → its key in the
+    band. Unseen danger is seen first: a patient's tasks stay together (nine breach reviews
+    are one group, not nine rows above another patient's new assessment); patients with
+    unacknowledged work come first, the one whose unacknowledged work was raised most
+    recently first; within a patient, unacknowledged before acknowledged, newest first."""
+    items = list(items)
+    unseen = [raised for _, acknowledged, raised in items if not acknowledged]
+    group = (0 if unseen else 1, -max(unseen or [raised for _, _, raised in items]).timestamp(), patient)
+    return {task_id: (_BAND_INDEX["safety"], *group, 1 if acknowledged else 0, -raised.timestamp(), task_id)
+            for task_id, acknowledged, raised in items}
+
+
 @dataclass(frozen=True, slots=True)
 class Moment:
     text: str       # "Tue 3 Mar 10:00"
@@ -131,6 +144,8 @@ class Row:
     age: str                  # "for 3 d 4 h": how long open (since it opened) or overdue (since due)
     safety: bool
     off_hours: str            # why the due time is outside opening hours, "" when it is not
+    acknowledged: str         # "staff-3, Tue 7 Apr, 09:10"; "" when nobody has acknowledged it
+    escalation: str           # "Medical director since Tue 7 Apr, 09:30; next Tue 7 Apr, 23:59"; "" when none
 
 
 @dataclass(frozen=True)
@@ -246,22 +261,55 @@ class Worklist:
         closed_counts: Counter[str] = Counter()
         count = 0
         instant = Instants()
+        # Outputs come patient by patient (care plan, then tasks): a patient's view and its
+        # safety-band rows wait until its last task, since both depend on all of them.
+        current: str | None = None
+        pending: dict[str, object] | None = None
+        safety_items: list[tuple[Output, Mapping[str, object], datetime, bool]] = []
+
+        def settle_patient() -> None:
+            nonlocal attention_total, settled, pending
+            if pending is not None:
+                view, ref = pending, str(pending["ref"])
+                if safety_items:
+                    # Open safety work is the patient's summary: no good news shown beside it.
+                    view = {**view, "needs_attention": True,
+                            "flags": [(name, level) for name, level in view["flags"] if level != "good"]}  # type: ignore[attr-defined]
+                if view["needs_attention"]:
+                    attention_total += 1
+                    item = (ref, view)
+                    # The first `limit` refs in order; the rest are counted.
+                    if len(attention) < limit:
+                        heapq.heappush(attention, (_Worst((ref,)), item))  # type: ignore[arg-type]
+                    elif ref < attention[0][0].key[0]:  # type: ignore[index]
+                        heapq.heapreplace(attention, (_Worst((ref,)), item))  # type: ignore[arg-type]
+                else:
+                    settled += 1
+                pending = None
+            if safety_items:
+                keys = safety_sort_keys(safety_items[0][0].patient,
+                                        [(o.id, acknowledged, raised) for o, _, raised, acknowledged in safety_items])
+                heap = heaps["safety"]
+                for item_output, body, _, _ in safety_items:
+                    key = keys[item_output.id]
+                    if len(heap) >= limit and not key < heap[0][0].key:
+                        continue
+                    row = self._row(item_output, body, zone, words, "safety", key, safety=True)
+                    if len(heap) < limit:
+                        heapq.heappush(heap, (_Worst(key), row))
+                    else:
+                        heapq.heapreplace(heap, (_Worst(key), row))
+                safety_items.clear()
+
         while (output := (yield)) is not None:
             if output.kind not in self.kinds or (self.patient is not None and output.patient != self.patient):
                 continue
             count += 1
+            if output.patient != current:
+                settle_patient()
+                current = output.patient
             if output.kind == OutputKind.PATIENT:
-                view = _patient_view(output.patient, output.body, compiled.flag_severity)
-                if view["needs_attention"]:
-                    attention_total += 1
-                    item = (output.patient, view)
-                    # The first `limit` refs in order; the rest are counted.
-                    if len(attention) < limit:
-                        heapq.heappush(attention, (_Worst((output.patient,)), item))  # type: ignore[arg-type]
-                    elif output.patient < attention[0][0].key[0]:  # type: ignore[index]
-                        heapq.heapreplace(attention, (_Worst((output.patient,)), item))  # type: ignore[arg-type]
-                else:
-                    settled += 1
+                pending = _patient_view(output.patient, output.body, compiled.flag_severity)
                 continue
             # Read straight from the body (most tasks are only counted); a listed row's
             # body is checked whole by task_record when its row is built.
@@ -297,6 +345,9 @@ class Worklist:
                 continue
             band_totals[band] += 1
             role_totals[role] += 1
+            if band == "safety":
+                safety_items.append((output, task, earliest, task.get("acknowledged_at") is not None))
+                continue
             key = sort_key(band, due, earliest, priority, output.patient, output.id)
             heap = heaps[band]
             if len(heap) >= limit and not key < heap[0][0].key:
@@ -306,6 +357,7 @@ class Worklist:
                 heapq.heappush(heap, (_Worst(key), row))
             else:
                 heapq.heapreplace(heap, (_Worst(key), row))
+        settle_patient()
 
         bands = [Band(b.key, b.label, b.note, sorted((r for _, r in heaps[b.key]), key=lambda r: r.sort_key),
                       band_totals[b.key]) for b in BANDS if band_totals[b.key]]
@@ -371,6 +423,10 @@ class Worklist:
             age = f"for {_span(as_of - earliest)}"
         else:
             age = ""
+        acknowledged_at = instant(task, "acknowledged_at", owner)
+        acknowledged = (f"{task.get('acknowledged_by')}, {words.when(acknowledged_at)}"
+                        if acknowledged_at is not None else "")
+        escalation = words.escalation(task.get("escalation"), owner) if status in ACTIONABLE else ""
         reason = str(task.get("reason") or "")
         if reason and reason_at is not None:
             reason = f"{reason} on {words.when(reason_at)}"
@@ -389,6 +445,7 @@ class Worklist:
             reason=reason, rule=words.rule(source), version=intern(str(task.get("pathway_version") or "")),
             age=age, safety=safety,
             off_hours=words.off_hours(due) if due is not None and status in ACTIONABLE else "",
+            acknowledged=acknowledged, escalation=escalation,
         )
 
 
@@ -424,6 +481,16 @@ class _Words:
         if text is None:
             text = self._rules[source] = intern(provenance_text(self.compiled, source))
         return text
+
+    def escalation(self, value: object, owner: str) -> str:
+        """"Medical director since Tue 7 Apr, 09:30; next Tue 7 Apr, 23:59", or "" when none."""
+        if value is None:
+            return ""
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{owner}: escalation must be an object")
+        since, following = instant(value, "since", owner), instant(value, "next_at", owner)
+        text = f"{role_label(str(value.get('tier')))} since {self.when(since) if since else '?'}"
+        return text + (f"; next {self.when(following)}" if following is not None else "")
 
     def off_hours(self, due: datetime) -> str:
         text = self._hours.get(due)

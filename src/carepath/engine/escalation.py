@@ -1,0 +1,180 @@
+"""Acknowledgement and escalation of urgent or safety work, evaluated at `as_of`.
+
+A task of an urgent or safety step is *unseen* from when it opens (its `earliest`) until
+it is acknowledged (`task_acknowledged`) or closed, and *overdue* (a safety step only)
+from its due until it is closed, acknowledged or not. Escalation belongs to the patient,
+not to each task, so that one patient's repeated work is one escalation (one
+notification), not one per task:
+
+- an *unseen period* is a stretch of time in which the patient has at least one unseen
+  task. It escalates to the first tier one delay after it began (the in-hours delay when
+  the clinic was open at that moment, the out-of-hours delay otherwise), and to each next
+  tier after the same delay again. A period ends when every task in it is acknowledged
+  or closed: acknowledging stops the ladder;
+- an *overdue period* is a stretch in which the patient has at least one open safety task
+  past its due. It escalates when it begins and again every `repeat`;
+- an *episode* is a stretch in which either kind of period runs. Each escalation moment
+  of an episode reaches the next tier (the last tier repeats); a new episode starts
+  again at the first tier.
+
+Every open task that takes part at `as_of` (unseen, or a safety task past its due) shows
+the same `{"tier", "since", "next_at"}`; the others (acknowledged and not overdue, closed,
+or in an episode that has not reached a tier yet) show null. Every moment is a pure
+function of the plan's tasks, the acknowledgements and the time: the plan's wake includes
+the next one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from carepath.compile import compiled as c
+from carepath.engine import calendar as cal
+from carepath.engine.result import Acknowledgement, EscalationState, PlannedTask
+from carepath.model.pathway import Priority
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    start: datetime
+    end: datetime | None  # None: still running with no new event
+
+
+def escalates(step: c.Step) -> bool:
+    """Whether a step's tasks take part in acknowledgement and escalation."""
+    return step.safety or step.priority is Priority.URGENT
+
+
+def settle(p: c.CompiledPathway, tasks: Sequence[PlannedTask], acks: Mapping[str, Acknowledgement],
+           closed: Mapping[str, datetime | None], as_of: datetime) -> tuple[list[PlannedTask], datetime | None]:
+    """The plan's tasks with their acknowledgement and escalation fields, and the next
+    instant (at or after `as_of`) at which the patient's escalation moves on its own.
+
+    `closed` maps a task id to when it was done or withdrawn (None: still open); a task
+    missing from it (an overdue escalation step the plan derived) is open."""
+    out = [t if t.id not in acks else dataclasses.replace(t, acknowledged_by=acks[t.id].by,
+                                                          acknowledged_at=acks[t.id].at.astimezone(p.clinic.zone))
+           for t in tasks]
+    policy = p.escalation
+    if policy is None:
+        return out, None
+    unseen: list[tuple[int, _Span]] = []
+    overdue: list[tuple[int, _Span]] = []
+    for i, task in enumerate(out):
+        step = p.steps.get(task.step)
+        if step is None or not escalates(step):
+            continue
+        end = closed.get(task.id)
+        ack = acks.get(task.id)
+        seen = ack.at if ack is not None else None
+        stop = _earliest(end, seen)
+        if stop is None or stop > task.earliest:
+            unseen.append((i, _Span(task.earliest, stop)))
+        if step.safety and task.due is not None and (end is None or end > task.due):
+            overdue.append((i, _Span(task.due, end)))
+    if not unseen and not overdue:
+        return out, None
+
+    moments: list[tuple[datetime, int]] = []  # (instant, episode number)
+    episodes = _merge([s for _, s in unseen] + [s for _, s in overdue])
+    for period in _merge([s for _, s in unseen]):
+        delay = policy.delay_in_hours if _open_at(p.clinic, period.start) else policy.delay_out_of_hours
+        for k in range(1, len(policy.tiers) + 1):
+            moment = period.start + k * delay
+            if period.end is not None and moment >= period.end:
+                break  # acknowledged (or closed) in time: the ladder stops here
+            moments.append((moment, _episode_of(episodes, moment)))
+    for period in _merge([s for _, s in overdue]):
+        for moment in _repeats(period, policy.repeat, len(policy.tiers), as_of):
+            moments.append((moment, _episode_of(episodes, moment)))
+    moments = sorted(set(moments))
+
+    reached: dict[int, tuple[int, datetime]] = {}  # episode → (tiers climbed, when the latest was reached)
+    previous = -1
+    for moment, number in moments:
+        if moment >= as_of:
+            break
+        level = reached[number][0] + 1 if number == previous else 1
+        reached[number], previous = (level, moment), number
+    ahead = [m for m, _ in moments if m >= as_of]
+    now = _episode_of(episodes, as_of)
+    running = now if now >= 0 and _inside(episodes[now], as_of) else None
+    spans: dict[int, list[_Span]] = {}
+    for i, span in (*unseen, *overdue):
+        spans.setdefault(i, []).append(span)
+    zone = p.clinic.zone
+    for i, own in spans.items():
+        if out[i].status not in ("open", "overdue"):
+            continue
+        if running is not None and running in reached and any(_inside(s, as_of) for s in own):
+            # Taking part now: the patient's one escalation, whichever task began it.
+            number = running
+            following = next((m for m, n in moments if m >= as_of and n == running), None)
+        else:
+            # Acknowledged after a tier was reached: it shows that tier, and when its
+            # own work escalates next (a safety task's due), if ever.
+            mine = [n for m, n in moments if m < as_of and any(_inside(s, m) for s in own)]
+            if not mine:
+                continue
+            number = mine[-1]
+            following = next((m for m in ahead if any(_inside(s, m) for s in own)), None)
+        level, since = reached[number]
+        out[i] = dataclasses.replace(out[i], escalation=EscalationState(
+            policy.tiers[min(level, len(policy.tiers)) - 1], since.astimezone(zone),
+            following.astimezone(zone) if following is not None else None))
+    return out, min(ahead) if ahead else None
+
+
+def _repeats(period: _Span, every: timedelta, tiers: int, as_of: datetime) -> list[datetime]:
+    """The moments of an overdue period that decide the plan: the first `tiers` (after
+    them every moment reaches the last tier), the last one before `as_of` (`since`) and
+    the first one at or after it (`next_at`, the wake). A period years long costs the same."""
+    start, end = period.start, period.end
+    picked = [start + j * every for j in range(tiers)]
+    if start < as_of:
+        last = (as_of - start - timedelta(microseconds=1)) // every  # start + last*every < as_of
+        picked += [start + last * every, start + (last + 1) * every]
+    else:
+        picked.append(start)
+    return [m for m in picked if end is None or m < end]
+
+
+def _open_at(clinic: c.ClinicCalendar, moment: datetime) -> bool:
+    """Whether the clinic is open at `moment` (its opening instant included, its closing one not)."""
+    local = moment.astimezone(clinic.zone)
+    return any(opens <= local.time() < closes for opens, closes in cal.open_spans(clinic, local.date()))
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    return a if b is None or a <= b else b
+
+
+def _merge(spans: list[_Span]) -> list[_Span]:
+    """Overlapping or touching spans joined into maximal ones, in time order."""
+    merged: list[_Span] = []
+    for span in sorted(spans, key=lambda s: s.start):
+        if merged and (merged[-1].end is None or span.start <= merged[-1].end):
+            last = merged[-1]
+            end = None if last.end is None or span.end is None else max(last.end, span.end)
+            merged[-1] = _Span(last.start, end)
+        else:
+            merged.append(span)
+    return merged
+
+
+def _episode_of(episodes: list[_Span], moment: datetime) -> int:
+    """The index of the last episode starting at or before `moment` (-1: none has)."""
+    found = -1
+    for k, span in enumerate(episodes):
+        if span.start <= moment:
+            found = k
+    return found
+
+
+def _inside(span: _Span, moment: datetime) -> bool:
+    return span.start <= moment and (span.end is None or moment < span.end)
+
