@@ -56,7 +56,7 @@ def _plan(compiled, doses: int, hours_after: float = 24 * 30):  # noqa: ANN001, 
 
 
 def test_an_item9_answer_is_one_raised_fact_that_pages(compiled) -> None:  # noqa: ANN001
-    p = _plan(compiled, 0)
+    p = _plan(compiled, 0, hours_after=0.05)  # three minutes later: nothing has escalated yet
     facts = decide_pages(facts_of(compiled, compiled.version, p), set(), {})
     assert [(f.kind, f.step, f.page) for f in facts] == [(RAISED, "suicide_risk_assessment", True)]
     f = facts[0]
@@ -69,21 +69,24 @@ def test_nine_breach_reviews_in_one_episode_page_once(compiled) -> None:  # noqa
     facts = decide_pages(facts_of(compiled, compiled.version, p), set(), {})
     breaches = [f for f in facts if f.kind == BREACHED]
     raised = [f for f in facts if f.kind == RAISED]
+    escalated = [f for f in facts if f.kind == ESCALATED]
     assert len(breaches) == 9 and len(raised) == 10  # nine reviews and the assessment
+    assert len(escalated) == 10 and {f.tier for f in escalated} == {"medical_director"}  # the patient's ladder
     assert len({f.episode for f in facts}) == 1
-    assert [f for f in facts if f.page] == [raised[0]]  # one page for the whole episode
-    assert raised[0].step == "suicide_risk_assessment"
+    # One page for the episode's raise, one for the tier it reached: not ten, not twenty.
+    assert [(f.kind, f.step) for f in facts if f.page] == [(RAISED, "suicide_risk_assessment"),
+                                                           (ESCALATED, "suicide_risk_assessment")]
 
 
 def test_a_new_episode_pages_again_after_the_safety_work_was_done(compiled) -> None:  # noqa: ANN001
-    first = _plan(compiled, 0)
+    first = _plan(compiled, 0, hours_after=0.05)
     task = first.tasks[[t.step for t in first.tasks].index("suicide_risk_assessment")]
     done_at = T0 + timedelta(hours=5)
     events = [*_events(0),
               new_event("e-d", PATIENT.ref, "task_completed", done_at, {"task": task.id}, 4),
               new_event("e-r", PATIENT.ref, "assessment_recorded", done_at + timedelta(days=10),
                         {"instrument": "phq9", "items": [1, 1, 1, 1, 1, 1, 1, 1, 3]}, 5)]
-    later = plan(compiled, PATIENT, events, done_at + timedelta(days=11))
+    later = plan(compiled, PATIENT, events, done_at + timedelta(days=10, minutes=3))
     known: set[str] = set()
     paged: dict[str, str] = {}
     assert [f.page for f in decide_pages(facts_of(compiled, compiled.version, first), known, paged)] == [True]
@@ -148,12 +151,13 @@ def test_a_sweep_announces_each_fact_once_and_a_second_run_announces_nothing(tmp
     notify: Callable = told.extend
     sequence.sweep(spec, patients, events, InProcess(), notify=notify)
     assert sum(f.kind == RAISED for f in told) == 10 and sum(f.kind == BREACHED for f in told) == 9
-    assert sum(f.page for f in told) == 1
+    assert sum(f.kind == ESCALATED for f in told) == 10  # a day on, the patient's ladder reached a tier
+    assert [(f.kind, f.page) for f in told if f.page] == [(RAISED, True), (ESCALATED, True)]
     bodies = json.dumps([f.as_json() for f in told])
     assert all(name not in bodies for name in NAMES)
     again = RunSpec.resolve(str(PATHWAY), str(tmp_path / "out"), spec.as_of, "run-2", pdf=False)
     sequence.sweep(again, patients, events, InProcess(), notify=told.extend, full=True)
-    assert len(told) == 19  # nothing new: every fact was announced once
+    assert len(told) == 29  # nothing new: every fact was announced once
 
 
 def test_a_notifier_that_fails_leaves_the_facts_to_announce_next_time(tmp_path: Path) -> None:
@@ -166,10 +170,10 @@ def test_a_notifier_that_fails_leaves_the_facts_to_announce_next_time(tmp_path: 
         sequence.sweep(spec, patients, events, InProcess(), notify=down)
     ledger = Ledger(spec.ledger_url)
     try:
-        assert [f.kind for f in Notices(ledger.engine, "ketamine-iv").pending()] == [RAISED]
+        assert sorted(f.kind for f in Notices(ledger.engine, "ketamine-iv").pending()) == [ESCALATED, RAISED]
     finally:
         ledger.close()
     told: list[Fact] = []
     sequence.sweep(RunSpec.resolve(str(PATHWAY), str(tmp_path / "out"), spec.as_of, "run-2", pdf=False),
                    patients, events, InProcess(), notify=told.extend)
-    assert [(f.kind, f.page) for f in told] == [(RAISED, True)]
+    assert sorted((f.kind, f.page) for f in told) == [(ESCALATED, True), (RAISED, True)]

@@ -39,7 +39,8 @@ from carepath.engine.result import PatientPlan, PlannedTask
 from carepath.sinks.ledger import _metadata
 
 RAISED, ESCALATED, ACKNOWLEDGED, BREACHED = "task.raised", "task.escalated", "task.acknowledged", "hold.breached"
-KINDS = (RAISED, ESCALATED, ACKNOWLEDGED, BREACHED)
+KINDS = (RAISED, BREACHED, ESCALATED, ACKNOWLEDGED)
+_ORDER = {kind: n for n, kind in enumerate(KINDS)}
 FIRST_TIER = "raised"  # the tier a raise pages (the task's own role on call), before any escalation
 ACTIVE = ("open", "overdue")
 
@@ -242,13 +243,15 @@ class Notices:
         return new
 
     def pending(self, limit: int | None = None) -> list[Fact]:
-        """Recorded facts not yet announced, oldest record first."""
+        """Recorded facts not yet announced."""
         t = facts_table
         query = select(t.c.body).where(t.c.pathway == self.pathway, t.c.announced == 0).order_by(t.c.fact)
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
-            return [Fact.from_json(orjson.loads(body)) for (body,) in conn.execute(query)]
+            facts = [Fact.from_json(orjson.loads(body)) for (body,) in conn.execute(query)]
+        # In the order they happened to a patient: raised before escalated before acknowledged.
+        return sorted(facts, key=lambda f: (f.patient, _ORDER[f.kind], f.at, f.task))
 
     def has_pending(self) -> bool:
         t = facts_table
