@@ -30,7 +30,7 @@ def one_run() -> dict[str, float]:
     if out.returncode != 0:
         sys.exit(f"the integration test failed:\n{out.stdout[-4000:]}\n{out.stderr[-2000:]}")
     found: dict[str, float] = {}
-    for m in re.finditer(r"^(timer|escalation)[^\n]*?paged ([0-9.]+) s after", out.stdout, re.M):
+    for m in re.finditer(r"^[.sxF]*(emit|timer|escalation)[^\n]*?paged ([0-9.]+) s after", out.stdout, re.M):
         found[m.group(1)] = float(m.group(2))
     return found
 
