@@ -30,7 +30,6 @@ from pathlib import Path
 
 import pytest
 
-from carepath.engine.result import PlannedTask
 from test_integration_server import BIN, ROOT, Stack, _free_port  # the same server set-up
 
 pytestmark = pytest.mark.integration
@@ -49,7 +48,6 @@ PHI = [p[k] for p in PATIENTS for k in ("given_name", "family_name", "email")]
 BLOCKS = {"carepath-on-call-first-line": "/first-line", "carepath-on-call-prescriber": "/on-call-prescriber",
           "carepath-medical-director": "/medical-director", "carepath-operations": "/operations"}
 SERVE_URL = "https://worklist.clinic.example"
-ESCALATES = "escalation" in PlannedTask.__dataclass_fields__
 AHEAD = timedelta(seconds=150)  # an event dated this far ahead: known only once its instant comes
 
 
@@ -233,7 +231,6 @@ def test_an_item9_answer_pages_the_first_line_once(on_call: tuple[Stack, Receive
     _no_names(receiver)
 
 
-@pytest.mark.skipif(not ESCALATES, reason="the engine does not escalate yet (plan tasks have no `escalation`)")
 def test_unacknowledged_work_escalates_on_time_and_an_acknowledgement_stops_the_ladder(
         on_call: tuple[Stack, Receiver]) -> None:
     stack, receiver = on_call
@@ -279,3 +276,19 @@ def test_a_fact_dated_ahead_pages_at_its_instant_through_a_timer(on_call: tuple[
     assert mine and {r["state_type"] for r in mine} <= {"RUNNING", "COMPLETED"}, timers  # it ran (it paged)
     assert datetime.fromisoformat(mine[0]["expected_start_time"]) == at
     _no_names(receiver)
+
+
+def test_a_failed_patient_replan_notifies_operations(on_call: tuple[Stack, Receiver]) -> None:
+    """A re-plan of a patient the patients file does not have fails; operations hear of it."""
+    stack, receiver = on_call
+    deployment = _call(stack, "GET", f"/deployments/name/carepath-patient/{ON_EVENT}")
+    _call(stack, "POST", f"/deployments/{deployment['id']}/create_flow_run", {"parameters": {"patient": "oc-nobody"}})
+    deadline = time.time() + PAGE_S
+    while time.time() < deadline:
+        notices = [body for path, body, _ in receiver.got if path == "/operations"]
+        if notices:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("operations were not notified of the failed run" + stack.tails())
+    assert "patient-ketamine-iv-oc-nobody" in notices[0] and "Failed" in notices[0]
