@@ -4,6 +4,8 @@ events they react to carry refs, ids and roles, never a name."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -67,3 +69,21 @@ def test_the_event_of_a_fact_carries_what_to_open_and_nothing_about_the_person()
     escalated = as_event(Fact(**{**fact.__dict__, "kind": ESCALATED, "tier": "medical_director", "page": False}))
     assert escalated.event == "carepath.task.escalated" and escalated.resource["carepath.tier"] == "medical_director"
     assert escalated.id != event.id
+
+
+def _carepath(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "carepath"), *args], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_the_command_refuses_a_broken_file_and_names_the_missing_server(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    broken = tmp_path / "on-call.yaml"
+    broken.write_text("automations:\n  - name: no trigger\n    actions: []\n")
+    proc = _carepath("automations", str(broken), "--out", str(tmp_path / "out.json"), env=env)
+    assert proc.returncode == 1 and "'no trigger' is not valid for Prefect" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out.json").exists()
+    proc = _carepath("automations", str(FILE), "--out", str(tmp_path / "out.json"), env=env)
+    assert proc.returncode == 69 and "PREFECT_API_URL" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
