@@ -440,3 +440,42 @@ def test_due_today_and_no_due_time_have_their_own_bands(tmp_path: Path, cohort: 
     page = read_worklist(sink.path.read_text(encoding="utf-8"))
     assert page.groups == ["today", "no-due"]
     assert [r.attrs["data-task"] for r in page.rows] == [base.id, "t-no-due"]
+
+
+def test_patient_page_shows_letters_and_what_closed_withdrawn_work(tmp_path: Path) -> None:
+    """One patient's page lists the patient's letters with their status, and for every
+    withdrawn task or letter what withdrew it."""
+    import io
+    import json
+
+    from carepath.api import load_pathway
+    from carepath.orchestrator.planning import read_cohort, write_patient_page
+
+    root = Path(__file__).resolve().parents[1]
+    compiled = load_pathway(root / "pathways" / "ketamine-iv.yaml")
+    events = [
+        {"id": "e-1", "type": "enrolled", "at": "2026-04-06T09:00:00-04:00", "data": {}},
+        {"id": "e-2", "type": "screening_recorded", "at": "2026-04-06T10:00:00-04:00",
+         "data": {"trd_trials": 2, "contraindications": [], "cautions": []}},
+        {"id": "c-1", "type": "session_completed", "at": "2026-04-06T12:00:00-04:00", "data": {"session": "s-0"}},
+        {"id": "b-1", "type": "session_scheduled", "at": "2026-04-06T13:00:00-04:00",
+         "data": {"session": "s-1", "start": "2026-04-10T10:00:00-04:00"}},
+        {"id": "x-1", "type": "session_cancelled", "at": "2026-04-07T09:00:00-04:00", "data": {"session": "s-1"}},
+        {"id": "d-1", "type": "discharged", "at": "2026-04-07T10:00:00-04:00", "data": {}},
+    ]
+    (tmp_path / "patients.jsonl").write_text(json.dumps({"patient": "p-1", "given_name": "Ada",
+                                                          "family_name": "Byron"}) + "\n")
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps({"patient": "p-1", **e}) + "\n" for e in events))
+    cohort = read_cohort(compiled, tmp_path / "patients.jsonl", tmp_path / "events.jsonl")
+    out = io.StringIO()
+    assert write_patient_page(out, compiled, datetime(2026, 4, 8, 12, tzinfo=NEW_YORK), cohort, "p-1")
+    html = out.getvalue()
+    assert read_worklist(html).problems == []
+    letters = re.findall(r'<tr data-letter="[^"]+" data-status="([a-z]+)">(.*?)</tr>', html)
+    assert len(letters) >= 3 and {status for status, _ in letters} >= {"due", "withdrawn"}
+    withdrawn = [row for status, row in letters if status == "withdrawn"]
+    assert any("withdrawn by session cancelled (session s-1), event x-1" in row for row in withdrawn)
+    integration = next(r for r in read_worklist(html).rows if r.attrs["data-step"] == "integration_psychotherapy")
+    assert integration.attrs["data-status"] == "cancelled"
+    assert "withdrawn by discharged, event d-1, Tue 7 Apr 2026, 10:00 EDT" in integration.cells[4]
+    assert "Ada" not in html and "Byron" not in html

@@ -242,6 +242,11 @@ class Escalation:
     repeat: timedelta               # a safety task open past its due escalates again this often
 
 
+def escalates(step: Step) -> bool:
+    """Whether a step's tasks are acknowledged and escalate: urgent or safety-critical work."""
+    return step.safety or step.priority is Priority.URGENT
+
+
 @dataclass(frozen=True)
 class WorklistView:
     horizon: timedelta

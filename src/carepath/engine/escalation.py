@@ -27,14 +27,13 @@ the next one.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from carepath.compile import compiled as c
 from carepath.engine import calendar as cal
 from carepath.engine.result import Acknowledgement, EscalationState, PlannedTask
-from carepath.model.pathway import Priority
 
 @dataclass(frozen=True, slots=True)
 class _Span:
@@ -42,31 +41,30 @@ class _Span:
     end: datetime | None  # None: still running with no new event
 
 
-def escalates(step: c.Step) -> bool:
-    """Whether a step's tasks take part in acknowledgement and escalation."""
-    return step.safety or step.priority is Priority.URGENT
-
-
 def settle(p: c.CompiledPathway, tasks: Sequence[PlannedTask], acks: Mapping[str, Acknowledgement],
-           closed: Mapping[str, datetime | None], as_of: datetime) -> tuple[list[PlannedTask], datetime | None]:
+           closed: Callable[[str], datetime | None], as_of: datetime) -> tuple[list[PlannedTask], datetime | None]:
     """The plan's tasks with their acknowledgement and escalation fields, and the next
     instant (at or after `as_of`) at which the patient's escalation moves on its own.
 
-    `closed` maps a task id to when it was done or withdrawn (None: still open); a task
-    missing from it (an overdue escalation step the plan derived) is open."""
-    out = [t if t.id not in acks else dataclasses.replace(t, acknowledged_by=acks[t.id].by,
-                                                          acknowledged_at=acks[t.id].at.astimezone(p.clinic.zone))
-           for t in tasks]
+    `closed` says when a task was done or withdrawn (None: still open, or an overdue
+    escalation step the plan derived)."""
+    out = list(tasks)
+    if acks:
+        out = [t if t.id not in acks else dataclasses.replace(t, acknowledged_by=acks[t.id].by,
+                                                              acknowledged_at=acks[t.id].at.astimezone(p.clinic.zone))
+               for t in out]
     policy = p.escalation
     if policy is None:
         return out, None
     unseen: list[tuple[int, _Span]] = []
     overdue: list[tuple[int, _Span]] = []
+    # Most of a patient's tasks are routine: one set lookup each decides.
+    escalating = {name for name, step in p.steps.items() if c.escalates(step)}
     for i, task in enumerate(out):
-        step = p.steps.get(task.step)
-        if step is None or not escalates(step):
+        if task.step not in escalating:
             continue
-        end = closed.get(task.id)
+        step = p.steps[task.step]
+        end = closed(task.id)
         ack = acks.get(task.id)
         seen = ack.at if ack is not None else None
         stop = _earliest(end, seen)

@@ -662,7 +662,7 @@ class _Fold:
         tasks.sort(key=lambda t: (t.due or t.earliest, t.earliest, t.step, t.id))
         letters = settle_letters(self.p, self.letters.values(), self.sessions, as_of, self.discharged_at)
         wake = self.wake(as_of, escalations, letters)
-        tasks, escalates_at = escalation.settle(self.p, tasks, self.acks, self.closed_at(), as_of)
+        tasks, escalates_at = escalation.settle(self.p, tasks, self.acks, self.closed_at, as_of)
         if escalates_at is not None and (wake is None or escalates_at < wake):
             wake = escalates_at
         sessions = sorted(
@@ -705,9 +705,10 @@ class _Fold:
         ahead = [t for t in times if t >= as_of]
         return min(ahead) if ahead else None
 
-    def closed_at(self) -> dict[str, datetime | None]:
-        """When each task was done or withdrawn (a superseded one: when its window passed)."""
-        return {t.id: t.done_at or t.cancelled_at or t.superseded_at for t in self.tasks.values()}
+    def closed_at(self, task_id: str) -> datetime | None:
+        """When a task was done or withdrawn (a superseded one: when its window passed)."""
+        task = self.tasks.get(task_id)
+        return None if task is None else task.done_at or task.cancelled_at or task.superseded_at
 
     @staticmethod
     def window_outcome(task: _Task, as_of: datetime, latest: dict[str, tuple[datetime, bool]]) -> None:

@@ -97,6 +97,10 @@ def write_plan_text(out: IO[str], compiled: CompiledPathway, as_of: datetime, co
             mark = " OUT OF WINDOW" if task.out_of_window else ""
             if task.held:
                 mark += f" (held: {', '.join(task.held)})"
+            if task.acknowledged_by:
+                mark += f" (acknowledged by {task.acknowledged_by})"
+            if task.escalation:
+                mark += f" (escalated to {task.escalation.tier} since {task.escalation.since:%a %d %b %H:%M})"
             out.write(f"  [{task.status:7}] {task.priority:7} {task.step} ({task.role}): "
                       f"from {task.earliest:%a %d %b %H:%M} {due}{mark}\n")
         done = sum(1 for t in result.tasks if t.status == "done")
@@ -117,9 +121,20 @@ def write_patient_page(out: IO[str], compiled: CompiledPathway, as_of: datetime,
 
     if ref not in cohort.patients:
         return False
+    from carepath.engine.closure import closures
+    from carepath.orchestrator.cohort import read_shard
+
     for result in plan_cohort(compiled, cohort, as_of):
         if result.patient == ref:
-            page, _ = Worklist(Path("."), compiled, as_of, patient=ref).render(outputs_of(result, compiled.version))
+            # What closed each withdrawn task and letter: the patient's history folded once more.
+            closed: dict[str, str] = {}
+            for shard in cohort.partition.shards:
+                patients, events, _ = read_shard(compiled, shard)
+                if ref in patients:
+                    closed = closures(compiled, patients[ref], events[ref], as_of)
+                    break
+            page, _ = Worklist(Path("."), compiled, as_of, patient=ref, closures=closed).render(
+                outputs_of(result, compiled.version))
             out.write(page)
             return True
     return False

@@ -127,7 +127,8 @@ Facts = dict[str, Fact]
 
 def diff_pathways(old: Reviewed, new: Reviewed) -> PathwayDiff:
     changes: list[Change] = []
-    for compare in (_pathway, _clinic, _parameters, _stages, _steps, _letters, _rules, _holds, _vocabulary):
+    for compare in (_pathway, _escalation, _clinic, _parameters, _stages, _steps, _letters, _rules, _holds,
+                    _vocabulary):
         changes.extend(compare(old, new))
     return PathwayDiff(old, new, tuple(changes))
 
@@ -214,6 +215,22 @@ def _pathway(old: Reviewed, new: Reviewed) -> list[Change]:
         }
 
     return _compare(Section.PATHWAY, Subject("Pathway"), facts(old), facts(new))
+
+
+def _escalation(old: Reviewed, new: Reviewed) -> list[Change]:
+    """Who is told of unacknowledged urgent work, and after how long (compared by value)."""
+    def facts(r: Reviewed) -> Facts:
+        raw, compiled = r.model.escalation, r.compiled.escalation
+        if raw is None or compiled is None:
+            return {"tiers": _NONE}
+        return {
+            "tiers": Fact(compiled.tiers, " → ".join(compiled.tiers)),
+            "delay in opening hours": Fact(compiled.delay_in_hours, offset_text(r.model, raw.delay_in_hours)),
+            "delay out of hours": Fact(compiled.delay_out_of_hours, offset_text(r.model, raw.delay_out_of_hours)),
+            "overdue safety work escalates again every": Fact(compiled.repeat, offset_text(r.model, raw.repeat)),
+        }
+
+    return _compare(Section.PATHWAY, Subject("Escalation"), facts(old), facts(new))
 
 
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")

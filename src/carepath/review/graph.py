@@ -27,7 +27,8 @@ LEGEND = ("Solid arrows are stage transitions, labelled with the event that trig
           "rules that react to events in any stage (unless a rule says *only in*); a dotted arrow shows a "
           "rule moving the patient to a stage. The box *Holds* shows what each hold stops, which steps keep it "
           "and how a dose or a booking during the hold is surfaced; *safety-critical steps* are never "
-          "withdrawn by discharge or another status change.")
+          "withdrawn by discharge or another status change; *escalation* names who is told, in turn, of "
+          "urgent or safety work nobody acknowledged, and after how long.")
 
 
 def label(*lines: str) -> str:
@@ -110,6 +111,7 @@ def mermaid(reviewed: Reviewed) -> str:
                 if isinstance(action, c.Goto):
                     out.append(f'  r_{rule.id} -.->|"go to"| s_{action.stage}')
     out += _holds(compiled)
+    out += _escalation(compiled)
     return "\n".join(out) + "\n"
 
 
@@ -134,6 +136,18 @@ def _holds(compiled: c.CompiledPathway) -> list[str]:
         body = label("never withdrawn by a status change:", *safety)[1:-1]
         out.append(f'  safety["{_bold("safety-critical steps")}<br/>{body}"]')
     return out
+
+
+def _escalation(compiled: c.CompiledPathway) -> list[str]:
+    """Who is told, in turn, of urgent or safety work nobody acknowledged, and when."""
+    policy = compiled.escalation
+    if policy is None:
+        return []
+    lines = [f"unacknowledged: {' → '.join(policy.tiers)}",
+             f"each after {delta_text(policy.delay_in_hours)} (raised in hours)",
+             f"or {delta_text(policy.delay_out_of_hours)} (raised out of hours)",
+             f"safety work past due: again every {delta_text(policy.repeat)}"]
+    return [f'  escalation["{_bold("escalation")}<br/>{label(*lines)[1:-1]}"]']
 
 
 def markdown_page(reviewed: Reviewed) -> str:

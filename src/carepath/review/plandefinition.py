@@ -297,6 +297,13 @@ class _Builder:
             usage += "; safety-critical: discharge or another status change never withdraws it"
         if step.flag_while_open:
             usage += f"; flags the patient {step.flag_while_open} while open"
+        policy = self.p.escalation
+        if policy is not None and c.escalates(step):
+            usage += (f"; unacknowledged, escalates to {' then '.join(policy.tiers)}, each after "
+                      f"{delta_text(policy.delay_in_hours)} (raised in opening hours) or "
+                      f"{delta_text(policy.delay_out_of_hours)} (otherwise)")
+            if step.safety:
+                usage += f"; open past its due, escalates again every {delta_text(policy.repeat)}"
         rid = self._step_id(name)
         out = {
             "resourceType": "ActivityDefinition", "id": rid, "url": self._url("ActivityDefinition", rid),

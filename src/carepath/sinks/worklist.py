@@ -146,6 +146,7 @@ class Row:
     off_hours: str            # why the due time is outside opening hours, "" when it is not
     acknowledged: str         # "staff-3, Tue 7 Apr, 09:10"; "" when nobody has acknowledged it
     escalation: str           # "Medical director since Tue 7 Apr, 09:30; next Tue 7 Apr, 23:59"; "" when none
+    closed_by: str = ""       # one patient's page: what withdrew or superseded a cancelled task
 
 
 @dataclass(frozen=True)
@@ -185,13 +186,15 @@ class Worklist:
     kinds = frozenset({OutputKind.PATIENT, OutputKind.TASK})
 
     def __init__(self, out_dir: Location, compiled: CompiledPathway, as_of: datetime, *,
-                 patient: str | None = None) -> None:
-        """`patient`: one patient's whole plan instead (every task, no horizon, no caps)."""
+                 patient: str | None = None, closures: Mapping[str, str] | None = None) -> None:
+        """`patient`: one patient's whole plan instead (every task, no horizon, no caps), with
+        its letters; `closures`: what closed each withdrawn task or letter (engine/closure.py)."""
         self.storage = storage_for(out_dir)
         self.path = self.storage.local_path(self.name)
         self.compiled = compiled
         self.as_of = require_aware(as_of)
         self.patient = patient
+        self.closures = closures or {}
         self.written = 0
 
     def write(self, outputs: Iterable[Output]) -> int:
@@ -265,6 +268,7 @@ class Worklist:
         # safety-band rows wait until its last task, since both depend on all of them.
         current: str | None = None
         pending: dict[str, object] | None = None
+        letters: list[dict[str, object]] = []  # one patient's page only
         safety_items: list[tuple[Output, Mapping[str, object], datetime, bool]] = []
 
         def settle_patient() -> None:
@@ -302,6 +306,9 @@ class Worklist:
                 safety_items.clear()
 
         while (output := (yield)) is not None:
+            if self.patient is not None and output.kind == OutputKind.LETTER and output.patient == self.patient:
+                letters.append(self._letter(output))
+                continue
             if output.kind not in self.kinds or (self.patient is not None and output.patient != self.patient):
                 continue
             count += 1
@@ -398,6 +405,7 @@ class Worklist:
                        "safety": safety_critical(s, str(s.priority))}
                       for s in compiled.steps.values()],
             "severities": compiled.flag_severity,
+            "letters": sorted(letters, key=lambda letter: (str(letter["send_iso"]), str(letter["id"]))),
         }
         return page, count
 
@@ -445,8 +453,21 @@ class Worklist:
             reason=reason, rule=words.rule(source), version=intern(str(task.get("pathway_version") or "")),
             age=age, safety=safety,
             off_hours=words.off_hours(due) if due is not None and status in ACTIONABLE else "",
-            acknowledged=acknowledged, escalation=escalation,
+            acknowledged=acknowledged, escalation=escalation, closed_by=self.closures.get(output.id, ""),
         )
+
+    def _letter(self, output: Output) -> dict[str, object]:
+        """One letter of the patient's page: which, when (in clinic time, as the whole page),
+        its status and what withdrew it. No names: the letter's text is not shown."""
+        body, owner, zone = output.body, f"letter {output.id}", self.compiled.clinic.zone
+        send_at, expires_at = instant(body, "send_at", owner), instant(body, "expires_at", owner)
+        if send_at is None:
+            raise ValueError(f"{owner} has no send time")
+        return {"id": output.id, "letter": str(body.get("letter")), "template": str(body.get("template")),
+                "send": _long(send_at.astimezone(zone)), "send_iso": send_at.isoformat(),
+                "expires": _long(expires_at.astimezone(zone)) if expires_at is not None else "",
+                "status": str(body.get("status")), "trigger": str(body.get("trigger")),
+                "closed_by": self.closures.get(output.id, "")}
 
 
 class _RankingFeed:
