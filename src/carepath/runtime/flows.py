@@ -33,8 +33,8 @@ from carepath.orchestrator.executor import ProcessPool
 from carepath.orchestrator.pinning import read_migration
 from carepath.orchestrator.sequence import DEFAULT_SHARD_SIZE, WORK_DIR
 from carepath.orchestrator.spec import RunSpec, parse_as_of
-from carepath.outlock import output_lock
 from carepath.orchestrator.timers import next_sweep, timers_before
+from carepath.outlock import output_lock
 from carepath.runtime import artifacts
 from carepath.runtime.notify import announce_facts
 from carepath.sinks.ledger import check_ledger
