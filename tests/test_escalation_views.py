@@ -1,4 +1,4 @@
-"""The escalation section as reviewers see it: diff, graph and the FHIR PlanDefinition."""
+"""Escalation as reviewers and other systems see it: diff, graph, the FHIR PlanDefinition and Task."""
 
 from __future__ import annotations
 
@@ -37,3 +37,31 @@ def test_graph_and_plan_definition_name_the_tiers_and_delays() -> None:
     assert "escalates to on_call_prescriber then medical_director" in usage["SuicideRiskAssessment"]
     assert "escalates again every 24 h" in usage["SuicideRiskAssessment"]
     assert "escalates to" not in usage["IntegrationPsychotherapy"]  # routine work
+
+
+def test_fhir_task_names_who_acknowledged_it_and_its_escalation(tmp_path: Path) -> None:
+    import json
+    from datetime import timedelta
+
+    from fhir.resources.R4B.bundle import Bundle
+
+    from carepath.engine.result import EscalationState
+    from carepath.sinks.base import OutputKind
+    from carepath.sinks.fhir import FhirBundle
+    from sink_cohort import AS_OF, planned_cohort, with_body
+
+    cohort = planned_cohort(tmp_path / "cohort")
+    task = next(o for o in cohort.of_kind(OutputKind.TASK) if o.body["step"] == "suicide_risk_assessment")
+    since = AS_OF - timedelta(minutes=30)
+    state = EscalationState("medical_director", since, AS_OF + timedelta(hours=2)).as_json()
+    changed = with_body(task, acknowledged_by="staff-3", acknowledged_at=(AS_OF - timedelta(hours=1)).isoformat(),
+                        escalation=state)
+    outputs = [changed if o.id == task.id else o for o in cohort.outputs]
+    FhirBundle(tmp_path / "out", cohort.compiled, AS_OF).write(iter(outputs))
+    bundle = json.loads((tmp_path / "out" / "fhir" / "bundle.json").read_text())
+    Bundle.model_validate(bundle)  # still valid FHIR R4
+    (resource,) = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Task"
+                   and e["resource"]["identifier"][0]["value"] == task.id]
+    assert resource["owner"] == {"identifier": {"value": "staff-3"}}
+    assert any(n["text"].startswith(f"Escalated to medical_director since {since.isoformat()}")
+               for n in resource["note"])

@@ -1,6 +1,7 @@
 """The escalation section: whom unacknowledged urgent or safety work reaches, and when.
 
-Every tier must be a declared role (someone the clinic can name), each at most once (a
+A step is never done by an acknowledgement (it only stops the escalation). Every tier
+must be a declared role (someone the clinic can name), each at most once (a
 tier told twice in a row would look like progress and be none), and every delay longer
 than zero (a zero delay escalates before anyone could have acknowledged).
 """
@@ -17,6 +18,13 @@ from carepath.model.params import ParamProblem, resolve_offset
 
 def check_escalation(ctx: CheckContext) -> None:
     p = ctx.pathway
+    for name, step in p.steps.items():
+        for j, event_type in enumerate(step.done_by):
+            if event_type == "task_acknowledged":
+                ctx.report(("steps", name, "done_by", j), Code.INVALID_VALUE,
+                           f"step {name!r} would be done by task_acknowledged: acknowledging is not doing",
+                           "an acknowledgement stops escalation and leaves the task open; "
+                           "close the step with task_completed or the event that does the work")
     escalation = p.escalation
     if escalation is None:
         return

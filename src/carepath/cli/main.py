@@ -423,8 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("test", help="run scenario files and report what of the pathway they did not exercise",
                        description="Run *.scenario.yaml files (or every one under a directory) and report, per "
-                                   "pathway, the steps, letters, rules, transitions and hold reactions no scenario "
-                                   "exercised.")
+                                   "pathway, the steps, letters, rules, transitions, hold reactions and escalation "
+                                   "tiers no scenario exercised.")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--fail-under", type=float, metavar="PERCENT",
                    help="exit 1 when a pathway's coverage is below this")

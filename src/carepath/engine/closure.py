@@ -49,8 +49,14 @@ def closures(compiled: c.CompiledPathway, patient: planner.PatientLike, events: 
             event = (next((e for e in candidates if e.type in task.step.cancelled_by), None)
                      or next((e for e in candidates if e.type == "discharged"), None)
                      or (candidates[-1] if candidates else None))
-            out[task.id] = (f"withdrawn by {described(event)}" if event is not None
-                            else f"withdrawn {when(task.cancelled_at)}")
+            left = (task.source.split(":")[1] if task.source.startswith("stage:") and event is not None
+                    and event.type not in task.step.cancelled_by and event.type != "discharged" else None)
+            if left is not None:
+                # Recurring work belongs to its stage: the event moved the patient on.
+                out[task.id] = f"withdrawn when the patient left stage {left} on {described(event)}"
+            else:
+                out[task.id] = (f"withdrawn by {described(event)}" if event is not None
+                                else f"withdrawn {when(task.cancelled_at)}")
         elif task.superseded_at is not None and as_of > task.superseded_at:
             out[task.id] = f"superseded: the window it was about passed {when(task.superseded_at)}"
     for letter in result.letters:

@@ -122,6 +122,8 @@ def settle(p: c.CompiledPathway, tasks: Sequence[PlannedTask], acks: Mapping[str
         out[i] = dataclasses.replace(out[i], escalation=EscalationState(
             policy.tiers[min(level, len(policy.tiers)) - 1], since.astimezone(zone),
             following.astimezone(zone) if following is not None else None))
+    # A task opening later joins the escalation running then: its fields change at that instant.
+    ahead += [span.start for _, span in unseen if span.start >= as_of]
     return out, min(ahead) if ahead else None
 
 
@@ -131,8 +133,9 @@ def _repeats(period: _Span, every: timedelta, tiers: int, as_of: datetime) -> li
     the first one at or after it (`next_at`, the wake). A period years long costs the same."""
     start, end = period.start, period.end
     picked = [start + j * every for j in range(tiers)]
-    if start < as_of:
-        last = (as_of - start - timedelta(microseconds=1)) // every  # start + last*every < as_of
+    limit = as_of if end is None else min(as_of, end)  # a period that ended keeps its last moment
+    if start < limit:
+        last = (limit - start - timedelta(microseconds=1)) // every  # start + last*every < limit
         picked += [start + last * every, start + (last + 1) * every]
     else:
         picked.append(start)

@@ -250,6 +250,15 @@ class FhirBundle:
         resource["reasonCode"] = {"text": f"{task['source']} (event {task['trigger']})"}
         if task["out_of_window"]:
             resource["note"] = _OUT_OF_WINDOW
+        # Seen and owned: the staff member who acknowledged it (a staff ref, never a patient's).
+        if task.get("acknowledged_by") is not None:
+            resource["owner"] = {"identifier": {"value": str(task["acknowledged_by"])}}
+        escalation = task.get("escalation")
+        if isinstance(escalation, Mapping) and status in ("open", "overdue"):
+            following = escalation.get("next_at")
+            text = (f"Escalated to {escalation.get('tier')} since {escalation.get('since')}"
+                    + (f"; next escalation {following}" if following else ""))
+            resource["note"] = [*resource.get("note", []), {"text": text}]  # type: ignore[misc]
         return resource
 
     def _shared(self, shape: str, value: str) -> object:

@@ -1,5 +1,6 @@
-"""Which parts of a pathway no scenario exercised: steps, letters, rules, transitions, and
-the reactions of holds (a dose or a booking while the hold is open)."""
+"""Which parts of a pathway no scenario exercised: steps, letters, rules, transitions, the
+reactions of holds (a dose or a booking while the hold is open) and the escalation tiers
+(each reached by some unacknowledged or overdue work)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,11 @@ class Coverage:
 
 
 def coverage(compiled: CompiledPathway, outcomes: list[Outcome]) -> Coverage:
-    steps, letters, fired = set(), set(), set()
+    steps, letters, fired, tiers = set(), set(), set(), set()
     for outcome in outcomes:
         for result in outcome.plans:
             steps.update(t.step for t in result.tasks)
+            tiers.update(t.escalation.tier for t in result.tasks if t.escalation is not None)
             letters.update(letter.letter for letter in result.letters)
             fired.update(result.fired)
     wanted = {
@@ -41,6 +43,7 @@ def coverage(compiled: CompiledPathway, outcomes: list[Outcome]) -> Coverage:
             f"{name} {kind}" for name, hold in compiled.holds.items()
             for kind, actions in (("breach", hold.on_breach), ("booking", hold.on_booking)) if actions
         ),
+        "escalation tiers": list(compiled.escalation.tiers) if compiled.escalation is not None else [],
     }
     seen = {
         "steps": steps,
@@ -51,6 +54,7 @@ def coverage(compiled: CompiledPathway, outcomes: list[Outcome]) -> Coverage:
             for k, t in enumerate(stage.transitions) if f"stage:{name}:transition:{k}" in fired
         },
         "hold reactions": {f.removeprefix("hold:").replace(":", " ") for f in fired if f.startswith("hold:")},
+        "escalation tiers": tiers,
     }
     result = Coverage(compiled.id)
     for kind, names in wanted.items():
