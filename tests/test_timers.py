@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from carepath.orchestrator.timers import Timer, next_sweep, timers_before
+from carepath.orchestrator.timers import Timer, horizon, next_sweep, timers_before
 
 NY = ZoneInfo("America/New_York")
 AS_OF = datetime.fromisoformat("2026-03-02T21:10:00-05:00")
@@ -31,3 +31,12 @@ def test_a_timer_is_named_by_pathway_patient_and_instant_whatever_the_zone() -> 
     assert Timer(at, "p-1").key("ketamine-iv") == same.key("ketamine-iv") == \
         "carepath-timer|ketamine-iv|p-1|2026-03-03T02:25:00.000000+00:00"
     assert Timer(at, "p-1").key("ketamine-iv") != Timer(at, "p-2").key("ketamine-iv")
+
+
+def test_timers_reach_past_the_next_sweep_which_re_plans_only_patients_whose_wake_has_come() -> None:
+    """At 21:58 a wake at 22:00:30 is not met by the 22:00 sweep (not yet come then): it
+    needs a timer now. The horizon is the sweep after next."""
+    as_of = datetime.fromisoformat("2026-03-02T21:58:00-05:00")
+    wake = datetime.fromisoformat("2026-03-02T22:00:30-05:00")
+    assert horizon(as_of, NY) == datetime.fromisoformat("2026-03-02T23:00:00-05:00")
+    assert timers_before([("p-1", wake)], as_of, horizon(as_of, NY)) == [Timer(wake, "p-1")]

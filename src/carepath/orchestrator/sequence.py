@@ -14,6 +14,7 @@ steps (in process, a process pool, Prefect tasks) is the caller's choice.
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +27,8 @@ from carepath.orchestrator.choice import choose
 from carepath.orchestrator.executor import Executor, InProcess
 from carepath.orchestrator.notices import Fact, Notices
 from carepath.orchestrator.spec import RunSpec
+from carepath.orchestrator.timers import horizon as timer_horizon
+from carepath.orchestrator.wake_index import WakeIndex
 from carepath.sinks.ledger import Ledger
 
 DEFAULT_SHARD_SIZE = 2000  # patients per shard: ~0.1-0.2 s of planning against ~10 ms of a Prefect task's overhead
@@ -91,6 +94,10 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
         cohort = run.call("report-cohort", report_cohort, spec, str(patients), ledger)
         shutil.rmtree(work.parent, ignore_errors=True)
         summary = RunSummary.of(spec.compiled, spec.as_of, reports, cohort.rejected, documents, cohort)
+        # Timers for every patient whose plan changes before the horizon, re-planned now or not.
+        index = WakeIndex(ledger.engine, spec.compiled.id)
+        summary = replace(summary, wakes=tuple(index.wakes_between(
+            spec.as_of, timer_horizon(spec.as_of, spec.compiled.clinic.zone))))
     finally:
         ledger.close()
     log(f"recorded {summary.recorded.new} new, {summary.recorded.changed} changed output(s); "

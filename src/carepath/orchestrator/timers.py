@@ -36,7 +36,15 @@ def next_sweep(as_of: datetime, zone: ZoneInfo) -> datetime:
     return (local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)).astimezone(zone)
 
 
+def horizon(as_of: datetime, zone: ZoneInfo) -> datetime:
+    """Timers are asked for up to the sweep after the next one: the next sweep re-plans only
+    the patients whose wake has come by then, so a wake just after it would otherwise wait
+    for the sweep after (the timers of every patient in the wake index are asked for by
+    each sweep; their idempotency keys make asking twice one run)."""
+    return next_sweep(as_of, zone) + timedelta(hours=1)
+
+
 def timers_before(wakes: Iterable[tuple[str, datetime]], as_of: datetime, until: datetime) -> list[Timer]:
-    """One timer per patient whose wake falls after `as_of` and before `until` (the next
-    sweep, which re-plans a patient whose wake has come anyway), earliest first."""
+    """One timer per patient whose wake falls after `as_of` and before `until` (`horizon`),
+    earliest first."""
     return sorted(Timer(wake, ref) for ref, wake in wakes if as_of < wake < until)

@@ -33,7 +33,7 @@ from carepath.orchestrator.executor import ProcessPool
 from carepath.orchestrator.pinning import read_migration
 from carepath.orchestrator.sequence import DEFAULT_SHARD_SIZE, WORK_DIR
 from carepath.orchestrator.spec import RunSpec, parse_as_of
-from carepath.orchestrator.timers import next_sweep, timers_before
+from carepath.orchestrator.timers import horizon, timers_before
 from carepath.outlock import output_lock
 from carepath.runtime import artifacts
 from carepath.runtime.notify import announce_facts
@@ -198,11 +198,11 @@ def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | N
 
 def _set_timers(spec: RunSpec, summary: sequence.RunSummary, tasks: PrefectTasks) -> int:
     """A re-plan of its own, at that instant, for each patient whose plan changes before
-    the next sweep (carepath.orchestrator.timers; carepath.runtime.timers)."""
+    the sweep after next (carepath.orchestrator.timers; carepath.runtime.timers)."""
     from carepath.runtime import timers
 
     logger = get_run_logger()
-    due = timers_before(summary.wakes, spec.as_of, next_sweep(spec.as_of, spec.compiled.clinic.zone))
+    due = timers_before(summary.wakes, spec.as_of, horizon(spec.as_of, spec.compiled.clinic.zone))
     scheduled = tasks.call("schedule-timers", timers.schedule, spec.compiled.id, due, logger.warning) if due else 0
     if scheduled:
         logger.info("%d re-plan(s) scheduled before the next sweep", scheduled)
