@@ -80,9 +80,10 @@ def test_sweep_is_a_recorded_flow_run_that_emits_everything_once(prefect_api, tm
 
     run, tasks, logs, artifacts = asyncio.run(recorded(state.state_details.flow_run_id))
     assert run.name.startswith("sweep-ketamine-iv-as-of-")
-    assert sorted(t.name for t in tasks) == ["archive-pathway-version", "choose-patients", "deliver-letters",
-                                             "export-documents", "plan-and-emit-shard-0000", "report-cohort",
-                                             "write-changes", "write-worklist"]
+    # announce-facts: the examples' urgent work was new, so the first sweep told on-call of it.
+    assert sorted(t.name for t in tasks) == ["announce-facts", "archive-pathway-version", "choose-patients",
+                                             "deliver-letters", "export-documents", "plan-and-emit-shard-0000",
+                                             "report-cohort", "write-changes", "write-worklist"]
     keys = {a.key for a in artifacts}
     assert {"carepath-sweep-ketamine-iv-summary", "carepath-sweep-ketamine-iv-workload",
             "carepath-sweep-ketamine-iv-letters"} <= keys
@@ -174,7 +175,7 @@ def test_the_parallel_sweep_emits_what_the_sweep_emits_one_task_per_shard(prefec
             return sorted(t.name for t in runs)
 
     assert asyncio.run(task_names(two.state_details.flow_run_id)) == [
-        "archive-pathway-version", "choose-patients", "deliver-letters",
+        "announce-facts", "archive-pathway-version", "choose-patients", "deliver-letters",
         *(f"plan-and-emit-shard-{i:04d}" for i in range(4)), "report-cohort", "write-changes", "write-worklist"]
 
 

@@ -264,6 +264,25 @@ def _backup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _automations(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from carepath.runtime.automations import AutomationsProblem, resolve
+    from carepath.runtime.server import ServiceUnavailable
+
+    try:
+        count = resolve(Path(args.file), Path(args.out))
+    except (AutomationsProblem, OSError) as exc:
+        print(f"carepath: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except ServiceUnavailable as exc:
+        print(f"carepath: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    print(f"wrote {count} automation(s) to {args.out}; create them with: "
+          f"prefect automation create --from-file {args.out}")
+    return EXIT_OK
+
+
 def _schema(args: argparse.Namespace) -> int:
     from carepath.model.schema import pathway_schema_text
 
@@ -476,6 +495,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=out_folder, metavar="DIR")
     p.add_argument("--bundle", action="store_true", help="also fhir/bundle.json (one FHIR collection bundle)")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("automations", help="make the on-call automations file ready for `prefect automation create`",
+                       description="Read an automations file that names notification blocks as "
+                                   "'block:<type>/<name>' (automations/on-call.yaml), look each block up on the "
+                                   "Prefect server named by PREFECT_API_URL, and write the automations with the "
+                                   "blocks' ids as JSON, for `prefect automation create --from-file OUT`. "
+                                   "See docs/operations.md.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--out", required=True, metavar="OUT", help="the JSON file to write")
+    p.set_defaults(func=_automations)
 
     p = sub.add_parser("emit", help="record a new event and tell Prefect, so that patient is re-planned",
                        description="Check one event exactly as the events reader would, append it to the "

@@ -29,6 +29,7 @@ from carepath.engine.result import PatientPlan
 from carepath.orchestrator.cohort import Rejected, Shard, read_patient_shard
 from carepath.orchestrator.delivery import Delivered
 from carepath.orchestrator.event_store import EventStore, key
+from carepath.orchestrator.notices import Notices
 from carepath.orchestrator.pinning import VersionReused, decide, id_aliases
 from carepath.orchestrator.patients_index import PatientsIndex
 from carepath.orchestrator.spec import RunSpec
@@ -77,6 +78,9 @@ class ShardReport:
     letters_queued: int   # due letters put on the delivery queue
     workload: Workload
     rejected: tuple[Rejected, ...]
+    facts: int = 0  # new facts of urgent or safety work recorded for on-call (carepath.orchestrator.notices)
+    # (patient, wake) of each plan that next changes with no new event: when a timer may re-plan it
+    wakes: tuple[tuple[str, datetime], ...] = ()
 
 
 def summary_of(p: PatientPlan, rejected: Iterable[Rejected] = ()) -> dict[str, object]:
@@ -296,6 +300,9 @@ def emit_patients(spec: RunSpec, patients: dict[str, Patient], ledger: Ledger, o
 
     groups, refused = pinned_groups(spec, plans, ledger, replan)
     recorded, queued, emitted = _emit_groups(spec, groups, ledger)
+    # What on-call must be told, recorded once per fact (announced by the run's notifier).
+    notices = Notices(ledger.engine, compiled.id)
+    facts = sum(len(notices.record(c, c.version, group, spec.run)) for c, group in groups if group)
     rejected: dict[str, list[Rejected]] = {ref: [Rejected("events", r.line, r.id, r.reason) for r in bad[ref]]
                                            for ref in patients}
     for p in emitted:
@@ -312,8 +319,9 @@ def emit_patients(spec: RunSpec, patients: dict[str, Patient], ledger: Ledger, o
     all_rejected = tuple(r for ref in sorted(rejected) for r in rejected[ref])
     # The workload from the summaries just stored (refused patients have none and count for nothing).
     work = workload_of(((pl.patient, pl.summary) for pl in planned), compiled, as_of)
+    wakes = tuple((p.patient, p.wake) for p in emitted if p.wake is not None)
     return ShardReport(name, len(patients), sum(len(e) for e in events.values()), recorded, queued, work,
-                       all_rejected)
+                       all_rejected, facts, wakes)
 
 
 def emit_shard(spec: RunSpec, shard: Shard, ledger: Ledger) -> ShardReport:
@@ -541,6 +549,9 @@ class RunSummary:
     letters_failed: int = 0   # letters whose rendering or sending failed this run (each recorded with its reason)
     letters_queued: int = 0   # letters still waiting on the delivery queue after this run, failed ones included
     undelivered_because: str = ""  # the mail server that kept failing (PHI-free), when one did
+    facts: int = 0      # new facts of urgent or safety work recorded for on-call
+    # (patient, wake) of the re-planned patients whose plan next changes with no new event
+    wakes: tuple[tuple[str, datetime], ...] = ()
 
     @property
     def older(self) -> int:
@@ -564,7 +575,8 @@ class RunSummary:
         delivered = delivered or Delivered()
         return cls(compiled.id, compiled.version, as_of.isoformat(), len(reports), sum(r.events for r in reports),
                    recorded, delivered.sent, work, rejected, documents, sum(r.patients for r in reports),
-                   dict(versions or {}), delivered.failed, delivered.queued, delivered.unavailable)
+                   dict(versions or {}), delivered.failed, delivered.queued, delivered.unavailable,
+                   sum(r.facts for r in reports), tuple(w for r in reports for w in r.wakes))
 
     def as_json(self) -> dict[str, object]:
         return {

@@ -19,7 +19,8 @@ steps (in process, a process pool, Prefect tasks) is the caller's choice.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from dataclasses import replace
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -31,7 +32,10 @@ from carepath.orchestrator.choice import choose
 from carepath.orchestrator.delivery import Delivered, deliver_letters
 from carepath.sinks.email import SmtpUnavailable
 from carepath.orchestrator.executor import Executor, InProcess
+from carepath.orchestrator.notices import Fact, Notices
 from carepath.orchestrator.spec import RunSpec
+from carepath.orchestrator.timers import horizon as timer_horizon
+from carepath.orchestrator.wake_index import WakeIndex
 from carepath.sinks.ledger import Ledger
 
 class AllLinesRejected(Exception):
@@ -49,6 +53,8 @@ class Progress(Protocol):
 
 
 Log = Callable[[str], None]  # one line of counts and refs (it may reach Prefect's logs): never a name
+# Announces facts of urgent or safety work (the runtime's Prefect events); raises when it could not.
+Notify = Callable[[Sequence[Fact]], None]
 
 
 def _quiet(_line: str) -> None:
@@ -68,13 +74,16 @@ def work_dir(out: Path) -> Path:
 
 def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Executor | None = None, *,
           shard_size: int = DEFAULT_SHARD_SIZE, progress: Progress | None = None, log: Log = _quiet,
-          full: bool = False, refuse_unused_input: bool = False, export: bool = False, bundle: bool = False) -> RunSummary:
+          full: bool = False, refuse_unused_input: bool = False, export: bool = False, bundle: bool = False,
+          notify: Notify | None = None) -> RunSummary:
     """Ingest the lines appended to the events file, re-plan the patients the wake index
-    says may have changed (every patient with `full`), emit what is new, write the
-    worklist, `rejected.jsonl` and the change feed, deliver the queued letters; with
-    `export`, then the whole-cohort documents (`bundle`: fhir/bundle.json too). With
-    `refuse_unused_input` (a run, not a library call) a sweep whose patients or events file
-    had every line rejected ends with AllLinesRejected, after writing `rejected.jsonl`."""
+    says may have changed (every patient with `full`), emit what is new, announce the new
+    facts of urgent and safety work through `notify` (without one they wait in the ledger
+    for a run that has one), write the worklist, `rejected.jsonl` and the change feed,
+    deliver the queued letters; with `export`, then the whole-cohort documents (`bundle`:
+    fhir/bundle.json too). With `refuse_unused_input` (a run, not a library call) a sweep
+    whose patients or events file had every line rejected ends with AllLinesRejected,
+    after writing `rejected.jsonl`."""
     run = executor or InProcess()
     spec.out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(spec.ledger_url)
@@ -99,6 +108,8 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
         if progress:
             progress.finish()
         reports.sort(key=lambda r: r.shard)
+        if notify is not None and Notices(ledger.engine, spec.compiled.id).has_pending():
+            run.call("announce-facts", announce_pending, spec, ledger, notify)
         documents = run.call("write-worklist", write_documents, spec, ledger)
         cohort = run.call("report-cohort", report_cohort, spec, str(patients), ledger)
         shutil.rmtree(work.parent, ignore_errors=True)
@@ -112,6 +123,10 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
             documents.update(run.call("export-documents", export_step, spec, ledger, bundle))
         summary = RunSummary.of(spec.compiled, spec.as_of, reports, cohort.rejected, documents, cohort,
                                 ledger.version_counts(spec.compiled.id), delivered)
+        # Timers for every patient whose plan changes before the horizon, re-planned now or not.
+        index = WakeIndex(ledger.engine, spec.compiled.id)
+        summary = replace(summary, wakes=tuple(index.wakes_between(
+            spec.as_of, timer_horizon(spec.as_of, spec.compiled.clinic.zone))))
     finally:
         ledger.close()
     log(f"recorded {summary.recorded.new} new, {summary.recorded.changed} changed output(s); "
@@ -171,8 +186,19 @@ def _reasons(reasons: dict[str, int]) -> str:
     return ", ".join(f"{why}: {n}" for why, n in sorted(reasons.items())) or "nothing changed"
 
 
+def announce_pending(spec: RunSpec, ledger: Ledger, notify: Notify) -> int:
+    """Announce the facts recorded and not yet announced, then mark them: a run killed in
+    between announces them again (with the same ids), never loses one."""
+    notices = Notices(ledger.engine, spec.compiled.id)
+    pending = notices.pending()
+    if pending:
+        notify(pending)
+        notices.mark_announced(pending)
+    return len(pending)
+
+
 def replan_patient(spec: RunSpec, patients: str | Path, events: str | Path, ref: str,
-                   executor: Executor | None = None) -> RunSummary:
+                   executor: Executor | None = None, notify: Notify | None = None) -> RunSummary:
     """Re-plan one patient (after an event was recorded), then write the worklist and that
     patient's record (`patients/<xx>/<ref>.json`) and deliver that patient's letters; the
     whole-cohort documents are the export's."""
@@ -182,6 +208,8 @@ def replan_patient(spec: RunSpec, patients: str | Path, events: str | Path, ref:
     try:
         run.call("archive-pathway-version", archive_pathway, spec, ledger)
         report = run.call(f"replan-patient-{ref}", emit_patient, spec, str(patients), str(events), ref, ledger)
+        if notify is not None and Notices(ledger.engine, spec.compiled.id).has_pending():
+            run.call("announce-facts", announce_pending, spec, ledger, notify)
         # The worklist too: an urgent task the event raised must not wait for the next sweep.
         documents = run.call("write-worklist", write_documents, spec, ledger)
         record = run.call(f"write-patient-record-{ref}", write_patient_record, spec, ledger, ref)

@@ -165,6 +165,14 @@ class WakeIndex:
             with self.engine.begin() as conn:
                 self.mark_dirty(conn, [r["patient"] for r in rows])  # type: ignore[misc]
 
+    def wakes_between(self, start: datetime, end: datetime) -> list[tuple[str, datetime]]:
+        """Every patient whose plan next changes after `start` and before `end` (the timers a sweep asks for)."""
+        t = wake_table
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.patient, t.c.wake).where(
+                t.c.pathway == self.pathway, t.c.wake > instant(start), t.c.wake < instant(end)))
+            return [(ref, datetime.fromisoformat(wake)) for ref, wake in rows]
+
     def summaries(self, patients: Collection[str]) -> Iterator[tuple[str, dict[str, object]]]:
         """Each known patient's stored summary, in ref order."""
         with self.engine.connect() as conn:

@@ -34,8 +34,10 @@ from carepath.orchestrator.executor import ProcessPool
 from carepath.orchestrator.pinning import read_migration
 from carepath.orchestrator.sequence import DEFAULT_SHARD_SIZE, WORK_DIR
 from carepath.orchestrator.spec import RunSpec, parse_as_of
+from carepath.orchestrator.timers import horizon, timers_before
 from carepath.outlock import output_lock
 from carepath.runtime import artifacts
+from carepath.runtime.notify import announce_facts
 from carepath.sinks.ledger import check_ledger
 from carepath.api import letter_channel_problem
 from carepath.settings import SettingMissing, check_environment, check_parameters
@@ -239,16 +241,32 @@ def run_sweep(pathway: str, patients: str, events: str, out: str, as_of: str | N
 
     logger = get_run_logger()
     spec = _spec(pathway, out, as_of, ledger_url, pdf, migration)
+    tasks = PrefectTasks(processes)
     try:
-        summary = sequence.sweep(spec, patients, events, PrefectTasks(processes), shard_size=shard_size,
+        summary = sequence.sweep(spec, patients, events, tasks, shard_size=shard_size,
                                  progress=console.current(), log=logger.info, full=full, export=export,
-                                 refuse_unused_input=True)
+                                 refuse_unused_input=True, notify=announce_facts)
     except sequence.LettersUndelivered as undelivered:
         # Everything but those letters was written: the artifacts show it, then the run fails.
         artifacts.publish(undelivered.summary, spec.out)
+        _set_timers(spec, undelivered.summary, tasks)
         raise
+    _set_timers(spec, summary, tasks)
     artifacts.publish(summary, spec.out)
     return summary.as_json()
+
+
+def _set_timers(spec: RunSpec, summary: sequence.RunSummary, tasks: PrefectTasks) -> int:
+    """A re-plan of its own, at that instant, for each patient whose plan changes before
+    the sweep after next (carepath.orchestrator.timers; carepath.runtime.timers)."""
+    from carepath.runtime import timers
+
+    logger = get_run_logger()
+    due = timers_before(summary.wakes, spec.as_of, horizon(spec.as_of, spec.compiled.clinic.zone))
+    scheduled = tasks.call("schedule-timers", timers.schedule, spec.compiled.id, due, logger.warning) if due else 0
+    if scheduled:
+        logger.info("%d re-plan(s) scheduled before the next sweep", scheduled)
+    return scheduled
 
 
 @flow(name="carepath-patient", flow_run_name=lambda: _run_name("patient"), persist_result=False)
@@ -263,11 +281,14 @@ def patient_replan(pathway: str, patients: str, events: str, out: str, patient: 
     to the next sweep. `patient` is the pseudonymous ref the event carried."""
     logger = get_run_logger()
     spec = _spec(pathway, out, as_of, ledger_url, pdf, migration)
+    tasks = PrefectTasks()
     try:
-        summary = sequence.replan_patient(spec, patients, events, patient, PrefectTasks())
+        summary = sequence.replan_patient(spec, patients, events, patient, tasks, notify=announce_facts)
     except sequence.LettersUndelivered as undelivered:
         artifacts.publish(undelivered.summary, spec.out, key_prefix="carepath-patient")
+        _set_timers(spec, undelivered.summary, tasks)
         raise
+    _set_timers(spec, summary, tasks)
     artifacts.publish(summary, spec.out, key_prefix="carepath-patient")
     logger.info("patient %s re-planned after event %s: %d new, %d changed output(s)",
                 patient, event_id or "(none)", summary.recorded.new, summary.recorded.changed)
