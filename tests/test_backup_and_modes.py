@@ -24,15 +24,16 @@ DEMO = ROOT / "examples" / "demo"
 AS_OF = datetime.fromisoformat("2026-03-05T17:00:00+00:00")
 
 
-def _sweep(out: Path, run: str = "first") -> dict:
+def _sweep(out: Path, run: str = "first", export: bool = False) -> dict:
     spec = RunSpec.resolve(PATHWAY, out, AS_OF, run, pdf=False)
-    return sequence.sweep(spec, DEMO / "patients.jsonl", DEMO / "events.jsonl").as_json()
+    return sequence.sweep(spec, DEMO / "patients.jsonl", DEMO / "events.jsonl", export=export,
+                          bundle=export).as_json()
 
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("modes") / "out"
-    _sweep(out)
+    _sweep(out, export=True)  # the export's documents too: every kind of file a run writes
     ref = "p-000003"
     spec = RunSpec.resolve(PATHWAY, out, AS_OF, "event", pdf=False)
     sequence.replan_patient(spec, DEMO / "patients.jsonl", DEMO / "events.jsonl", ref)
@@ -43,9 +44,10 @@ def test_every_file_a_run_writes_is_owner_only(swept: Path) -> None:
     files = [p for p in swept.rglob("*") if p.is_file()]
     names = {p.relative_to(swept).as_posix() for p in files}
     for expected in ("ledger.sqlite", "tasks.jsonl", "tasks.csv", "worklist.html", "letters.jsonl",
-                     "rejected.jsonl", "fhir/bundle.json", "fhir/Task.ndjson", "fhir/manifest.json"):
+                     "rejected.jsonl", "fhir/bundle.json", "fhir/Task.0001.ndjson", "fhir/manifest.json"):
         assert expected in names, sorted(names)
     assert any(n.startswith("patients/") for n in names)  # the event run's patient record
+    assert any(n.startswith("changes/") for n in names)  # a sweep's change feed
     open_to_others = sorted(n for p, n in ((p, p.relative_to(swept).as_posix()) for p in files)
                             if stat.S_IMODE(p.stat().st_mode) & 0o077)
     assert open_to_others == []

@@ -16,6 +16,7 @@ from aiosmtpd.controller import Controller
 
 from carepath.orchestrator import emission, sequence
 from carepath.orchestrator.spec import RunSpec
+from carepath.records.readers import read_patients
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHWAY = str(ROOT / "pathways" / "ketamine-iv.yaml")
@@ -244,9 +245,12 @@ def test_a_refused_recipient_is_reported_failed_and_tried_again_by_the_next_run(
     assert len(inbox.messages) == 1
 
 
-def test_one_patients_bad_address_fails_only_their_letters(smtp, tmp_path: Path) -> None:
-    """A non-ASCII address, or two addresses in one field: that patient's letters are
-    recorded failed (no address in the reason), everyone else's go out."""
+def test_one_patients_bad_address_fails_only_their_letters(smtp, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A non-ASCII address, or two addresses in one field: the patients reader refuses
+    the line (its reason quotes no address); and should such an address reach delivery
+    anyway, that patient's letters are recorded failed (no address in the reason) while
+    everyone else's go out."""
     inbox, _, _ = smtp
     lines = PATIENTS.read_text().splitlines()
     patients = tmp_path / "patients.jsonl"
@@ -262,6 +266,13 @@ def test_one_patients_bad_address_fails_only_their_letters(smtp, tmp_path: Path)
                 copies.append(json.dumps(dict(event, patient=ref, id=f"{event['id']}-{ref}")))
     patients.write_text("\n".join([*lines, json.dumps(third), json.dumps(fourth)]) + "\n")
     events.write_text(EVENTS.read_text() + "\n".join(copies) + "\n")
+
+    known, refused = read_patients(patients, default_timezone="America/New_York")
+    assert set(known) == {p["patient"] for p in people}
+    assert [r.line for r in refused] == [len(lines) + 1, len(lines) + 2]
+    assert all(r.reason.startswith("'email'") and "exämple" not in r.reason and "eve" not in r.reason for r in refused)
+
+    monkeypatch.setattr("carepath.records.readers.mailbox_problem", lambda address: None)
     out = tmp_path / "out"
     summary = sequence.sweep(RunSpec.resolve(PATHWAY, out, AS_OF, "run-1"), patients, events, shard_size=1)
     assert [rcpt for _, rcpt in inbox.envelopes] == [["ada@example.org"]]

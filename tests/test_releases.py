@@ -181,8 +181,8 @@ def _applied(before: dict, after: dict, sent_before: list, sent_after: list) -> 
 
 
 def _age(out: Path) -> dict[str, str]:
-    """Turn a ledger into one written when ids hashed the version (revision 0002):
-    every stored id, body id, send and delivery back to its version-hashed id."""
+    """Turn a ledger into one written when ids hashed the version (revision 0003, the
+    last before 0004): every stored id, body id and send back to its version-hashed id."""
     from carepath import api
 
     compiled = api.load_pathway(REFERENCE)
@@ -199,10 +199,10 @@ def _age(out: Path) -> dict[str, str]:
             digest = hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
             conn.execute(text("UPDATE outputs SET id = :n, body = :b, digest = :d WHERE pathway = :p AND id = :o"),
                          {"n": legacy, "b": orjson.dumps(data).decode(), "d": digest, "p": pathway, "o": oid})
-            for table in ("letter_sends", "deliveries"):
-                conn.execute(text(f"UPDATE {table} SET output_id = :n WHERE output_id = :o"), {"n": legacy, "o": oid})
-        conn.execute(text("DROP TABLE pathway_migrations"))
-        conn.execute(text("UPDATE carepath_ledger_version SET version_num = '0002'"))
+            conn.execute(text("UPDATE letter_sends SET output_id = :n WHERE output_id = :o"), {"n": legacy, "o": oid})
+        for table in ("pathway_migrations", "migration_withdrawals", "notified_facts"):  # added by 0004, 0005
+            conn.execute(text(f"DROP TABLE {table}"))
+        conn.execute(text("UPDATE carepath_ledger_version SET version_num = '0003'"))
     ledger.close()
     return old_of
 

@@ -175,7 +175,8 @@ def _after_delivery(run: Executor, spec: RunSpec, ledger: Ledger, delivered: Del
         if delivered.sent:  # sends moved the ledger's generation, but the worklist does not show them
             from carepath.sinks.worklist import Worklist
 
-            state = f"{ledger.generation(spec.compiled.id)}|{spec.as_of.isoformat()}"
+            # The state write_documents gives a document that shows the as-of (and the version).
+            state = f"{ledger.generation(spec.compiled.id)}|{spec.as_of.isoformat()}|{spec.compiled.version}"
             ledger.mark_snapshot(spec.compiled.id, Worklist.name, state, spec.run)
         return documents
     again = run.call("write-worklist-after-delivery", write_documents, spec, ledger)

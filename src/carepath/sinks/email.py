@@ -31,7 +31,6 @@ Settings:
 from __future__ import annotations
 
 import os
-import re
 import smtplib
 import ssl
 import time
@@ -42,6 +41,7 @@ from email.utils import formatdate
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan
+from carepath.records.fields import mailbox_problem
 from carepath.sinks.base import Output, OutputKind
 
 SECURITY = ("starttls", "ssl", "none")
@@ -267,14 +267,14 @@ class EmailLetters:
         return count
 
 
-_MAILBOX = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
 def address_problem(address: str) -> str | None:
     """Why a letter cannot be mailed to `address` (None: it can). One plain ASCII mailbox
     only: a list of addresses would also send the letter to a third party, and an address
     the server cannot take without SMTPUTF8 would fail every attempt. The reason does not
-    quote the address."""
-    if not _MAILBOX.fullmatch(address):
+    quote the address. The patients reader refuses such a line already (the same check);
+    this guards a record that reached delivery another way."""
+    if mailbox_problem(address) is not None:
         return "the patient's email address is not exactly one plain ASCII mailbox"
     return None

@@ -102,10 +102,16 @@ def render_letter(compiled: CompiledPathway, patient: PatientInfo, plan: Patient
     try:
         markup = env.get_template(f"{letter.template}.md.j2").render(
             letter_context(compiled, patient, plan, letter))
-    except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+    except TemplateError as exc:
         # A template is the pathway author's code run on one patient's data: whatever it
         # raises is that letter's failure. The message names the template, never the patient.
         raise LetterError(f"letter {letter.id} (template {letter.template!r}): {exc}",
+                          f"its template {letter.template!r} could not be rendered ({type(exc).__name__})") from None
+    except (TypeError, ArithmeticError, ValueError, LookupError, AttributeError) as exc:
+        # A value of the wrong type (`validate` renders sample values and should have said
+        # so): the template's fault, worded without the value, which may be the patient's.
+        raise LetterError(f"letter {letter.id} (template {letter.template!r}): {type(exc).__name__} while "
+                          "rendering: run `carepath validate` on the pathway",
                           f"its template {letter.template!r} could not be rendered ({type(exc).__name__})") from None
     except (TypeError, ArithmeticError, ValueError, LookupError, AttributeError) as exc:
         # A value of the wrong type (`validate` renders sample values and should have said
