@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from datetime import datetime
+from html.parser import HTMLParser
 from pathlib import Path
 
 from carepath.api import load_cohort

@@ -18,7 +18,7 @@ from carepath.records import Event, Patient
 NY = ZoneInfo("America/New_York")
 CORPUS_TEMPLATES = Path(__file__).parent / "corpus" / "templates"
 
-PATHWAY = f"""\
+PATHWAY = """\
 id: calendar-demo
 version: 1.0.0
 title: Calendar demo
@@ -27,7 +27,7 @@ clinic:
   name: Test Clinic
   phone: "555-0100"
   timezone: America/New_York
-  hours: {{mon: "08:00-18:00", tue: "08:00-18:00", wed: "08:00-18:00", thu: "08:00-18:00", fri: "08:00-18:00"}}
+  hours: {mon: "08:00-18:00", tue: "08:00-18:00", wed: "08:00-18:00", thu: "08:00-18:00", fri: "08:00-18:00"}
 roles:
   nurse: Nurse.
 start: treatment
@@ -36,8 +36,8 @@ stages:
     series:
       step: slot
       calendar:
-        - {{weeks: [1, 1], per_week: 3}}
-        - {{weeks: [2, 2], per_week: 1}}
+        - {weeks: [1, 1], per_week: 3}
+        - {weeks: [2, 2], per_week: 1}
     transitions:
       - to: paused
         on: session_missed
@@ -47,7 +47,7 @@ steps:
   slot:
     title: Dosing session
     role: nurse
-    window: {{}}
+    window: {}
 """
 
 

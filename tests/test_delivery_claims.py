@@ -6,7 +6,6 @@ through a real SMTP server on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys

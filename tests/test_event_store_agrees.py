@@ -5,7 +5,6 @@ patient (a patients line pasted into the feed, blank lines) leaves nothing in th
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from pathlib import Path
 
 from carepath.model.events import CORE_EVENTS

@@ -6,11 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from pathway_variants import REFERENCE, edit, write_variant
-
 from carepath import api
 from carepath.engine import plan
 from carepath.records.types import Event, Patient
+from pathway_variants import REFERENCE, edit, write_variant
 
 NY = "America/New_York"
 

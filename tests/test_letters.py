@@ -94,7 +94,6 @@ def test_files_are_private_and_named_by_letter_id(tmp_path: Path) -> None:
 
 def test_template_mistake_is_a_letter_error_not_an_empty_greeting(tmp_path: Path) -> None:
     import shutil
-
     from dataclasses import replace
 
     shutil.copytree(COMPILED.template_dir, tmp_path / "letters")

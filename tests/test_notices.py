@@ -17,7 +17,16 @@ from carepath.engine import plan
 from carepath.orchestrator import sequence
 from carepath.orchestrator.executor import InProcess
 from carepath.orchestrator.notices import (
-    ACKNOWLEDGED, BREACHED, ESCALATED, RAISED, Fact, Notices, decide_pages, episode_of, facts_of, link_to,
+    ACKNOWLEDGED,
+    BREACHED,
+    ESCALATED,
+    RAISED,
+    Fact,
+    Notices,
+    decide_pages,
+    episode_of,
+    facts_of,
+    link_to,
 )
 from carepath.orchestrator.spec import RunSpec
 from carepath.records import Patient

@@ -4,18 +4,17 @@ the next sweep rebuilds those. Without Prefect: the patient flow calls exactly t
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import fsspec
 
-import os
-from contextlib import contextmanager
-
 from carepath.orchestrator import sequence
 from carepath.orchestrator.spec import RunSpec
-from carepath.sinks.storage import DOCUMENTS_ENV
 from carepath.sinks.patient_record import record_name
+from carepath.sinks.storage import DOCUMENTS_ENV
 from test_emission import AS_OF, EVENTS, PATHWAY, PATIENTS, snapshot, sweep
 
 # The export's documents (an event run writes the bounded worklist, not these).

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 
@@ -72,7 +72,7 @@ def test_valid_event_is_read_with_its_offset_and_line(tmp_path: Path, parser: st
     assert rejected == []
     [e] = events
     assert (e.id, e.patient, e.type, e.line) == ("e-1", "p-001", "session_completed", 1)
-    assert e.at == datetime(2026, 3, 2, 15, tzinfo=timezone.utc)
+    assert e.at == datetime(2026, 3, 2, 15, tzinfo=UTC)
     assert e.at.utcoffset() == timedelta(hours=-5)  # kept as given, not converted
     assert dict(e.data) == {"session": "s-1"}
 
@@ -99,7 +99,7 @@ def test_datetime_data_field_is_parsed_aware(tmp_path: Path, parser: str) -> Non
     assert rejected == []
     start = e.data["start"]
     assert isinstance(start, datetime) and start.utcoffset() == timedelta(hours=1)
-    assert start == datetime(2026, 3, 4, 8, 30, tzinfo=timezone.utc)
+    assert start == datetime(2026, 3, 4, 8, 30, tzinfo=UTC)
 
 
 def test_blank_lines_are_skipped_and_line_numbers_still_count_them(tmp_path: Path, parser: str) -> None:
@@ -359,7 +359,7 @@ def test_pathway_declared_type_with_typed_data(tmp_path: Path, parser: str) -> N
     assert [e.id for e in events] == ["e-1", "e-2"]
     data = events[0].data
     assert data["tags"] == ("a", "b") and data["scores"] == (1, 2) and data["consented"] is False
-    assert data["when"] == datetime(2026, 3, 1, 8, tzinfo=timezone.utc)
+    assert data["when"] == datetime(2026, 3, 1, 8, tzinfo=UTC)
     [r] = rejected
     for needle in ("data.score must be a whole number (got text)", "data.weight_kg must be a number (got text)",
                    "data.consented must be true or false (got a number)", "data.tags must be one of: a, b",
@@ -493,7 +493,7 @@ def test_empty_file_reads_as_nothing(tmp_path: Path) -> None:
 
 
 def test_fast_event_constructor_matches_the_dataclass() -> None:
-    at = datetime(2026, 3, 2, tzinfo=timezone.utc)
+    at = datetime(2026, 3, 2, tzinfo=UTC)
     data = MappingProxyType({"session": "s-1"})
     made, built = new_event("e-1", "p-1", "t", at, data, 4), Event("e-1", "p-1", "t", at, data, 4)
     assert made == built and repr(made) == repr(built) and hash(made) == hash(built)

@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import warnings
 from datetime import timedelta
 from pathlib import Path
-
-import warnings
 
 import pytest
 
@@ -22,7 +21,7 @@ with warnings.catch_warnings():  # starlette 1.10 prefers httpx2 (not in the loc
 
 from carepath.cli.main import main
 from carepath.serve.app import Settings
-from serve_site import ACCOUNTS, PASSWORD, Served, serve_copy, swept, with_accounts
+from serve_site import PASSWORD, Served, serve_copy, swept, with_accounts
 
 
 @pytest.fixture(scope="module")

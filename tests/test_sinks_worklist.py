@@ -423,8 +423,8 @@ def test_patient_view_from_the_command_line(tmp_path: Path, cohort: Planned,
 
 
 def test_run_summary_counts_patients_needing_attention_as_the_page_lists_them(page: str, cohort: Planned) -> None:
-    from carepath.orchestrator.emission import workload
     from carepath.engine.result import PatientPlan
+    from carepath.orchestrator.emission import workload
 
     listed = re.findall(r'<tr data-patient="([^"]+)"><th scope="row">', page)
     assert workload(cohort.plans, cohort.compiled, AS_OF).attention == len(listed)

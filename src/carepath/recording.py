@@ -10,8 +10,8 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson

@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from jinja2 import TemplateSyntaxError, nodes
-from jinja2.parser import Parser
-
 from jinja2.exceptions import SecurityError
+from jinja2.parser import Parser
 
 from carepath.codes import Code
 from carepath.compile.sandbox import CONDITION_FILTERS, bounded_mul, bounded_pow, condition_environment

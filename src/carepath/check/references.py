@@ -13,8 +13,6 @@ from carepath.codes import Code
 from carepath.diagnostics import Severity
 from carepath.model.durations import referenced_name
 from carepath.model.pathway import (
-    ClockDue,
-    BusinessDue,
     CompleteAction,
     FieldType,
     FlagAction,

@@ -9,7 +9,7 @@ from carepath.check.context import CheckContext
 from carepath.codes import Code
 from carepath.model.durations import SyntaxProblem, parse_span
 from carepath.model.params import ParamProblem, resolve_clock, resolve_count, resolve_enum, resolve_offset
-from carepath.model.pathway import Basis, BusinessDue, ClockDue, ClosedPolicy, Choice, Offset, OutsideHours
+from carepath.model.pathway import Basis, BusinessDue, Choice, ClockDue, ClosedPolicy, Offset, OutsideHours
 from carepath.records.fields import host_dependent_zone
 from carepath.source.loader import KeyPath
 

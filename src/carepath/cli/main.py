@@ -139,9 +139,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from carepath import api
-    from carepath.runtime import console
-
     from carepath.orchestrator.pinning import check_against, read_migration
+    from carepath.runtime import console
     from carepath.sinks.ledger import url_problem
 
     try:
@@ -212,9 +211,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def _emit(args: argparse.Namespace) -> int:
     from carepath import api
-    from carepath.recording import NotRecorded, record_event
-
     from carepath.cli.arguments import StdinProblem, read_stdin
+    from carepath.recording import NotRecorded, record_event
 
     try:
         text = read_stdin() if args.event == "-" else args.event

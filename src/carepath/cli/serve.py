@@ -76,8 +76,8 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from carepath import api
-    from carepath.serve.access import AccessProblem
     from carepath.orchestrator.pinning import VersionReused
+    from carepath.serve.access import AccessProblem
     from carepath.serve.server import NoLedger, ServeOptions, serve
 
     try:

@@ -35,6 +35,7 @@ from carepath.compile import compiled as c
 from carepath.engine import calendar as cal
 from carepath.engine.result import Acknowledgement, EscalationState, PlannedTask
 
+
 @dataclass(frozen=True, slots=True)
 class _Span:
     start: datetime

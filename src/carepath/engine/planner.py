@@ -8,8 +8,8 @@ evaluated at `as_of`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Protocol
@@ -21,7 +21,14 @@ from carepath.engine import escalation, loops, why
 from carepath.engine.aliases import NAMES_TASK, AliasIndex, IdAliases
 from carepath.engine.ids import output_id
 from carepath.engine.letter_lifecycle import settle_letters
-from carepath.engine.result import Acknowledgement, EngineRejection, PatientPlan, PlannedLetter, PlannedSession, PlannedTask
+from carepath.engine.result import (
+    Acknowledgement,
+    EngineRejection,
+    PatientPlan,
+    PlannedLetter,
+    PlannedSession,
+    PlannedTask,
+)
 from carepath.engine.slots import calendar_slots
 from carepath.model.pathway import ClosedPolicy, PatientStatus, Priority
 

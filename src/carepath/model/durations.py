@@ -99,4 +99,4 @@ def format_offset(delta: timedelta) -> str:
     for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0 and seconds:
             return f"{seconds // size}{unit}{side}"
-    return f"0h"
+    return "0h"

@@ -30,8 +30,8 @@ from carepath.orchestrator.cohort import Rejected, Shard, read_patient_shard
 from carepath.orchestrator.delivery import Delivered
 from carepath.orchestrator.event_store import EventStore, key
 from carepath.orchestrator.notices import Notices
-from carepath.orchestrator.pinning import VersionReused, decide, id_aliases
 from carepath.orchestrator.patients_index import PatientsIndex
+from carepath.orchestrator.pinning import VersionReused, decide, id_aliases
 from carepath.orchestrator.spec import RunSpec
 from carepath.orchestrator.wake_index import Planned, WakeIndex, record_digest
 from carepath.records import Patient, read_patients

@@ -40,7 +40,16 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy import (
-    Column, Connection, Index, Integer, LargeBinary, PrimaryKeyConstraint, String, Table, func, select,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    func,
+    select,
 )
 
 from carepath.records import readers as _r

@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-from carepath.orchestrator.cohort import Partition, Rejected, partition_patients, plan_shard
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan
+from carepath.orchestrator.cohort import Partition, Rejected, partition_patients, plan_shard
 from carepath.records import Patient, read_patients
 from carepath.records.readers import _gc_paused
 

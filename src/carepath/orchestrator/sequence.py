@@ -19,24 +19,34 @@ steps (in process, a process pool, Prefect tasks) is the caller's choice.
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from carepath.orchestrator.emission import (
-    EmitShard, RunSummary, ShardReport, archive_pathway, clear_leftovers, emit_patient, export_step, report_cohort,
-    write_changes, write_documents, write_patient_record,
-)
 from carepath.orchestrator.choice import choose
 from carepath.orchestrator.delivery import Delivered, deliver_letters
-from carepath.sinks.email import SmtpUnavailable
+from carepath.orchestrator.emission import (
+    EmitShard,
+    RunSummary,
+    ShardReport,
+    archive_pathway,
+    clear_leftovers,
+    emit_patient,
+    export_step,
+    report_cohort,
+    write_changes,
+    write_documents,
+    write_patient_record,
+)
 from carepath.orchestrator.executor import Executor, InProcess
 from carepath.orchestrator.notices import Fact, Notices
 from carepath.orchestrator.spec import RunSpec
 from carepath.orchestrator.timers import horizon as timer_horizon
 from carepath.orchestrator.wake_index import WakeIndex
+from carepath.sinks.email import SmtpUnavailable
 from carepath.sinks.ledger import Ledger
+
 
 class AllLinesRejected(Exception):
     """A sweep used nothing of an input file: every line was rejected (exit 1). The

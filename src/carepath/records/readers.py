@@ -51,18 +51,28 @@ import os
 import stat
 from collections.abc import Container, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from types import MappingProxyType
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import BinaryIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from carepath.model.pathway import DataField
-from carepath.records.fields import (
-    EXAMPLE_TIME, MAX_NAME_CHARS, MAX_REF_CHARS, TypeSpec, check_data, compile_event_types, control_character,
-    host_dependent_zone, json_kind, mailbox_problem, parse_time, shown_key,
-)
 from carepath.records.fields import EARLIEST_YEAR as _EARLIEST_YEAR
+from carepath.records.fields import (
+    EXAMPLE_TIME,
+    MAX_NAME_CHARS,
+    MAX_REF_CHARS,
+    TypeSpec,
+    check_data,
+    compile_event_types,
+    control_character,
+    host_dependent_zone,
+    json_kind,
+    mailbox_problem,
+    parse_time,
+    shown_key,
+)
 from carepath.records.fields import LATEST_YEAR as _LATEST_YEAR
 from carepath.records.types import Event, Patient, RecordsFileError, Rejection, new_event
 

@@ -19,8 +19,15 @@ from carepath.model import pathway as m
 from carepath.model.durations import SyntaxProblem, parse_offset
 from carepath.review.load import Reviewed
 from carepath.review.words import (
-    actions_text, basis_text, closed_policy_text, delta_text, due_text, events_text, offset_text,
-    relative, step_anchor,
+    actions_text,
+    basis_text,
+    closed_policy_text,
+    delta_text,
+    due_text,
+    events_text,
+    offset_text,
+    relative,
+    step_anchor,
 )
 
 

@@ -52,7 +52,7 @@ def markdown(summary: RunSummary, out: Path) -> str:
         f"({summary.workload.overdue:,} overdue)",
         f"- letters: {summary.letters_written:,} sent this run; {summary.workload.letters:,} planned: "
         + ", ".join(f"{n:,} {status}" for status, n in s["letters_by_status"].items()),
-        f"- patients by status: " + ", ".join(f"{k} {v:,}" for k, v in s["patients_by_status"].items()),
+        "- patients by status: " + ", ".join(f"{k} {v:,}" for k, v in s["patients_by_status"].items()),
         f"- patients needing attention: {summary.workload.attention:,} (blocked, awaiting eligibility, on hold "
         f"or flagged for attention; good news such as remission does not count)",
         f"- documents rewritten: {', '.join(s['documents_rewritten']) or 'none (nothing changed)'}",

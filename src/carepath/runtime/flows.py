@@ -29,6 +29,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from carepath import failures
+from carepath.api import letter_channel_problem
 from carepath.orchestrator import sequence
 from carepath.orchestrator.executor import ProcessPool
 from carepath.orchestrator.pinning import read_migration
@@ -38,9 +39,8 @@ from carepath.orchestrator.timers import horizon, timers_before
 from carepath.outlock import output_lock
 from carepath.runtime import artifacts
 from carepath.runtime.notify import announce_facts
-from carepath.sinks.ledger import check_ledger
-from carepath.api import letter_channel_problem
 from carepath.settings import SettingMissing, check_environment, check_parameters
+from carepath.sinks.ledger import check_ledger
 from carepath.sinks.storage import check_documents_url, claim_location, storage_for
 
 __all__ = ["DEFAULT_SHARD_SIZE", "PrefectTasks", "export", "patient_replan", "run_sweep", "sweep"]

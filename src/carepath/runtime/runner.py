@@ -25,13 +25,13 @@ class RunFailed(Exception):
         from sqlalchemy.exc import DatabaseError
 
         from carepath.api import InvalidInput
-        from carepath.outlock import FolderBusy
         from carepath.orchestrator.pinning import VersionReused
         from carepath.orchestrator.sequence import AllLinesRejected
+        from carepath.outlock import FolderBusy
         from carepath.settings import SettingMissing
-        from carepath.sinks.storage import LocationRefused
-        from carepath.sinks.letters import LetterError
         from carepath.sinks.ledger import LedgerProblem
+        from carepath.sinks.letters import LetterError
+        from carepath.sinks.storage import LocationRefused
 
         # DatabaseError: the ledger file is corrupt, read-only, or its disk is full.
         return isinstance(self.cause, (OSError, InvalidInput, VersionReused, LookupError, LetterError, FolderBusy,
@@ -97,9 +97,11 @@ class RunResult:
 def run_job(pathway: str, patients: str, events: str, out: str, as_of: datetime | None = None, *,
             shard_size: int | None = None, ledger_url: str | None = None, pdf: bool = True,
             workers: int = 1, migration: str | None = None, full: bool = False, export: bool = False) -> RunResult:
-    from prefect.settings import (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-                                  temporary_settings)
-
+    from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
     from sqlalchemy.exc import DatabaseError
 
     from carepath.runtime.flows import DEFAULT_SHARD_SIZE, sweep

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import orjson
 
-from carepath.serve.passwords import hash_password, verify_password, dummy_verify
+from carepath.serve.passwords import dummy_verify, hash_password, verify_password
 
 ADMIN = "admin"
 FILE_NAME = "access.sqlite"

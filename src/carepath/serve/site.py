@@ -28,15 +28,24 @@ from sqlalchemy import select
 from carepath.orchestrator import sequence
 from carepath.orchestrator.emission import archive_pathway
 from carepath.orchestrator.event_store import EventStore, lines_table
-from carepath.orchestrator.wake_index import WakeIndex
 from carepath.orchestrator.patients_index import PatientsIndex
 from carepath.orchestrator.spec import RunSpec
-from carepath.records import Patient
+from carepath.orchestrator.wake_index import WakeIndex
 from carepath.recording import NotRecorded, record_event
+from carepath.records import Patient
 from carepath.serve.access import ADMIN
 from carepath.serve.board import Board, Entry
 from carepath.serve.episode import (
-    ACKNOWLEDGED, affordances, can_complete, episode, span, escalation_text, flag_meanings, may_act, step_decisions, when,
+    ACKNOWLEDGED,
+    affordances,
+    can_complete,
+    episode,
+    escalation_text,
+    flag_meanings,
+    may_act,
+    span,
+    step_decisions,
+    when,
 )
 from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.ledger import Ledger

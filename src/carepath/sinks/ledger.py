@@ -28,17 +28,29 @@ needs a new revision there; a test compares the two).
 from __future__ import annotations
 
 import os
-
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 from sqlalchemy import (
-    Column, Engine, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text, create_engine, event, func,
-    select, text, update,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+    update,
 )
-from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DatabaseError, OperationalError
 

@@ -113,11 +113,6 @@ def render_letter(compiled: CompiledPathway, patient: PatientInfo, plan: Patient
         raise LetterError(f"letter {letter.id} (template {letter.template!r}): {type(exc).__name__} while "
                           "rendering: run `carepath validate` on the pathway",
                           f"its template {letter.template!r} could not be rendered ({type(exc).__name__})") from None
-    except (TypeError, ArithmeticError, ValueError, LookupError, AttributeError) as exc:
-        # A value of the wrong type (`validate` renders sample values and should have said
-        # so): the template's fault, worded without the value, which may be the patient's.
-        raise LetterError(f"letter {letter.id} (template {letter.template!r}): {type(exc).__name__} while "
-                          "rendering: run `carepath validate` on the pathway") from None
     # Every letter shows its date: the day it is sent, in the patient's calendar.
     dated = written_date(letter.send_at, ZoneInfo(patient.timezone))
     html = to_html(markup).replace("<body>\n", f'<body>\n<p class="date">{dated}</p>\n', 1)

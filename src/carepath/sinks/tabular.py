@@ -18,7 +18,13 @@ import orjson
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.sinks._documents import (
-    TASK_FIELDS, TIME_FIELDS, Instants, PatientOutputs, instant, iso_text, task_record,
+    TASK_FIELDS,
+    TIME_FIELDS,
+    Instants,
+    PatientOutputs,
+    instant,
+    iso_text,
+    task_record,
 )
 from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.storage import Location, storage_for

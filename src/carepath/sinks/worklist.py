@@ -19,8 +19,6 @@ role selector is radio buttons and CSS `:has()`, which needs no script.
 
 from __future__ import annotations
 
-from sys import intern
-
 import heapq
 from collections import Counter
 from collections.abc import Generator, Iterable, Iterator, Mapping
@@ -28,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cache
+from sys import intern
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
