@@ -15,8 +15,10 @@ import functools
 import inspect
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -55,6 +57,16 @@ def _run_name(kind: str) -> str:
     as_of = params.get("as_of") or "now"
     subject = f"-{params['patient']}" if kind == "patient" else ""
     return f"{kind}-{stem}{subject}-as-of-{as_of}"
+
+
+def _wait_past(instant: datetime) -> None:
+    """A worker starts a scheduled run up to its prefetch (10 s by default) before the
+    scheduled time, but a timer's re-plan must see its instant passed: the plan changes
+    only after its wake, and the next timer for an unchanged wake would be the same
+    (idempotent) run, so an early start would lose the change until the next sweep."""
+    wait = (instant - datetime.now(UTC)).total_seconds() + 1
+    if wait > 0:
+        time.sleep(min(wait, 120))
 
 
 _NO_RESULTS = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -275,11 +287,14 @@ def _set_timers(spec: RunSpec, summary: sequence.RunSummary, tasks: PrefectTasks
 @_one_run_per_folder
 def patient_replan(pathway: str, patients: str, events: str, out: str, patient: str, event_id: str | None = None,
                    as_of: str | None = None, ledger_url: str | None = None, pdf: bool = True,
-                   migration: str | None = None) -> dict:
+                   migration: str | None = None, not_before: str | None = None) -> dict:
     """Re-plan one patient after a recorded event (the event trigger's flow), then write
     that patient's record (`patients/<xx>/<ref>.json`); the cohort-wide documents are left
-    to the next sweep. `patient` is the pseudonymous ref the event carried."""
+    to the next sweep. `patient` is the pseudonymous ref the event carried. `not_before`:
+    a timer's instant (the plan's wake), which this run must plan after."""
     logger = get_run_logger()
+    if not_before is not None and as_of is None:
+        _wait_past(datetime.fromisoformat(not_before))
     spec = _spec(pathway, out, as_of, ledger_url, pdf, migration)
     tasks = PrefectTasks()
     try:

@@ -43,8 +43,9 @@ def schedule(pathway_id: str, timers: Sequence[Timer], note: Callable[[str], Non
                  f"{deployment_name(pathway_id)} on this Prefect server (the hourly sweep meets them)")
             return 0
         for timer in timers:
+            parameters = {"patient": timer.patient, "event_id": None, "not_before": timer.at.isoformat()}
             run = client.create_flow_run_from_deployment(
-                deployment.id, parameters={"patient": timer.patient, "event_id": None},
+                deployment.id, parameters=parameters,
                 state=Scheduled(scheduled_time=timer.at), idempotency_key=timer.key(pathway_id), tags=[TAG])
             if run.state is not None and run.state.type not in (StateType.SCHEDULED, StateType.PENDING,
                                                                  StateType.RUNNING, StateType.COMPLETED):
