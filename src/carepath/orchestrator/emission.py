@@ -390,42 +390,16 @@ def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime,
 
 def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
     """Rewrite the sweep's documents (the worklist) when stale; None for those left as
-    they were. Written in one pass over the ledger's current outputs (one query, each body
-    decoded once; each is a `carepath.sinks._documents.DocumentSink`), each replaced when
-    the pass is done, none when it fails."""
-    from contextlib import ExitStack
-
-    from carepath.sinks._documents import DocumentSink, ledger_groups
+    they were (`carepath.sinks._documents.write_stale`: one pass over the ledger)."""
+    from carepath.sinks._documents import write_stale
     from carepath.sinks.storage import storage_for
 
-    compiled, as_of, run = spec.compiled, spec.as_of, spec.run
+    compiled, as_of = spec.compiled, spec.as_of
     out = storage_for(spec.documents)
-    generation = str(ledger.generation(compiled.id))
-    written: dict[str, int | None] = {}
-    stale: list[tuple[DocumentSink, str]] = []
     failed = ledger.failed_letters(compiled.id, limit=FAILED_SHOWN)
     failed_total = ledger.queued(compiled.id).get("failed", 0) if len(failed) == FAILED_SHOWN else len(failed)
-    for sink in document_sinks(compiled, out, as_of, (failed_total, failed)):
-        # A document that shows the as-of also shows the pathway version (a bump that moves
-        # no patient still changes its header).
-        state = (f"{generation}|{as_of.isoformat()}|{compiled.version}" if getattr(sink, "shows_as_of", True)
-                 else generation)
-        present = sink.present() if hasattr(sink, "present") else sink.storage.exists(sink.name)
-        written[sink.name] = None
-        if ledger.snapshot_state(compiled.id, sink.name) != state or not present:
-            stale.append((sink, state))
-    if not stale:
-        return written
-    kinds = frozenset().union(*(sink.kinds for sink, _ in stale))
-    with ExitStack() as documents:
-        feeds = [documents.enter_context(sink.feed()) for sink, _ in stale]
-        for group in ledger_groups(ledger.document_rows(compiled.id, kinds)):
-            for feed in feeds:
-                feed.add(group)
-    for sink, state in stale:
-        written[sink.name] = sink.written
-        ledger.mark_snapshot(compiled.id, sink.name, state, run)
-    return written
+    sinks = document_sinks(compiled, out, as_of, (failed_total, failed))
+    return write_stale(ledger, compiled.id, compiled.version, sinks, as_of, spec.run)
 
 
 def write_changes(spec: RunSpec, ledger: Ledger) -> str | None:

@@ -14,7 +14,6 @@ the same bytes, whether its outputs came from incremental sweeps or a full re-pl
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from datetime import datetime
 
 from carepath.compile.compiled import CompiledPathway
@@ -52,7 +51,7 @@ def export_documents(compiled: CompiledPathway, ledger: Ledger, out: Location, a
     records each holds (None: it was current, and left untouched). A document is stale
     when the pathway's outputs or sends changed since it was written (the ledger's
     generation), or, for those that show it, the as-of; or when it is missing."""
-    from carepath.sinks._documents import ledger_groups
+    from carepath.sinks._documents import write_stale
     from carepath.sinks.fhir import FhirBundle
     from carepath.sinks.fhir_ndjson import FhirParts
     from carepath.sinks.outbox import LettersJsonl
@@ -72,27 +71,7 @@ def export_documents(compiled: CompiledPathway, ledger: Ledger, out: Location, a
                 "takes in one transaction: load the NDJSON parts listed in fhir/manifest.json instead "
                 "(leave out --bundle)")
         sinks.append(FhirBundle(storage, compiled, as_of))
-    generation = str(ledger.generation(compiled.id))
-    written: dict[str, int | None] = {}
-    stale = []
-    for sink in sinks:
-        state = f"{generation}|{as_of.isoformat()}" if getattr(sink, "shows_as_of", True) else generation
-        present = sink.present() if hasattr(sink, "present") else sink.storage.exists(sink.name)
-        written[sink.name] = None
-        if ledger.snapshot_state(compiled.id, sink.name) != state or not present:
-            stale.append((sink, state))
-    if not stale:
-        return written
-    kinds = frozenset().union(*(sink.kinds for sink, _ in stale))
-    with ExitStack() as documents:
-        feeds = [documents.enter_context(sink.feed()) for sink, _ in stale]
-        for group in ledger_groups(ledger.document_rows(compiled.id, kinds)):
-            for feed in feeds:
-                feed.add(group)
-    for sink, state in stale:
-        written[sink.name] = int(sink.written)
-        ledger.mark_snapshot(compiled.id, sink.name, state, run)
-    return written
+    return write_stale(ledger, compiled.id, compiled.version, sinks, as_of, run)
 
 
 def stamp_of(as_of: datetime, generation: int) -> str:

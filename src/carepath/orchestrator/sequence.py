@@ -183,10 +183,10 @@ def _after_delivery(run: Executor, spec: RunSpec, ledger: Ledger, delivered: Del
     a mail server that hangs never keeps it stale)."""
     if not (delivered.failed or (delivered.sent and failed_before)):
         if delivered.sent:  # sends moved the ledger's generation, but the worklist does not show them
+            from carepath.sinks._documents import document_state
             from carepath.sinks.worklist import Worklist
 
-            # The state write_documents gives a document that shows the as-of (and the version).
-            state = f"{ledger.generation(spec.compiled.id)}|{spec.as_of.isoformat()}|{spec.compiled.version}"
+            state = document_state(ledger.generation(spec.compiled.id), spec.compiled.version, spec.as_of)
             ledger.mark_snapshot(spec.compiled.id, Worklist.name, state, spec.run)
         return documents
     again = run.call("write-worklist-after-delivery", write_documents, spec, ledger)

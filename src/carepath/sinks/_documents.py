@@ -223,3 +223,41 @@ def ledger_groups(rows: Iterable[tuple[str, str, str, str | bytes, str, str | No
             block.sent[output_id] = sent_at
     if block is not None:
         yield _sorted(block)
+
+
+def document_state(generation: int | str, version: str, as_of: datetime, shows_as_of: bool = True) -> str:
+    """What a document was written from, as the ledger's snapshots record it: the pathway's
+    generation, and for a document that shows the as-of (and the pathway version, so a bump
+    that moves no patient still changes its header) those too. A document whose state is
+    unchanged and still present is not rewritten."""
+    return f"{generation}|{as_of.isoformat()}|{version}" if shows_as_of else str(generation)
+
+
+def write_stale(ledger, pathway: str, version: str, sinks: Iterable[DocumentSink],  # noqa: ANN001 - a Ledger
+                as_of: datetime, run: str) -> dict[str, int | None]:
+    """Rewrite the stale ones of these documents in one pass over the ledger's current
+    outputs (one query, each body decoded once), each replaced when the pass is done and
+    none when it fails; None for those left as they were."""
+    from contextlib import ExitStack
+
+    generation = ledger.generation(pathway)
+    written: dict[str, int | None] = {}
+    stale: list[tuple[DocumentSink, str]] = []
+    for sink in sinks:
+        state = document_state(generation, version, as_of, getattr(sink, "shows_as_of", True))
+        present = sink.present() if hasattr(sink, "present") else sink.storage.exists(sink.name)  # type: ignore[attr-defined]
+        written[sink.name] = None
+        if ledger.snapshot_state(pathway, sink.name) != state or not present:
+            stale.append((sink, state))
+    if not stale:
+        return written
+    kinds = frozenset().union(*(sink.kinds for sink, _ in stale))
+    with ExitStack() as documents:
+        feeds = [documents.enter_context(sink.feed()) for sink, _ in stale]
+        for group in ledger_groups(ledger.document_rows(pathway, kinds)):
+            for feed in feeds:
+                feed.add(group)
+    for sink, state in stale:
+        written[sink.name] = sink.written
+        ledger.mark_snapshot(pathway, sink.name, state, run)
+    return written
