@@ -22,10 +22,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from carepath.orchestrator import sequence  # its event store and wake index add their tables to _metadata
+from carepath.orchestrator import sequence  # its event store and wake index add their tables to ledger_metadata
 from carepath.orchestrator.spec import RunSpec
 from carepath.sinks import ledger_migrations
-from carepath.sinks.ledger import Ledger, LedgerProblem, _metadata, check_ledger
+from carepath.sinks.ledger import Ledger, LedgerProblem, check_ledger, ledger_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHWAY = str(ROOT / "pathways" / "ketamine-iv.yaml")
@@ -164,9 +164,9 @@ def schema_differences(url: str) -> list:
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"version_table": ledger_migrations.VERSION_TABLE})
-            found = list(compare_metadata(context, _metadata))
+            found = list(compare_metadata(context, ledger_metadata))
             inspector = sqlalchemy.inspect(conn)
-            for table in _metadata.sorted_tables:
+            for table in ledger_metadata.sorted_tables:
                 key = sorted(inspector.get_pk_constraint(table.name)["constrained_columns"])
                 if key != sorted(c.name for c in table.primary_key.columns):
                     found.append(("primary key", table.name, key))

@@ -36,7 +36,7 @@ from carepath.orchestrator.spec import RunSpec
 from carepath.orchestrator.wake_index import Planned, WakeIndex, record_digest
 from carepath.records import Patient, read_patients
 from carepath.records.fields import compile_event_types
-from carepath.records.readers import _gc_paused
+from carepath.records.readers import gc_paused
 from carepath.sinks.base import OutputKind, Sink, outputs_of, write_atomic
 from carepath.sinks.ledger import Ledger, Recorded
 from carepath.sinks.letters import DUE, LetterFiles
@@ -291,7 +291,7 @@ def emit_patients(spec: RunSpec, patients: dict[str, Patient], ledger: Ledger, o
     specs = compile_event_types(compiled.event_fields)
     # Events may name a task by an id it had under other rules (a version-hashed id, a renamed step).
     aliases = id_aliases(ledger.archived_versions(compiled.id), ledger.step_renames(compiled.id), spec.migration)
-    with _gc_paused():
+    with gc_paused():
         events, bad = store.events_of(patients, ids, specs, set(patients) | set(others))
         plans = [plan(compiled, patients[ref], events[ref], as_of, aliases=aliases) for ref in sorted(patients)]
 

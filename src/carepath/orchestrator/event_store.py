@@ -55,10 +55,10 @@ from sqlalchemy import (
 from carepath.records import readers as _r
 from carepath.records.fields import TypeSpec
 from carepath.records.types import Event, RecordsFileError, Rejection
-from carepath.sinks.ledger import _metadata
+from carepath.sinks.ledger import ledger_metadata
 
 feed_table = Table(
-    "event_feed", _metadata,
+    "event_feed", ledger_metadata,
     Column("pathway", String(200), primary_key=True),
     Column("path", String(4096), nullable=False),   # the file read (resolved)
     Column("offset", Integer, nullable=False),      # bytes ingested: always just after a newline
@@ -67,7 +67,7 @@ feed_table = Table(
 )
 
 lines_table = Table(
-    "event_lines", _metadata,
+    "event_lines", ledger_metadata,
     Column("pathway", String(200), nullable=False),
     Column("line", Integer, nullable=False),
     Column("patient", String(200), nullable=True),   # keyed (see `key`); None: names no patient
@@ -82,7 +82,7 @@ lines_table = Table(
 # Only for them do a patient's verdicts depend on other patients' lines; kept as lines are
 # ingested, so finding them costs nothing in the common case.
 shared_ids_table = Table(
-    "event_shared_ids", _metadata,
+    "event_shared_ids", ledger_metadata,
     Column("pathway", String(200), primary_key=True),
     Column("event_id", String(200), primary_key=True),  # keyed
 )

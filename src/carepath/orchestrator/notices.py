@@ -36,7 +36,7 @@ from sqlalchemy import Column, Index, Integer, PrimaryKeyConstraint, String, Tab
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan, PlannedTask
-from carepath.sinks.ledger import _metadata
+from carepath.sinks.ledger import ledger_metadata
 
 RAISED, ESCALATED, ACKNOWLEDGED, BREACHED = "task.raised", "task.escalated", "task.acknowledged", "hold.breached"
 KINDS = (RAISED, BREACHED, ESCALATED, ACKNOWLEDGED)
@@ -45,7 +45,7 @@ FIRST_TIER = "raised"  # the tier a raise pages (the task's own role on call), b
 ACTIVE = ("open", "overdue")
 
 facts_table = Table(
-    "notified_facts", _metadata,
+    "notified_facts", ledger_metadata,
     Column("pathway", String(200), nullable=False),
     Column("fact", String(400), nullable=False),       # kind|task|... (see Fact.key)
     Column("patient", String(200), nullable=False),

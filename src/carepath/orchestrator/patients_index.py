@@ -19,10 +19,10 @@ from sqlalchemy import Column, Integer, PrimaryKeyConstraint, String, Table, Tex
 from carepath.records import Patient, read_patients
 from carepath.records.readers import read_patient_at
 from carepath.records.types import Rejection
-from carepath.sinks.ledger import _metadata
+from carepath.sinks.ledger import ledger_metadata
 
 file_table = Table(
-    "patients_file", _metadata,
+    "patients_file", ledger_metadata,
     Column("pathway", String(200), primary_key=True),
     Column("path", String(4096), nullable=False),
     Column("stamp", String(200), nullable=False),
@@ -30,7 +30,7 @@ file_table = Table(
 )
 
 where_table = Table(
-    "patient_lines", _metadata,
+    "patient_lines", ledger_metadata,
     Column("pathway", String(200), nullable=False),
     Column("patient", String(200), nullable=False),
     Column("line", Integer, nullable=False),

@@ -19,7 +19,7 @@ from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan
 from carepath.orchestrator.cohort import Partition, Rejected, partition_patients, plan_shard
 from carepath.records import Patient, read_patients
-from carepath.records.readers import _gc_paused
+from carepath.records.readers import gc_paused
 
 __all__ = ["Cohort", "Rejected", "plan_cohort", "read_cohort", "write_patient_page", "write_plan_json",
            "write_plan_text"]
@@ -65,7 +65,7 @@ def write_plan_json(out: IO[str], compiled: CompiledPathway, as_of: datetime, co
     count = 0
     # The JSON of a patient is acyclic and freed at once; with the collector running, its
     # full passes over the cohort's patients cost a fifth of a 100k-patient plan.
-    with _gc_paused():
+    with gc_paused():
         for result in plan_cohort(compiled, cohort, as_of):
             out.write(("\n    " if count == 0 else ",\n    ") + json.dumps(result.as_json(compiled.version)))
             count += 1

@@ -32,10 +32,10 @@ from sqlalchemy import Column, Connection, PrimaryKeyConstraint, String, Table, 
 
 from carepath.orchestrator.event_store import key
 from carepath.records.types import Patient
-from carepath.sinks.ledger import _metadata
+from carepath.sinks.ledger import ledger_metadata
 
 wake_table = Table(
-    "patient_wake", _metadata,
+    "patient_wake", ledger_metadata,
     Column("pathway", String(200), nullable=False),
     Column("patient", String(200), nullable=False),
     Column("wake", String(40), nullable=True),     # UTC, fixed width (sorts as text); None: only an event wakes it
@@ -47,7 +47,7 @@ wake_table = Table(
 )
 
 dirty_table = Table(
-    "patient_dirty", _metadata,
+    "patient_dirty", ledger_metadata,
     Column("pathway", String(200), primary_key=True),
     Column("patient", String(200), primary_key=True),  # keyed as the event store keys refs
 )

@@ -116,7 +116,7 @@ _decode = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_r
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while building millions of acyclic records.
 
     Every few hundred allocations the collector re-walks the young objects, and the
@@ -310,7 +310,7 @@ def read_patients(path: str | Path, *, default_timezone: str,
     lines: dict[str, int] = {}
     rejected: list[Rejection] = []
     zones: dict[str, bool] = {default_timezone: True}
-    with _open(path) as handle, _gc_paused():
+    with _open(path) as handle, gc_paused():
         try:
             offset = 0
             for number, raw in enumerate(handle, start=1):
@@ -441,7 +441,7 @@ def read_events(
     events: list[Event] = []
     rejected: list[Rejection] = []
     add_event, add_rejection = events.append, rejected.append
-    with _gc_paused():
+    with gc_paused():
         for item in iter_event_lines(path, event_types=event_types, patients=patients):
             if type(item) is Event:
                 add_event(item)

@@ -67,7 +67,7 @@ def route_events(
     hashes, offsets, numbers = array("q"), array("q"), array("q")
     add_hash, add_offset, add_number = hashes.append, offsets.append, numbers.append
     suspects: set[int] = set()
-    with _r._open(path) as handle, tempfile.TemporaryFile() as held, _r._gc_paused():
+    with _r._open(path) as handle, tempfile.TemporaryFile() as held, _r.gc_paused():
         try:
             bits = _filter_bits(os.fstat(handle.fileno()).st_size)
             mask = bits - 1

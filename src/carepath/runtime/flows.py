@@ -51,7 +51,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _run_name(kind: str) -> str:
+def run_name_for(kind: str) -> str:
     params = flow_run.parameters
     stem = Path(str(params.get("pathway", "pathway"))).stem
     as_of = params.get("as_of") or "now"
@@ -227,7 +227,7 @@ def _spec(pathway: str, out: str, as_of: str | None, ledger_url: str | None, pdf
     return spec
 
 
-@flow(name="carepath-sweep", flow_run_name=lambda: _run_name("sweep"), persist_result=False,
+@flow(name="carepath-sweep", flow_run_name=lambda: run_name_for("sweep"), persist_result=False,
       task_runner=ThreadPoolTaskRunner(max_workers=1))
 def sweep(pathway: str, patients: str, events: str, out: str, as_of: str | None = None,
           shard_size: int = DEFAULT_SHARD_SIZE, ledger_url: str | None = None, pdf: bool = True,
@@ -281,7 +281,7 @@ def _set_timers(spec: RunSpec, summary: sequence.RunSummary, tasks: PrefectTasks
     return scheduled
 
 
-@flow(name="carepath-patient", flow_run_name=lambda: _run_name("patient"), persist_result=False)
+@flow(name="carepath-patient", flow_run_name=lambda: run_name_for("patient"), persist_result=False)
 @_withholding("patient")
 @_settings_checked
 @_one_run_per_folder
@@ -310,7 +310,7 @@ def patient_replan(pathway: str, patients: str, events: str, out: str, patient: 
     return summary.as_json()
 
 
-@flow(name="carepath-export", flow_run_name=lambda: _run_name("export"), persist_result=False)
+@flow(name="carepath-export", flow_run_name=lambda: run_name_for("export"), persist_result=False)
 @_withholding("export")
 def export(pathway: str, out: str, ledger_url: str | None = None, as_of: str | None = None,
            bundle: bool = False) -> dict:

@@ -12,7 +12,7 @@ import os
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from carepath.runtime.flows import DEFAULT_SHARD_SIZE, _run_name, run_sweep
+from carepath.runtime.flows import DEFAULT_SHARD_SIZE, run_name_for, run_sweep
 
 DEFAULT_WORKERS = int(os.environ.get("CAREPATH_WORKERS", "2"))
 
@@ -22,7 +22,7 @@ def pool_runner(workers: int) -> ThreadPoolTaskRunner:
     return ThreadPoolTaskRunner(max_workers=workers)
 
 
-@flow(name="carepath-sweep-parallel", flow_run_name=lambda: _run_name("sweep"), persist_result=False,
+@flow(name="carepath-sweep-parallel", flow_run_name=lambda: run_name_for("sweep"), persist_result=False,
       task_runner=pool_runner(DEFAULT_WORKERS))
 def sweep_parallel(pathway: str, patients: str, events: str, out: str, as_of: str | None = None,
                    shard_size: int = DEFAULT_SHARD_SIZE, ledger_url: str | None = None, pdf: bool = True,

@@ -57,13 +57,13 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from carepath.sinks import ledger_migrations
 from carepath.sinks.base import Output, OutputKind
 
-_metadata = MetaData()
+ledger_metadata = MetaData()
 
 # Keyed by (pathway, id): a patient ref may be enrolled in two pathways that share one
 # ledger, and each pathway's outputs (its care-plan summary `careplan-<ref>` among them)
 # are its own; every read and write below names the pathway.
 outputs_table = Table(
-    "outputs", _metadata,
+    "outputs", ledger_metadata,
     Column("id", String(80), nullable=False),
     Column("kind", String(16), nullable=False),
     Column("patient", String(200), nullable=False),
@@ -82,7 +82,7 @@ outputs_table = Table(
 # are each rewritten when their own content is stale. (A ledger from before this loses
 # its older `snapshots` table in the upgrade: each document is rewritten once after it.)
 snapshots_table = Table(
-    "document_snapshots", _metadata,
+    "document_snapshots", ledger_metadata,
     Column("pathway", String(200), primary_key=True),
     Column("sink", String(64), primary_key=True),
     Column("state", String(200), nullable=False),  # generation and as-of the document shows
@@ -91,7 +91,7 @@ snapshots_table = Table(
 
 # Per pathway, so one pathway's run never makes another's documents stale.
 generations_table = Table(
-    "pathway_generations", _metadata,
+    "pathway_generations", ledger_metadata,
     Column("pathway", String(200), primary_key=True),
     Column("value", Integer, nullable=False),
 )
@@ -99,7 +99,7 @@ generations_table = Table(
 # Version pinning: the pathway version each patient enrolled under, and each version's
 # source, so a pinned patient can be re-planned under the rules they started with.
 pins_table = Table(
-    "pins", _metadata,
+    "pins", ledger_metadata,
     Column("patient", String(200), primary_key=True),
     Column("pathway", String(200), primary_key=True),
     Column("version", String(64), nullable=False),
@@ -107,7 +107,7 @@ pins_table = Table(
 )
 
 versions_table = Table(
-    "pathway_versions", _metadata,
+    "pathway_versions", ledger_metadata,
     Column("pathway", String(200), primary_key=True),
     Column("version", String(64), primary_key=True),
     Column("digest", String(64), nullable=False),
@@ -118,7 +118,7 @@ versions_table = Table(
 # JSON) and the reason signed off. Later sweeps read the step maps so that events naming a
 # renamed step's old ids still close the new step's work.
 migrations_table = Table(
-    "pathway_migrations", _metadata,
+    "pathway_migrations", ledger_metadata,
     Column("pathway", String(200), primary_key=True),
     Column("from_version", String(64), primary_key=True),
     Column("to_version", String(64), primary_key=True),
@@ -130,7 +130,7 @@ migrations_table = Table(
 # The open work a migration withdrew (it has no counterpart in the new version), with the
 # reason, so what the preview listed stays on record after it was applied (revision 0004).
 withdrawals_table = Table(
-    "migration_withdrawals", _metadata,
+    "migration_withdrawals", ledger_metadata,
     Column("pathway", String(200), primary_key=True),
     Column("task", String(80), primary_key=True),
     Column("patient", String(200), nullable=False),
@@ -145,7 +145,7 @@ withdrawals_table = Table(
 # and delivered: an unchanged plan (the hourly re-plan of most patients) then costs one
 # lookup instead of a comparison per output.
 patient_state_table = Table(
-    "patient_state", _metadata,
+    "patient_state", ledger_metadata,
     Column("pathway", String(200), primary_key=True),
     Column("patient", String(200), primary_key=True),
     Column("digest", String(64), nullable=False),
@@ -156,7 +156,7 @@ patient_state_table = Table(
 # returned. A letter goes out once per channel, whatever later happens to its body
 # (it may expire or be withdrawn after it was sent); `sent_at` is the run's as-of.
 sends_table = Table(
-    "letter_sends", _metadata,
+    "letter_sends", ledger_metadata,
     Column("channel", String(64), primary_key=True),
     Column("output_id", String(80), primary_key=True),
     Column("sent_at", String(40), nullable=False),
@@ -170,7 +170,7 @@ sends_table = Table(
 # not be rendered or sent stays here as `failed` with a reason free of patient data, and
 # is tried again by the next delivery while it is due.
 queue_table = Table(
-    "letter_queue", _metadata,
+    "letter_queue", ledger_metadata,
     Column("pathway", String(200), nullable=False),
     Column("letter_id", String(80), nullable=False),
     Column("patient", String(200), nullable=False),
