@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from carepath.compile import compiled as c
+from carepath.engine.clock import Moment
 from carepath.engine.ids import output_id
 from carepath.engine.result import EngineRejection
 from carepath.model.pathway import PatientStatus
@@ -166,7 +167,7 @@ def contact(fold: _Fold, event: EventLike) -> None:
                 task.superseded_at = None
 
 
-def silence_check(fold: _Fold, until: datetime) -> None:
+def silence_check(fold: _Fold, until: Moment) -> None:
     """One outreach per silence once `after` has passed with no breaking event; the stage's
     recurring work already overdue then is superseded by it, and work falling due while the
     silence lasts is superseded at its due instead of piling up as overdue rows."""
@@ -176,8 +177,7 @@ def silence_check(fold: _Fold, until: datetime) -> None:
         return
     since, since_id = visit.contact or (visit.entered_at, visit.trigger)
     at = (since.astimezone(UTC) + silence.after).astimezone(fold.zone)
-    if at > until:
-        fold.silence_ahead = at
+    if until.before(at):
         return
     key = f"silence:{visit.stage.name}:{since_id}"
     if key in visit.silences:
@@ -225,12 +225,20 @@ class HoldHistory:
         i = bisect_right(self.times, when.astimezone(UTC))
         return self.states[i - 1] if i else frozenset()
 
+    def now(self, as_of: Moment) -> frozenset[str]:
+        """The holds in force at the as-of (the latest change is usually the answer)."""
+        for i in range(len(self.times) - 1, -1, -1):
+            if as_of.at_or_after(self.times[i]):
+                return self.states[i]
+        return frozenset()
 
-def released(task: _Task, history: HoldHistory, as_of: datetime) -> bool:
+
+def released(task: _Task, history: HoldHistory, as_of: Moment) -> bool:
     """A task standing while its hold is in force, whose hold was released by its due (or by
     now, before its due): it has closed itself; a hold that returns in time reopens it."""
     hold = task.step.while_held
     if hold is None or not task.is_open:
         return False
-    when = as_of if task.due is None or as_of < task.due else task.due
-    return hold not in history.at(when)
+    if task.due is not None and not as_of.before(task.due):
+        return hold not in history.at(task.due)
+    return hold not in history.now(as_of)

@@ -8,7 +8,6 @@ evaluated at `as_of`.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -19,6 +18,7 @@ from carepath.compile.conditions import ConditionError
 from carepath.engine import calendar as cal
 from carepath.engine import escalation, loops, why
 from carepath.engine.aliases import NAMES_TASK, AliasIndex, IdAliases
+from carepath.engine.clock import AsOf, Moment
 from carepath.engine.ids import output_id
 from carepath.engine.letter_lifecycle import settle_letters
 from carepath.engine.result import (
@@ -141,14 +141,12 @@ class _Fold:
         self.completed_total = 0
         self.missed_total = 0
         self.visit: _Visit | None = None
-        self.recurring_ahead: datetime | None = None  # when the next recurring occurrence opens (at as_of)
         self.rejected: list[EngineRejection] = []
         self.fired: set[str] = set()
         self.withheld: list[tuple[str, EventLike, str]] = []
         self.letter_keys: set[tuple[str, str]] = set()  # (letter, value) for letters sent once per value  # letters a status withheld, to release later
         self.withdrawn_letters: set[str] = set()  # letter ids an earlier discharge or a status withdrew
         self.paused_letters: set[str] = set()  # of those, the ones a status withholds (back when it ends)
-        self.silence_ahead: datetime | None = None  # when the stage's silence next raises its outreach
         self.hold_history = loops.HoldHistory() if compiled.tables.tracks_holds else None
         self.tables = compiled.tables
         self.rules_by_type = self.tables.rules_by_type
@@ -166,20 +164,19 @@ class _Fold:
 
     # --- the fold ------------------------------------------------------------------
 
-    def run(self, events: list[EventLike], as_of: datetime) -> None:
+    def run(self, events: list[EventLike], as_of: Moment) -> None:
         for event in events:
             visit = self.visit
             # Most events come in stages without recurring work, or long before the next
             # occurrence opens: then materialising would change nothing (see `wake`).
             if visit is not None and visit.stage.recurring and (visit.wake is None or visit.wake <= event.at):
-                self.materialise_recurring(event.at)
+                self.materialise_recurring(Moment(event.at))
             if visit is not None and visit.stage.silence is not None:
-                loops.silence_check(self, event.at)
+                loops.silence_check(self, Moment(event.at))
             self.apply(event)
             if self.hold_history is not None:
                 self.hold_history.note(event.at, self.holds())
         self.materialise_recurring(as_of, include_next=True)
-        self.silence_ahead = None
         loops.silence_check(self, as_of)
 
     def apply(self, event: EventLike) -> None:
@@ -325,7 +322,7 @@ class _Fold:
         """Discharge withdraws routine work, never safety work (an open suicide-risk
         assessment, a hold-breach review: any step marked `safety`)."""
         # Planned recurring work that earlier plans showed is withdrawn, not dropped.
-        self.materialise_recurring(at, include_next=True)
+        self.materialise_recurring(Moment(at), include_next=True)
         self.status = PatientStatus.DISCHARGED
         self.discharged_at = at
         for task in self.tasks.values():
@@ -381,7 +378,7 @@ class _Fold:
         if self.visit is not None:
             # Recurring work belongs to its stay: leaving the stage withdraws what is still
             # open, including the occurrence earlier plans showed ahead.
-            self.materialise_recurring(event.at, include_next=True)
+            self.materialise_recurring(Moment(event.at), include_next=True)
             left = (f"stage:{self.visit.stage.name}:recurring", f"stage:{self.visit.stage.name}:series")
             for task in self.tasks.values():
                 if task.is_open and task.source in left and not task.step.safety:
@@ -659,20 +656,18 @@ class _Fold:
 
     # --- time-driven work -----------------------------------------------------------------
 
-    def materialise_recurring(self, until: datetime, *, include_next: bool = False) -> None:
+    def materialise_recurring(self, until: Moment, *, include_next: bool = False) -> None:
         """Recurring tasks whose windows have opened by `until` (and, at as_of, the next one ahead)."""
         visit = self.visit
         if visit is None or self.status is PatientStatus.DISCHARGED:
             return
-        if not include_next and visit.wake is not None and visit.wake > until:
+        if not include_next and visit.wake is not None and until.before(visit.wake):
             return  # nothing opens before `until`: the loop below would change nothing
-        if include_next:
-            self.recurring_ahead = None
         for recurring in visit.stage.recurring:
             fixed = recurring.decision_of is None
             if fixed and not include_next:
                 known = visit.upcoming.get(recurring.step)
-                if known is not None and known[1] > until and known[0] == visit.occurrences.get(recurring.step, 0):
+                if known is not None and until.before(known[1]) and known[0] == visit.occurrences.get(recurring.step, 0):
                     continue
             step = self.p.steps[recurring.step]
             every = self.interval(recurring)
@@ -682,7 +677,7 @@ class _Fold:
                 if recurring.early_tolerance is not None:
                     anchor = self.next_anchor(visit, recurring, every)
                 opens = cal.shift(anchor, step.window.opens, step.window.basis, self.zone)
-                ahead = opens > until
+                ahead = until.before(opens)
                 if ahead and not include_next:
                     if fixed:
                         visit.upcoming[recurring.step] = (n, opens)
@@ -697,10 +692,7 @@ class _Fold:
                 if visit.silent and not task.step.safety:
                     loops.supersede(task, opens)  # the silence's outreach stands for it
                 if ahead:
-                    # The plan gains the following occurrence once this one opens.
-                    if self.recurring_ahead is None or opens < self.recurring_ahead:
-                        self.recurring_ahead = opens
-                    break
+                    break  # the plan gains the following occurrence once this one opens
         if not include_next and visit.stage.recurring and len(visit.upcoming) == len(visit.stage.recurring):
             visit.wake = min(opens for _, opens in visit.upcoming.values())
 
@@ -715,7 +707,7 @@ class _Fold:
 
     # --- the result -------------------------------------------------------------------------
 
-    def result(self, as_of: datetime) -> PatientPlan:
+    def result(self, as_of: AsOf) -> PatientPlan:
         flags = set(self.flags)
         tasks: list[PlannedTask] = []
         holds = self.holds()
@@ -733,7 +725,7 @@ class _Fold:
             if task.step.flag_while_open and status in _OPEN:
                 flags.add(task.step.flag_while_open)
             overdue = task.step.overdue
-            if overdue is not None and status == "overdue" and task.due is not None and as_of > task.due + overdue.after:
+            if overdue is not None and status == "overdue" and task.due is not None and as_of.after(task.due + overdue.after):
                 if overdue.flag:
                     flags.add(overdue.flag)
                 if overdue.priority and _PRIORITY_RANK[overdue.priority] > _PRIORITY_RANK[priority]:
@@ -753,10 +745,7 @@ class _Fold:
         tasks.sort(key=lambda t: (t.due or t.earliest, t.earliest, t.step, t.id))
         letters = settle_letters(self.p, self.letters.values(), self.sessions, as_of, self.discharged_at,
                                  frozenset(self.withdrawn_letters))
-        wake = self.wake(as_of, escalations, letters)
-        tasks, escalates_at = escalation.settle(self.p, tasks, self.acks, self.closed_at, as_of)
-        if escalates_at is not None and (wake is None or escalates_at < wake):
-            wake = escalates_at
+        tasks, _ = escalation.settle(self.p, tasks, self.acks, self.closed_at, as_of)
         sessions = sorted(
             (PlannedSession(s.id, s.status, s.start.astimezone(self.zone) if s.start else None,
                             s.completed_at.astimezone(self.zone) if s.completed_at else None)
@@ -767,37 +756,8 @@ class _Fold:
             patient=self.patient.ref, stage=self.visit.stage.name if self.visit else self.p.start,
             status=str(self.status), flags=tuple(sorted(flags)), holds=tuple(sorted(holds)),
             tasks=tuple(tasks), letters=tuple(letters), sessions=tuple(sessions), rejected=tuple(self.rejected),
-            fired=frozenset(self.fired), wake=wake,
+            fired=frozenset(self.fired), wake=as_of.wake,
         )
-
-    def wake(self, as_of: datetime, escalations: list[PlannedTask],
-             letters: tuple[PlannedLetter, ...]) -> datetime | None:
-        """The earliest instant at or after `as_of` at which one of the plan's comparisons
-        with the as-of (in `_status`, `result`, `escalations`, `settle_letters`, recurring
-        work) turns: from there on the same events may give a different plan. An instant
-        equal to `as_of` counts, so a comparison that turns just after it is not missed."""
-        times: list[datetime] = []
-        if self.recurring_ahead is not None:
-            times.append(self.recurring_ahead)
-        if self.silence_ahead is not None:
-            times.append(self.silence_ahead)
-        for task in self.tasks.values():
-            if not task.is_open:
-                continue
-            if task.due is not None:
-                times.append(task.due)
-                if task.step.overdue is not None:
-                    times.append(task.due + task.step.overdue.after)
-            if task.superseded_at is not None:
-                times.append(task.superseded_at)
-        times.extend(t.due for t in escalations if t.due is not None and t.status in _OPEN)
-        for letter in letters:
-            if letter.status in ("scheduled", "due"):
-                times.append(letter.send_at)
-                if letter.expires_at is not None:
-                    times.append(letter.expires_at)
-        ahead = [t for t in times if t >= as_of]
-        return min(ahead) if ahead else None
 
     def closed_at(self, task_id: str) -> datetime | None:
         """When a task was done or withdrawn (a superseded one: when its window passed)."""
@@ -805,13 +765,13 @@ class _Fold:
         return None if task is None else task.done_at or task.cancelled_at or task.superseded_at
 
     @staticmethod
-    def window_outcome(task: _Task, as_of: datetime, latest: dict[str, tuple[datetime, bool]]) -> None:
+    def window_outcome(task: _Task, as_of: AsOf, latest: dict[str, tuple[datetime, bool]]) -> None:
         """The unmet-window flag describes the latest window that has been settled (done, or
         passed undone): a later window met clears it, a later one missed raises it."""
         assert task.due is not None and task.step.window.unmet_flag is not None
         if task.done_at is not None:
             missed = task.done_at > task.due
-        elif as_of > task.due:
+        elif as_of.after(task.due):
             missed = True
         else:
             return  # still open inside its window: says nothing yet
@@ -827,7 +787,7 @@ class _Fold:
             return ()
         return tuple(sorted(h for h in booked if h in holds))
 
-    def escalations(self, as_of: datetime, planned: list[PlannedTask]) -> list[PlannedTask]:
+    def escalations(self, as_of: AsOf, planned: list[PlannedTask]) -> list[PlannedTask]:
         """Overdue escalation steps, created when a task passes due + `after` undone."""
         out = []
         for task in self.tasks.values():
@@ -835,7 +795,7 @@ class _Fold:
             if overdue is None or overdue.task is None or task.due is None or not task.is_open:
                 continue
             at = task.due + overdue.after
-            if as_of <= at:
+            if as_of.at_or_before(at):
                 continue
             marker = _Marker(task.trigger, at)
             step = self.p.steps[overdue.task]
@@ -937,14 +897,14 @@ def _key(event: EventLike, field_name: str) -> str:
     return f"{field_name}:{event.data.get(field_name)}"
 
 
-def _status(task: _Task, as_of: datetime) -> str:
+def _status(task: _Task, as_of: Moment) -> str:
     if task.cancelled_at is not None:
         return "cancelled"
-    if task.superseded_at is not None and task.done_at is None and as_of > task.superseded_at:
+    if task.superseded_at is not None and task.done_at is None and as_of.after(task.superseded_at):
         return "cancelled"
     if task.done_at is not None:
         return "done"
-    if task.due is not None and as_of > task.due:
+    if task.due is not None and as_of.after(task.due):
         return "overdue"
     return "open"
 
@@ -963,18 +923,9 @@ def plan(compiled: c.CompiledPathway, patient: PatientLike, events: Iterable[Eve
     """The patient's plan as of `as_of`, from the full event history. `aliases`: what
     else a task id named by an event may have been (other versions' ids, renamed steps);
     ids hashed with the version planned under are always recognised."""
-    if as_of.tzinfo is None:
-        raise ValueError("as_of must be timezone-aware")
-    known, ahead = [], None
-    for e in events:
-        if e.at <= as_of:
-            known.append(e)
-        elif ahead is None or e.at < ahead:
-            ahead = e.at  # an event dated after the as-of: the plan changes once it is known
-    known.sort(key=_in_time_order)
+    now = AsOf(as_of)  # every comparison with the as-of goes through it: it knows the wake
+    # An event dated after the as-of is not known yet: the plan changes once it is.
+    known = sorted((e for e in events if now.at_or_after(e.at)), key=_in_time_order)
     fold = _Fold(compiled, patient, aliases)
-    fold.run(known, as_of)
-    result = fold.result(as_of)
-    if ahead is not None and (result.wake is None or ahead < result.wake):
-        result = dataclasses.replace(result, wake=ahead)
-    return result
+    fold.run(known, now)
+    return fold.result(now)
