@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 
 from carepath.api import load_pathway
 from carepath.compile.compiled import CompiledPathway
-from carepath.engine import letter_lifecycle, plan, planner
+from carepath.engine import letter_lifecycle, plan, projection
 from carepath.engine.clock import Moment
 from carepath.engine.result import PatientPlan
 from carepath.records import Event, Patient
@@ -180,7 +180,7 @@ def test_a_comparison_bypassing_the_as_of_breaks_the_property(monkeypatch: pytes
     def bypassing(compiled, letters, sessions, as_of, *args, **kwargs):
         return real(compiled, letters, sessions, Moment(as_of._at), *args, **kwargs)
 
-    monkeypatch.setattr(planner, "settle_letters", bypassing)
+    monkeypatch.setattr(projection, "settle_letters", bypassing)
     broken = find(st.tuples(histories(), as_of_minutes, st.floats(0, 1, exclude_max=True)),
                   lambda case: not _holds_until_wake(*case[0], START + timedelta(minutes=case[1]), case[2]),
                   settings=settings(max_examples=300, deadline=None, database=None,

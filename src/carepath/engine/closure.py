@@ -23,8 +23,8 @@ def closures(compiled: c.CompiledPathway, patient: planner.PatientLike, events: 
     """Task or letter id → what closed it, in words, for every task cancelled (withdrawn or
     superseded) and every letter withdrawn as of `as_of`."""
     now = AsOf(as_of)
-    known = sorted((e for e in events if now.at_or_after(e.at)), key=planner._in_time_order)
-    fold = planner._Fold(compiled, patient)
+    known = sorted((e for e in events if now.at_or_after(e.at)), key=planner.in_time_order)
+    fold = planner.Fold(compiled, patient)
     fold.run(known, now)
     result = fold.result(now)
     zone = compiled.clinic.zone
