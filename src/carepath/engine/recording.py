@@ -12,8 +12,6 @@ from carepath.engine.work_items import (
 )
 from carepath.model.pathway import PatientStatus
 
-_PHQ9_BANDS = ((4, "minimal"), (9, "mild"), (14, "moderate"), (19, "moderately_severe"), (27, "severe"))
-
 
 class Recording(TimeDriven):
     """What events record for conditions to read, and the bookings refused for the minimum gap."""
@@ -81,7 +79,8 @@ class Recording(TimeDriven):
         elif kind == "assessment_recorded" and data.get("instrument") == "phq9":
             items = list(data["items"])  # type: ignore[arg-type]
             total = sum(items)
-            band = next(name for limit, name in _PHQ9_BANDS if total <= limit)
+            # The pathway's bands (`phq9_bands`), read in rising order.
+            band = next((name for highest, name in self.p.phq9_bands if total <= highest), "none")
             self.phq9 = {"recorded": True, "total": total, "item9": items[8], "items": items, "band": band}
         elif kind == "screening_recorded":
             self.screening = {"recorded": True, "trd_trials": data.get("trd_trials", 0),

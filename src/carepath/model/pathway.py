@@ -11,7 +11,17 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Strict, Tag, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Strict,
+    Tag,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 
 from carepath.model.durations import SyntaxProblem, param_name, parse_clock, parse_offset, referenced_name
@@ -608,10 +618,29 @@ class Pathway(Frozen):
     letter_expiry: Offset = Field(
         default=Offset("7d"), description="how long after its send time a letter may still go out, unless the "
                                           "letter states its own `expires`, e.g. $letter_expiry")
+    phq9_bands: Phq9Bands = Field(
+        default_factory=dict, description="PHQ-9 bands in rising order, band name → the highest total in it (the "
+                                          "last 27); conditions read the latest total's band as phq9.band "
+                                          "(\"none\" before the first PHQ-9, or when no bands are declared)")
     letter_channel: Literal["file", "email", "print"] = Field(
         default="file", description="how `carepath run` sends due letters: files, email over SMTP (settings "
                                     "from the environment) or the day's print batch; CAREPATH_LETTER_CHANNEL "
                                     "overrides it for a run")
+
+
+PHQ9_MAX_TOTAL = 27  # nine items, each 0..3
+
+
+def _rising_bands(bands: dict[str, int]) -> dict[str, int]:
+    limits = list(bands.values())
+    if limits and (any(low >= high for low, high in zip(limits, limits[1:], strict=False))
+                   or limits[-1] != PHQ9_MAX_TOTAL):
+        raise ValueError(f"PHQ-9 bands give each band's highest total, rising, the last {PHQ9_MAX_TOTAL} "
+                         "(e.g. minimal: 4, mild: 9, moderate: 14, moderately_severe: 19, severe: 27)")
+    return bands
+
+
+Phq9Bands = Annotated[dict[Name, Annotated[int, Field(ge=0, le=PHQ9_MAX_TOTAL)]], AfterValidator(_rising_bands)]
 
 
 def action_kind(action: BaseModel) -> Literal["task", "letter", "flag", "unflag", "goto", "status", "complete",
