@@ -51,7 +51,8 @@ def test_a_clinic_s_own_bands_are_the_ones_conditions_read() -> None:
 
 
 def test_bands_that_do_not_rise_to_27_are_a_positioned_error(tmp_path: Path) -> None:
-    text = edit(REFERENCE.read_text(), ("  moderately_severe: 19\n  severe: 27\n", "  moderately_severe: 19\n  severe: 18\n"))
+    text = edit(REFERENCE.read_text(), ("  moderately_severe: 19\n  severe: 27\n",
+                                        "  moderately_severe: 19\n  severe: 18\n"))
     (checked,) = validate([str(write_variant(tmp_path, text))], against_git=False)
     (problem,) = [d for d in checked.diagnostics if "phq9_bands" in d.message]
     assert problem.code == "CP202" and "rising, the last 27" in problem.message

@@ -43,7 +43,8 @@ _ENTRIES = {
 
 
 def _named_step(fold: Fold, event: EventLike) -> str:
-    task = fold.tasks.get(event.data.get("task")) if event.type in COMPLETIONS else None  # type: ignore[arg-type]
+    target = event.data.get("task") if event.type in COMPLETIONS else None
+    task = fold.tasks.get(target) if isinstance(target, str) else None
     return task.step.name if task is not None else ""
 
 

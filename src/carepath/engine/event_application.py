@@ -90,11 +90,11 @@ class EventApplication(Recording, TaskReferences):
     def close_tasks(self, event: EventLike) -> None:
         """Completion and withdrawal of open tasks by this event."""
         target = event.data.get("task") if event.type in ("task_completed", "decision_recorded") else None
-        if target is not None:
+        if isinstance(target, str):
             # Only the named task can be closed: look it up instead of scanning them all. A
             # decision always settles its task; ticking a task off counts only where the step
             # allows it (a step done_by decision_recorded waits for the decision).
-            task = self.tasks.get(target)  # type: ignore[arg-type]
+            task = self.tasks.get(target)
             if task is not None and task.is_open and task.id == target and (
                     event.type == "decision_recorded" or event.type in task.step.done_by):
                 task.done_at = event.at

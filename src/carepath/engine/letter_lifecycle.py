@@ -28,9 +28,12 @@ SCHEDULED, DUE, EXPIRED, WITHDRAWN = "scheduled", "due", "expired", "withdrawn"
 
 
 class SessionFacts(Protocol):
-    status: str                      # scheduled | completed | missed | cancelled
-    scheduled_by: str | None         # the booking in force
-    bookings: Mapping[str, datetime]  # every accepted booking event id → the start it booked
+    @property
+    def status(self) -> str: ...                       # scheduled | completed | missed | cancelled
+    @property
+    def scheduled_by(self) -> str | None: ...          # the booking in force
+    @property
+    def bookings(self) -> Mapping[str, datetime]: ...  # every accepted booking event id → the start it booked
 
 
 def settle_letters(compiled: c.CompiledPathway, letters: Iterable[PlannedLetter],

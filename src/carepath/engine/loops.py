@@ -96,7 +96,8 @@ def gated_breaches(fold: FoldState, event: EventLike, already: tuple[c.Hold, ...
 def refuses_completion(fold: FoldState, event: EventLike) -> bool:
     """A task_completed on a step that only a decision (or the work itself) closes is refused
     with its line and the way the step is closed: the clinician must not believe it closed."""
-    task = fold.tasks.get(event.data.get("task"))  # type: ignore[arg-type]
+    target = event.data.get("task")
+    task = fold.tasks.get(target) if isinstance(target, str) else None
     if task is None or event.type not in ("task_completed",) or "task_completed" in task.step.done_by:
         return False
     step = task.step

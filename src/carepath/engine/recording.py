@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from typing import cast
 
 from carepath.engine.clock import Moment
 from carepath.engine.result import Acknowledgement, EngineRejection
@@ -77,15 +78,15 @@ class Recording(TimeDriven):
             else:
                 session.status = "cancelled"
         elif kind == "assessment_recorded" and data.get("instrument") == "phq9":
-            items = list(data["items"])  # type: ignore[arg-type]
+            items = list(cast("list[int]", data["items"]))  # the records reader checked: 9 integers 0..3
             total = sum(items)
             # The pathway's bands (`phq9_bands`), read in rising order.
             band = next((name for highest, name in self.p.phq9_bands if total <= highest), "none")
             self.phq9 = {"recorded": True, "total": total, "item9": items[8], "items": items, "band": band}
         elif kind == "screening_recorded":
             self.screening = {"recorded": True, "trd_trials": data.get("trd_trials", 0),
-                              "contraindications": list(data.get("contraindications") or []),
-                              "cautions": list(data.get("cautions") or [])}
+                              "contraindications": list(cast("list[str]", data.get("contraindications") or [])),
+                              "cautions": list(cast("list[str]", data.get("cautions") or []))}
         elif kind == "decision_recorded":
             self.decisions[str(data["task"])] = str(data["decision"])
         elif kind == "task_acknowledged":

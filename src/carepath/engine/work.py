@@ -146,6 +146,6 @@ class Work(FoldState):
             visit.first_dose = event.id
         slot_id = output_id("t", self.p.id, self.patient.ref, series.step,
                             f"{visit.stage.name}:{visit.first_dose}:slot:{visit.completed}")
-        task = self.tasks.get(slot_id)
-        if task is not None and task.is_open:
-            task.done_at = event.at
+        filled = self.tasks.get(slot_id)
+        if filled is not None and filled.is_open:
+            filled.done_at = event.at

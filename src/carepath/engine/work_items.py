@@ -23,17 +23,27 @@ OPEN = frozenset({"open", "overdue"})
 
 
 class EventLike(Protocol):
-    id: str
-    patient: str
-    type: str
-    at: datetime
-    data: Mapping[str, object]
-    line: int
+    """An event as the engine reads it (records.Event, or a Marker or Aliased of the fold's)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def patient(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def data(self) -> Mapping[str, object]: ...
+    @property
+    def line(self) -> int: ...
 
 
 class PatientLike(Protocol):
-    ref: str
-    timezone: str
+    @property
+    def ref(self) -> str: ...
+    @property
+    def timezone(self) -> str: ...
 
 
 @dataclass
@@ -103,6 +113,7 @@ class Marker:
     type: str = "recurring"
     data: Mapping[str, object] = field(default_factory=dict)
     line: int = 0
+    patient: str = ""  # the fold's own patient: a marker is never routed
 
 
 @dataclass(frozen=True)
