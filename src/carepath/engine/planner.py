@@ -36,7 +36,8 @@ class Fold(EventApplication, Projection):
             visit = self.visit
             # Most events come in stages without recurring work, or long before the next
             # occurrence opens: then materialising would change nothing (see `Visit.next_opens`).
-            if visit is not None and visit.stage.recurring and (visit.next_opens is None or visit.next_opens <= event.at):
+            if visit is not None and visit.stage.recurring \
+                    and (visit.next_opens is None or visit.next_opens <= event.at):
                 self.materialise_recurring(Moment(event.at))
             if visit is not None and visit.stage.silence is not None:
                 loops.silence_check(self, Moment(event.at))
