@@ -241,6 +241,7 @@ class CompiledPathway:
     holds: dict[str, Hold] = field(default_factory=dict)
     facts: tuple[str, ...] = ()
     letter_expiry: timedelta = timedelta(days=7)  # the model's default; pathways set it from a parameter
+    phq9_bands: tuple[tuple[int, str], ...] = ()  # (highest total, band name), rising
     letter_channel: str = "file"  # file | email | print
     escalation: Escalation | None = None  # None: urgent work is shown, but escalates to nobody
     # Derived once, here, from the fields above: the engine's lookups by event type.

@@ -171,6 +171,7 @@ def compile_pathway(pathway: m.Pathway, base_dir: Path) -> c.CompiledPathway:
                for name, h in p.holds.items()},
         facts=tuple(p.facts),
         letter_expiry=offset(p.letter_expiry), letter_channel=p.letter_channel,
+        phq9_bands=tuple((highest, name) for name, highest in p.phq9_bands.items()),
         escalation=c.Escalation(tuple(p.escalation.tiers), offset(p.escalation.delay_in_hours),
                                 offset(p.escalation.delay_out_of_hours), offset(p.escalation.repeat))
         if p.escalation is not None else None,

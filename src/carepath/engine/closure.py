@@ -14,6 +14,7 @@ from datetime import datetime
 
 from carepath.compile import compiled as c
 from carepath.engine import planner
+from carepath.engine.clock import AsOf
 from carepath.engine.letter_lifecycle import WITHDRAWN
 
 
@@ -21,10 +22,11 @@ def closures(compiled: c.CompiledPathway, patient: planner.PatientLike, events: 
              as_of: datetime) -> dict[str, str]:
     """Task or letter id → what closed it, in words, for every task cancelled (withdrawn or
     superseded) and every letter withdrawn as of `as_of`."""
-    known = sorted((e for e in events if e.at <= as_of), key=planner._in_time_order)
-    fold = planner._Fold(compiled, patient)
-    fold.run(known, as_of)
-    result = fold.result(as_of)
+    now = AsOf(as_of)
+    known = sorted((e for e in events if now.at_or_after(e.at)), key=planner.in_time_order)
+    fold = planner.Fold(compiled, patient)
+    fold.run(known, now)
+    result = fold.result(now)
     zone = compiled.clinic.zone
     by_instant: dict[datetime, list[planner.EventLike]] = {}
     for event in known:
@@ -57,7 +59,7 @@ def closures(compiled: c.CompiledPathway, patient: planner.PatientLike, events: 
             else:
                 out[task.id] = (f"withdrawn by {described(event)}" if event is not None
                                 else f"withdrawn {when(task.cancelled_at)}")
-        elif task.superseded_at is not None and as_of > task.superseded_at:
+        elif task.superseded_at is not None and now.after(task.superseded_at):
             out[task.id] = f"superseded: the window it was about passed {when(task.superseded_at)}"
     for letter in result.letters:
         if letter.status != WITHDRAWN:

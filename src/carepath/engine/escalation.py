@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 
 from carepath.compile import compiled as c
 from carepath.engine import calendar as cal
+from carepath.engine.clock import AsOf, Moment
 from carepath.engine.result import Acknowledgement, EscalationState, PlannedTask
 
 
@@ -43,12 +44,16 @@ class _Span:
 
 
 def settle(p: c.CompiledPathway, tasks: Sequence[PlannedTask], acks: Mapping[str, Acknowledgement],
-           closed: Callable[[str], datetime | None], as_of: datetime) -> tuple[list[PlannedTask], datetime | None]:
+           closed: Callable[[str], datetime | None],
+           as_of: datetime | AsOf) -> tuple[list[PlannedTask], datetime | None]:
     """The plan's tasks with their acknowledgement and escalation fields, and the next
     instant (at or after `as_of`) at which the patient's escalation moves on its own.
 
     `closed` says when a task was done or withdrawn (None: still open, or an overdue
-    escalation step the plan derived)."""
+    escalation step the plan derived). Given the plan's `AsOf`, the instant returned is
+    that of every comparison it has seen (the plan's wake so far)."""
+    if not isinstance(as_of, AsOf):
+        as_of = AsOf(as_of)
     out = list(tasks)
     if acks:
         out = [t if t.id not in acks else dataclasses.replace(t, acknowledged_by=acks[t.id].by,
@@ -74,7 +79,7 @@ def settle(p: c.CompiledPathway, tasks: Sequence[PlannedTask], acks: Mapping[str
         if step.safety and task.due is not None and (end is None or end > task.due):
             overdue.append((i, _Span(task.due, end)))
     if not unseen and not overdue:
-        return out, None
+        return out, as_of.wake
 
     moments: list[tuple[datetime, int]] = []  # (instant, episode number)
     episodes = _merge([s for _, s in unseen] + [s for _, s in overdue])
@@ -93,13 +98,13 @@ def settle(p: c.CompiledPathway, tasks: Sequence[PlannedTask], acks: Mapping[str
     reached: dict[int, tuple[int, datetime]] = {}  # episode → (tiers climbed, when the latest was reached)
     previous = -1
     for moment, number in moments:
-        if moment >= as_of:
+        if as_of.at_or_before(moment):
             break
         level = reached[number][0] + 1 if number == previous else 1
         reached[number], previous = (level, moment), number
-    ahead = [m for m, _ in moments if m >= as_of]
-    now = _episode_of(episodes, as_of)
-    running = now if now >= 0 and _inside(episodes[now], as_of) else None
+    ahead = [m for m, _ in moments if as_of.at_or_before(m)]
+    now = _episode_now(episodes, as_of)
+    running = now if now >= 0 and _inside_now(episodes[now], as_of) else None
     spans: dict[int, list[_Span]] = {}
     for i, span in (*unseen, *overdue):
         spans.setdefault(i, []).append(span)
@@ -107,14 +112,14 @@ def settle(p: c.CompiledPathway, tasks: Sequence[PlannedTask], acks: Mapping[str
     for i, own in spans.items():
         if out[i].status not in ("open", "overdue"):
             continue
-        if running is not None and running in reached and any(_inside(s, as_of) for s in own):
+        if running is not None and running in reached and any(_inside_now(s, as_of) for s in own):
             # Taking part now: the patient's one escalation, whichever task began it.
             number = running
-            following = next((m for m, n in moments if m >= as_of and n == running), None)
+            following = next((m for m, n in moments if as_of.at_or_before(m) and n == running), None)
         else:
             # Acknowledged after a tier was reached: it shows that tier, and when its
             # own work escalates next (a safety task's due), if ever.
-            mine = [n for m, n in moments if m < as_of and any(_inside(s, m) for s in own)]
+            mine = [n for m, n in moments if as_of.after(m) and any(_inside(s, m) for s in own)]
             if not mine:
                 continue
             number = mine[-1]
@@ -123,23 +128,22 @@ def settle(p: c.CompiledPathway, tasks: Sequence[PlannedTask], acks: Mapping[str
         out[i] = dataclasses.replace(out[i], escalation=EscalationState(
             policy.tiers[min(level, len(policy.tiers)) - 1], since.astimezone(zone),
             following.astimezone(zone) if following is not None else None))
-    # A task opening later joins the escalation running then: its fields change at that instant.
-    ahead += [span.start for _, span in unseen if span.start >= as_of]
-    return out, min(ahead) if ahead else None
+    # A task opening later joins the escalation running then: its fields change at that
+    # instant, which `_inside_now` above has compared with the as-of.
+    return out, as_of.wake
 
 
-def _repeats(period: _Span, every: timedelta, tiers: int, as_of: datetime) -> list[datetime]:
+def _repeats(period: _Span, every: timedelta, tiers: int, as_of: Moment) -> list[datetime]:
     """The moments of an overdue period that decide the plan: the first `tiers` (after
     them every moment reaches the last tier), the last one before `as_of` (`since`) and
     the first one at or after it (`next_at`, the wake). A period years long costs the same."""
     start, end = period.start, period.end
     picked = [start + j * every for j in range(tiers)]
-    limit = as_of if end is None else min(as_of, end)  # a period that ended keeps its last moment
-    if start < limit:
-        last = (limit - start - timedelta(microseconds=1)) // every  # start + last*every < limit
-        picked += [start + last * every, start + (last + 1) * every]
+    if end is not None and as_of.after(end):  # a period that ended keeps its last moment
+        before = Moment(end).steps_after(start, every)
     else:
-        picked.append(start)
+        before = as_of.steps_after(start, every)  # moments start + k*every before the as-of
+    picked += [start + (before - 1) * every, start + before * every] if before else [start]
     return [m for m in picked if end is None or m < end]
 
 
@@ -179,4 +183,18 @@ def _episode_of(episodes: list[_Span], moment: datetime) -> int:
 
 def _inside(span: _Span, moment: datetime) -> bool:
     return span.start <= moment and (span.end is None or moment < span.end)
+
+
+def _episode_now(episodes: list[_Span], as_of: Moment) -> int:
+    """`_episode_of` at the as-of."""
+    found = -1
+    for k, span in enumerate(episodes):
+        if as_of.at_or_after(span.start):
+            found = k
+    return found
+
+
+def _inside_now(span: _Span, as_of: Moment) -> bool:
+    """`_inside` at the as-of."""
+    return as_of.at_or_after(span.start) and (span.end is None or as_of.before(span.end))
 

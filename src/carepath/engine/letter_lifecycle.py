@@ -21,19 +21,23 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from carepath.compile import compiled as c
+from carepath.engine.clock import Moment
 from carepath.engine.result import PlannedLetter
 
 SCHEDULED, DUE, EXPIRED, WITHDRAWN = "scheduled", "due", "expired", "withdrawn"
 
 
 class SessionFacts(Protocol):
-    status: str                      # scheduled | completed | missed | cancelled
-    scheduled_by: str | None         # the booking in force
-    bookings: Mapping[str, datetime]  # every accepted booking event id → the start it booked
+    @property
+    def status(self) -> str: ...                       # scheduled | completed | missed | cancelled
+    @property
+    def scheduled_by(self) -> str | None: ...          # the booking in force
+    @property
+    def bookings(self) -> Mapping[str, datetime]: ...  # every accepted booking event id → the start it booked
 
 
 def settle_letters(compiled: c.CompiledPathway, letters: Iterable[PlannedLetter],
-                   sessions: Mapping[str, SessionFacts], as_of: datetime,
+                   sessions: Mapping[str, SessionFacts], as_of: Moment,
                    discharged_at: datetime | None = None,
                    withdrawn: frozenset[str] = frozenset()) -> tuple[PlannedLetter, ...]:
     """The letters with `expires_at` and `status` as of `as_of`, in send order. A letter
@@ -55,9 +59,9 @@ def settle_letters(compiled: c.CompiledPathway, letters: Iterable[PlannedLetter]
                 session is not None and (session.status == "cancelled"
                                          or (booked is not None and session.scheduled_by != letter.trigger))):
             status = WITHDRAWN
-        elif as_of >= expires_at:
+        elif as_of.at_or_after(expires_at):
             status = EXPIRED
-        elif as_of >= letter.send_at:
+        elif as_of.at_or_after(letter.send_at):
             status = DUE
         else:
             status = SCHEDULED

@@ -1,6 +1,6 @@
 """Closing the loops: the safety semantics of a status, a gate, a refusal, an episode and a silence.
 
-Each function reads and updates one fold (engine/planner.py) at one event or instant;
+Each function reads and updates one fold (engine/fold_state.py) at one event or instant;
 the planner calls them at fixed points, so these rules stay in one place:
 
 - a status a hold names (`while_status`) keeps the hold in force as an open step does, and
@@ -21,12 +21,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from carepath.compile import compiled as c
+from carepath.engine.clock import Moment
 from carepath.engine.ids import output_id
 from carepath.engine.result import EngineRejection
+from carepath.engine.work_items import EventLike, Marker, Task
 from carepath.model.pathway import PatientStatus
 
 if TYPE_CHECKING:
-    from carepath.engine.planner import EventLike, _Fold, _Task
+    from carepath.engine.event_application import EventApplication
+    from carepath.engine.fold_state import FoldState
+    from carepath.engine.work import Work
 
 SUPERSEDED_BY_SILENCE = "superseded by the lost-to-follow-up outreach"
 HOLD_RELEASED = "the hold was released before it fell due"
@@ -35,7 +39,7 @@ HOLD_RELEASED = "the hold was released before it fell due"
 # --- a status that holds --------------------------------------------------------------------
 
 
-def status_changed(fold: _Fold, before: PatientStatus, event: EventLike) -> None:
+def status_changed(fold: Work, before: PatientStatus, event: EventLike) -> None:
     """The hold's status withdraws its routine work; leaving a withholding status releases
     the letters it withheld."""
     withdrawn = fold.tables.withdrawn_while.get(fold.status)
@@ -49,7 +53,7 @@ def status_changed(fold: _Fold, before: PatientStatus, event: EventLike) -> None
         pause_letters(fold, event.at)
 
 
-def pause_letters(fold: _Fold, at: datetime) -> None:
+def pause_letters(fold: FoldState, at: datetime) -> None:
     """Letters not yet sent that the new status withholds (session instructions to a patient
     just blocked) are withdrawn while it lasts, and come back if it ends (`release_letters`)."""
     for letter in fold.letters.values():
@@ -60,7 +64,7 @@ def pause_letters(fold: _Fold, at: datetime) -> None:
             fold.paused_letters.add(letter.id)
 
 
-def withdrawn_at_birth(fold: _Fold, task: _Task) -> None:
+def withdrawn_at_birth(fold: FoldState, task: Task) -> None:
     """Work the current status withdraws comes withdrawn (the occurrence is counted, not done)."""
     withdrawn = fold.tables.withdrawn_while.get(fold.status)
     if withdrawn and task.step.name in withdrawn and not task.step.safety and task.is_open:
@@ -70,7 +74,7 @@ def withdrawn_at_birth(fold: _Fold, task: _Task) -> None:
 # --- the pre-dose gate ----------------------------------------------------------------------
 
 
-def gated_breaches(fold: _Fold, event: EventLike, already: tuple[c.Hold, ...]) -> tuple[c.Hold, ...]:
+def gated_breaches(fold: FoldState, event: EventLike, already: tuple[c.Hold, ...]) -> tuple[c.Hold, ...]:
     """Holds breached because this event's own gate (e.g. its session's pre-dose check) is
     still open, added to those breached because a hold is in force."""
     names = {h.name for h in already}
@@ -89,10 +93,11 @@ def gated_breaches(fold: _Fold, event: EventLike, already: tuple[c.Hold, ...]) -
 # --- completions a step cannot take ---------------------------------------------------------
 
 
-def refuses_completion(fold: _Fold, event: EventLike) -> bool:
+def refuses_completion(fold: FoldState, event: EventLike) -> bool:
     """A task_completed on a step that only a decision (or the work itself) closes is refused
     with its line and the way the step is closed: the clinician must not believe it closed."""
-    task = fold.tasks.get(event.data.get("task"))  # type: ignore[arg-type]
+    target = event.data.get("task")
+    task = fold.tasks.get(target) if isinstance(target, str) else None
     if task is None or event.type not in ("task_completed",) or "task_completed" in task.step.done_by:
         return False
     step = task.step
@@ -109,7 +114,7 @@ def refuses_completion(fold: _Fold, event: EventLike) -> bool:
 # --- withheld letters -----------------------------------------------------------------------
 
 
-def release_letters(fold: _Fold, at: datetime) -> None:
+def release_letters(fold: Work, at: datetime) -> None:
     """Letters withheld while a status lasted go out now that it has ended: at their own send
     time if it is still ahead, at once otherwise (the letter lifecycle expires the stale)."""
     for letter_id in sorted(fold.paused_letters):
@@ -128,7 +133,7 @@ def release_letters(fold: _Fold, at: datetime) -> None:
 # --- episodes -------------------------------------------------------------------------------
 
 
-def new_episode(fold: _Fold, event: EventLike) -> None:
+def new_episode(fold: EventApplication, event: EventLike) -> None:
     """`enrolled` after discharge: the patient returns. Status, stage, flags, facts and runs of
     matches start again from the start stage; the old episode's tasks and letters stay as they
     were (open safety work stays open; letters its discharge withdrew stay withdrawn)."""
@@ -149,7 +154,7 @@ def new_episode(fold: _Fold, event: EventLike) -> None:
 # --- lost to follow-up ----------------------------------------------------------------------
 
 
-def contact(fold: _Fold, event: EventLike) -> None:
+def contact(fold: FoldState, event: EventLike) -> None:
     """An event that breaks the stage's silence: the patient is in care again, so work planned
     from here on falls due normally."""
     visit = fold.visit
@@ -166,7 +171,7 @@ def contact(fold: _Fold, event: EventLike) -> None:
                 task.superseded_at = None
 
 
-def silence_check(fold: _Fold, until: datetime) -> None:
+def silence_check(fold: Work, until: Moment) -> None:
     """One outreach per silence once `after` has passed with no breaking event; the stage's
     recurring work already overdue then is superseded by it, and work falling due while the
     silence lasts is superseded at its due instead of piling up as overdue rows."""
@@ -176,16 +181,13 @@ def silence_check(fold: _Fold, until: datetime) -> None:
         return
     since, since_id = visit.contact or (visit.entered_at, visit.trigger)
     at = (since.astimezone(UTC) + silence.after).astimezone(fold.zone)
-    if at > until:
-        fold.silence_ahead = at
+    if until.before(at):
         return
     key = f"silence:{visit.stage.name}:{since_id}"
     if key in visit.silences:
         return
     visit.silences.add(key)
-    from carepath.engine.planner import _Marker  # the planner owns time-driven triggers
-
-    task = fold.create_task(silence.task, _Marker(since_id, at), f"stage:{visit.stage.name}:silence", key=key,
+    task = fold.create_task(silence.task, Marker(since_id, at), f"stage:{visit.stage.name}:silence", key=key,
                             anchor=at)
     task.created_at = at
     visit.silent = True
@@ -195,7 +197,7 @@ def silence_check(fold: _Fold, until: datetime) -> None:
             supersede(other, at)
 
 
-def supersede(task: _Task, at: datetime) -> None:
+def supersede(task: Task, at: datetime) -> None:
     """Overdue at `at`: superseded then; otherwise superseded when it falls due."""
     if task.due is None:
         return
@@ -225,12 +227,20 @@ class HoldHistory:
         i = bisect_right(self.times, when.astimezone(UTC))
         return self.states[i - 1] if i else frozenset()
 
+    def now(self, as_of: Moment) -> frozenset[str]:
+        """The holds in force at the as-of (the latest change is usually the answer)."""
+        for i in range(len(self.times) - 1, -1, -1):
+            if as_of.at_or_after(self.times[i]):
+                return self.states[i]
+        return frozenset()
 
-def released(task: _Task, history: HoldHistory, as_of: datetime) -> bool:
+
+def released(task: Task, history: HoldHistory, as_of: Moment) -> bool:
     """A task standing while its hold is in force, whose hold was released by its due (or by
     now, before its due): it has closed itself; a hold that returns in time reopens it."""
     hold = task.step.while_held
     if hold is None or not task.is_open:
         return False
-    when = as_of if task.due is None or as_of < task.due else task.due
-    return hold not in history.at(when)
+    if task.due is not None and not as_of.before(task.due):
+        return hold not in history.at(task.due)
+    return hold not in history.now(as_of)

@@ -40,7 +40,7 @@ PHQ9_SHAPE: dict[str, Shape] = {
     "total": Kind.INT,       # latest total, 0..27
     "item9": Kind.INT,       # latest item 9 answer, 0..3
     "items": Kind.LIST,
-    "band": Kind.TEXT,       # minimal, mild, moderate, moderately_severe, severe
+    "band": Kind.TEXT,       # the pathway's `phq9_bands` name of the latest total ("none" before it or without)
 }
 
 SERIES_SHAPE: dict[str, Shape] = {

@@ -1,7 +1,8 @@
 """The pathway language as frozen, strict pydantic models.
 
-This is the single definition of what a pathway file may say; the JSON Schema editors
-use is generated from it. Cross-references (a step named by a rule, a `$parameter`)
+This is the single definition of what a pathway file may say (with `vocabulary.py`, the
+names, durations, enumerations and declarations it is written in); the JSON Schema
+editors use is generated from it. Cross-references (a step named by a rule, a `$parameter`)
 are plain names here and are resolved by the check layer, which can report them all
 with positions instead of stopping at the first.
 """
@@ -11,213 +12,52 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Strict, Tag, WithJsonSchema
-from pydantic_core import PydanticCustomError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+)
 
-from carepath.model.durations import SyntaxProblem, param_name, parse_clock, parse_offset, referenced_name
-
-NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
-Name = Annotated[str, Field(pattern=NAME_PATTERN, description="lower_snake_case name")]
-_NAME_SCHEMA = {"type": "string", "pattern": NAME_PATTERN}
-NameList = Annotated[
-    list[Name],
-    BeforeValidator(lambda v: [v] if isinstance(v, str) else v),
-    WithJsonSchema({"anyOf": [_NAME_SCHEMA, {"type": "array", "items": _NAME_SCHEMA}],
-                    "description": "a name, or a list of names"}),
-]
-"""One name or a list of them: `on: session_completed` reads better than a one-item list."""
-ParamRef = Annotated[str, Field(pattern=r"^\$[a-z][a-z0-9_]*$", description="a parameter, e.g. $min_session_gap")]
-
-
-def _offset(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise PydanticCustomError("duration", "expected a duration such as '24h', or a $parameter")
-    if referenced_name(value) is None:
-        try:
-            parse_offset(value)
-        except SyntaxProblem as exc:
-            kind = "negative_duration" if exc.negative else "duration"
-            raise PydanticCustomError(kind, str(exc)) from None
-    return value
-
-
-def _clock(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise PydanticCustomError("duration", "expected a clock time such as '23:59', or a $parameter")
-    if param_name(value) is None:
-        try:
-            parse_clock(value)
-        except SyntaxProblem as exc:
-            raise PydanticCustomError("duration", str(exc)) from None
-    return value
-
-
-class Offset(str):
-    """'24h', '40m after', '1h before', or a $parameter holding one."""
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
-        from pydantic_core import core_schema
-
-        return core_schema.no_info_plain_validator_function(
-            _offset, json_schema_input_schema=core_schema.str_schema()
-        )
-
-    @classmethod
-    def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
-        return {
-            "type": "string",
-            "pattern": r"^(\$[a-z][a-z0-9_]*(\s+(before|after))?|\d+\s*(m|min|minutes?|h|hours?|d|days?|w|weeks?)(\s+(before|after))?)$",
-            "description": "a duration such as '24h', '40m after', '1h before', or a $parameter",
-        }
-
-
-class Clock(str):
-    """'HH:MM' (24-hour clinic-local clock) or a $parameter holding one."""
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
-        from pydantic_core import core_schema
-
-        return core_schema.no_info_plain_validator_function(
-            _clock, json_schema_input_schema=core_schema.str_schema()
-        )
-
-    @classmethod
-    def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> dict[str, Any]:
-        return {"type": "string", "pattern": r"^(\$[a-z][a-z0-9_]*|([01]\d|2[0-3]):[0-5]\d)$",
-                "description": "a clinic-local clock time HH:MM, or a $parameter"}
-
-
-Count = int | ParamRef
-
-
-def _enum(enum: type[StrEnum]) -> Any:
-    """An enum field that accepts its plain string values (strict mode would not)."""
-    return Annotated[enum, Strict(False)]
-"""A whole number written out, or a $parameter holding one."""
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-
-# --- enums -------------------------------------------------------------------------
-
-
-class SourceTag(StrEnum):
-    """Where a parameter's default comes from (label/REMS, a published convention, or a clinic's own policy)."""
-
-    LABEL = "LABEL"
-    PUB = "PUB"
-    CLINIC = "CLINIC"
-
-
-class Priority(StrEnum):
-    ROUTINE = "routine"
-    HIGH = "high"
-    URGENT = "urgent"
-
-
-class Basis(StrEnum):
-    """What '24h' means: true elapsed hours, or the same local clock time later."""
-
-    ELAPSED = "elapsed"
-    WALL_CLOCK = "wall_clock"
-
-
-class ClosedPolicy(StrEnum):
-    """What to do when a window contains no open clinic hours."""
-
-    ESCALATE = "escalate"
-    NEXT_OPEN_SLOT = "next_open_slot"
-
-
-class OutsideHours(StrEnum):
-    """Whether a task's due time may fall while the clinic is closed."""
-
-    ALLOWED = "allowed"            # the deadline stands (on-call, same-day safety work); the worklist marks it
-    NEXT_OPENING = "next_opening"  # moved to the close of the clinic's next opening
-
-
-class PatientStatus(StrEnum):
-    ACTIVE = "active"
-    PENDING_ELIGIBILITY = "pending_eligibility"
-    BLOCKED = "blocked"
-    DISCHARGED = "discharged"
-
-
-class FieldType(StrEnum):
-    TEXT = "text"
-    INTEGER = "integer"
-    NUMBER = "number"
-    BOOLEAN = "boolean"
-    DATETIME = "datetime"
-    TEXT_LIST = "text_list"
-    INTEGER_LIST = "integer_list"
-
-
-class Weekday(StrEnum):
-    MON = "mon"
-    TUE = "tue"
-    WED = "wed"
-    THU = "thu"
-    FRI = "fri"
-    SAT = "sat"
-    SUN = "sun"
-
-
-# --- parameters, clinic, events ----------------------------------------------------
-
-ParamValue = bool | int | float | str | list[str] | list[int]
-
-
-class Parameter(Frozen):
-    """A named, signed-off value. Every clinic policy lives here, never in code."""
-
-    value: ParamValue
-    source: SourceTag = Field(strict=False)
-    note: str | None = None
-
-
-class Clinic(Frozen):
-    name: str
-    phone: str
-    crisis_line: str = Field(default="988", description="shown in safety letters (US: call or text 988)")
-    timezone: str = Field(description="IANA zone, e.g. America/New_York")
-    hours: dict[_enum(Weekday), str | list[str]] = Field(
-        description="opening spans per weekday, e.g. '08:00-18:00', a list of spans, or 'closed'",
-    )
-    closed_dates: list[str] = Field(default_factory=list, description="ISO dates the clinic is closed")
-    paper: Literal["letter", "a4"] | None = Field(
-        default=None, description="paper size of PDF letters; default: letter for a clinic in the US, Canada, "
-                                  "Mexico or the Philippines (by its time zone), A4 elsewhere")
-
-
-class DataField(Frozen):
-    type: FieldType = Field(strict=False)
-    optional: bool = False
-    one_of: tuple[str, ...] | None = Field(default=None, strict=False)
-
-
-DataFieldSpec = Annotated[
+from carepath.model.vocabulary import (
+    NAME_PATTERN,
+    Basis,
+    Clinic,
+    Clock,
+    ClosedPolicy,
+    Count,
     DataField,
-    # `session: text` is shorthand for `session: {type: text}`.
-    BeforeValidator(lambda v: {"type": v} if isinstance(v, str) else v),
-    WithJsonSchema({"anyOf": [
-        {"enum": [t.value for t in FieldType]},
-        {"type": "object", "additionalProperties": False, "required": ["type"], "properties": {
-            "type": {"enum": [t.value for t in FieldType]},
-            "optional": {"type": "boolean"},
-            "one_of": {"type": "array", "items": {"type": "string"}},
-        }},
-    ], "description": "a field type, e.g. 'text', or {type, optional, one_of}"}),
+    DataFieldSpec,
+    EventType,
+    FieldType,
+    Frozen,
+    Name,
+    NameList,
+    Offset,
+    OutsideHours,
+    Parameter,
+    ParamRef,
+    ParamValue,
+    PatientStatus,
+    Priority,
+    SourceTag,
+    Weekday,
+    enum_of,
+)
+
+# The vocabulary (carepath.model.vocabulary) is re-exported: import either module.
+__all__ = [
+    "Action", "Basis", "BusinessDue", "CalendarBlock", "Choice", "Clinic", "Clock", "ClockDue", "ClosedPolicy",
+    "CompleteAction", "Count", "DataField", "DataFieldSpec", "Due", "Escalation", "EventType", "Expr", "FieldType",
+    "Flag", "FlagAction", "FlagSeverity", "FlagSpec", "ForgetAction", "Frozen", "GotoAction", "Hold", "Letter",
+    "LetterAction", "NAME_PATTERN", "Name", "NameList", "Offset", "OutsideHours", "Overdue", "PHQ9_MAX_TOTAL",
+    "ParamRef", "ParamValue", "Parameter", "Pathway", "PatientStatus", "Phq9Bands", "Priority", "Recurring",
+    "RememberAction", "Rule", "Series", "Sessions", "Silence", "SourceTag", "Stage", "StatusAction", "Step",
+    "TaskAction", "Transition", "UnflagAction", "Weekday", "Window", "WorklistView", "action_kind", "enum_of",
 ]
-
-
-class EventType(Frozen):
-    description: str | None = None
-    data: dict[Name, DataFieldSpec] = Field(default_factory=dict)
 
 
 # --- windows -----------------------------------------------------------------------
@@ -254,8 +94,8 @@ class Window(Frozen):
 
     opens: Offset = Offset("0h")
     due: Due | None = None
-    basis: _enum(Basis) | ParamRef = Basis.ELAPSED
-    when_clinic_closed: _enum(ClosedPolicy) | ParamRef | None = Field(
+    basis: enum_of(Basis) | ParamRef = Basis.ELAPSED
+    when_clinic_closed: enum_of(ClosedPolicy) | ParamRef | None = Field(
         default=None,
         description="if the window holds no open clinic hours: escalate, or move to the next open slot",
     )
@@ -266,7 +106,7 @@ class Window(Frozen):
         description="clinic_opening: the window opens at the clinic's first opening time on the anchor's "
                     "clinic-local day (local midnight on a closed day), never after the anchor; replaces 'opens'",
     )
-    due_outside_hours: _enum(OutsideHours) | ParamRef | None = Field(
+    due_outside_hours: enum_of(OutsideHours) | ParamRef | None = Field(
         default=None,
         description="a due time on a closed day or outside opening hours: allowed (it stands), or next_opening "
                     "(moved to the close of the next opening). Default: allowed for urgent steps, clock-time dues "
@@ -280,7 +120,7 @@ class Overdue(Frozen):
     after: Offset = Offset("0h")
     flag: Name | None = None
     task: Name | None = Field(default=None, description="an escalation step to create")
-    priority: _enum(Priority) | None = Field(default=None, description="raise the task's own priority")
+    priority: enum_of(Priority) | None = Field(default=None, description="raise the task's own priority")
 
 
 # --- actions -----------------------------------------------------------------------
@@ -402,7 +242,7 @@ class Letter(Frozen):
     description: str | None = None
     anchor: str = "at"
     send: Offset = Offset("0h")
-    withheld_while: list[_enum(PatientStatus)] = Field(
+    withheld_while: list[enum_of(PatientStatus)] = Field(
         default_factory=list, description="patient statuses in which this letter is not sent (e.g. blocked)")
     per: str = Field(default="event", description="'event' (one letter per triggering event) or 'data.<field>' "
                                                   "(one letter per value, e.g. one per session however often it "
@@ -514,7 +354,7 @@ class FlagSeverity(StrEnum):
 
 class Flag(Frozen):
     meaning: str
-    severity: _enum(FlagSeverity) = Field(
+    severity: enum_of(FlagSeverity) = Field(
         default=FlagSeverity.ATTENTION, description="attention (needs a clinician), info, or good (good news)")
 
 
@@ -549,7 +389,7 @@ class Hold(Frozen):
                                 description="event types that book what the hold stops (e.g. session_scheduled); "
                                             "their tasks show the hold while it is open")
     on_booking: list[Action] = Field(default_factory=list, description="actions on a booking while the hold is open")
-    while_status: list[_enum(PatientStatus)] = Field(
+    while_status: list[enum_of(PatientStatus)] = Field(
         default_factory=list, description="patient statuses that keep the hold in force, as an open step does "
                                           "(e.g. blocked)")
     withdraws: NameList = Field(
@@ -577,6 +417,21 @@ class Escalation(Frozen):
 
 class Sessions(Frozen):
     min_gap: Offset | None = Field(default=None, description="reject bookings closer than this to another session")
+
+
+PHQ9_MAX_TOTAL = 27  # nine items, each 0..3
+
+
+def _rising_bands(bands: dict[str, int]) -> dict[str, int]:
+    limits = list(bands.values())
+    if limits and (any(low >= high for low, high in zip(limits, limits[1:], strict=False))
+                   or limits[-1] != PHQ9_MAX_TOTAL):
+        raise ValueError(f"PHQ-9 bands give each band's highest total, rising, the last {PHQ9_MAX_TOTAL} "
+                         "(e.g. minimal: 4, mild: 9, moderate: 14, moderately_severe: 19, severe: 27)")
+    return bands
+
+
+Phq9Bands = Annotated[dict[Name, Annotated[int, Field(ge=0, le=PHQ9_MAX_TOTAL)]], AfterValidator(_rising_bands)]
 
 
 class Pathway(Frozen):
@@ -608,6 +463,10 @@ class Pathway(Frozen):
     letter_expiry: Offset = Field(
         default=Offset("7d"), description="how long after its send time a letter may still go out, unless the "
                                           "letter states its own `expires`, e.g. $letter_expiry")
+    phq9_bands: Phq9Bands = Field(
+        default_factory=dict, description="PHQ-9 bands in rising order, band name → the highest total in it (the "
+                                          "last 27); conditions read the latest total's band as phq9.band "
+                                          "(\"none\" before the first PHQ-9, or when no bands are declared)")
     letter_channel: Literal["file", "email", "print"] = Field(
         default="file", description="how `carepath run` sends due letters: files, email over SMTP (settings "
                                     "from the environment) or the day's print batch; CAREPATH_LETTER_CHANNEL "

@@ -48,7 +48,10 @@ def _recording_plans(compiled, patients_file: Path, events_file: Path, as_of: da
 
         events, _ = read_events(events_file, event_types=compiled.event_fields, patients=cohort.patients)
         as_of = max((e.at for e in events), default=datetime(2026, 1, 1).astimezone()) + timedelta(days=400)
-    with mock.patch("carepath.engine.planner.output_id", recording):
+    # The engine modules that mint task and letter ids.
+    with mock.patch("carepath.engine.work.output_id", recording), \
+            mock.patch("carepath.engine.task_refs.output_id", recording), \
+            mock.patch("carepath.engine.projection.output_id", recording):
         for _ in plan_cohort(compiled, cohort, as_of):
             pass
 
