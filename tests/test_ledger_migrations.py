@@ -22,7 +22,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from carepath.orchestrator import sequence  # its event store and wake index add their tables to ledger_metadata
+from carepath.orchestrator import sequence
 from carepath.orchestrator.spec import RunSpec
 from carepath.sinks import ledger_migrations
 from carepath.sinks.ledger import Ledger, LedgerProblem, check_ledger, ledger_metadata

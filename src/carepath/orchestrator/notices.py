@@ -32,32 +32,17 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 import orjson
-from sqlalchemy import Column, Index, Integer, PrimaryKeyConstraint, String, Table, Text, select, update
+from sqlalchemy import select, update
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan, PlannedTask
-from carepath.sinks.ledger import ledger_metadata
+from carepath.sinks.ledger.schema import facts_table
 
 RAISED, ESCALATED, ACKNOWLEDGED, BREACHED = "task.raised", "task.escalated", "task.acknowledged", "hold.breached"
 KINDS = (RAISED, BREACHED, ESCALATED, ACKNOWLEDGED)
 _ORDER = {kind: n for n, kind in enumerate(KINDS)}
 FIRST_TIER = "raised"  # the tier a raise pages (the task's own role on call), before any escalation
 ACTIVE = ("open", "overdue")
-
-facts_table = Table(
-    "notified_facts", ledger_metadata,
-    Column("pathway", String(200), nullable=False),
-    Column("fact", String(400), nullable=False),       # kind|task|... (see Fact.key)
-    Column("patient", String(200), nullable=False),
-    Column("kind", String(40), nullable=False),
-    Column("page_key", String(400), nullable=True),     # patient|episode|tier when this fact pages
-    Column("body", Text, nullable=False),               # JSON: the announcement's payload
-    Column("run", String(64), nullable=False),          # the run that recorded it
-    Column("announced", Integer, nullable=False, default=0),  # 1 once the runtime announced it
-    PrimaryKeyConstraint("pathway", "fact", name="pk_notified_facts"),
-    Index("ix_notified_facts_patient", "pathway", "patient"),
-    Index("ix_notified_facts_pending", "pathway", "announced"),
-)
 
 
 @dataclass(frozen=True)

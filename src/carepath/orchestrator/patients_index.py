@@ -14,30 +14,12 @@ import os
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Column, Integer, PrimaryKeyConstraint, String, Table, Text, select
+from sqlalchemy import select
 
 from carepath.records import Patient, read_patients
 from carepath.records.readers import read_patient_at
 from carepath.records.types import Rejection
-from carepath.sinks.ledger import ledger_metadata
-
-file_table = Table(
-    "patients_file", ledger_metadata,
-    Column("pathway", String(200), primary_key=True),
-    Column("path", String(4096), nullable=False),
-    Column("stamp", String(200), nullable=False),
-    Column("rejected", Text, nullable=False),  # JSON: the file's rejected lines (line, ref, reason; no names)
-)
-
-where_table = Table(
-    "patient_lines", ledger_metadata,
-    Column("pathway", String(200), nullable=False),
-    Column("patient", String(200), nullable=False),
-    Column("line", Integer, nullable=False),
-    Column("offset", Integer, nullable=False),
-    Column("length", Integer, nullable=False),
-    PrimaryKeyConstraint("pathway", "patient", name="pk_patient_lines"),
-)
+from carepath.sinks.ledger.schema import file_table, where_table
 
 _BATCH = 500
 

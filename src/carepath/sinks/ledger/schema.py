@@ -2,13 +2,13 @@
 
 The database gets them from the Alembic revisions in carepath.sinks.ledger_migrations, run
 when a ledger is opened: a change here needs a new revision there (a test compares the
-two). The event store, the patients index and the on-call notices add their own tables to
-`ledger_metadata` in their modules.
+two). Every table of the ledger's database is here, whichever module queries it: importing
+this module puts all of them on `ledger_metadata`.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text
+from sqlalchemy import Column, Index, Integer, LargeBinary, MetaData, PrimaryKeyConstraint, String, Table, Text
 
 ledger_metadata = MetaData()
 
@@ -151,4 +151,70 @@ queue_table = Table(
     Column("claimed_until", String(40), nullable=True),  # UTC ISO wall time the lease ends
     Column("run", String(64), nullable=False),     # the run that queued it
     PrimaryKeyConstraint("pathway", "letter_id", name="pk_letter_queue"),
+)
+
+# The event store (carepath.orchestrator.event_store): the events file ingested incrementally.
+feed_table = Table(
+    "event_feed", ledger_metadata,
+    Column("pathway", String(200), primary_key=True),
+    Column("path", String(4096), nullable=False),   # the file read (resolved)
+    Column("offset", Integer, nullable=False),      # bytes ingested: always just after a newline
+    Column("lines", Integer, nullable=False),       # lines ingested
+    Column("fingerprint", String(64), nullable=False),  # SHA-256 of the ingested bytes (hex, 32 digits)
+)
+
+lines_table = Table(
+    "event_lines", ledger_metadata,
+    Column("pathway", String(200), nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("patient", String(200), nullable=True),   # keyed (event_store.key); None: names no patient
+    Column("event_id", String(200), nullable=True),  # keyed
+    Column("raw", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("pathway", "line", name="pk_event_lines"),
+    Index("ix_event_lines_patient", "pathway", "patient", "line"),
+    Index("ix_event_lines_event_id", "pathway", "event_id"),
+)
+
+# Event ids that lines of more than one patient use (rare: a feed error, a hostile file).
+# Only for them do a patient's verdicts depend on other patients' lines; kept as lines are
+# ingested, so finding them costs nothing in the common case.
+shared_ids_table = Table(
+    "event_shared_ids", ledger_metadata,
+    Column("pathway", String(200), primary_key=True),
+    Column("event_id", String(200), primary_key=True),  # keyed
+)
+
+# Where each patient's line is in the patients file (carepath.orchestrator.patients_index).
+file_table = Table(
+    "patients_file", ledger_metadata,
+    Column("pathway", String(200), primary_key=True),
+    Column("path", String(4096), nullable=False),
+    Column("stamp", String(200), nullable=False),
+    Column("rejected", Text, nullable=False),  # JSON: the file's rejected lines (line, ref, reason; no names)
+)
+
+where_table = Table(
+    "patient_lines", ledger_metadata,
+    Column("pathway", String(200), nullable=False),
+    Column("patient", String(200), nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("offset", Integer, nullable=False),
+    Column("length", Integer, nullable=False),
+    PrimaryKeyConstraint("pathway", "patient", name="pk_patient_lines"),
+)
+
+# What on-call was told (carepath.orchestrator.notices).
+facts_table = Table(
+    "notified_facts", ledger_metadata,
+    Column("pathway", String(200), nullable=False),
+    Column("fact", String(400), nullable=False),       # kind|task|... (see Fact.key)
+    Column("patient", String(200), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("page_key", String(400), nullable=True),     # patient|episode|tier when this fact pages
+    Column("body", Text, nullable=False),               # JSON: the announcement's payload
+    Column("run", String(64), nullable=False),          # the run that recorded it
+    Column("announced", Integer, nullable=False, default=0),  # 1 once the runtime announced it
+    PrimaryKeyConstraint("pathway", "fact", name="pk_notified_facts"),
+    Index("ix_notified_facts_patient", "pathway", "patient"),
+    Index("ix_notified_facts_pending", "pathway", "announced"),
 )
