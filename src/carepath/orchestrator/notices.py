@@ -36,6 +36,7 @@ from sqlalchemy import select, update
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan, PlannedTask
+from carepath.sinks.ledger.dialect import chunks
 from carepath.sinks.ledger.schema import facts_table
 
 RAISED, ESCALATED, ACKNOWLEDGED, BREACHED = "task.raised", "task.escalated", "task.acknowledged", "hold.breached"
@@ -189,9 +190,6 @@ def link_to(base_url: str | None, patient: str) -> str | None:
     return f"{base_url.rstrip('/')}/patients/{quote(patient, safe='')}"
 
 
-_BATCH = 500
-
-
 class Notices:
     """The `notified_facts` table of one pathway: what was recorded and announced."""
 
@@ -210,9 +208,9 @@ class Notices:
         escalation = getattr(compiled, "escalation", None)
         repeat = escalation.repeat if escalation is not None else None
         with self.engine.begin() as conn:
-            for start in range(0, len(patients), _BATCH):
+            for chunk in chunks(patients):
                 rows = conn.execute(select(t.c.fact, t.c.page_key, t.c.body).where(
-                    t.c.pathway == self.pathway, t.c.patient.in_(patients[start:start + _BATCH])))
+                    t.c.pathway == self.pathway, t.c.patient.in_(chunk)))
                 for fact, page_key, body in rows:
                     known.add(fact)
                     if page_key is not None:
@@ -248,6 +246,5 @@ class Notices:
         keys = [f.key for f in facts]
         t = facts_table
         with self.engine.begin() as conn:
-            for start in range(0, len(keys), _BATCH):
-                conn.execute(update(t).where(t.c.pathway == self.pathway, t.c.fact.in_(keys[start:start + _BATCH]))
-                             .values(announced=1))
+            for chunk in chunks(keys):
+                conn.execute(update(t).where(t.c.pathway == self.pathway, t.c.fact.in_(chunk)).values(announced=1))
