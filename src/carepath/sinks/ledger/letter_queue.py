@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.ledger.dialect import chunks, insert, insert_new
 from carepath.sinks.ledger.documents import advance
-from carepath.sinks.ledger.outputs import CHANNELS
+from carepath.sinks.ledger.outputs import SENT_CHANNELS
 from carepath.sinks.ledger.repository import Repository
 from carepath.sinks.ledger.schema import outputs_table, queue_table, sends_table
 
@@ -28,7 +28,7 @@ class LetterQueue(Repository):
         patient once, even when the clinic changes channel."""
         sent: set[str] = set()
         with self.engine.connect() as conn:
-            channels = list(conn.execute(CHANNELS).scalars()) if outputs else []
+            channels = list(conn.execute(SENT_CHANNELS).scalars()) if outputs else []
             for chunk in chunks([o.id for o in outputs]):
                 # By (channel, id), the key: by id alone each call scans every send of the cohort.
                 rows = conn.execute(select(sends_table.c.output_id).where(sends_table.c.channel.in_(channels),

@@ -20,7 +20,7 @@ from carepath.sinks.ledger.schema import outputs_table, patient_state_table, sen
 
 # The channels that sent letters, each found through the key's index (a loose index scan
 # that SQLite and PostgreSQL both run in a few steps, however many sends there are).
-CHANNELS = text(
+SENT_CHANNELS = text(
     "WITH RECURSIVE ch(channel) AS (SELECT MIN(channel) FROM letter_sends UNION ALL "
     "SELECT (SELECT MIN(channel) FROM letter_sends WHERE channel > ch.channel) FROM ch WHERE ch.channel IS NOT NULL) "
     "SELECT channel FROM ch WHERE channel IS NOT NULL")
@@ -124,7 +124,7 @@ class Outputs(Repository):
         """The first `sent_at` of those letters that were sent. Looked up by (channel, id),
         the sends table's key, so its cost does not grow with the table (by id alone it is
         a scan of every send of the cohort)."""
-        channels = list(conn.execute(CHANNELS).scalars())
+        channels = list(conn.execute(SENT_CHANNELS).scalars())
         found: dict[str, str] = {}
         for chunk in chunks(letter_ids):
             rows = conn.execute(select(sends_table.c.output_id, func.min(sends_table.c.sent_at).label("sent_at"))
