@@ -58,7 +58,7 @@ class Timed:
         try:
             return self.inner.call(name, fn, *args)
         finally:
-            self.steps[name] = self.steps.get(name, 0.0) + time.perf_counter() - start
+            self.steps[str(name)] = self.steps.get(str(name), 0.0) + time.perf_counter() - start
 
     def map(self, name, fn, items):  # noqa: ANN001, ANN201
         return self.inner.map(name, fn, items)

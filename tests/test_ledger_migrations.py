@@ -22,7 +22,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from carepath.orchestrator import sequence  # its event store and wake index add their tables to ledger_metadata
+from carepath.orchestrator import sequence
 from carepath.orchestrator.spec import RunSpec
 from carepath.sinks import ledger_migrations
 from carepath.sinks.ledger import Ledger, LedgerProblem, check_ledger, ledger_metadata
@@ -222,8 +222,8 @@ def _legacy_ledger(url: str, schema: str, fresh_url: str) -> None:
             if "letter_sends" in tables:  # the outbox existed and had adopted older letters: its flag says so
                 copy("SELECT channel, output_id, sent_at, run FROM letter_sends", "letter_sends",
                      "channel, output_id, sent_at, run")
-                copy("SELECT pathway, patient, digest, run FROM patient_state", "patient_state",
-                     "pathway, patient, digest, run")
+                copy("SELECT pathway, patient, digest, 'run-1' AS run FROM patient_state WHERE digest IS NOT NULL",
+                     "patient_state", "pathway, patient, digest, run")
                 copy("SELECT pathway, value FROM pathway_generations", "pathway_generations", "pathway, value")
                 copy("SELECT pathway, sink, state, run FROM document_snapshots", "document_snapshots",
                      "pathway, sink, state, run")
@@ -360,6 +360,83 @@ def test_the_revisions_ship_in_the_package() -> None:
     assert {"carepath.sinks.ledger_migrations", "carepath.sinks.ledger_migrations.versions"} <= set(packages)
     versions = Path(ledger_migrations.__file__).parent / "versions"
     assert {p.name.split("_")[0] for p in versions.glob("[0-9]*.py")} == set(ledger_migrations.REVISIONS)
+
+
+def _to_revision(url: str, action: str, revision: str) -> None:
+    """Alembic's own upgrade or downgrade of the ledger to `revision`, as carepath runs them."""
+    from alembic import command
+    from alembic.config import Config
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            config = Config()
+            config.set_main_option("script_location", str(Path(ledger_migrations.__file__).parent).replace("%", "%%"))
+            config.attributes["connection"] = conn
+            getattr(command, action)(config, revision)
+            conn.commit()
+    finally:
+        engine.dispose()
+
+
+def _shape(url: str) -> dict[str, tuple]:
+    """Each table's columns (name, nullable), primary key and indexed columns."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            inspector = sqlalchemy.inspect(conn)
+            return {t: (sorted((c["name"], c["nullable"]) for c in inspector.get_columns(t)),
+                        sorted(inspector.get_pk_constraint(t)["constrained_columns"]),
+                        sorted(tuple(i["column_names"]) for i in inspector.get_indexes(t)))
+                    for t in inspector.get_table_names()}
+    finally:
+        engine.dispose()
+
+
+STATE = "SELECT pathway, patient, wake, as_of, record, rules, digest, summary FROM patient_state"
+
+
+def test_a_ledger_at_0005_upgrades_with_each_patients_state_and_sweeps_the_same(
+        new_ledger_url: Callable[[str], str], tmp_path: Path) -> None:
+    """Revision 0006 merges the plan digests (0005's `patient_state`) into the wake rows
+    (`patient_wake`): a ledger at 0005 holding both keeps every patient's state, and its
+    next sweep re-plans and writes exactly what a ledger that never was at 0005 does."""
+    url, control = new_ledger_url("at-0005"), new_ledger_url("control")
+    sweep(tmp_path / "a", url, "first")
+    sweep(tmp_path / "b", control, "first")
+    state = rows(url, STATE)
+    assert state and all(r[6] for r in state) and any(r[2] for r in state)  # digests and wakes were stored
+
+    _to_revision(url, "downgrade", "0005")
+    reference = new_ledger_url("reference")
+    _to_revision(reference, "upgrade", "0005")
+    assert revision_of(url) == "0005" and _shape(url) == _shape(reference)
+    assert rows(url, "SELECT pathway, patient, wake, as_of, record, rules, summary FROM patient_wake") == {
+        (*r[:6], r[7]) for r in state}
+    assert rows(url, "SELECT pathway, patient, digest FROM patient_state") == {(r[0], r[1], r[6]) for r in state}
+
+    Ledger(url).close()  # the upgrade
+    assert revision_of(url) == ledger_migrations.HEAD and schema_differences(url) == []
+    assert rows(url, STATE) == state
+
+    later = AS_OF.replace(day=AS_OF.day + 3)  # wakes have come: some patients are re-planned by their wake
+    after = [sequence.sweep(RunSpec.resolve(PATHWAY, tmp_path / name, later, "later", ledger_url=ledger, pdf=False),
+                            PATIENTS, EVENTS, shard_size=1).as_json() for name, ledger in (("a", url), ("b", control))]
+    assert after[0] == after[1] and after[0]["replanned"] > 0
+    assert rows(url, STATE) == rows(control, STATE)
+
+
+def test_a_database_the_ledger_does_not_support_is_refused_naming_the_supported_ones(tmp_path: Path) -> None:
+    from carepath.sinks.ledger import UnsupportedDatabase, url_problem
+
+    url = "mysql://carepath@db.example/carepath"
+    with pytest.raises(UnsupportedDatabase) as refused:
+        Ledger(url)
+    assert isinstance(refused.value, LedgerProblem)
+    for message in (str(refused.value), url_problem(url)):
+        assert message and "mysql" in message and "sqlite and postgresql" in message
+    with pytest.raises(UnsupportedDatabase):
+        check_ledger(url, tmp_path)
 
 
 def test_incremental_sweeps_work_on_both_databases(new_ledger_url: Callable[[str], str], tmp_path: Path) -> None:

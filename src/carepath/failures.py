@@ -50,11 +50,11 @@ CATALOGUE: tuple[FailureCode, ...] = (
     FailureCode("CP-VERSION-REUSED", True, ("carepath.orchestrator.pinning.VersionReused",),
                 "a pathway version that was run before now has different rules: give the changed file a new "
                 "version"),
-    FailureCode("CP-LEDGER", True, ("carepath.sinks.ledger.LedgerProblem",
+    FailureCode("CP-LEDGER", True, ("carepath.sinks.ledger.problems.LedgerProblem",
                                     "carepath.sinks.ledger_migrations.NewerLedger"),
                 "the ledger cannot be used as it is (corrupt, missing while letters exist, written by a newer "
                 "carepath); the message names it, without its password"),
-    FailureCode("CP-LEDGER-UNAVAILABLE", True, ("carepath.sinks.ledger.LedgerUnavailable",),
+    FailureCode("CP-LEDGER-UNAVAILABLE", True, ("carepath.sinks.ledger.problems.LedgerUnavailable",),
                 "the ledger's database server did not answer"),
     FailureCode("CP-FOLDER-BUSY", True, ("carepath.outlock.FolderBusy",),
                 "another run kept the output folder longer than this run would wait"),

@@ -40,14 +40,7 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy import (
-    Column,
     Connection,
-    Index,
-    Integer,
-    LargeBinary,
-    PrimaryKeyConstraint,
-    String,
-    Table,
     func,
     select,
 )
@@ -55,37 +48,7 @@ from sqlalchemy import (
 from carepath.records import readers as _r
 from carepath.records.fields import TypeSpec
 from carepath.records.types import Event, RecordsFileError, Rejection
-from carepath.sinks.ledger import ledger_metadata
-
-feed_table = Table(
-    "event_feed", ledger_metadata,
-    Column("pathway", String(200), primary_key=True),
-    Column("path", String(4096), nullable=False),   # the file read (resolved)
-    Column("offset", Integer, nullable=False),      # bytes ingested: always just after a newline
-    Column("lines", Integer, nullable=False),       # lines ingested
-    Column("fingerprint", String(64), nullable=False),  # SHA-256 of the ingested bytes (hex, 32 digits)
-)
-
-lines_table = Table(
-    "event_lines", ledger_metadata,
-    Column("pathway", String(200), nullable=False),
-    Column("line", Integer, nullable=False),
-    Column("patient", String(200), nullable=True),   # keyed (see `key`); None: names no patient
-    Column("event_id", String(200), nullable=True),  # keyed
-    Column("raw", LargeBinary, nullable=False),
-    PrimaryKeyConstraint("pathway", "line", name="pk_event_lines"),
-    Index("ix_event_lines_patient", "pathway", "patient", "line"),
-    Index("ix_event_lines_event_id", "pathway", "event_id"),
-)
-
-# Event ids that lines of more than one patient use (rare: a feed error, a hostile file).
-# Only for them do a patient's verdicts depend on other patients' lines; kept as lines are
-# ingested, so finding them costs nothing in the common case.
-shared_ids_table = Table(
-    "event_shared_ids", ledger_metadata,
-    Column("pathway", String(200), primary_key=True),
-    Column("event_id", String(200), primary_key=True),  # keyed
-)
+from carepath.sinks.ledger.schema import feed_table, lines_table, shared_ids_table
 
 _BATCH = 500       # rows per statement (SQLite's bound-parameter limit)
 _CHUNK = 1 << 22   # bytes read per step of an ingest

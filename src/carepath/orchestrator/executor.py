@@ -1,11 +1,12 @@
 """Where the steps of a run execute, behind one Protocol.
 
-The run sequence (carepath.orchestrator.sequence) names each step and hands it to an
-executor: `call` for a single step (archive, partition, write documents), `map` for the
-shards. In-process runs everything here, in order; `ProcessPool` plans and emits shards
-in worker processes; the Prefect executor (carepath.runtime.flows) makes each step a
-Prefect task. A step's function and arguments are picklable and free of patient data
-(shards are files named by path), so any executor can ship them.
+The run sequence (carepath.orchestrator.sequence) hands each step (its declaration in
+carepath.orchestrator.steps: name, idempotence, retries) to an executor: `call` for a
+single step (archive, partition, write documents), `map` for the shards. In-process runs
+everything here, in order; `ProcessPool` plans and emits shards in worker processes; the
+Prefect executor (carepath.runtime.flows) makes each step a Prefect task. A step's
+function and arguments are picklable and free of patient data (shards are files named by
+path), so any executor can ship them.
 """
 
 from __future__ import annotations
@@ -16,27 +17,29 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import Protocol, TypeVar
 
+from carepath.orchestrator.steps import Step
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 class Executor(Protocol):
-    def call(self, name: str, fn: Callable[..., R], *args: object) -> R:
-        """Run one named step and return its result."""
+    def call(self, step: Step, fn: Callable[..., R], *args: object) -> R:
+        """Run one step and return its result."""
         ...
 
-    def map(self, name: Callable[[T], str], fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
-        """Run `fn` on every item (a step each, named by `name(item)`); results as they complete."""
+    def map(self, step: Callable[[T], Step], fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        """Run `fn` on every item (a step each, `step(item)`); results as they complete."""
         ...
 
 
 class InProcess:
     """Every step here, one after another."""
 
-    def call(self, name: str, fn: Callable[..., R], *args: object) -> R:
+    def call(self, step: Step, fn: Callable[..., R], *args: object) -> R:
         return fn(*args)
 
-    def map(self, name: Callable[[T], str], fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+    def map(self, step: Callable[[T], Step], fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
         for item in items:
             yield fn(item)
 
@@ -51,9 +54,9 @@ class ProcessPool(InProcess):
             raise ValueError("workers must be at least 1")
         self.workers = workers
 
-    def map(self, name: Callable[[T], str], fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+    def map(self, step: Callable[[T], Step], fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
         if self.workers == 1 or len(items) < 2:
-            yield from super().map(name, fn, items)
+            yield from super().map(step, fn, items)
             return
         with self._pool(len(items)) as pool:
             futures = [pool.submit(fn, item) for item in items]

@@ -32,32 +32,18 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 import orjson
-from sqlalchemy import Column, Index, Integer, PrimaryKeyConstraint, String, Table, Text, select, update
+from sqlalchemy import select, update
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan, PlannedTask
-from carepath.sinks.ledger import ledger_metadata
+from carepath.sinks.ledger.dialect import chunks
+from carepath.sinks.ledger.schema import facts_table
 
 RAISED, ESCALATED, ACKNOWLEDGED, BREACHED = "task.raised", "task.escalated", "task.acknowledged", "hold.breached"
 KINDS = (RAISED, BREACHED, ESCALATED, ACKNOWLEDGED)
 _ORDER = {kind: n for n, kind in enumerate(KINDS)}
 FIRST_TIER = "raised"  # the tier a raise pages (the task's own role on call), before any escalation
 ACTIVE = ("open", "overdue")
-
-facts_table = Table(
-    "notified_facts", ledger_metadata,
-    Column("pathway", String(200), nullable=False),
-    Column("fact", String(400), nullable=False),       # kind|task|... (see Fact.key)
-    Column("patient", String(200), nullable=False),
-    Column("kind", String(40), nullable=False),
-    Column("page_key", String(400), nullable=True),     # patient|episode|tier when this fact pages
-    Column("body", Text, nullable=False),               # JSON: the announcement's payload
-    Column("run", String(64), nullable=False),          # the run that recorded it
-    Column("announced", Integer, nullable=False, default=0),  # 1 once the runtime announced it
-    PrimaryKeyConstraint("pathway", "fact", name="pk_notified_facts"),
-    Index("ix_notified_facts_patient", "pathway", "patient"),
-    Index("ix_notified_facts_pending", "pathway", "announced"),
-)
 
 
 @dataclass(frozen=True)
@@ -204,9 +190,6 @@ def link_to(base_url: str | None, patient: str) -> str | None:
     return f"{base_url.rstrip('/')}/patients/{quote(patient, safe='')}"
 
 
-_BATCH = 500
-
-
 class Notices:
     """The `notified_facts` table of one pathway: what was recorded and announced."""
 
@@ -225,9 +208,9 @@ class Notices:
         escalation = getattr(compiled, "escalation", None)
         repeat = escalation.repeat if escalation is not None else None
         with self.engine.begin() as conn:
-            for start in range(0, len(patients), _BATCH):
+            for chunk in chunks(patients):
                 rows = conn.execute(select(t.c.fact, t.c.page_key, t.c.body).where(
-                    t.c.pathway == self.pathway, t.c.patient.in_(patients[start:start + _BATCH])))
+                    t.c.pathway == self.pathway, t.c.patient.in_(chunk)))
                 for fact, page_key, body in rows:
                     known.add(fact)
                     if page_key is not None:
@@ -263,6 +246,5 @@ class Notices:
         keys = [f.key for f in facts]
         t = facts_table
         with self.engine.begin() as conn:
-            for start in range(0, len(keys), _BATCH):
-                conn.execute(update(t).where(t.c.pathway == self.pathway, t.c.fact.in_(keys[start:start + _BATCH]))
-                             .values(announced=1))
+            for chunk in chunks(keys):
+                conn.execute(update(t).where(t.c.pathway == self.pathway, t.c.fact.in_(chunk)).values(announced=1))

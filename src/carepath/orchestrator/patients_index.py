@@ -14,32 +14,13 @@ import os
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Column, Integer, PrimaryKeyConstraint, String, Table, Text, select
+from sqlalchemy import select
 
 from carepath.records import Patient, read_patients
 from carepath.records.readers import read_patient_at
 from carepath.records.types import Rejection
-from carepath.sinks.ledger import ledger_metadata
-
-file_table = Table(
-    "patients_file", ledger_metadata,
-    Column("pathway", String(200), primary_key=True),
-    Column("path", String(4096), nullable=False),
-    Column("stamp", String(200), nullable=False),
-    Column("rejected", Text, nullable=False),  # JSON: the file's rejected lines (line, ref, reason; no names)
-)
-
-where_table = Table(
-    "patient_lines", ledger_metadata,
-    Column("pathway", String(200), nullable=False),
-    Column("patient", String(200), nullable=False),
-    Column("line", Integer, nullable=False),
-    Column("offset", Integer, nullable=False),
-    Column("length", Integer, nullable=False),
-    PrimaryKeyConstraint("pathway", "patient", name="pk_patient_lines"),
-)
-
-_BATCH = 500
+from carepath.sinks.ledger.dialect import chunks
+from carepath.sinks.ledger.schema import file_table, where_table
 
 
 def _stamp(path: str | Path) -> tuple[str, str]:
@@ -68,8 +49,8 @@ class PatientsIndex:
             conn.execute(where_table.delete().where(where_table.c.pathway == self.pathway))
             rows = [{"pathway": self.pathway, "patient": ref, "line": n, "offset": o, "length": size}
                     for ref, (n, o, size) in where.items()]
-            for start in range(0, len(rows), _BATCH):
-                conn.execute(where_table.insert(), rows[start:start + _BATCH])
+            for chunk in chunks(rows):
+                conn.execute(where_table.insert(), chunk)
             conn.execute(file_table.delete().where(file_table.c.pathway == self.pathway))
             conn.execute(file_table.insert().values(
                 pathway=self.pathway, path=resolved, stamp=stamp,
@@ -118,10 +99,10 @@ class PatientsIndex:
             known = conn.execute(select(file_table.c.path, file_table.c.stamp).where(
                 file_table.c.pathway == self.pathway)).first()
             if known is not None and tuple(known) == (resolved, stamp):
-                for start in range(0, len(refs), _BATCH):
+                for chunk in chunks(refs):
                     rows = conn.execute(select(where_table.c.patient, where_table.c.line, where_table.c.offset,
                                                where_table.c.length).where(
-                        where_table.c.pathway == self.pathway, where_table.c.patient.in_(refs[start:start + _BATCH])))
+                        where_table.c.pathway == self.pathway, where_table.c.patient.in_(chunk)))
                     lines.update((r.patient, (r.line, r.offset, r.length)) for r in rows)
         if known is not None and tuple(known) == (resolved, stamp):
             found = {ref: read_patient_at(path, ref, line, default_timezone=default_timezone)

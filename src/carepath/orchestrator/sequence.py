@@ -24,23 +24,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
+from carepath.orchestrator import steps
 from carepath.orchestrator.choice import choose
+from carepath.orchestrator.cohort_report import report_cohort
 from carepath.orchestrator.delivery import Delivered, deliver_letters
-from carepath.orchestrator.emission import (
-    EmitShard,
-    RunSummary,
-    ShardReport,
-    archive_pathway,
+from carepath.orchestrator.document_steps import (
     clear_leftovers,
-    emit_patient,
     export_step,
-    report_cohort,
     write_changes,
     write_documents,
     write_patient_record,
 )
+from carepath.orchestrator.emission import EmitShard, emit_patient
 from carepath.orchestrator.executor import Executor, InProcess
 from carepath.orchestrator.notices import Fact, Notices
+from carepath.orchestrator.pinned_plans import archive_pathway
+from carepath.orchestrator.run_summary import RunSummary, ShardReport
 from carepath.orchestrator.spec import RunSpec
 from carepath.orchestrator.timers import horizon as timer_horizon
 from carepath.orchestrator.wake_index import WakeIndex
@@ -98,11 +97,12 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
     spec.out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(spec.ledger_url)
     try:
-        run.call("archive-pathway-version", archive_pathway, spec, ledger)
+        run.call(steps.ARCHIVE_PATHWAY, archive_pathway, spec, ledger)
         if removed := clear_leftovers(spec.out, spec.documents):
             log(f"removed {removed} half-written file(s) left by an interrupted run")
         work = work_dir(spec.out)
-        chosen = run.call("choose-patients", choose, spec, str(patients), str(events), work, shard_size, full, ledger)
+        chosen = run.call(steps.CHOOSE_PATIENTS, choose, spec, str(patients), str(events), work, shard_size, full,
+                          ledger)
         log(f"{chosen.patients} patients; {chosen.ingested} new event line(s); re-planning {chosen.planned} "
             f"in {len(chosen.shards)} shard(s) ({_reasons(chosen.reasons)})")
         if chosen.unterminated is not None:
@@ -111,7 +111,7 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
         if progress:
             progress.start(len(chosen.shards), chosen.planned)
         reports: list[ShardReport] = []
-        for report in run.map(lambda s: f"plan-and-emit-{s.name}", EmitShard(spec, ledger), chosen.shards):
+        for report in run.map(lambda s: steps.PLAN_AND_EMIT.about(s.name), EmitShard(spec, ledger), chosen.shards):
             reports.append(report)
             if progress:
                 progress.advance(report.patients)
@@ -119,18 +119,18 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
             progress.finish()
         reports.sort(key=lambda r: r.shard)
         if notify is not None and Notices(ledger.engine, spec.compiled.id).has_pending():
-            run.call("announce-facts", announce_pending, spec, ledger, notify)
-        documents = run.call("write-worklist", write_documents, spec, ledger)
-        cohort = run.call("report-cohort", report_cohort, spec, str(patients), ledger)
+            run.call(steps.ANNOUNCE_FACTS, announce_pending, spec, ledger, notify)
+        documents = run.call(steps.WRITE_WORKLIST, write_documents, spec, ledger)
+        cohort = run.call(steps.REPORT_COHORT, report_cohort, spec, str(patients), ledger)
         shutil.rmtree(work.parent, ignore_errors=True)
-        changes = run.call("write-changes", write_changes, spec, ledger)
+        changes = run.call(steps.WRITE_CHANGES, write_changes, spec, ledger)
         if changes is not None:
             documents[f"{changes}/manifest.json"] = 1
         failed_before = ledger.queued(spec.compiled.id).get("failed", 0)
-        delivered = run.call("deliver-letters", deliver_letters, spec, str(patients), ledger)
+        delivered = run.call(steps.DELIVER_LETTERS, deliver_letters, spec, str(patients), ledger)
         documents = _after_delivery(run, spec, ledger, delivered, documents, failed_before)
         if export:
-            documents.update(run.call("export-documents", export_step, spec, ledger, bundle))
+            documents.update(run.call(steps.EXPORT_DOCUMENTS, export_step, spec, ledger, bundle))
         summary = RunSummary.of(spec.compiled, spec.as_of, reports, cohort.rejected, documents, cohort,
                                 ledger.version_counts(spec.compiled.id), delivered)
         # Timers for every patient whose plan changes before the horizon, re-planned now or not.
@@ -189,7 +189,7 @@ def _after_delivery(run: Executor, spec: RunSpec, ledger: Ledger, delivered: Del
             state = document_state(ledger.generation(spec.compiled.id), spec.compiled.version, spec.as_of)
             ledger.mark_snapshot(spec.compiled.id, Worklist.name, state, spec.run)
         return documents
-    again = run.call("write-worklist-after-delivery", write_documents, spec, ledger)
+    again = run.call(steps.WRITE_WORKLIST.about("after-delivery"), write_documents, spec, ledger)
     return {name: again.get(name) if again.get(name) is not None else n for name, n in documents.items()}
 
 
@@ -217,16 +217,17 @@ def replan_patient(spec: RunSpec, patients: str | Path, events: str | Path, ref:
     spec.out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(spec.ledger_url)
     try:
-        run.call("archive-pathway-version", archive_pathway, spec, ledger)
-        report = run.call(f"replan-patient-{ref}", emit_patient, spec, str(patients), str(events), ref, ledger)
+        run.call(steps.ARCHIVE_PATHWAY, archive_pathway, spec, ledger)
+        report = run.call(steps.REPLAN_PATIENT.about(ref), emit_patient, spec, str(patients), str(events), ref, ledger)
         if notify is not None and Notices(ledger.engine, spec.compiled.id).has_pending():
-            run.call("announce-facts", announce_pending, spec, ledger, notify)
+            run.call(steps.ANNOUNCE_FACTS, announce_pending, spec, ledger, notify)
         # The worklist too: an urgent task the event raised must not wait for the next sweep.
-        documents = run.call("write-worklist", write_documents, spec, ledger)
-        record = run.call(f"write-patient-record-{ref}", write_patient_record, spec, ledger, ref)
-        delivered = run.call(f"deliver-letters-{ref}", deliver_letters, spec, str(patients), ledger, ref)
+        documents = run.call(steps.WRITE_WORKLIST, write_documents, spec, ledger)
+        record = run.call(steps.WRITE_PATIENT_RECORD.about(ref), write_patient_record, spec, ledger, ref)
+        delivered = run.call(steps.DELIVER_LETTERS.about(ref), deliver_letters, spec, str(patients), ledger, ref)
         if delivered.sent or delivered.failed:  # the record shows its letters' sends
-            record = run.call(f"write-patient-record-{ref}-after-delivery", write_patient_record, spec, ledger, ref)
+            record = run.call(steps.WRITE_PATIENT_RECORD.about(f"{ref}-after-delivery"), write_patient_record, spec,
+                              ledger, ref)
     finally:
         ledger.close()
     return _delivered_or_raise(RunSummary.of(spec.compiled, spec.as_of, [report], len(report.rejected),

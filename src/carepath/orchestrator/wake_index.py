@@ -28,31 +28,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import Column, Connection, PrimaryKeyConstraint, String, Table, Text, select
+from sqlalchemy import Connection, select
 
 from carepath.orchestrator.event_store import key
 from carepath.records.types import Patient
-from carepath.sinks.ledger import ledger_metadata
-
-wake_table = Table(
-    "patient_wake", ledger_metadata,
-    Column("pathway", String(200), nullable=False),
-    Column("patient", String(200), nullable=False),
-    Column("wake", String(40), nullable=True),     # UTC, fixed width (sorts as text); None: only an event wakes it
-    Column("as_of", String(40), nullable=False),   # UTC instant of the plan
-    Column("record", String(32), nullable=False),  # digest of the patient's line as planned
-    Column("rules", String(64), nullable=False),   # digest of the pathway source planned under
-    Column("summary", Text, nullable=False),       # JSON: what the run summary and rejected.jsonl need
-    PrimaryKeyConstraint("pathway", "patient", name="pk_patient_wake"),
-)
-
-dirty_table = Table(
-    "patient_dirty", ledger_metadata,
-    Column("pathway", String(200), primary_key=True),
-    Column("patient", String(200), primary_key=True),  # keyed as the event store keys refs
-)
-
-_BATCH = 500
+from carepath.sinks.ledger.dialect import chunks, insert, upsert
+from carepath.sinks.ledger.schema import dirty_table
+from carepath.sinks.ledger.schema import patient_state_table as wake_table
 
 
 def instant(moment: datetime) -> str:
@@ -73,6 +55,7 @@ class Planned:
     wake: datetime | None
     record: str
     summary: dict[str, object]
+    digest: str | None = None  # of the whole plan as recorded (None: refused, nothing recorded)
 
 
 @dataclass(frozen=True)
@@ -93,20 +76,23 @@ class WakeIndex:
         if restarted:
             conn.execute(wake_table.delete().where(wake_table.c.pathway == self.pathway))
         rows = [{"pathway": self.pathway, "patient": ref} for ref in refs]
-        insert = _insert(conn, dirty_table)
-        for start in range(0, len(rows), _BATCH):
-            conn.execute(insert.on_conflict_do_nothing(index_elements=["pathway", "patient"]), rows[start:start + _BATCH])
+        stmt = insert(conn, dirty_table).on_conflict_do_nothing(index_elements=["pathway", "patient"])
+        for chunk in chunks(rows):
+            conn.execute(stmt, chunk)
 
     def due(self, patients: Mapping[str, Patient], as_of: datetime, rules: str, *, full: bool,
             sharing: Callable[[set[str]], set[str]]) -> Due:
         """The patients to re-plan at `as_of` (see the module notes)."""
-        now = instant(as_of)
+        now, t = instant(as_of), wake_table.c
+        mine = t.pathway == self.pathway
         with self.engine.connect() as conn:
-            rows = {r.patient: r for r in conn.execute(
-                select(wake_table.c.patient, wake_table.c.wake, wake_table.c.as_of, wake_table.c.record,
-                       wake_table.c.rules).where(wake_table.c.pathway == self.pathway))}
-            dirty = {p for (p,) in conn.execute(select(dirty_table.c.patient).where(
-                dirty_table.c.pathway == self.pathway))}
+            records: dict[str, str] = {r.patient: r.record for r in conn.execute(select(t.patient, t.record).where(mine))}
+            # Asked of the database: the wake through its index; the other two are rare.
+            woken = set(conn.execute(select(t.patient).where(mine, t.wake <= now)).scalars())
+            other_rules = set(conn.execute(select(t.patient).where(mine, t.rules != rules)).scalars())
+            went_back = set(conn.execute(select(t.patient).where(mine, t.as_of > now)).scalars())
+            dirty = set(conn.execute(select(dirty_table.c.patient).where(dirty_table.c.pathway == self.pathway))
+                        .scalars())
         reasons: dict[str, int] = {}
         chosen: set[str] = set()
 
@@ -116,22 +102,22 @@ class WakeIndex:
                 reasons[why] = reasons.get(why, 0) + 1
 
         for ref, patient in patients.items():
-            row = rows.get(ref)
+            record = records.get(ref)
             if full:
                 take(ref, "full")
-            elif row is None:
+            elif record is None:
                 take(ref, "new")
             elif key(ref) in dirty:
                 take(ref, "new events")
-            elif row.rules != rules:
+            elif ref in other_rules:
                 take(ref, "other rules")
-            elif row.record != record_digest(patient):
+            elif record != record_digest(patient):
                 take(ref, "patient changed")
-            elif row.as_of > now:
+            elif ref in went_back:
                 take(ref, "as-of went back")
-            elif row.wake is not None and row.wake <= now:
+            elif ref in woken:
                 take(ref, "wake")
-        changed = {ref for ref in patients if ref not in rows} | {ref for ref in rows if ref not in patients}
+        changed = {ref for ref in patients if ref not in records} | {ref for ref in records if ref not in patients}
         if changed and not full:
             keyed = {key(ref): ref for ref in patients}
             for other in sharing(changed):
@@ -140,22 +126,20 @@ class WakeIndex:
         return Due(tuple(sorted(chosen)), reasons)
 
     def remember(self, planned: Iterable[Planned], as_of: datetime, rules: str) -> None:
-        """After a shard's outputs were recorded and its letters sent: the new rows, and
-        the patients' dirty marks cleared (a run killed before this re-plans them)."""
-        rows = [{"pathway": self.pathway, "patient": p.patient, "wake": instant(p.wake) if p.wake else None,
-                 "as_of": instant(as_of), "record": p.record, "rules": rules,
-                 "summary": orjson.dumps(p.summary).decode()} for p in planned]
+        """After a shard's outputs were recorded and its due letters queued: each patient's
+        state (their plan's digest and wake among it) in one statement, and their dirty
+        marks cleared, in one transaction (a run killed before this re-plans them)."""
+        planned = list(planned)
+        rows: list[dict[str, object]] = [
+            {"pathway": self.pathway, "patient": p.patient, "wake": instant(p.wake) if p.wake else None,
+             "as_of": instant(as_of), "record": p.record, "rules": rules, "digest": p.digest,
+             "summary": orjson.dumps(p.summary).decode()} for p in planned]
         with self.engine.begin() as conn:
-            insert = _insert(conn, wake_table)
-            for start in range(0, len(rows), _BATCH):
-                stmt = insert.on_conflict_do_update(
-                    index_elements=["pathway", "patient"],
-                    set_={c: insert.excluded[c] for c in ("wake", "as_of", "record", "rules", "summary")})
-                conn.execute(stmt, rows[start:start + _BATCH])
-            keys = [key(p["patient"]) for p in rows]  # type: ignore[arg-type]
-            for start in range(0, len(keys), _BATCH):
+            upsert(conn, wake_table, ["pathway", "patient"],
+                   ["wake", "as_of", "record", "rules", "digest", "summary"], rows)
+            for chunk in chunks([key(p.patient) for p in planned]):
                 conn.execute(dirty_table.delete().where(dirty_table.c.pathway == self.pathway,
-                                                        dirty_table.c.patient.in_(keys[start:start + _BATCH])))
+                                                        dirty_table.c.patient.in_(chunk)))
 
     def forget_wakes(self, refs: Iterable[str]) -> None:
         """These patients are re-planned at the next sweep whatever happens (a letter of
@@ -183,10 +167,3 @@ class WakeIndex:
                 if ref in patients:
                     yield ref, orjson.loads(summary)
 
-
-def _insert(conn: Connection, table: Table):  # noqa: ANN202 - a dialect's INSERT with ON CONFLICT
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)

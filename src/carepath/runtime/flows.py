@@ -32,11 +32,12 @@ from prefect.utilities.annotations import quote
 
 from carepath import failures
 from carepath.api import letter_channel_problem
-from carepath.orchestrator import sequence
+from carepath.orchestrator import sequence, steps
 from carepath.orchestrator.executor import ProcessPool
 from carepath.orchestrator.pinning import read_migration
 from carepath.orchestrator.sequence import DEFAULT_SHARD_SIZE, WORK_DIR
 from carepath.orchestrator.spec import RunSpec, parse_as_of
+from carepath.orchestrator.steps import Step
 from carepath.orchestrator.timers import horizon, timers_before
 from carepath.outlock import output_lock
 from carepath.runtime import artifacts
@@ -70,13 +71,6 @@ def _wait_past(instant: datetime) -> None:
 
 
 _NO_RESULTS = {"cache_policy": NO_CACHE, "persist_result": False}
-# Steps that write outputs are retried: each is idempotent (the ledger records what was done).
-# Delivery has its own policy: the mail server already had its tries inside the step
-# (CAREPATH_SMTP_ATTEMPTS), and a server that stays down ends the step without an error
-# (the run then reports it); what is retried here is the ledger failing under it.
-_RETRIED = ("plan-and-emit", "replan-patient", "write-worklist", "report-cohort", "write-changes", "export-documents",
-            "write-patient-record")
-_DELIVERY = "deliver-letters"
 
 
 class Withheld(Exception):
@@ -190,25 +184,22 @@ class PrefectTasks:
     def __init__(self, processes: int = 1) -> None:
         self.processes = processes
 
-    def _task(self, label: str):  # noqa: ANN202 - a Prefect task
-        if label.startswith(_DELIVERY):
-            return _step.with_options(retries=3, retry_delay_seconds=5)
-        retried = label.startswith(_RETRIED)
-        return _step.with_options(retries=2 if retried else 0,
-                                  retry_delay_seconds=1 if retried else 0)
+    def _task(self, step: Step):  # noqa: ANN202 - a Prefect task
+        """The step's task with the retries its declaration allows (carepath.orchestrator.steps)."""
+        return _step.with_options(retries=step.retries, retry_delay_seconds=step.retry_delay_seconds)
 
-    def call(self, name: str, fn: Callable[..., R], *args: object) -> R:
-        return self._task(name)(name, quote(fn), quote(args))
+    def call(self, step: Step, fn: Callable[..., R], *args: object) -> R:
+        return self._task(step)(step.name, quote(fn), quote(args))
 
-    def map(self, name: Callable[[T], str], fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+    def map(self, step: Callable[[T], Step], fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
         if self.processes > 1 and len(items) > 1:
             with ProcessPool(self.processes).started() as in_pool:
-                yield from self._submitted(name, in_pool, [(fn, item) for item in items])
+                yield from self._submitted(step, in_pool, [(fn, item) for item in items])
         else:
-            yield from self._submitted(name, fn, [(item,) for item in items])
+            yield from self._submitted(step, fn, [(item,) for item in items])
 
-    def _submitted(self, name: Callable, fn: Callable[..., R], calls: list[tuple]) -> Iterator[R]:
-        futures = [self._task(name(args[-1])).submit(name(args[-1]), quote(fn), quote(args)) for args in calls]
+    def _submitted(self, step: Callable, fn: Callable[..., R], calls: list[tuple]) -> Iterator[R]:
+        futures = [self._task(step(args[-1])).submit(step(args[-1]).name, quote(fn), quote(args)) for args in calls]
         for future in as_completed(futures):
             yield future.result()
 
@@ -275,7 +266,7 @@ def _set_timers(spec: RunSpec, summary: sequence.RunSummary, tasks: PrefectTasks
 
     logger = get_run_logger()
     due = timers_before(summary.wakes, spec.as_of, horizon(spec.as_of, spec.compiled.clinic.zone))
-    scheduled = tasks.call("schedule-timers", timers.schedule, spec.compiled.id, due, logger.warning) if due else 0
+    scheduled = tasks.call(steps.SCHEDULE_TIMERS, timers.schedule, spec.compiled.id, due, logger.warning) if due else 0
     if scheduled:
         logger.info("%d re-plan(s) scheduled before the next sweep", scheduled)
     return scheduled

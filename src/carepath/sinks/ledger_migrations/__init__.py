@@ -19,8 +19,8 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 # Oldest first; the last is the schema the ledger's code queries (the table definitions
-# in carepath.sinks.ledger). A new revision file appends its id here.
-REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005")
+# in carepath.sinks.ledger.schema). A new revision file appends its id here.
+REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006")
 HEAD = REVISIONS[-1]
 VERSION_TABLE = "carepath_ledger_version"
 

@@ -1,14 +1,10 @@
 """Baseline: the ledger's tables as carepath had them when it adopted migrations.
 
 A fresh database gets them all. A ledger written by an earlier carepath (tables present,
-no version table) gets the tables it lacks and the two upgrades those versions made by
-hand when they opened it, so it ends in the same state as a fresh one:
-
-- outputs keyed by `id` alone are re-keyed by (pathway, id);
-- letters written before the letters outbox (deliveries of the `letters` sink) count as
-  sent, so no letter is sent twice;
-
-and the tables those versions kept only for that bookkeeping (`meta`: its one-time flags
+no version table) gets the tables it lacks, and its outputs keyed by `id` alone are
+re-keyed by (pathway, id), so it ends in the same state as a fresh one; the letters it
+wrote before the letters outbox count as sent from revision 0003 on (which reads them
+from the table it then drops). The tables those versions kept only for bookkeeping (`meta`: its one-time flags
 and an unused global generation; `snapshots`: document states from before they were kept
 per pathway) are dropped.
 
@@ -42,13 +38,6 @@ def _tables(metadata: sa.MetaData) -> dict[str, sa.Table]:
             sa.Column("updated_run", sa.String(64), nullable=False),
             sa.PrimaryKeyConstraint("pathway", "id", name="pk_outputs"),
             sa.Index("ix_outputs_pathway_patient", "pathway", "patient"),
-        ),
-        sa.Table(
-            "deliveries", metadata,
-            sa.Column("sink", sa.String(64), primary_key=True),
-            sa.Column("output_id", sa.String(80), primary_key=True),
-            sa.Column("digest", sa.String(64), nullable=False),
-            sa.Column("run", sa.String(64), nullable=False),
         ),
         sa.Table(
             "document_snapshots", metadata,
@@ -104,7 +93,6 @@ def upgrade() -> None:
     if "outputs" in found:
         _scope_outputs_by_pathway(bind, tables["outputs"], tables["patient_state"])
     if "meta" in found:
-        _adopt_letter_deliveries(bind)
         op.drop_table("meta")
     if "snapshots" in found:
         op.drop_table("snapshots")
@@ -131,23 +119,3 @@ def _scope_outputs_by_pathway(bind: sa.Connection, outputs: sa.Table, patient_st
     pathways = bind.execute(sa.select(sa.func.count(sa.func.distinct(outputs.c.pathway)))).scalar_one()
     if pathways > 1:
         bind.execute(patient_state.delete())
-
-
-def _adopt_letter_deliveries(bind: sa.Connection) -> None:
-    """Letters written before the outbox existed (delivery rows of the `letters` sink)
-    count as sent, unless that ledger's carepath already adopted them (its `meta` flag).
-    Their send time is not known: `sent_at` stays empty."""
-    meta = sa.table("meta", sa.column("key"), sa.column("value"))
-    if bind.execute(sa.select(meta.c.value).where(meta.c.key == "letter_sends_adopted")).first() is not None:
-        return
-    deliveries = sa.table("deliveries", sa.column("sink"), sa.column("output_id"), sa.column("run"))
-    sends = sa.table("letter_sends", sa.column("channel"), sa.column("output_id"), sa.column("sent_at"),
-                     sa.column("run"))
-    already = sa.select(sa.literal(1)).where(sends.c.channel == deliveries.c.sink,
-                                             sends.c.output_id == deliveries.c.output_id)
-    legacy = sa.select(deliveries.c.sink, deliveries.c.output_id, sa.literal(""), deliveries.c.run).where(
-        deliveries.c.sink == "letters", ~already.exists())
-    bind.execute(sends.insert().from_select(["channel", "output_id", "sent_at", "run"], legacy))
-    # letters.jsonl of every pathway shows these sends: each must be rewritten
-    generations = sa.table("pathway_generations", sa.column("value"))
-    bind.execute(generations.update().values(value=generations.c.value + 1))

@@ -6,8 +6,8 @@ revision carries an existing ledger over without sending anything again:
 
 - each stored letter is re-keyed: its old id is recomputed from what the row holds
   (pathway, the body's `pathway_version`, patient, `letter`, key `event:<trigger>`) and,
-  when that reproduces the stored id exactly, the row, its sends (`letter_sends`) and its
-  deliveries move to the new id. A letter sent under two versions' ids (a migration made
+  when that reproduces the stored id exactly, the row and its sends (`letter_sends`) move
+  to the new id. A letter sent under two versions' ids (a migration made
   with the old ids) becomes one letter with its first send;
 - each stored task likewise, trying the keys a task can have that the row and the event
   store can rebuild: `event:<trigger>`, `<field>:<value>` for each field of the
@@ -235,8 +235,6 @@ def upgrade() -> None:
     _rekey_outputs(bind, moved)
     if "letter_sends" in found:
         _rekey_keyed(bind, "letter_sends", "channel", moved)
-    if "deliveries" in found:
-        _rekey_keyed(bind, "deliveries", "sink", moved)
     if "patient_wake" in found:  # summaries name the old ids: every patient is re-planned once
         bind.execute(sa.text("UPDATE patient_wake SET rules = ''"))
     if "patient_state" in found:
