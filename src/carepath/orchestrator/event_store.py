@@ -366,6 +366,12 @@ class EventStore:
             return conn.execute(select(func.count()).select_from(lines_table).where(
                 lines_table.c.pathway == self.pathway)).scalar_one()
 
+    def last_line(self) -> int:
+        """The number of the last line stored (0: none)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(lines_table.c.line)).where(
+                lines_table.c.pathway == self.pathway)).scalar_one() or 0
+
     def unplaced(self, patients: Collection[str], specs: dict[str, TypeSpec]) -> list[Rejection]:
         """The rejections of lines that name no known patient (or no patient, or are not
         JSON objects): judged against this run's patients, as the whole file would be."""

@@ -409,6 +409,22 @@ class Ledger:
                 self._advance(conn, pathway)
         return Recorded(len(new), len(changed), len(outputs) - len(new) - len(changed), len(gone))
 
+    def retire_patients(self, pathway: str, patients: Sequence[str], run: str) -> int:
+        """Retire every output of these patients (they left the patients file) and forget
+        their plans' digests, so that a patient who comes back is recorded afresh. One
+        transaction; what they were sent stays recorded as sent. Returns the outputs retired."""
+        retired = 0
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(patients)):
+                retired += conn.execute(update(outputs_table).where(
+                    outputs_table.c.pathway == pathway, outputs_table.c.patient.in_(chunk),
+                    outputs_table.c.retired == 0).values(retired=1, updated_run=run)).rowcount
+                conn.execute(patient_state_table.delete().where(patient_state_table.c.pathway == pathway,
+                                                                patient_state_table.c.patient.in_(chunk)))
+            if retired:
+                self._advance(conn, pathway)
+        return retired
+
     def current(self, pathway: str, kinds: Iterable[OutputKind] | None = None) -> Iterator[Output]:
         """Every current (not retired) output of the pathway in (patient, kind, id) order, streamed."""
         query = select(outputs_table.c.id, outputs_table.c.kind, outputs_table.c.patient,
