@@ -306,3 +306,30 @@ def test_the_summary_says_where_letters_went_by_the_channel_the_run_used(tmp_pat
     summary = sequence.sweep(spec, demo / "patients.jsonl", demo / "events.jsonl")
     text = console.summary_text(RunResult("run-2", summary.as_json(), out, None))
     assert f"sent this run under {out / 'letters'}" in text
+
+
+def test_an_out_with_letters_pointed_at_a_shared_ledger_without_its_pathway_is_refused(tmp_path: Path) -> None:
+    """The ledger beside `out` is the evidence of what was sent. A shared ledger that only
+    ever held another pathway's outputs knows none of these letters: a run would send
+    every one of them again, so it is refused (exit 1) before anything is planned."""
+    from datetime import datetime
+
+    from carepath.orchestrator import sequence
+    from carepath.orchestrator.spec import RunSpec
+    from carepath.runtime.flows import _spec
+    from carepath.sinks.ledger import LedgerProblem
+
+    root = PATHWAY.parents[1]
+    as_of = datetime.fromisoformat("2026-03-05T17:00:00+00:00")
+    ketamine_out = tmp_path / "ketamine-iv"
+    spec = RunSpec.resolve(PATHWAY, ketamine_out, as_of, "k1", pdf=False)
+    assert sequence.sweep(spec, root / "examples" / "demo" / "patients.jsonl",
+                          root / "examples" / "demo" / "events.jsonl").letters_written > 0
+    shared = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    other = RunSpec.resolve(root / "pathways" / "esketamine-spravato.yaml", tmp_path / "esketamine", as_of, "e1",
+                            pdf=False, ledger_url=shared)
+    sequence.sweep(other, root / "examples" / "esketamine" / "patients.jsonl",
+                   root / "examples" / "esketamine" / "events.jsonl")
+    with pytest.raises(LedgerProblem, match="holds nothing of pathway ketamine-iv, but .*letters holds letters"):
+        _spec(str(PATHWAY), str(ketamine_out), as_of.isoformat(), shared, False, None)
+    _spec(str(PATHWAY), str(ketamine_out), as_of.isoformat(), None, False, None)  # its own ledger: fine

@@ -226,7 +226,8 @@ def _spec(pathway: str, out: str, as_of: str | None, ledger_url: str | None, pdf
         claim_location(storage_for(spec.documents), spec.compiled.id, DOCUMENTS_ENV)
     if (problem := letter_channel_problem(spec.compiled)) is not None:
         raise SettingMissing(problem)
-    check_ledger(spec.ledger_url, spec.out)  # `carepath run` checked before Prefect; a deployment's run checks here
+    # `carepath run` checked the ledger before Prefect; here again, knowing the pathway (a shared ledger).
+    check_ledger(spec.ledger_url, spec.out, spec.compiled.id)
     return spec
 
 
