@@ -299,6 +299,8 @@ def test_the_summary_says_where_letters_went_by_the_channel_the_run_used(tmp_pat
     text = console.summary_text(RunResult("run-1", summary.as_json(), out, None))
     letters = next(line for line in text.splitlines() if line.startswith("letters:"))
     assert "print batch" in letters and "under " + str(out / "letters") not in letters
+    # The plan still calls the letters just sent "due": the text must not read as if they were not.
+    assert summary.as_json()["letters_by_status"]["due"] > 0 and " due (sent or not)" in letters
     assert "print batch" in artifacts.markdown(summary, out)
 
     monkeypatch.setenv("CAREPATH_LETTER_CHANNEL", "file")  # a deployment's setting wins over the pathway's
