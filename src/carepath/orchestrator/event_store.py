@@ -55,7 +55,7 @@ from sqlalchemy import (
 from carepath.records import readers as _r
 from carepath.records.fields import TypeSpec
 from carepath.records.types import Event, RecordsFileError, Rejection
-from carepath.sinks.ledger import ledger_metadata
+from carepath.sinks.ledger import ledger_metadata, serialize_writers
 
 feed_table = Table(
     "event_feed", ledger_metadata,
@@ -160,6 +160,7 @@ class EventStore:
             try:
                 size = os.fstat(handle.fileno()).st_size
                 with self.engine.begin() as conn:
+                    serialize_writers(conn, f"events:{self.pathway}")  # two runs never ingest the same lines
                     row = conn.execute(select(feed_table).where(feed_table.c.pathway == self.pathway)).first()
                     digest = hashlib.sha256()
                     restarted = reread or row is None or row.path != resolved or row.offset > size

@@ -36,7 +36,7 @@ from sqlalchemy import Column, Index, Integer, PrimaryKeyConstraint, String, Tab
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan, PlannedTask
-from carepath.sinks.ledger import ledger_metadata
+from carepath.sinks.ledger import ledger_metadata, serialize_writers
 
 RAISED, ESCALATED, ACKNOWLEDGED, BREACHED = "task.raised", "task.escalated", "task.acknowledged", "hold.breached"
 KINDS = (RAISED, BREACHED, ESCALATED, ACKNOWLEDGED)
@@ -225,6 +225,7 @@ class Notices:
         escalation = getattr(compiled, "escalation", None)
         repeat = escalation.repeat if escalation is not None else None
         with self.engine.begin() as conn:
+            serialize_writers(conn, f"facts:{self.pathway}")  # one fact, one row, whoever records it first
             for start in range(0, len(patients), _BATCH):
                 rows = conn.execute(select(t.c.fact, t.c.page_key, t.c.body).where(
                     t.c.pathway == self.pathway, t.c.patient.in_(patients[start:start + _BATCH])))

@@ -310,6 +310,19 @@ def check_ledger(url: str, out_dir: Path, pathway: str | None = None) -> None:
                                      f"holds nothing of pathway {pathway}"))
 
 
+def serialize_writers(conn: Connection, key: str) -> None:
+    """Begin a read-then-write transaction holding the lock other processes' such
+    transactions on `key` wait for: several processes sharing the ledger (concurrent first
+    runs, a sweep beside an event run, workers on several hosts) would otherwise each read
+    "not there yet" and insert the same rows, and all but one fail on the unique key.
+    SQLite: the database's write lock at once (SQLAlchemy leaves BEGIN to the driver, which
+    takes it only at the first write); PostgreSQL: a transaction-scoped advisory lock."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"carepath:{key}"})
+
+
 def _newer(where: str, exc: ledger_migrations.NewerLedger) -> str:
     return (f"the ledger {where} was written by a newer carepath: {exc}. Run the carepath version that wrote it "
             "(or a newer one); an older version must not write into it")
@@ -393,6 +406,7 @@ class Ledger:
         patients retired. Idempotent."""
         wanted = {o.id: o for o in outputs}
         with self.engine.begin() as conn:
+            serialize_writers(conn, f"outputs:{pathway}")
             existing: dict[str, tuple[str, int]] = {}
             for chunk in _chunks(list(patients)):
                 rows = conn.execute(select(outputs_table.c.id, outputs_table.c.digest, outputs_table.c.retired)
@@ -687,6 +701,7 @@ class Ledger:
         """Archive a pathway version's source; returns the digest already archived under
         that version when it differs (the same version number reused for other rules)."""
         with self.engine.begin() as conn:
+            serialize_writers(conn, f"versions:{pathway}")
             known = conn.execute(select(versions_table.c.digest).where(
                 versions_table.c.pathway == pathway, versions_table.c.version == version)).scalar_one_or_none()
             if known is None:
