@@ -231,6 +231,14 @@ def test_a_patient_removed_from_the_patients_file_leaves_every_document_and_come
     assert third["patients"] == first["patients"]
     assert _documents_text(out) == before
 
+    # The events file given as the patients file: every line rejected, the run refused,
+    # and nobody's work leaves the documents on its way.
+    patients.write_text((demo / "events.jsonl").read_text())
+    spec = RunSpec.resolve(PATHWAY, out, as_of, "r4", pdf=False)
+    with pytest.raises(sequence.AllLinesRejected):
+        sequence.sweep(spec, patients, demo / "events.jsonl", export=True, refuse_unused_input=True)
+    assert _documents_text(out) == before
+
 
 def test_a_migration_that_rejects_lines_the_old_rules_accepted_fails_the_run_and_names_them(tmp_path: Path) -> None:
     """Version 1.1.0 asks for 72 h between sessions: the demo's thrice-weekly bookings,

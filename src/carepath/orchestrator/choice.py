@@ -37,14 +37,16 @@ class Chosen:
 def choose(spec: RunSpec, patients_path: str, events_path: str, work: Path, shard_size: int, full: bool,
            ledger: Ledger) -> Chosen:
     compiled = spec.compiled
-    patients, _ = PatientsIndex(ledger.engine, compiled.id).read_all(patients_path, compiled.clinic.zone.key)
+    patients, bad = PatientsIndex(ledger.engine, compiled.id).read_all(patients_path, compiled.clinic.zone.key)
     store = EventStore(ledger.engine, compiled.id)
     index = WakeIndex(ledger.engine, compiled.id)
     ingested = store.ingest(events_path, on_new=index.mark_dirty, known=patients, reread=full)
     everyone = full or ingested.restarted or spec.migration is not None
     due = index.due(patients, spec.as_of, spec.digest, full=everyone,
                     sharing=lambda refs: {p for _, p in store.shared(refs)})
-    removed = retire_removed(spec, ledger, store, index, patients)
+    # A patients file with every line rejected is the wrong file (the run then fails
+    # saying so): it must not empty every document on its way.
+    removed = 0 if bad and not patients else retire_removed(spec, ledger, store, index, patients)
     reasons = dict(due.reasons)
     if not full and everyone:
         why = "migration" if not ingested.restarted else "first run" if ingested.first else "events file replaced"
