@@ -28,6 +28,7 @@ from test_ledger_migrations import new_ledger_url, postgres  # noqa: F401 - fixt
 ROOT = Path(__file__).resolve().parents[1]
 PATHWAY = str(ROOT / "pathways" / "ketamine-iv.yaml")
 AS_OF = datetime.fromisoformat("2026-02-20T12:00:00+00:00")
+DEMO_AS_OF = "2026-03-05T17:00:00+00:00"
 
 DELIVER = textwrap.dedent("""
     import sys, time
@@ -138,3 +139,46 @@ def test_a_claim_of_a_dead_process_on_this_host_is_released_at_once(tmp_path: Pa
     delivery._release_the_dead(ledger, "pw")  # another host's claim is left to its lease
     assert ledger.claim_letters("pw", "third", "2026-03-01T10:02:00+00:00", "2999-01-01T00:00:00+00:00", 10) == []
     ledger.close()
+
+
+FIRST_RUN = textwrap.dedent("""
+    import sys, time
+    from datetime import datetime
+    from pathlib import Path
+    from carepath.orchestrator import sequence
+    from carepath.orchestrator.spec import RunSpec
+
+    pathway, out, url, patients, events, as_of, go, name = sys.argv[1:]
+    spec = RunSpec.resolve(pathway, out, datetime.fromisoformat(as_of), name, ledger_url=url, pdf=False)
+    while not Path(go).exists():
+        time.sleep(0.005)
+    summary = sequence.sweep(spec, patients, events, refuse_unused_input=True)
+    print(summary.letters_written)
+""")
+
+
+def test_concurrent_first_runs_into_one_new_ledger_all_succeed_and_send_once(new_ledger_url,  # noqa: F811
+                                                                             tmp_path: Path) -> None:
+    """Several hosts' first sweeps of one pathway into one new shared ledger, each with its
+    own `out`, started at the same moment: each reads "not recorded yet" and records the
+    same outputs, which failed all but one on the unique key. Now every run succeeds and
+    the cohort's due letters are written once in all."""
+    cohort = ROOT / "examples" / "demo"
+    url = new_ledger_url("first")
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", FIRST_RUN, PATHWAY, str(tmp_path / f"out-{n}"), url,
+                               str(cohort / "patients.jsonl"), str(cohort / "events.jsonl"), DEMO_AS_OF,
+                               str(go), f"first-{n}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for n in range(4)]
+    time.sleep(4)  # all have started and wait
+    go.touch()
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-1500:] for _, err in results]
+    ledger = Ledger(url)
+    try:
+        with ledger.engine.connect() as conn:
+            recorded = conn.execute(sends_table.select()).fetchall()
+    finally:
+        ledger.close()
+    assert recorded and len(recorded) == len({r.output_id for r in recorded})
+    assert sum(int(stdout.split()[-1]) for stdout, _ in results) == len(recorded)

@@ -26,7 +26,7 @@ DEMO = ROOT / "examples" / "demo"
 def _safe_cases() -> list[tuple[BaseException, str, str]]:
     from carepath.api import InvalidInput
     from carepath.orchestrator.pinning import VersionReused
-    from carepath.orchestrator.sequence import AllLinesRejected
+    from carepath.orchestrator.sequence import AllLinesRejected, MigrationRejectedLines
     from carepath.records.types import RecordsFileError
     from carepath.settings import SettingMissing
     from carepath.sinks.email import SmtpUnavailable
@@ -43,6 +43,8 @@ def _safe_cases() -> list[tuple[BaseException, str, str]]:
         (SettingMissing("the run's parameter 'patients' is empty"), "CP-SETTING", "'patients'"),
         (LocationRefused("CAREPATH_DOCUMENTS_URL: the scheme ftp:// is not one"), "CP-DOCUMENTS", "ftp://"),
         (AllLinesRejected("every line of the patients file (212) was rejected"), "CP-ALL-REJECTED", "(212)"),
+        (MigrationRejectedLines("the migration to ketamine-iv 1.1.0 rejected 2 event line(s) (line(s) 7, 9)"),
+         "CP-MIGRATION-REJECTED", "line(s) 7, 9"),
         (InvalidInput([Diagnostic("ketamine-iv.yaml", 12, 3, "CP200", "unknown key 'wen'")]), "CP-PATHWAY",
          "ketamine-iv.yaml:12:3"),
     ]
@@ -100,6 +102,7 @@ def test_a_deployment_missing_a_setting_is_refused_at_its_first_step_naming_it(t
     from carepath.runtime.flows import Withheld, run_sweep
 
     cases = [({"patients": ""}, "'patients' is empty"),
+             ({"out": ""}, "Prefect variable carepath_ketamine_iv_out"),
              ({"events": "{{ $CLINIC_FEED }}/events.jsonl"}, "'events' is the template"),
              ({"patients": str(tmp_path / "nowhere.jsonl")}, "'patients' names")]
     for change, words in cases:
@@ -121,6 +124,21 @@ def test_two_pathways_never_share_a_documents_location(tmp_path: Path) -> None:
     with pytest.raises(LocationRefused, match="holds the documents of pathway ketamine-iv, not esketamine-spravato"):
         claim_location(shared, "esketamine-spravato")
     claim_location(storage_for(tmp_path / "shared" / "esketamine-spravato"), "esketamine-spravato")
+
+
+def test_two_pathways_never_share_an_output_folder(tmp_path: Path) -> None:
+    """Two deployments given one `out` (a copied parameter) would overwrite each other's
+    worklist and task lists: the second pathway's run is refused before it writes."""
+    from prefect.runtime import flow_run  # noqa: F401 - the flow's id is read outside a run as a fresh one
+
+    from carepath.runtime.flows import _spec
+
+    out = tmp_path / "out"
+    _spec(str(PATHWAY), str(out), "2026-03-05T17:00:00+00:00", None, False, None)
+    other = ROOT / "pathways" / "esketamine-spravato.yaml"
+    with pytest.raises(Exception, match="output folder .* holds the documents of pathway ketamine-iv"):
+        _spec(str(other), str(out), "2026-03-05T17:00:00+00:00", None, False, None)
+    assert sorted(p.name for p in out.iterdir()) == [".carepath-pathway"]
 
 
 def _free_port() -> int:

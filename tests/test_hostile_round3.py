@@ -178,3 +178,168 @@ def test_a_letter_that_fails_on_a_type_at_run_time_is_a_letter_error_not_a_bug(t
     with pytest.raises(LetterError) as caught:
         render_letter(compiled, patients[ref], result, letter)
     assert "TypeError" in str(caught.value) and patients[ref].family_name not in str(caught.value)
+
+
+def _documents_text(out: Path) -> dict[str, str]:
+    names = ["tasks.jsonl", "tasks.csv", "worklist.html", "letters.jsonl",
+             *(str(p.relative_to(out)) for p in sorted((out / "fhir").glob("*.ndjson")))]
+    return {name: (out / name).read_text() for name in names}
+
+
+def test_a_patient_removed_from_the_patients_file_leaves_every_document_and_comes_back(tmp_path: Path) -> None:
+    """The run's summary stops counting a removed patient; the worklist, task lists, FHIR
+    parts, letters list and the patient's record file must stop showing them too, at the
+    next sweep, and show them again when their line is put back."""
+    from datetime import datetime
+
+    from carepath.orchestrator import emission, sequence
+    from carepath.orchestrator.spec import RunSpec
+    from carepath.sinks.ledger import Ledger
+
+    demo = PATHWAY.parents[1] / "examples" / "demo"
+    lines = (demo / "patients.jsonl").read_text().splitlines(keepends=True)
+    patients = tmp_path / "patients.jsonl"
+    patients.write_text("".join(lines))
+    out = tmp_path / "out"
+    as_of = datetime.fromisoformat("2026-03-05T17:00:00+00:00")
+
+    def sweep(run: str) -> dict:
+        spec = RunSpec.resolve(PATHWAY, out, as_of, run, pdf=False)
+        return sequence.sweep(spec, patients, demo / "events.jsonl", export=True).as_json()
+
+    first = sweep("r1")
+    before = _documents_text(out)
+    ref = json.loads(lines[2])["patient"]
+    assert all(ref in text for name, text in before.items() if name != "letters.jsonl"), "the patient has tasks"
+    spec = RunSpec.resolve(PATHWAY, out, as_of, "r1b", pdf=False)
+    ledger = Ledger(spec.ledger_url)
+    try:
+        record = out / emission.write_patient_record(spec, ledger, ref)
+    finally:
+        ledger.close()
+    assert record.exists()
+
+    patients.write_text("".join(line for line in lines if json.loads(line)["patient"] != ref))
+    second = sweep("r2")
+    assert second["patients"] == first["patients"] - 1
+    assert {name: ref in text for name, text in _documents_text(out).items()} == \
+        dict.fromkeys(_documents_text(out), False)
+    assert not record.exists()
+
+    patients.write_text("".join(lines))
+    third = sweep("r3")
+    assert third["patients"] == first["patients"]
+    assert _documents_text(out) == before
+
+    # The events file given as the patients file: every line rejected, the run refused,
+    # and nobody's work leaves the documents on its way.
+    patients.write_text((demo / "events.jsonl").read_text())
+    spec = RunSpec.resolve(PATHWAY, out, as_of, "r4", pdf=False)
+    with pytest.raises(sequence.AllLinesRejected):
+        sequence.sweep(spec, patients, demo / "events.jsonl", export=True, refuse_unused_input=True)
+    assert _documents_text(out) == before
+
+
+def test_a_migration_that_rejects_lines_the_old_rules_accepted_fails_the_run_and_names_them(tmp_path: Path) -> None:
+    """Version 1.1.0 asks for 72 h between sessions: the demo's thrice-weekly bookings,
+    accepted under 1.0.0, are rejected once patients move. The run writes everything, then
+    fails (exit 1 from `carepath run`) naming the lines; a run that rejects nothing new,
+    and the same move made knowingly, are not failed again."""
+    from datetime import datetime
+
+    from carepath.orchestrator import sequence
+    from carepath.orchestrator.pinning import Migration
+    from carepath.orchestrator.spec import RunSpec
+    from carepath.runtime.runner import RunFailed
+    from pathway_variants import REFERENCE, edit, write_variant
+
+    demo = PATHWAY.parents[1] / "examples" / "demo"
+    old = write_variant(tmp_path / "v1", REFERENCE.read_text())
+    gap = "  min_session_gap:                       # [CLINIC] thrice weekly implies about 44-48 h\n    value: 44h"
+    new = write_variant(tmp_path / "v2", edit(REFERENCE.read_text(), ("version: 1.0.0", "version: 1.1.0"),
+                                              (gap, gap.replace("44h", "72h"))))
+    out = tmp_path / "out"
+    as_of = datetime.fromisoformat("2026-03-05T17:00:00+00:00")
+
+    def sweep(pathway: Path, run: str, migration: Migration | None = None) -> dict:
+        spec = RunSpec.resolve(pathway, out, as_of, run, pdf=False, migration=migration)
+        return sequence.sweep(spec, demo / "patients.jsonl", demo / "events.jsonl",
+                              refuse_unused_input=True).as_json()
+
+    before = sweep(old, "r1")
+    sweep(old, "r1-again")  # no migration: nothing to compare, nothing refused
+    move = Migration("ketamine-iv", "1.0.0", "1.1.0", None, "sessions 72 h apart")
+    with pytest.raises(sequence.MigrationRejectedLines) as caught:
+        sweep(new, "r2", move)
+    message = str(caught.value)
+    assert "rejected" in message and "line(s) " in message and "rejected.jsonl" in message
+    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    newly = [r for r in rejected if "minimum gap between sessions is 72" in r["reason"]]
+    assert newly and len(rejected) > before["rejected_lines"]
+    assert str(newly[0]["line"]) in message
+    given, family = "Lena", "Whitfield"  # the demo's first patient: no name in what Prefect may see
+    assert given not in message and family not in message
+    assert RunFailed("run", message, cause=caught.value).user_error  # exit 1, not 70
+    sweep(new, "r3")  # the lines stay rejected, but no migration rejects them anew
+
+
+def test_the_summary_says_where_letters_went_by_the_channel_the_run_used(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pathway whose `letter_channel` is print, with no CAREPATH_LETTER_CHANNEL in the
+    environment: the summary must not say the letters are under out/letters."""
+    from datetime import datetime
+
+    from carepath.orchestrator import sequence
+    from carepath.orchestrator.spec import RunSpec
+    from carepath.runtime import artifacts, console
+    from carepath.runtime.runner import RunResult
+    from pathway_variants import REFERENCE, edit, write_variant
+
+    monkeypatch.delenv("CAREPATH_LETTER_CHANNEL", raising=False)
+    expiry = "letter_expiry: $letter_expiry"
+    pathway = write_variant(tmp_path / "repo", edit(REFERENCE.read_text(),
+                                                    (expiry, f"letter_channel: print\n{expiry}")))
+    demo = PATHWAY.parents[1] / "examples" / "demo"
+    out = tmp_path / "out"
+    spec = RunSpec.resolve(pathway, out, datetime.fromisoformat("2026-03-05T17:00:00+00:00"), "r1", pdf=False)
+    summary = sequence.sweep(spec, demo / "patients.jsonl", demo / "events.jsonl")
+    assert summary.letters_written > 0 and list((out / "print").glob("*.pdf"))
+    text = console.summary_text(RunResult("run-1", summary.as_json(), out, None))
+    letters = next(line for line in text.splitlines() if line.startswith("letters:"))
+    assert "print batch" in letters and "under " + str(out / "letters") not in letters
+    # The plan still calls the letters just sent "due": the text must not read as if they were not.
+    assert summary.as_json()["letters_by_status"]["due"] > 0 and " due (sent or not)" in letters
+    assert "print batch" in artifacts.markdown(summary, out)
+
+    monkeypatch.setenv("CAREPATH_LETTER_CHANNEL", "file")  # a deployment's setting wins over the pathway's
+    spec = RunSpec.resolve(pathway, out, datetime.fromisoformat("2026-03-06T17:00:00+00:00"), "r2", pdf=False)
+    summary = sequence.sweep(spec, demo / "patients.jsonl", demo / "events.jsonl")
+    text = console.summary_text(RunResult("run-2", summary.as_json(), out, None))
+    assert f"sent this run under {out / 'letters'}" in text
+
+
+def test_an_out_with_letters_pointed_at_a_shared_ledger_without_its_pathway_is_refused(tmp_path: Path) -> None:
+    """The ledger beside `out` is the evidence of what was sent. A shared ledger that only
+    ever held another pathway's outputs knows none of these letters: a run would send
+    every one of them again, so it is refused (exit 1) before anything is planned."""
+    from datetime import datetime
+
+    from carepath.orchestrator import sequence
+    from carepath.orchestrator.spec import RunSpec
+    from carepath.runtime.flows import _spec
+    from carepath.sinks.ledger import LedgerProblem
+
+    root = PATHWAY.parents[1]
+    as_of = datetime.fromisoformat("2026-03-05T17:00:00+00:00")
+    ketamine_out = tmp_path / "ketamine-iv"
+    spec = RunSpec.resolve(PATHWAY, ketamine_out, as_of, "k1", pdf=False)
+    assert sequence.sweep(spec, root / "examples" / "demo" / "patients.jsonl",
+                          root / "examples" / "demo" / "events.jsonl").letters_written > 0
+    shared = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    other = RunSpec.resolve(root / "pathways" / "esketamine-spravato.yaml", tmp_path / "esketamine", as_of, "e1",
+                            pdf=False, ledger_url=shared)
+    sequence.sweep(other, root / "examples" / "esketamine" / "patients.jsonl",
+                   root / "examples" / "esketamine" / "events.jsonl")
+    with pytest.raises(LedgerProblem, match="holds nothing of pathway ketamine-iv, but .*letters holds letters"):
+        _spec(str(PATHWAY), str(ketamine_out), as_of.isoformat(), shared, False, None)
+    _spec(str(PATHWAY), str(ketamine_out), as_of.isoformat(), None, False, None)  # its own ledger: fine

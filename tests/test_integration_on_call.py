@@ -158,6 +158,10 @@ def on_call(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, R
         s.wait_healthy()
         s.run([prefect, "work-pool", "create", "carepath", "--type", "process"], cwd=home)
         s.start("worker", [prefect, "worker", "start", "--pool", "carepath"], cwd=tmp)
+        # The deployments' data, as a clinic points them at its own (docs/operations.md, Deploy).
+        for name, value in (("patients", "examples/demo/patients.jsonl"), ("events", "examples/demo/events.jsonl"),
+                            ("out", "out/ketamine-iv")):
+            s.run([prefect, "variable", "set", f"carepath_ketamine_iv_{name}", value], cwd=home)
         s.run([prefect, "--no-prompt", "deploy", "--name", ON_EVENT], cwd=home,
               extra_env={"CAREPATH_HOME": str(home)})
         s.run([str(BIN / "python"), "-c", _MAKE_BLOCKS, f"http://127.0.0.1:{receiver.port}", json.dumps(BLOCKS)],

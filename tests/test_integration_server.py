@@ -236,6 +236,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s.mark("work pool created")
         # The worker needs only the pool: let it start while the deployments are made.
         s.start("worker", [prefect, "worker", "start", "--pool", "carepath"], cwd=tmp)
+        # The deployments' data, as a clinic points them at its own (docs/operations.md, Deploy).
+        for name, value in (("patients", "examples/demo/patients.jsonl"), ("events", "examples/demo/events.jsonl"),
+                            ("out", "out/ketamine-iv")):
+            s.run([prefect, "variable", "set", f"carepath_ketamine_iv_{name}", value], cwd=home)
         s.run([prefect, "--no-prompt", "deploy", "--name", ON_EVENT, "--name", SWEEP], cwd=home,
               extra_env={"CAREPATH_HOME": str(home)})
         s.mark("deployed")

@@ -13,6 +13,7 @@ import yaml
 
 from carepath import api
 from carepath.runtime import deployments, events, flows
+from carepath.settings import deployment_variable
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "prefect.yaml").read_text())
@@ -36,17 +37,19 @@ def test_every_shipped_pathway_has_a_sweep_and_an_event_trigger(path: Path) -> N
     sent = events.announcement(compiled.id, "p-001", "e-1", "session_completed")
     assert sent.resource.id.startswith(trigger["match"]["prefect.resource.id"].rstrip("*"))
     assert sent.resource["carepath.pathway"] == compiled.id
+    # The clinic's data come from Prefect variables, one set per pathway: no demo path to fork.
     for d in (sweep, on_event):
-        for key in ("patients", "events"):
-            assert (ROOT / d["parameters"][key]).exists(), d["parameters"][key]
+        for key in ("patients", "events", "out", "ledger_url"):
+            assert d["parameters"][key] == f"{{{{ prefect.variables.{deployment_variable(path.name, key)} }}}}"
     # The whole-cohort documents on their own (nightly) schedule, from the sweep's folder.
     export = BY_NAME[f"{compiled.id}-nightly-export"]
     assert export["entrypoint"].endswith(":export")
     assert export["schedules"][0]["cron"] == deployments.NIGHTLY
     assert export["schedules"][0]["timezone"] == compiled.clinic.zone.key
-    assert export["parameters"] == {"pathway": sweep["parameters"]["pathway"], "out": sweep["parameters"]["out"]}
-    assert {d.name for d in deployments.deployments_for(str(path), str(ROOT / sweep["parameters"]["patients"]),
-                                                        str(ROOT / sweep["parameters"]["events"]), "out")} \
+    assert export["parameters"] == {key: sweep["parameters"][key] for key in ("pathway", "out", "ledger_url")}
+    demo = ROOT / "examples" / ("demo" if compiled.id == "ketamine-iv" else "esketamine")
+    assert {d.name for d in deployments.deployments_for(str(path), str(demo / "patients.jsonl"),
+                                                        str(demo / "events.jsonl"), "out")} \
         == {f"{compiled.id}-hourly-sweep", f"{compiled.id}-on-event", f"{compiled.id}-nightly-export"}
 
 
@@ -68,6 +71,8 @@ def test_each_deployment_takes_its_settings_from_its_own_prefect_variables() -> 
         documents.setdefault(pathway, set()).add(env["CAREPATH_DOCUMENTS_URL"])
     assert len(documents) == len(PATHWAYS) and all(len(v) == 1 for v in documents.values())
     assert len(set().union(*documents.values())) == len(PATHWAYS)  # no two pathways share one setting
+    outs = {Path(d["parameters"]["pathway"]).stem: d["parameters"]["out"] for d in CONFIG["deployments"]}
+    assert len(set(outs.values())) == len(PATHWAYS)  # nor one output folder
 
 
 def _home_check(env: dict[str, str]) -> subprocess.CompletedProcess:

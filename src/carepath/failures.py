@@ -45,6 +45,9 @@ CATALOGUE: tuple[FailureCode, ...] = (
     FailureCode("CP-ALL-REJECTED", True, ("carepath.orchestrator.sequence.AllLinesRejected",),
                 "every line of the patients or events file was rejected: probably the wrong file (e.g. the "
                 "events file given as --patients); rejected.jsonl says why line by line"),
+    FailureCode("CP-MIGRATION-REJECTED", True, ("carepath.orchestrator.sequence.MigrationRejectedLines",),
+                "a migration moved patients to rules that reject event lines their old rules accepted; the "
+                "message gives the line numbers, rejected.jsonl the reasons: correct the lines or the pathway"),
     FailureCode("CP-PATHWAY", True, ("carepath.api.InvalidInput",),
                 "the pathway file or the migration file is not valid; the message lists the problems"),
     FailureCode("CP-VERSION-REUSED", True, ("carepath.orchestrator.pinning.VersionReused",),

@@ -23,13 +23,24 @@ _WHERE = ("set it in the deployment's parameters (prefect.yaml or the Prefect UI
           "variable it names; see docs/operations.md, 'Settings per deployment'")
 
 
+def deployment_variable(pathway: str, parameter: str) -> str:
+    """The Prefect variable prefect.yaml fills a pathway's parameter from:
+    `carepath_<pathway file's stem, '-' as '_'>_<parameter>`."""
+    return f"carepath_{Path(pathway).stem.replace('-', '_')}_{parameter}"
+
+
 def check_parameters(parameters: Mapping[str, str | None], *, files: tuple[str, ...] = ()) -> None:
     """SettingMissing for the first parameter that is empty, still a template, or (for
-    those named in `files`) names no file."""
+    those named in `files`) names no file. The message names the Prefect variable that
+    prefect.yaml fills it from (derived from the `pathway` parameter)."""
+    pathway = str(parameters.get("pathway") or "")
     for name, value in parameters.items():
+        variable = (f"; prefect.yaml fills it from the Prefect variable {deployment_variable(pathway, name)} "
+                    f"(`prefect variable set {deployment_variable(pathway, name)} VALUE`, then deploy again)"
+                    if pathway and name != "pathway" else "")
         if value is None or not str(value).strip():
             raise SettingMissing(f"the run's parameter '{name}' is empty (a Prefect variable that does not "
-                                 f"exist is read as empty): {_WHERE}")
+                                 f"exist is read as empty){variable}: {_WHERE}")
         if "{{" in str(value):
             raise SettingMissing(f"the run's parameter '{name}' is the template {value!r}, which Prefect did not "
                                  f"fill in at deploy time (an environment variable unset when `prefect deploy` "
@@ -37,7 +48,7 @@ def check_parameters(parameters: Mapping[str, str | None], *, files: tuple[str, 
         if name in files and not Path(value).is_file():
             raise SettingMissing(f"the run's parameter '{name}' names {value}, which is not a file here "
                                  f"(working directory {Path.cwd()}; relative paths are read from the folder the "
-                                 f"deployment's pull step sets, CAREPATH_HOME at deploy time): {_WHERE}")
+                                 f"deployment's pull step sets, CAREPATH_HOME at deploy time){variable}: {_WHERE}")
 
 
 def check_environment(env: Mapping[str, str], names: tuple[str, ...]) -> None:

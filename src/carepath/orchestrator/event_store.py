@@ -48,6 +48,7 @@ from sqlalchemy import (
 from carepath.records import readers as _r
 from carepath.records.fields import TypeSpec
 from carepath.records.types import Event, RecordsFileError, Rejection
+from carepath.sinks.ledger.dialect import serialize_writers
 from carepath.sinks.ledger.schema import feed_table, lines_table, shared_ids_table
 
 _BATCH = 500       # rows per statement (SQLite's bound-parameter limit)
@@ -123,6 +124,7 @@ class EventStore:
             try:
                 size = os.fstat(handle.fileno()).st_size
                 with self.engine.begin() as conn:
+                    serialize_writers(conn, f"events:{self.pathway}")  # two runs never ingest the same lines
                     row = conn.execute(select(feed_table).where(feed_table.c.pathway == self.pathway)).first()
                     digest = hashlib.sha256()
                     restarted = reread or row is None or row.path != resolved or row.offset > size
@@ -328,6 +330,12 @@ class EventStore:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(lines_table).where(
                 lines_table.c.pathway == self.pathway)).scalar_one()
+
+    def last_line(self) -> int:
+        """The number of the last line stored (0: none)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(lines_table.c.line)).where(
+                lines_table.c.pathway == self.pathway)).scalar_one() or 0
 
     def unplaced(self, patients: Collection[str], specs: dict[str, TypeSpec]) -> list[Rejection]:
         """The rejections of lines that name no known patient (or no patient, or are not

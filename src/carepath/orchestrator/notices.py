@@ -36,7 +36,7 @@ from sqlalchemy import select, update
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan, PlannedTask
-from carepath.sinks.ledger.dialect import chunks
+from carepath.sinks.ledger.dialect import chunks, serialize_writers
 from carepath.sinks.ledger.schema import facts_table
 
 RAISED, ESCALATED, ACKNOWLEDGED, BREACHED = "task.raised", "task.escalated", "task.acknowledged", "hold.breached"
@@ -208,6 +208,7 @@ class Notices:
         escalation = getattr(compiled, "escalation", None)
         repeat = escalation.repeat if escalation is not None else None
         with self.engine.begin() as conn:
+            serialize_writers(conn, f"facts:{self.pathway}")  # one fact, one row, whoever records it first
             for chunk in chunks(patients):
                 rows = conn.execute(select(t.c.fact, t.c.page_key, t.c.body).where(
                     t.c.pathway == self.pathway, t.c.patient.in_(chunk)))

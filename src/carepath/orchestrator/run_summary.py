@@ -11,6 +11,7 @@ from carepath.compile.compiled import CompiledPathway
 from carepath.orchestrator.cohort import Rejected
 from carepath.orchestrator.cohort_report import CohortReport
 from carepath.orchestrator.delivery import Delivered
+from carepath.orchestrator.letter_channels import channel_of
 from carepath.orchestrator.workload import Workload
 from carepath.sinks.ledger import Recorded
 
@@ -55,6 +56,7 @@ class RunSummary:
     facts: int = 0      # new facts of urgent or safety work recorded for on-call
     # (patient, wake) of the re-planned patients whose plan next changes with no new event
     wakes: tuple[tuple[str, datetime], ...] = ()
+    letter_channel: str = "file"  # the channel this run delivered through (file, email, print)
 
     @property
     def older(self) -> int:
@@ -79,7 +81,7 @@ class RunSummary:
         return cls(compiled.id, compiled.version, as_of.isoformat(), len(reports), sum(r.events for r in reports),
                    recorded, delivered.sent, work, rejected, documents, sum(r.patients for r in reports),
                    dict(versions or {}), delivered.failed, delivered.queued, delivered.unavailable,
-                   sum(r.facts for r in reports), tuple(w for r in reports for w in r.wakes))
+                   sum(r.facts for r in reports), tuple(w for r in reports for w in r.wakes), channel_of(compiled))
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -87,7 +89,8 @@ class RunSummary:
             "patients": self.workload.patients, "replanned": self.replanned, "events": self.events,
             "outputs": {"new": self.recorded.new, "changed": self.recorded.changed,
                         "unchanged": self.recorded.unchanged, "retired": self.recorded.retired},
-            "letters_written": self.letters_written, "letters_failed": self.letters_failed,
+            "letters_written": self.letters_written, "letter_channel": self.letter_channel,
+            "letters_failed": self.letters_failed,
             "letters_queued": self.letters_queued, "letters_planned": self.workload.letters,
             "letters_by_status": {status: self.workload.letter_statuses.get(status, 0) for status in LETTER_STATUSES},
             "open_tasks": [{"role": role, "priority": prio, "count": n}

@@ -52,6 +52,12 @@ class AllLinesRejected(Exception):
     documents and `rejected.jsonl` are written first, so the reasons are there to read."""
 
 
+class MigrationRejectedLines(Exception):
+    """A migration moved patients to rules that reject event lines their old rules
+    accepted (exit 1): those patients are now planned without them. Everything was
+    written first; `rejected.jsonl` says why, line by line."""
+
+
 DEFAULT_SHARD_SIZE = 2000  # patients per shard: ~0.1-0.2 s of planning against ~10 ms of a Prefect task's overhead
 
 
@@ -98,13 +104,16 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
     ledger = Ledger(spec.ledger_url)
     try:
         run.call(steps.ARCHIVE_PATHWAY, archive_pathway, spec, ledger)
+        accepted_before = _accepted_before(spec, ledger)
         if removed := clear_leftovers(spec.out, spec.documents):
             log(f"removed {removed} half-written file(s) left by an interrupted run")
         work = work_dir(spec.out)
         chosen = run.call(steps.CHOOSE_PATIENTS, choose, spec, str(patients), str(events), work, shard_size, full,
                           ledger)
         log(f"{chosen.patients} patients; {chosen.ingested} new event line(s); re-planning {chosen.planned} "
-            f"in {len(chosen.shards)} shard(s) ({_reasons(chosen.reasons)})")
+            f"in {len(chosen.shards)} shard(s) ({_reasons(chosen.reasons)})"
+            + (f"; {chosen.removed} patient(s) no longer in the patients file left the documents" if chosen.removed
+               else ""))
         if chosen.unterminated is not None:
             log(f"the events file's last line ({chosen.unterminated}) has no newline: read as it is now, as "
                 "`carepath plan` reads it, and again by the next run; end every line with a newline")
@@ -147,7 +156,37 @@ def sweep(spec: RunSpec, patients: str | Path, events: str | Path, executor: Exe
     if refuse_unused_input and cohort.all_rejected:
         raise AllLinesRejected(f"{cohort.all_rejected}: is it the right file? {spec.out / 'rejected.jsonl'} says "
                                "why, line by line")
+    if refuse_unused_input and accepted_before is not None and not chosen.restarted:
+        _refuse_lost_lines(spec, accepted_before)
     return _delivered_or_raise(summary)
+
+
+def _accepted_before(spec: RunSpec, ledger: Ledger) -> tuple[int, set[int]] | None:
+    """Before a migration's run: the last events line read so far and the lines the
+    patients' plans rejected, to tell the lines the migration newly rejects."""
+    if spec.migration is None:
+        return None
+    from carepath.orchestrator.event_store import EventStore
+
+    return (EventStore(ledger.engine, spec.compiled.id).last_line(),
+            WakeIndex(ledger.engine, spec.compiled.id).rejected_event_lines())
+
+
+def _refuse_lost_lines(spec: RunSpec, before: tuple[int, set[int]]) -> None:
+    last, rejected = before
+    ledger = Ledger(spec.ledger_url)
+    try:
+        now = WakeIndex(ledger.engine, spec.compiled.id).rejected_event_lines()
+    finally:
+        ledger.close()
+    lost = sorted(line for line in now - rejected if line <= last)
+    if lost:
+        shown = ", ".join(map(str, lost[:10])) + (f" and {len(lost) - 10} more" if len(lost) > 10 else "")
+        raise MigrationRejectedLines(
+            f"the migration to {spec.compiled.id} {spec.compiled.version} rejected {len(lost)} event line(s) that "
+            f"the patients' previous rules accepted (line(s) {shown}; {spec.out / 'rejected.jsonl'} says why): "
+            "the patients it moved are now planned without them. Correct those lines or the pathway, then run "
+            "again")
 
 
 class LettersUndelivered(SmtpUnavailable):

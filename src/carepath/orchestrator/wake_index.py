@@ -23,7 +23,7 @@ whole cohort while planning few.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -141,6 +141,23 @@ class WakeIndex:
                 conn.execute(dirty_table.delete().where(dirty_table.c.pathway == self.pathway,
                                                         dirty_table.c.patient.in_(chunk)))
 
+    def absent(self, patients: Collection[str]) -> list[str]:
+        """Patients planned before whose line is no longer in the patients file (removed,
+        or now rejected), in ref order."""
+        with self.engine.connect() as conn:
+            known = conn.execute(select(wake_table.c.patient).where(wake_table.c.pathway == self.pathway))
+            return sorted(ref for (ref,) in known if ref not in patients)
+
+    def drop(self, refs: Sequence[str], dirty: Iterable[str] = ()) -> None:
+        """Forget these patients' rows (one who comes back is planned as new), and mark
+        `dirty` (keyed refs: those sharing an event id with them) for re-planning, in one
+        transaction."""
+        with self.engine.begin() as conn:
+            for chunk in chunks(list(refs)):
+                conn.execute(wake_table.delete().where(wake_table.c.pathway == self.pathway,
+                                                       wake_table.c.patient.in_(chunk)))
+            self.mark_dirty(conn, dirty)
+
     def forget_wakes(self, refs: Iterable[str]) -> None:
         """These patients are re-planned at the next sweep whatever happens (a letter of
         theirs could not be delivered and is tried again)."""
@@ -156,6 +173,16 @@ class WakeIndex:
             rows = conn.execute(select(t.c.patient, t.c.wake).where(
                 t.c.pathway == self.pathway, t.c.wake > instant(start), t.c.wake < instant(end)))
             return [(ref, datetime.fromisoformat(wake)) for ref, wake in rows]
+
+    def rejected_event_lines(self) -> set[int]:
+        """The events file's lines the patients' last plans rejected (their numbers)."""
+        lines: set[int] = set()
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True).execute(
+                select(wake_table.c.summary).where(wake_table.c.pathway == self.pathway))
+            for (summary,) in result:
+                lines.update(row[1] for row in orjson.loads(summary).get("rejected", ()) if row[0] == "events")
+        return lines
 
     def summaries(self, patients: Collection[str]) -> Iterator[tuple[str, dict[str, object]]]:
         """Each known patient's stored summary, in ref order."""

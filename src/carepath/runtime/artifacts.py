@@ -31,6 +31,9 @@ def urgent_rows(summary: RunSummary) -> list[dict[str, object]]:
             for _, band, ref, step, due, status, opened in summary.workload.urgent]
 
 
+_CHANNEL = {"email": "by e-mail", "print": "into the day's print batch", "file": "as files under the letters folder"}
+
+
 def letter_rows(summary: RunSummary) -> list[dict[str, object]]:
     rows = [{"letters": status, "count": n} for status, n in summary.as_json()["letters_by_status"].items()]
     return [*rows, {"letters": "sent this run", "count": summary.letters_written},
@@ -50,7 +53,8 @@ def markdown(summary: RunSummary, out: Path) -> str:
         f"{out_['retired']:,} retired",
         f"- open or overdue tasks: {sum(summary.workload.open_tasks.values()):,} "
         f"({summary.workload.overdue:,} overdue)",
-        f"- letters: {summary.letters_written:,} sent this run; {summary.workload.letters:,} planned: "
+        f"- letters: {summary.letters_written:,} sent this run ({_CHANNEL[summary.letter_channel]}); "
+        f"{summary.workload.letters:,} planned: "
         + ", ".join(f"{n:,} {status}" for status, n in s["letters_by_status"].items()),
         "- patients by status: " + ", ".join(f"{k} {v:,}" for k, v in s["patients_by_status"].items()),
         f"- patients needing attention: {summary.workload.attention:,} (blocked, awaiting eligibility, on hold "

@@ -93,7 +93,7 @@ def summary_text(result) -> str:  # noqa: ANN001 - a runner.RunResult (kept impo
                  f"patients needing attention: {s['patients_needing_attention']:,}")
     for row in sorted(s["open_tasks"], key=lambda r: (r["priority"] != "urgent", r["role"], r["priority"])):
         lines.append(f"  {row['role']:<22} {row['priority']:<8} {row['count']:>7,}")
-    lines.append(f"letters: {s['letters_written']:,} sent this run {_sent_how(out)}; "
+    lines.append(f"letters: {s['letters_written']:,} sent this run {sent_how(s.get('letter_channel', 'file'), out)}; "
                  + letters_by_status(s) + f" (see {docs.shown('letters.jsonl')})")
     if s.get("patients_on_older_versions"):
         from carepath.orchestrator.sequence import versions_note
@@ -114,11 +114,15 @@ def summary_text(result) -> str:  # noqa: ANN001 - a runner.RunResult (kept impo
     return "\n".join(lines) + "\n"
 
 
-def _sent_how(out: Path) -> str:
-    """Where this run's letters went: e-mailed letters leave no file (the ledger records
-    each send); the file channel writes them under out/letters."""
-    if os.environ.get("CAREPATH_LETTER_CHANNEL", "").lower() == "email":
+def sent_how(channel: str, out: Path) -> str:
+    """Where this run's letters went, by the channel the run resolved (the deployment's
+    setting, else the pathway's `letter_channel`): e-mailed letters leave no file (the
+    ledger records each send); the print channel writes the day's batch; the file channel
+    writes them under out/letters."""
+    if channel == "email":
         return f"by e-mail (patients without an address: files under {out / 'letters'})"
+    if channel == "print":
+        return f"into the day's print batch under {out / 'print'}"
     return f"under {out / 'letters'}"
 
 

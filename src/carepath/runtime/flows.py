@@ -44,7 +44,7 @@ from carepath.runtime import artifacts
 from carepath.runtime.notify import announce_facts
 from carepath.settings import SettingMissing, check_environment, check_parameters
 from carepath.sinks.ledger import check_ledger
-from carepath.sinks.storage import check_documents_url, claim_location, storage_for
+from carepath.sinks.storage import DOCUMENTS_ENV, check_documents_url, claim_location, storage_for
 
 __all__ = ["DEFAULT_SHARD_SIZE", "PrefectTasks", "export", "patient_replan", "run_sweep", "sweep"]
 
@@ -112,6 +112,7 @@ def _withheld(where: str) -> Iterator[None]:
                        code=failures.classify(exc).code) from None
 
 
+OUT_SETTING = "the output folder (`carepath run --out`, a deployment's `out` parameter)"
 _ENV_SETTINGS = ("CAREPATH_DOCUMENTS_URL", "CAREPATH_LETTER_CHANNEL", "CAREPATH_SMTP_BLOCK", "CAREPATH_SMTP_HOST",
                   "CAREPATH_SMTP_FROM")
 
@@ -209,12 +210,15 @@ def _spec(pathway: str, out: str, as_of: str | None, ledger_url: str | None, pdf
     spec = RunSpec.resolve(pathway, out, parse_as_of(as_of), str(flow_run.id), ledger_url=ledger_url, pdf=pdf,
                            migration=read_migration(migration) if migration else None)
     check_documents_url(spec.documents_url)  # a worker's CAREPATH_DOCUMENTS_URL, checked like `carepath run` does
-    if spec.documents_url:  # two pathways' documents in one shared location would overwrite each other
-        claim_location(storage_for(spec.documents), spec.compiled.id)
+    # Two pathways' documents in one folder or shared location would overwrite each other.
+    spec.out.mkdir(parents=True, exist_ok=True)
+    claim_location(storage_for(spec.out), spec.compiled.id, OUT_SETTING)
+    if spec.documents_url:
+        claim_location(storage_for(spec.documents), spec.compiled.id, DOCUMENTS_ENV)
     if (problem := letter_channel_problem(spec.compiled)) is not None:
         raise SettingMissing(problem)
-    spec.out.mkdir(parents=True, exist_ok=True)
-    check_ledger(spec.ledger_url, spec.out)  # `carepath run` checked before Prefect; a deployment's run checks here
+    # `carepath run` checked the ledger before Prefect; here again, knowing the pathway (a shared ledger).
+    check_ledger(spec.ledger_url, spec.out, spec.compiled.id)
     return spec
 
 
@@ -313,6 +317,7 @@ def export(pathway: str, out: str, ledger_url: str | None = None, as_of: str | N
     from carepath.orchestrator.export import export_documents
     from carepath.sinks.ledger import Ledger, default_url
 
+    check_parameters({"pathway": pathway, "out": out}, files=("pathway",))  # first: "" would be the cwd
     compiled = api.load_pathway(pathway)
     ledger = Ledger(ledger_url or default_url(Path(out).resolve()))
     try:

@@ -26,7 +26,7 @@ class RunFailed(Exception):
 
         from carepath.api import InvalidInput
         from carepath.orchestrator.pinning import VersionReused
-        from carepath.orchestrator.sequence import AllLinesRejected
+        from carepath.orchestrator.sequence import AllLinesRejected, MigrationRejectedLines
         from carepath.outlock import FolderBusy
         from carepath.settings import SettingMissing
         from carepath.sinks.ledger import LedgerProblem
@@ -36,7 +36,7 @@ class RunFailed(Exception):
         # DatabaseError: the ledger file is corrupt, read-only, or its disk is full.
         return isinstance(self.cause, (OSError, InvalidInput, VersionReused, LookupError, LetterError, FolderBusy,
                                        LedgerProblem, DatabaseError, AllLinesRejected, SettingMissing,
-                                       LocationRefused))
+                                       LocationRefused, MigrationRejectedLines))
 
 
 def _check_ledger(ledger_url: str | None, out: Path) -> None:

@@ -45,6 +45,8 @@ class Storage(Protocol):
 
     def exists(self, name: str) -> bool: ...
 
+    def remove(self, name: str) -> bool: ...
+
     def read_bytes(self, name: str) -> bytes: ...
 
     def url(self, name: str) -> str: ...
@@ -84,6 +86,14 @@ class LocalStorage:
 
     def exists(self, name: str) -> bool:
         return self.path(name).exists()
+
+    def remove(self, name: str) -> bool:
+        """Delete the document if it is there; whether it was."""
+        try:
+            self.path(name).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def read_bytes(self, name: str) -> bytes:
         return self.path(name).read_bytes()
@@ -134,6 +144,13 @@ class FsspecStorage:
 
     def exists(self, name: str) -> bool:
         return bool(self.fs.exists(self._full(name)))
+
+    def remove(self, name: str) -> bool:
+        """Delete the document if it is there; whether it was."""
+        if not self.fs.exists(self._full(name)):
+            return False
+        self.fs.rm(self._full(name))
+        return True
 
     def clear_temporaries(self, folders: tuple[str, ...]) -> int:
         """Remove the temporaries a writer killed before its move left in these folders
@@ -242,17 +259,18 @@ OWNER = ".carepath-pathway"
 """A shared documents location's marker: the id of the pathway whose documents it holds."""
 
 
-def claim_location(storage: LocalStorage | FsspecStorage, pathway: str) -> None:
-    """Mark a shared documents location as this pathway's, or LocationRefused when it
-    holds another pathway's: two deployments sharing CAREPATH_DOCUMENTS_URL would each
-    rewrite tasks.jsonl, the worklist and the FHIR exports with their own cohort."""
+def claim_location(storage: LocalStorage | FsspecStorage, pathway: str, setting: str = DOCUMENTS_ENV) -> None:
+    """Mark a run's output folder or shared documents location as this pathway's, or
+    LocationRefused when it holds another pathway's: two deployments sharing one `out` or
+    one CAREPATH_DOCUMENTS_URL would each rewrite tasks.jsonl, the worklist and the FHIR
+    exports with their own cohort. `setting` names what chose the location."""
     if storage.exists(OWNER):
         owner = storage.read_bytes(OWNER).decode("utf-8", "replace").strip()
         if owner and owner != pathway:
             where = storage.shown(OWNER).rsplit("/", 1)[0]
             raise LocationRefused(
-                f"{DOCUMENTS_ENV}: {where} holds the documents of pathway {owner}, not {pathway}: give each pathway "
-                f"its own location (e.g. {where.rstrip('/')}/{pathway}) in its deployment's job_variables.env")
+                f"{setting}: {where} holds the documents of pathway {owner}, not {pathway}: give each pathway "
+                f"its own location (e.g. {where.rstrip('/')}/{pathway})")
         if owner == pathway:
             return
     with storage.writer(OWNER) as handle:

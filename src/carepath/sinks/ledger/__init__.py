@@ -20,7 +20,7 @@ ones the rest of carepath imports from `carepath.sinks.ledger`.
 
 from __future__ import annotations
 
-from carepath.sinks.ledger.dialect import UnsupportedDatabase
+from carepath.sinks.ledger.dialect import UnsupportedDatabase, serialize_writers
 from carepath.sinks.ledger.documents import DocumentStates
 from carepath.sinks.ledger.letter_queue import LetterQueue
 from carepath.sinks.ledger.opening import check_ledger, default_url, open_engine, private_sqlite, shown_url, url_problem
@@ -45,7 +45,8 @@ from carepath.sinks.ledger.schema import (
 __all__ = [
     "Ledger", "LedgerProblem", "LedgerUnavailable", "Recorded", "UnsupportedDatabase", "check_ledger", "default_url",
     "dirty_table", "generations_table", "ledger_metadata", "migrations_table", "outputs_table",
-    "patient_state_table", "pins_table", "private_sqlite", "queue_table", "sends_table", "shown_url",
+    "patient_state_table", "pins_table", "private_sqlite", "queue_table", "sends_table", "serialize_writers",
+    "shown_url",
     "snapshots_table", "url_problem", "versions_table", "withdrawals_table",
 ]
 

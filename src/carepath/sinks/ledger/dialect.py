@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine, Table, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from carepath.sinks.ledger.problems import LedgerProblem
@@ -64,3 +64,16 @@ def insert_new(conn: Connection, table: Table, keys: list[str], rows: Sequence[M
         stmt = insert(conn, table).values(chunk)
         added += conn.execute(stmt.on_conflict_do_nothing(index_elements=keys)).rowcount
     return added
+
+
+def serialize_writers(conn: Connection, key: str) -> None:
+    """Begin a read-then-write transaction holding the lock other processes' such
+    transactions on `key` wait for: several processes sharing the ledger (concurrent first
+    runs, a sweep beside an event run, workers on several hosts) would otherwise each read
+    "not there yet" and insert the same rows, and all but one fail on the unique key.
+    SQLite: the database's write lock at once (SQLAlchemy leaves BEGIN to the driver, which
+    takes it only at the first write); PostgreSQL: a transaction-scoped advisory lock."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"carepath:{key}"})

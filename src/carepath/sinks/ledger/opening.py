@@ -61,12 +61,14 @@ def _letters_on_disk(out_dir: Path) -> bool:
     return letters.is_dir() and next((p for p in letters.rglob("*.txt") if p.is_file()), None) is not None
 
 
-def check_ledger(url: str, out_dir: Path) -> None:
+def check_ledger(url: str, out_dir: Path, pathway: str | None = None) -> None:
     """Before a run: the ledger can be opened, and letters already on disk are in it.
 
     Without its ledger a run would take every letter for new and write (send) it again:
     the files under `out_dir/letters` are the evidence that the ledger was used, so a
-    missing or empty ledger beside them is refused rather than started afresh.
+    missing or empty ledger beside them is refused rather than started afresh. With
+    `pathway`, a shared ledger that holds other pathways' outputs but none of this one's
+    is refused the same way (an `out` pointed at the wrong shared ledger).
     """
     where = shown_url(url)
     if url.startswith("sqlite:///"):
@@ -83,10 +85,16 @@ def check_ledger(url: str, out_dir: Path) -> None:
         with engine.connect() as conn:
             from sqlalchemy import inspect as inspect_db
 
-            has_outputs = inspect_db(conn).has_table("outputs")
+            inspector = inspect_db(conn)
+            has_outputs = inspector.has_table("outputs")
             ledger_migrations.check(conn)
-            # One row is enough evidence; counting all of them would scan millions.
-            rows = conn.execute(select(outputs_table.c.id).limit(1)).first() if has_outputs else None
+            # One row is enough evidence; counting all of them would scan millions. A ledger
+            # from before outputs were kept per pathway has no such column: any row counts.
+            query = select(outputs_table.c.id).limit(1)
+            scoped = has_outputs and "pathway" in {c["name"] for c in inspector.get_columns("outputs")}
+            if pathway is not None and scoped:
+                query = query.where(outputs_table.c.pathway == pathway)
+            rows = conn.execute(query).first() if has_outputs else None
     except OperationalError as exc:
         if url.startswith("sqlite"):
             raise LedgerProblem(f"the ledger {where} cannot be used ({exc.orig}): check the file, its folder's "
@@ -101,7 +109,8 @@ def check_ledger(url: str, out_dir: Path) -> None:
     finally:
         engine.dispose()
     if not rows and _letters_on_disk(out_dir):
-        raise LedgerProblem(_missing(where, out_dir))
+        raise LedgerProblem(_missing(where, out_dir, "is missing or empty" if pathway is None else
+                                     f"holds nothing of pathway {pathway}"))
 
 
 def _newer(where: str, exc: ledger_migrations.NewerLedger) -> str:
@@ -109,8 +118,8 @@ def _newer(where: str, exc: ledger_migrations.NewerLedger) -> str:
             "(or a newer one); an older version must not write into it")
 
 
-def _missing(where: str, out_dir: Path) -> str:
-    return (f"the ledger {where} is missing or empty, but {out_dir / 'letters'} holds letters written by earlier "
+def _missing(where: str, out_dir: Path, state: str = "is missing or empty") -> str:
+    return (f"the ledger {where} {state}, but {out_dir / 'letters'} holds letters written by earlier "
             "runs: without the ledger every letter would be written again as new. Restore the ledger from a "
             f"backup, or move {out_dir / 'letters'} away to start afresh")
 

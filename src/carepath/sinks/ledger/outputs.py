@@ -13,7 +13,7 @@ import orjson
 from sqlalchemy import Connection, case, func, select, text, update
 
 from carepath.sinks.base import Output, OutputKind
-from carepath.sinks.ledger.dialect import chunks
+from carepath.sinks.ledger.dialect import chunks, serialize_writers
 from carepath.sinks.ledger.documents import advance
 from carepath.sinks.ledger.repository import Repository
 from carepath.sinks.ledger.schema import outputs_table, patient_state_table, sends_table
@@ -47,6 +47,7 @@ class Outputs(Repository):
         patients retired. Idempotent."""
         wanted = {o.id: o for o in outputs}
         with self.engine.begin() as conn:
+            serialize_writers(conn, f"outputs:{pathway}")
             existing: dict[str, tuple[str, int]] = {}
             for chunk in chunks(list(patients)):
                 rows = conn.execute(select(outputs_table.c.id, outputs_table.c.digest, outputs_table.c.retired)
@@ -71,6 +72,22 @@ class Outputs(Repository):
             if new or changed or gone:
                 advance(conn, pathway)
         return Recorded(len(new), len(changed), len(outputs) - len(new) - len(changed), len(gone))
+
+    def retire_patients(self, pathway: str, patients: Sequence[str], run: str) -> int:
+        """Retire every output of these patients (they left the patients file) and forget
+        their plans' digests and wakes, so that a patient who comes back is recorded afresh.
+        One transaction; what they were sent stays recorded as sent. Returns the outputs retired."""
+        retired = 0
+        with self.engine.begin() as conn:
+            for chunk in chunks(list(patients)):
+                retired += conn.execute(update(outputs_table).where(
+                    outputs_table.c.pathway == pathway, outputs_table.c.patient.in_(chunk),
+                    outputs_table.c.retired == 0).values(retired=1, updated_run=run)).rowcount
+                conn.execute(patient_state_table.delete().where(patient_state_table.c.pathway == pathway,
+                                                                patient_state_table.c.patient.in_(chunk)))
+            if retired:
+                advance(conn, pathway)
+        return retired
 
     def current(self, pathway: str, kinds: Iterable[OutputKind] | None = None) -> Iterator[Output]:
         """Every current (not retired) output of the pathway in (patient, kind, id) order, streamed."""

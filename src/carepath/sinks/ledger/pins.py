@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import orjson
 from sqlalchemy import func, select
 
+from carepath.sinks.ledger.dialect import serialize_writers
 from carepath.sinks.ledger.repository import Repository
 from carepath.sinks.ledger.schema import migrations_table, pins_table, versions_table, withdrawals_table
 
@@ -17,6 +18,7 @@ class Pins(Repository):
         """Archive a pathway version's source; returns the digest already archived under
         that version when it differs (the same version number reused for other rules)."""
         with self.engine.begin() as conn:
+            serialize_writers(conn, f"versions:{pathway}")
             known = conn.execute(select(versions_table.c.digest).where(
                 versions_table.c.pathway == pathway, versions_table.c.version == version)).scalar_one_or_none()
             if known is None:
