@@ -26,7 +26,7 @@ from carepath import api
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine import plan
 from carepath.engine.result import PatientPlan
-from carepath.orchestrator.cohort import Rejected, Shard, read_patient_shard
+from carepath.orchestrator.cohort import Shard, read_patient_shard
 from carepath.orchestrator.delivery import Delivered
 from carepath.orchestrator.event_store import EventStore, key
 from carepath.orchestrator.notices import Notices
@@ -34,7 +34,7 @@ from carepath.orchestrator.patients_index import PatientsIndex
 from carepath.orchestrator.pinning import VersionReused, decide, id_aliases
 from carepath.orchestrator.spec import RunSpec
 from carepath.orchestrator.wake_index import Planned, WakeIndex, record_digest
-from carepath.records import Patient, read_patients
+from carepath.records import Patient, Rejection, read_patients
 from carepath.records.fields import compile_event_types
 from carepath.records.readers import gc_paused
 from carepath.sinks.base import OutputKind, Sink, outputs_of, write_atomic
@@ -77,13 +77,13 @@ class ShardReport:
     recorded: Recorded
     letters_queued: int   # due letters put on the delivery queue
     workload: Workload
-    rejected: tuple[Rejected, ...]
+    rejected: tuple[Rejection, ...]
     facts: int = 0  # new facts of urgent or safety work recorded for on-call (carepath.orchestrator.notices)
     # (patient, wake) of each plan that next changes with no new event: when a timer may re-plan it
     wakes: tuple[tuple[str, datetime], ...] = ()
 
 
-def summary_of(p: PatientPlan, rejected: Iterable[Rejected] = ()) -> dict[str, object]:
+def summary_of(p: PatientPlan, rejected: Iterable[Rejection] = ()) -> dict[str, object]:
     """What the run summary needs of one plan (its open work, status, letters) and the
     patient's rejected lines, compact: the wake index keeps it for patients a sweep does
     not re-plan. No names."""
@@ -161,7 +161,7 @@ def archive_pathway(spec: RunSpec, ledger: Ledger) -> None:
             "('carepath validate' in the pathway's Git work tree reports this as CP701 before it is deployed)")
 
 
-def _archived(ledger: Ledger, pathway: Path, pathway_id: str, version: str) -> CompiledPathway | str:
+def archived_pathway(ledger: Ledger, pathway: Path, pathway_id: str, version: str) -> CompiledPathway | str:
     """A pinned older version compiled from the ledger's archive, or why it cannot be."""
     source = ledger.archived_source(pathway_id, version)
     if source is None:
@@ -175,12 +175,12 @@ def _archived(ledger: Ledger, pathway: Path, pathway_id: str, version: str) -> C
 
 def pinned_groups(spec: RunSpec, plans: Sequence[PatientPlan], ledger: Ledger,
                   replan: Callable[[CompiledPathway, set[str]], list[PatientPlan]],
-                  ) -> tuple[list[tuple[CompiledPathway, list[PatientPlan]]], list[Rejected]]:
+                  ) -> tuple[list[tuple[CompiledPathway, list[PatientPlan]]], list[Rejection]]:
     """The plans grouped by the version each patient is planned under (see carepath.orchestrator.pinning)."""
     compiled, run = spec.compiled, spec.run
     refs = [p.patient for p in plans]
     pins = ledger.pins(compiled.id, refs)
-    olds = {v: _archived(ledger, spec.pathway, compiled.id, v) for v in set(pins.values()) - {compiled.version}}
+    olds = {v: archived_pathway(ledger, spec.pathway, compiled.id, v) for v in set(pins.values()) - {compiled.version}}
     decision = decide(compiled.id, compiled.version, refs, pins, spec.migration,
                       {v: (None if isinstance(c, CompiledPathway) else c) for v, c in olds.items()})
     groups = [(compiled, [p for p in plans if p.patient in decision.current])]
@@ -201,7 +201,7 @@ def pinned_groups(spec: RunSpec, plans: Sequence[PatientPlan], ledger: Ledger,
             ledger.record_withdrawals(compiled.id, withdrawn(
                 old, compiled, migration, replan(old, decision.migrate),
                 [p for p in plans if p.patient in decision.migrate]), run)
-    refused = [Rejected("pins", 0, ref, why) for ref, why in sorted(decision.refuse.items())]
+    refused = [Rejection(0, ref, why, "pins") for ref, why in sorted(decision.refuse.items())]
     return groups, refused
 
 
@@ -303,10 +303,9 @@ def emit_patients(spec: RunSpec, patients: dict[str, Patient], ledger: Ledger, o
     # What on-call must be told, recorded once per fact (announced by the run's notifier).
     notices = Notices(ledger.engine, compiled.id)
     facts = sum(len(notices.record(c, c.version, group, spec.run)) for c, group in groups if group)
-    rejected: dict[str, list[Rejected]] = {ref: [Rejected("events", r.line, r.id, r.reason) for r in bad[ref]]
-                                           for ref in patients}
+    rejected: dict[str, list[Rejection]] = {ref: list(bad[ref]) for ref in patients}
     for p in emitted:
-        rejected[p.patient].extend(Rejected("events", r.line, r.id, r.reason) for r in p.rejected)
+        rejected[p.patient].extend(Rejection(r.line, r.id, r.reason) for r in p.rejected)
     for r in refused:
         rejected[r.id].append(r)  # type: ignore[index]
     index = WakeIndex(ledger.engine, compiled.id)
@@ -469,12 +468,11 @@ def report_cohort(spec: RunSpec, patients_path: str | Path, ledger: Ledger) -> C
     patients, bad_patients = PatientsIndex(ledger.engine, compiled.id).refs(patients_path, compiled.clinic.zone.key)
     index = WakeIndex(ledger.engine, compiled.id)
     store = EventStore(ledger.engine, compiled.id)
-    rejected = [Rejected("patients", r.line, r.id, r.reason) for r in bad_patients]
-    rejected += [Rejected("events", r.line, r.id, r.reason)
-                 for r in store.unplaced(patients, compile_event_types(compiled.event_fields))]
+    rejected = bad_patients + store.unplaced(patients, compile_event_types(compiled.event_fields))
     summaries = []
     for ref, summary in index.summaries(patients):
-        rejected.extend(Rejected(*row) for row in summary["rejected"])  # type: ignore[union-attr]
+        rejected.extend(Rejection(line, ref, reason, file)
+                        for file, line, ref, reason in summary["rejected"])  # type: ignore[union-attr]
         summaries.append((ref, summary))
     write_rejected(spec.out, rejected)
     outputs = sum(int(summary.get("outputs", 0)) for _, summary in summaries)  # type: ignore[call-overload]
@@ -493,7 +491,7 @@ def _all_rejected(patients: int, bad_patients: int, bad_events: int, event_lines
     return ""
 
 
-def write_rejected(out: Path, rejected: Iterable[Rejected]) -> Path:
+def write_rejected(out: Path, rejected: Iterable[Rejection]) -> Path:
     """`rejected.jsonl`: every input line refused this run, with line and reason (no names)."""
     rows = sorted(rejected, key=lambda r: (r.file != "events", r.file, r.line, r.id or ""))
     path = out / "rejected.jsonl"
