@@ -103,7 +103,7 @@ def deliver_letters(spec: RunSpec, patients_path: str | Path, ledger: Ledger, pa
                     *, now: datetime | None = None) -> Delivered:
     """Claim, render and send the queued letters (only `patient`'s with one), batch by
     batch, until the queue holds nothing this step may take."""
-    from carepath.orchestrator.emission import archived_pathway, letter_channel
+    from carepath.orchestrator.emission import archived, letter_channel
     from carepath.sinks.email import SmtpUnavailable
 
     compiled = spec.compiled
@@ -142,7 +142,7 @@ def deliver_letters(spec: RunSpec, patients_path: str | Path, ledger: Ledger, pa
                     by_version[str(body.get("pathway_version", compiled.version))].append((letter_id, ref))
             for version, group in sorted(by_version.items()):
                 if version not in versions:
-                    versions[version] = archived_pathway(ledger, spec.pathway, compiled.id, version)
+                    versions[version] = archived(ledger, spec.pathway, compiled.id, version)
                 rules = versions[version]
                 if isinstance(rules, str):
                     reasons.update((i, f"its pathway version {version} cannot be loaded: {rules}") for i, _ in group)

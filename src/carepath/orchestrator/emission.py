@@ -161,7 +161,7 @@ def archive_pathway(spec: RunSpec, ledger: Ledger) -> None:
             "('carepath validate' in the pathway's Git work tree reports this as CP701 before it is deployed)")
 
 
-def archived_pathway(ledger: Ledger, pathway: Path, pathway_id: str, version: str) -> CompiledPathway | str:
+def archived(ledger: Ledger, pathway: Path, pathway_id: str, version: str) -> CompiledPathway | str:
     """A pinned older version compiled from the ledger's archive, or why it cannot be."""
     source = ledger.archived_source(pathway_id, version)
     if source is None:
@@ -180,7 +180,7 @@ def pinned_groups(spec: RunSpec, plans: Sequence[PatientPlan], ledger: Ledger,
     compiled, run = spec.compiled, spec.run
     refs = [p.patient for p in plans]
     pins = ledger.pins(compiled.id, refs)
-    olds = {v: archived_pathway(ledger, spec.pathway, compiled.id, v) for v in set(pins.values()) - {compiled.version}}
+    olds = {v: archived(ledger, spec.pathway, compiled.id, v) for v in set(pins.values()) - {compiled.version}}
     decision = decide(compiled.id, compiled.version, refs, pins, spec.migration,
                       {v: (None if isinstance(c, CompiledPathway) else c) for v, c in olds.items()})
     groups = [(compiled, [p for p in plans if p.patient in decision.current])]

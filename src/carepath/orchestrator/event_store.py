@@ -145,7 +145,7 @@ def scratch_store(directory: Path, pathway: str) -> EventStore:
     memory does not grow with the file; not durable, since nothing outlives the command."""
     engine = create_engine(f"sqlite:///{directory / 'events.sqlite'}", future=True)
     event.listen(engine, "connect", _scratch_pragmas)
-    ledger_metadata.create_all(engine, tables=[feed_table, lines_table, shared_ids_table])
+    lines_table.metadata.create_all(engine, tables=[feed_table, lines_table, shared_ids_table])
     return EventStore(engine, pathway)
 
 
