@@ -27,7 +27,6 @@ class Shard:
     index: int
     path: Path
     patients: int
-    events: int       # event lines routed here (a line may still be rejected when the shard is planned)
 
     @property
     def name(self) -> str:
@@ -56,7 +55,7 @@ def write_patient_shards(workdir: Path, patients: Mapping[str, Patient], refs: S
                 p = patients[ref]
                 handle.write(b"P" + orjson.dumps([p.ref, p.given_name, p.family_name, p.timezone, p.email]) + b"\n")
             handle.write(tail)
-        shards.append(Shard(index, path, len(group), 0))
+        shards.append(Shard(index, path, len(group)))
     return tuple(shards)
 
 
