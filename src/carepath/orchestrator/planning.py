@@ -167,13 +167,13 @@ def write_patient_page(out: IO[str], compiled: CompiledPathway, as_of: datetime,
         return False
     from carepath.engine.closure import closures
 
-    for result in plan_cohort(compiled, cohort, as_of):
-        if result.patient == ref:
-            # What closed each withdrawn task and letter: the patient's history folded once more.
-            events, _ = cohort.events_of([ref])
-            closed = closures(compiled, cohort.patients[ref], events[ref], as_of)
-            page, _ = Worklist(Path("."), compiled, as_of, patient=ref, closures=closed).render(
-                outputs_of(result, compiled.version))
-            out.write(page)
-            return True
-    return False
+    # The patient's own events (and the lines sharing their ids) are read from the store:
+    # one patient is planned, not the cohort.
+    events, _ = cohort.events_of([ref])
+    result = plan(compiled, cohort.patients[ref], list(events[ref]), as_of)
+    # What closed each withdrawn task and letter: the patient's history folded once more.
+    closed = closures(compiled, cohort.patients[ref], events[ref], as_of)
+    page, _ = Worklist(Path("."), compiled, as_of, patient=ref, closures=closed).render(
+        outputs_of(result, compiled.version))
+    out.write(page)
+    return True
