@@ -90,16 +90,23 @@ def plan_cohort(compiled: CompiledPathway, cohort: Cohort, as_of: datetime) -> I
     """Plans in patient-ref order, a group at a time; the lines rejected while planning
     (invalid event lines, engine refusals) are appended to `cohort.rejected`."""
     for refs, events, rejected in cohort.groups():
-        # Records and plans hold no reference cycles: the collector's passes over a
-        # group's young objects cost a third of the time here.
-        with gc_paused():
-            cohort.rejected.extend(rejected)
-            plans = []
-            for ref in refs:
-                result = plan(compiled, cohort.patients[ref], events.pop(ref), as_of)
-                cohort.rejected.extend(Rejection(r.line, r.id, r.reason) for r in result.rejected)
-                plans.append(result)
-        yield from plans
+        cohort.rejected.extend(rejected)
+        yield from _plan_group(compiled, cohort, refs, events, as_of)
+
+
+def _plan_group(compiled: CompiledPathway, cohort: Cohort, refs: list[str], events: dict[str, list[Event]],
+                as_of: datetime) -> list[PatientPlan]:
+    """These patients planned (their events are taken from `events`); the events the
+    engine refused are appended to `cohort.rejected`."""
+    # Records and plans hold no reference cycles: the collector's passes over a group's
+    # young objects cost a third of the time here.
+    with gc_paused():
+        plans = []
+        for ref in refs:
+            result = plan(compiled, cohort.patients[ref], events.pop(ref), as_of)
+            cohort.rejected.extend(Rejection(r.line, r.id, r.reason) for r in result.rejected)
+            plans.append(result)
+    return plans
 
 
 def write_plan_json(out: IO[str], compiled: CompiledPathway, as_of: datetime, cohort: Cohort) -> int:
@@ -170,7 +177,7 @@ def write_patient_page(out: IO[str], compiled: CompiledPathway, as_of: datetime,
     # The patient's own events (and the lines sharing their ids) are read from the store:
     # one patient is planned, not the cohort.
     events, _ = cohort.events_of([ref])
-    result = plan(compiled, cohort.patients[ref], list(events[ref]), as_of)
+    [result] = _plan_group(compiled, cohort, [ref], {ref: list(events[ref])}, as_of)
     # What closed each withdrawn task and letter: the patient's history folded once more.
     closed = closures(compiled, cohort.patients[ref], events[ref], as_of)
     page, _ = Worklist(Path("."), compiled, as_of, patient=ref, closures=closed).render(
