@@ -206,23 +206,23 @@ import gc, json, sys, time
 from datetime import datetime
 from pathlib import Path
 from carepath import api
-from carepath.orchestrator.cohort import partition, read_shard
+from carepath.orchestrator.planning import read_cohort
 from carepath.engine import plan
 compiled = api.load_pathway(sys.argv[1])
 d, work, as_of = Path(sys.argv[2]), Path(sys.argv[3]), datetime.fromisoformat(sys.argv[4])
-part = partition(compiled, d / "patients.jsonl", d / "events.jsonl", work, 2000)
+cohort = read_cohort(compiled, d / "patients.jsonl", d / "events.jsonl", group_size=2000)
+people = cohort.patients
 wall = cpu = 0.0
 patients = 0
-for shard in part.shards:
-    people, events, _ = read_shard(compiled, shard)     # reading is not the engine: untimed
+for refs, events, _ in cohort.groups():     # reading is not the engine: untimed
     gc.disable()
     w, c = time.perf_counter(), time.process_time()
-    for ref in sorted(people):
+    for ref in refs:
         plan(compiled, people[ref], events[ref], as_of)
     wall += time.perf_counter() - w
     cpu += time.process_time() - c
     gc.enable()
-    patients += len(people)
+    patients += len(refs)
 print(json.dumps({"patients": patients, "wall": wall, "cpu": cpu}))
 """
 
@@ -259,15 +259,16 @@ import cProfile, io, pstats, sys
 from datetime import datetime
 from pathlib import Path
 from carepath import api
-from carepath.orchestrator.cohort import partition, read_shard
+from carepath.orchestrator.planning import read_cohort
 from carepath.engine import plan
 compiled = api.load_pathway(sys.argv[1])
 d, work, as_of = Path(sys.argv[2]), Path(sys.argv[3]), datetime.fromisoformat(sys.argv[4])
-part = partition(compiled, d / "patients.jsonl", d / "events.jsonl", work, 2000)
-shards = [read_shard(compiled, s) for s in part.shards[:2]]
+cohort = read_cohort(compiled, d / "patients.jsonl", d / "events.jsonl", group_size=2000)
+people = cohort.patients
+groups = [group for group, _ in zip(cohort.groups(), range(2))]
 def run():
-    for people, events, _ in shards:
-        for ref in sorted(people):
+    for refs, events, _ in groups:
+        for ref in refs:
             plan(compiled, people[ref], events[ref], as_of)
 profile = cProfile.Profile()
 profile.runcall(run)

@@ -102,19 +102,19 @@ import json, sys, time
 from datetime import datetime
 from pathlib import Path
 from carepath import api
-from carepath.orchestrator import cohort
+from itertools import islice
+from carepath.orchestrator.planning import plan_cohort, read_cohort
 from carepath.sinks.letters import render_letter, write_letter
 compiled = api.load_pathway(sys.argv[1])
-part = cohort.partition(compiled, Path(sys.argv[2]) / "patients.jsonl", Path(sys.argv[2]) / "events.jsonl",
-                        Path(sys.argv[3]) / "work", 300)
-shard = cohort.plan_shard(compiled, part.shards[0], datetime.fromisoformat(sys.argv[4]))
-letters = [(p, l) for p in shard.plans for l in p.letters]
+cohort = read_cohort(compiled, Path(sys.argv[2]) / "patients.jsonl", Path(sys.argv[2]) / "events.jsonl")
+plans = list(islice(plan_cohort(compiled, cohort, datetime.fromisoformat(sys.argv[4])), 300))
+letters = [(p, l) for p in plans for l in p.letters]
 out = Path(sys.argv[3]) / "letters"
 result = {}
 for name, pdf, n in (("html+text", False, 2000), ("pdf", True, 100)):
     start = time.perf_counter()
     for p, l in letters[:n]:
-        write_letter(out / name, render_letter(compiled, shard.patients[p.patient], p, l), pdf=pdf)
+        write_letter(out / name, render_letter(compiled, cohort.patients[p.patient], p, l), pdf=pdf)
     result[name] = min(n, len(letters)) / (time.perf_counter() - start)
 print(json.dumps(result))
 """
@@ -127,15 +127,17 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from carepath import api
-from carepath.orchestrator import emission, cohort
+from carepath.orchestrator import emission
+from carepath.orchestrator.planning import read_cohort
 from carepath.engine import plan
 from carepath.runtime.flows import sweep
 from carepath.sinks.ledger import Ledger
 
 pathway, data, work, as_of = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), datetime.fromisoformat(sys.argv[4])
 compiled = api.load_pathway(pathway)
-part = cohort.partition(compiled, data / "patients.jsonl", data / "events.jsonl", work / "peer-shards", 100_000)
-people, events, _ = cohort.read_shard(compiled, part.shards[0])
+cohort = read_cohort(compiled, data / "patients.jsonl", data / "events.jsonl", group_size=100_000)
+people = cohort.patients
+_, events, _ = next(cohort.groups())
 ledger = Ledger(f"sqlite:///{work / 'peer-ledger.sqlite'}")
 
 # What a user would write by hand: one Prefect task per patient (same planning, same ledger).

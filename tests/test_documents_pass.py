@@ -79,7 +79,7 @@ def test_one_pass_writes_what_each_document_writes_alone(swept: RunSpec, tmp_pat
 
 
 def test_every_document_of_a_sweep_can_be_fed_in_one_pass(swept: RunSpec, tmp_path: Path) -> None:
-    from carepath.sinks._documents import DocumentSink
+    from carepath.sinks.documents import DocumentSink
     from carepath.sinks.fhir_ndjson import FhirParts
 
     sinks = [*emission.document_sinks(swept.compiled, tmp_path, swept.as_of), LettersJsonl(tmp_path),

@@ -274,27 +274,29 @@ def test_a_letter_that_fails_on_a_patients_name_fails_alone_and_leaves_no_name_i
 # --- 3. whole-input robustness: one hostile line is one rejected line -------------------
 
 
-SHARDS = {"p-1": 0, "p-2": 1}
 GOOD = {"id": "ok-1", "patient": "p-2", "type": "enrolled", "at": "2026-03-01T10:00:00-05:00", "data": {}}
 
 
 def _both_readers(path: Path) -> tuple[tuple, tuple]:
-    """(events, rejections) from the reference reader and from the streaming one."""
-    from carepath.model.events import CORE_EVENTS
-    from carepath.records import read_events, stream
-    from carepath.records.fields import compile_event_types
+    """(events, rejections) from the reference reader and as `carepath plan` reads them
+    (through its event store, one patient at a time)."""
+    from carepath.api import load_pathway
+    from carepath.orchestrator.planning import read_cohort
+    from carepath.records import read_events
 
-    events, rejected = read_events(path, event_types=CORE_EVENTS, patients=SHARDS)
+    compiled = load_pathway(Path(__file__).resolve().parents[1] / "pathways" / "ketamine-iv.yaml")
+    events, rejected = read_events(path, event_types=compiled.event_fields, patients={"p-1", "p-2"})
     reference = ([(e.line, e.id) for e in events], [(r.line, r.reason) for r in rejected])
-    shards: dict[int, list[bytes]] = {}
-    rejected = stream.route_events(path, event_types=CORE_EVENTS, shard_of=SHARDS,
-                                   write=lambda s, record: shards.setdefault(s, []).append(record))
-    streamed_events = []
-    for records in shards.values():
-        for item in stream.read_routed(records, specs=compile_event_types(CORE_EVENTS), patients=SHARDS):
-            (rejected if hasattr(item, "reason") else streamed_events).append(item)
-    streamed = (sorted((e.line, e.id) for e in streamed_events), sorted((r.line, r.reason) for r in rejected))
-    return reference, streamed
+    patients = path.with_name("patients.jsonl")
+    patients.write_text("".join(json.dumps({"patient": ref, "given_name": "A", "family_name": "B"}) + "\n"
+                                for ref in ("p-1", "p-2")))
+    cohort = read_cohort(compiled, patients, path, group_size=1)
+    planned_events, planned_rejected = [], [r for r in cohort.rejected if r.file == "events"]
+    for _, found, bad in cohort.groups():
+        planned_events += [e for group in found.values() for e in group]
+        planned_rejected += bad
+    planned = (sorted((e.line, e.id) for e in planned_events), sorted((r.line, r.reason) for r in planned_rejected))
+    return reference, planned
 
 
 @pytest.mark.parametrize("line, reason", [

@@ -14,7 +14,7 @@ import pytest
 
 from carepath.model.events import CORE_EVENTS
 from carepath.model.pathway import DataField, FieldType
-from carepath.records import Event, Patient, RecordsFileError, Rejection, read_events, read_patients, readers
+from carepath.records import Event, Patient, RecordsFileError, Rejection, judge, read_events, read_patients, readers
 from carepath.records.types import new_event
 
 PATIENTS = {"p-001", "p-002"}
@@ -26,7 +26,7 @@ NAMES = ("Ada", "Byron", "ada@example.org", "Grace", "Hopper")
 def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every behaviour holds with orjson's fast path and with the stdlib-only reader."""
     if request.param == "stdlib":
-        monkeypatch.setattr(readers, "_parse_line", readers._parse_line_stdlib)
+        monkeypatch.setattr(judge, "parse_line", judge.parse_line_reference)
     return request.param
 
 
@@ -287,7 +287,7 @@ def test_integers_beyond_the_safe_range_are_rejected_by_both_parsers(tmp_path: P
 
 
 def test_over_long_line_is_rejected(tmp_path: Path, parser: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 200)
+    monkeypatch.setattr(judge, "MAX_LINE_BYTES", 200)
     events, [r] = read(tmp_path, [event("e-1", data={"session": "s" * 300}), event("e-2")])
     assert [e.id for e in events] == ["e-2"] and r.line == 1 and "longer than 200 bytes" in r.reason
 
@@ -472,8 +472,9 @@ def test_patient_repr_shows_only_the_ref() -> None:
 
 
 def test_rejection_as_json() -> None:
-    assert Rejection(7, "e-23", "why").as_json() == {"line": 7, "id": "e-23", "reason": "why"}
-    assert json.dumps(Rejection(3, None, "x").as_json()) == '{"line": 3, "id": null, "reason": "x"}'
+    assert Rejection(7, "e-23", "why").as_json() == {"file": "events", "line": 7, "id": "e-23", "reason": "why"}
+    assert (json.dumps(Rejection(3, None, "x", "patients").as_json())
+            == '{"file": "patients", "line": 3, "id": null, "reason": "x"}')
 
 
 def test_missing_file_raises_a_clear_error(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from carepath.check.context import CheckContext
-from carepath.check.references import _suggest
+from carepath.check.references import suggest
 from carepath.codes import Code
 from carepath.model.params import ParamProblem, resolve_offset
 
@@ -33,7 +33,7 @@ def check_escalation(ctx: CheckContext) -> None:
     for i, tier in enumerate(escalation.tiers):
         if tier not in p.roles:
             ctx.report((*base, "tiers", i), Code.UNKNOWN_ROLE, f"escalation tier {tier!r} is not a declared role",
-                       "a tier is a role declared under 'roles:'; " + _suggest(tier, p.roles))
+                       "a tier is a role declared under 'roles:'; " + suggest(tier, p.roles))
         elif tier in seen:
             ctx.report((*base, "tiers", i), Code.DUPLICATE_NAME,
                        f"escalation tier {tier!r} is already tier {seen[tier] + 1}",

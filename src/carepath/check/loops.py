@@ -5,7 +5,7 @@ once per value, and a stage's silence (lost to follow-up)."""
 from __future__ import annotations
 
 from carepath.check.context import CheckContext
-from carepath.check.references import _suggest
+from carepath.check.references import suggest
 from carepath.codes import Code
 from carepath.model.pathway import OutsideHours
 
@@ -17,7 +17,7 @@ def check_loops(ctx: CheckContext) -> None:
             step = p.steps.get(step_name)
             if step is None:
                 ctx.report(("holds", name, "withdraws", j), Code.UNKNOWN_STEP, f"unknown step {step_name!r}",
-                           _suggest(step_name, p.steps))
+                           suggest(step_name, p.steps))
             elif step.safety:
                 ctx.report(("holds", name, "withdraws", j), Code.WITHDRAWS_SAFETY_STEP,
                            f"step {step_name!r} is safety-critical: a status change never withdraws it",
@@ -31,7 +31,7 @@ def check_loops(ctx: CheckContext) -> None:
         for key in ("gates", "while_held"):
             hold = getattr(step, key)
             if hold is not None and hold not in p.holds:
-                ctx.report(("steps", name, key), Code.UNKNOWN_HOLD, f"unknown hold {hold!r}", _suggest(hold, p.holds))
+                ctx.report(("steps", name, key), Code.UNKNOWN_HOLD, f"unknown hold {hold!r}", suggest(hold, p.holds))
         if step.gates is not None and step.per == "event":
             ctx.report(("steps", name, "gates"), Code.GATE_WITHOUT_KEY,
                        f"step {name!r} gates hold {step.gates!r} but has no per: data.<field>: a breaching event "
@@ -61,8 +61,8 @@ def check_loops(ctx: CheckContext) -> None:
             continue
         if silence.task not in p.steps:
             ctx.report(("stages", name, "silence", "task"), Code.UNKNOWN_STEP, f"unknown step {silence.task!r}",
-                       _suggest(silence.task, p.steps))
+                       suggest(silence.task, p.steps))
         for j, event_type in enumerate(silence.broken_by):
             if event_type not in ctx.event_types:
                 ctx.report(("stages", name, "silence", "broken_by", j), Code.UNKNOWN_EVENT,
-                           f"unknown event type {event_type!r}", _suggest(event_type, ctx.event_types))
+                           f"unknown event type {event_type!r}", suggest(event_type, ctx.event_types))

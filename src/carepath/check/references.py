@@ -25,7 +25,8 @@ from carepath.model.pathway import (
 from carepath.source.loader import KeyPath
 
 
-def _suggest(name: str, known: set[str] | dict) -> str:
+def suggest(name: str, known: set[str] | dict) -> str:
+    """A "did you mean" for an unknown name, or the names that are defined."""
     import difflib
 
     close = difflib.get_close_matches(name, list(known), n=1)
@@ -41,7 +42,7 @@ def check_references(ctx: CheckContext) -> None:
     def need(kind: str, name: str, known: Any, path: KeyPath, code: Code) -> bool:
         if name in known:
             return True
-        ctx.report(path, code, f"unknown {kind} {name!r}", _suggest(name, known))
+        ctx.report(path, code, f"unknown {kind} {name!r}", suggest(name, known))
         return False
 
     def need_events(names: list[str] | None, path: KeyPath) -> None:
@@ -142,7 +143,7 @@ def _anchor(ctx: CheckContext, anchor: str, per: str, triggers: list[str] | None
             if found is None:
                 ctx.report(path, Code.UNKNOWN_DATA_FIELD,
                            f"{what} uses {label} {spec!r}, but {event_type!r} events have no field {field_name!r}",
-                           _suggest(field_name, fields))
+                           suggest(field_name, fields))
             elif needs_time and found.type is not FieldType.DATETIME:
                 ctx.report(path, Code.UNKNOWN_DATA_FIELD,
                            f"{what} is anchored at {spec!r}, which is not a date-time in {event_type!r} events")
@@ -211,7 +212,7 @@ def _parameters(ctx: CheckContext) -> None:
             name = referenced_name(value)
             if name is not None and name not in ctx.pathway.parameters:
                 ctx.report(path, Code.UNKNOWN_PARAMETER, f"unknown parameter '${name}'",
-                           _suggest(name, ctx.pathway.parameters))
+                           suggest(name, ctx.pathway.parameters))
 
     walk(ctx.source.data, ())
     used = parameter_uses(ctx.pathway, ctx.base_dir / ctx.pathway.templates)

@@ -4,7 +4,7 @@ able to clear, and recurring work anchored on the completing event."""
 from __future__ import annotations
 
 from carepath.check.context import CheckContext, action_sites
-from carepath.check.references import _suggest
+from carepath.check.references import suggest
 from carepath.codes import Code
 from carepath.diagnostics import Severity
 from carepath.model.pathway import FlagAction, ForgetAction, RememberAction, UnflagAction
@@ -20,12 +20,12 @@ def check_safety(ctx: CheckContext) -> None:
         if name not in kept and not hold.while_status:
             ctx.report(("holds", name), Code.UNKNOWN_HOLD,
                        f"hold {name!r} is declared, but no step keeps it: its breach and booking reactions never fire",
-                       "add it to a step's 'holds:' or fix the name (" + _suggest(name, kept) + ")", key=True)
+                       "add it to a step's 'holds:' or fix the name (" + suggest(name, kept) + ")", key=True)
         for key in ("breached_by", "booked_by"):
             for j, event_type in enumerate(getattr(hold, key)):
                 if event_type not in ctx.event_types:
                     ctx.report(("holds", name, key, j), Code.UNKNOWN_EVENT, f"unknown event type {event_type!r}",
-                               _suggest(event_type, ctx.event_types))
+                               suggest(event_type, ctx.event_types))
 
     raised: dict[str, tuple] = {}
     cleared: set[str] = set()
@@ -36,7 +36,7 @@ def check_safety(ctx: CheckContext) -> None:
                 fact, key = ((action.remember, "remember") if isinstance(action, RememberAction)
                              else (action.forget, "forget"))
                 if fact not in p.facts:
-                    ctx.report((*here, key), Code.UNKNOWN_FACT, f"unknown fact {fact!r}", _suggest(fact, p.facts))
+                    ctx.report((*here, key), Code.UNKNOWN_FACT, f"unknown fact {fact!r}", suggest(fact, p.facts))
             elif isinstance(action, FlagAction):
                 raised.setdefault(action.flag, (*here, "flag"))
             elif isinstance(action, UnflagAction):
@@ -51,7 +51,7 @@ def check_safety(ctx: CheckContext) -> None:
     for name, step in p.steps.items():
         if step.flag_while_open and step.flag_while_open not in p.flags:
             ctx.report(("steps", name, "flag_while_open"), Code.UNKNOWN_FLAG,
-                       f"unknown flag {step.flag_while_open!r}", _suggest(step.flag_while_open, p.flags))
+                       f"unknown flag {step.flag_while_open!r}", suggest(step.flag_while_open, p.flags))
 
     for stage_name, stage in p.stages.items():
         for k, recurring in enumerate(stage.recurring):

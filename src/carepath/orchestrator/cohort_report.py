@@ -11,12 +11,12 @@ from typing import cast
 
 import orjson
 
-from carepath.orchestrator.cohort import Rejected
 from carepath.orchestrator.event_store import EventStore
 from carepath.orchestrator.patients_index import PatientsIndex
 from carepath.orchestrator.spec import RunSpec
 from carepath.orchestrator.wake_index import WakeIndex
 from carepath.orchestrator.workload import Workload, workload_of
+from carepath.records import Rejection
 from carepath.records.fields import compile_event_types
 from carepath.sinks.base import write_atomic
 from carepath.sinks.ledger import Ledger
@@ -37,12 +37,12 @@ def report_cohort(spec: RunSpec, patients_path: str | Path, ledger: Ledger) -> C
     patients, bad_patients = PatientsIndex(ledger.engine, compiled.id).refs(patients_path, compiled.clinic.zone.key)
     index = WakeIndex(ledger.engine, compiled.id)
     store = EventStore(ledger.engine, compiled.id)
-    rejected = [Rejected("patients", r.line, r.id, r.reason) for r in bad_patients]
-    rejected += [Rejected("events", r.line, r.id, r.reason)
-                 for r in store.unplaced(patients, compile_event_types(compiled.event_fields))]
+    rejected = list(bad_patients)
+    rejected += store.unplaced(patients, compile_event_types(compiled.event_fields))
     summaries = []
     for ref, summary in index.summaries(patients):
-        rejected.extend(Rejected(*row) for row in cast("list[list]", summary["rejected"]))
+        rejected.extend(Rejection(line, ref, reason, file)
+                        for file, line, ref, reason in cast("list[list]", summary["rejected"]))
         summaries.append((ref, summary))
     write_rejected(spec.out, rejected)
     outputs = sum(int(summary.get("outputs", 0)) for _, summary in summaries)  # type: ignore[call-overload]
@@ -61,7 +61,7 @@ def _all_rejected(patients: int, bad_patients: int, bad_events: int, event_lines
     return ""
 
 
-def write_rejected(out: Path, rejected: Iterable[Rejected]) -> Path:
+def write_rejected(out: Path, rejected: Iterable[Rejection]) -> Path:
     """`rejected.jsonl`: every input line refused this run, with line and reason (no names)."""
     rows = sorted(rejected, key=lambda r: (r.file != "events", r.file, r.line, r.id or ""))
     path = out / "rejected.jsonl"

@@ -27,8 +27,8 @@ def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime,
 
 def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
     """Rewrite the sweep's documents (the worklist) when stale; None for those left as
-    they were (`carepath.sinks._documents.write_stale`: one pass over the ledger)."""
-    from carepath.sinks._documents import write_stale
+    they were (`carepath.sinks.documents.write_stale`: one pass over the ledger)."""
+    from carepath.sinks.documents import write_stale
     from carepath.sinks.storage import storage_for
 
     compiled, as_of = spec.compiled, spec.as_of

@@ -26,7 +26,7 @@ import orjson
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine import plan
 from carepath.engine.result import PatientPlan
-from carepath.orchestrator.cohort import Rejected, Shard, read_patient_shard
+from carepath.orchestrator.cohort import Shard, read_patient_shard
 from carepath.orchestrator.event_store import EventStore, key
 from carepath.orchestrator.notices import Notices
 from carepath.orchestrator.patients_index import PatientsIndex
@@ -36,7 +36,7 @@ from carepath.orchestrator.run_summary import ShardReport
 from carepath.orchestrator.spec import RunSpec
 from carepath.orchestrator.wake_index import Planned, WakeIndex, record_digest
 from carepath.orchestrator.workload import summary_of, workload_of
-from carepath.records import Patient, read_patients
+from carepath.records import Patient, Rejection, read_patients
 from carepath.records.fields import compile_event_types
 from carepath.records.readers import gc_paused
 from carepath.sinks.base import OutputKind, outputs_of
@@ -111,10 +111,9 @@ def emit_patients(spec: RunSpec, patients: dict[str, Patient], ledger: Ledger, o
     # What on-call must be told, recorded once per fact (announced by the run's notifier).
     notices = Notices(ledger.engine, compiled.id)
     facts = sum(len(notices.record(c, c.version, group, spec.run)) for c, group in groups if group)
-    rejected: dict[str, list[Rejected]] = {ref: [Rejected("events", r.line, r.id, r.reason) for r in bad[ref]]
-                                           for ref in patients}
+    rejected: dict[str, list[Rejection]] = {ref: list(bad[ref]) for ref in patients}
     for p in emitted:
-        rejected[p.patient].extend(Rejected("events", r.line, r.id, r.reason) for r in p.rejected)
+        rejected[p.patient].extend(Rejection(r.line, r.id, r.reason) for r in p.rejected)
     for r in refused:
         rejected[r.id].append(r)  # type: ignore[index]
     index = WakeIndex(ledger.engine, compiled.id)

@@ -6,7 +6,7 @@ instead each run ingests the lines appended since the last one (the feed row rem
 how far the file was read), storing each line raw under its line number, its patient ref
 and its event id. A patient's events are then read by index.
 
-Verdicts stay the reference's (`records.readers.event_verdicts`): a line's verdict depends
+Verdicts are the reference's (`records.judge.event_verdicts`): a line's verdict depends
 only on the line, the known patients and the earlier lines that share its id, so a
 patient's lines plus every line sharing an id with them give exactly the verdicts the
 whole file gives those lines. Lines naming no known patient are judged when
@@ -41,12 +41,16 @@ from pathlib import Path
 import orjson
 from sqlalchemy import (
     Connection,
+    create_engine,
+    event,
     func,
     select,
 )
 
-from carepath.records import readers as _r
+from carepath.records import judge
 from carepath.records.fields import TypeSpec
+from carepath.records.judge import EVENT_KEYS, MAX_LINE_BYTES, event_verdicts
+from carepath.records.readers import open_records
 from carepath.records.types import Event, RecordsFileError, Rejection
 from carepath.sinks.ledger.dialect import serialize_writers
 from carepath.sinks.ledger.schema import feed_table, lines_table, shared_ids_table
@@ -90,13 +94,31 @@ def _route(raw: bytes, number: int, known: Container[str] | None) -> tuple[str |
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        obj = _r._parse_line(number, raw)  # the reference parser reads what orjson refuses (e.g. a BOM)
+        obj = judge.parse_line(number, raw)  # the reference parser reads what orjson refuses (e.g. a BOM)
     if type(obj) is not dict:
         return None, None, False
     patient, event_id = obj.get("patient"), obj.get("id")
-    keep = type(patient) is str and (known is None or patient in known) and _r._EVENT_KEYS.issuperset(obj)
+    keep = type(patient) is str and (known is None or patient in known) and EVENT_KEYS.issuperset(obj)
     return (key(patient) if type(patient) is str else None, key(event_id) if type(event_id) is str else None,
             keep)
+
+
+def scratch_store(directory: Path, pathway: str) -> EventStore:
+    """An event store of its own in `directory`: a SQLite file with only the event tables,
+    for a command that reads an events file once (`carepath plan`, `letters`). On disk, so
+    memory does not grow with the file; not durable, since nothing outlives the command."""
+    engine = create_engine(f"sqlite:///{directory / 'events.sqlite'}", future=True)
+    event.listen(engine, "connect", _scratch_pragmas)
+    lines_table.metadata.create_all(engine, tables=[feed_table, lines_table, shared_ids_table])
+    return EventStore(engine, pathway)
+
+
+def _scratch_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - a DB-API connection
+    # A crash loses nothing worth keeping: no journal, no waiting for the disk.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=OFF")
+    cursor.execute("PRAGMA synchronous=OFF")
+    cursor.close()
 
 
 def _blank(raw: bytes) -> bool:
@@ -120,7 +142,7 @@ class EventStore:
         others are stored as pointers; None keeps every line). `reread`: read the whole
         file again (`--full`)."""
         resolved = str(Path(path).resolve())
-        with _r._open(path) as handle:
+        with open_records(path) as handle:
             try:
                 size = os.fstat(handle.fileno()).st_size
                 with self.engine.begin() as conn:
@@ -141,7 +163,8 @@ class EventStore:
                         offset, number = row.offset, row.lines
                         refs.update(self._drop_provisional(conn, number))
                     start = offset
-                    count, new_refs, offset, number, ids, tail = self._read_from(conn, handle, offset, number, known)
+                    count, new_refs, offset, number, ids, tail = self._read_from(conn, handle, offset, number, known,
+                                                                                  collect_ids=not restarted)
                     refs |= new_refs
                     self._note_shared(conn, None if restarted else ids)
                     _hash_range(digest, handle, start, offset)
@@ -167,15 +190,17 @@ class EventStore:
         return gone
 
     def _read_from(self, conn: Connection, handle, offset: int, number: int,  # noqa: ANN001
-                   known: Container[str] | None = None,
+                   known: Container[str] | None = None, *, collect_ids: bool = True,
                    ) -> tuple[int, set[str], int, int, set[str], int | None]:
         """Lines from `offset` to the last newline, split as a file is iterated (on b"\n"
         only, so line numbers are the readers'), then an unterminated last line, stored
         provisionally (its number is returned; offset and count stop before it). A line
         too long to be a record is kept only up to the length that gets it rejected, so a
-        hostile line never fills memory."""
+        hostile line never fills memory. The event ids of the lines read are returned only
+        with `collect_ids` (a file read anew has its shared ids found by one query instead:
+        a set of every id would hold the whole file's ids in memory)."""
         handle.seek(offset)
-        limit = _r.MAX_LINE_BYTES + 1
+        limit = MAX_LINE_BYTES + 1
         refs: set[str] = set()
         ids: set[str] = set()
         rows: list[tuple[str, int, str | None, str | None, bytes]] = []
@@ -186,7 +211,7 @@ class EventStore:
             patient, event_id, keep = _route(raw, number, known)
             if patient is not None:
                 refs.add(patient)
-                if event_id is not None:
+                if event_id is not None and collect_ids:
                     ids.add(event_id)
             stored = raw if keep else _POINTER + f"{at} {length}".encode()
             rows.append((self.pathway, number, patient, event_id, stored))
@@ -278,8 +303,8 @@ class EventStore:
         if not pointers:
             return found
         path = conn.execute(select(feed_table.c.path).where(feed_table.c.pathway == self.pathway)).scalar_one()
-        limit = _r.MAX_LINE_BYTES + 1
-        with _r._open(path) as handle:
+        limit = MAX_LINE_BYTES + 1
+        with open_records(path) as handle:
             for line, at, length in sorted(pointers, key=lambda p: p[1]):
                 handle.seek(at)
                 found[line] = handle.read(min(length, limit))  # with its newline, as the reader sees it
@@ -315,7 +340,7 @@ class EventStore:
         rejected: dict[str, list[Rejection]] = {ref: [] for ref in refs}
         lines = self.lines_of(refs, ids)
         owner = {line: ref_of.get(patient) for line, patient, _ in lines}
-        for item in _r.event_verdicts(((line, raw) for line, _, raw in lines), specs, known):
+        for item in event_verdicts(((line, raw) for line, _, raw in lines), specs, known):
             ref = owner.get(item.line)
             if ref is None:
                 continue  # another patient's line, read only for its id
@@ -354,7 +379,7 @@ class EventStore:
         rows = sorted(raws.items())
         # Such a line is rejected whatever came before it (it can never be an accepted
         # event), so judging each alone gives the whole file's verdict.
-        return [r for line, raw in rows for r in _r.event_verdicts([(line, raw)], specs, patients)
+        return [r for line, raw in rows for r in event_verdicts([(line, raw)], specs, patients)
                 if type(r) is Rejection]
 
 

@@ -51,7 +51,7 @@ def export_documents(compiled: CompiledPathway, ledger: Ledger, out: Location, a
     records each holds (None: it was current, and left untouched). A document is stale
     when the pathway's outputs or sends changed since it was written (the ledger's
     generation), or, for those that show it, the as-of; or when it is missing."""
-    from carepath.sinks._documents import write_stale
+    from carepath.sinks.documents import write_stale
     from carepath.sinks.fhir import FhirBundle
     from carepath.sinks.fhir_ndjson import FhirParts
     from carepath.sinks.outbox import LettersJsonl
@@ -88,7 +88,7 @@ def write_changes(compiled: CompiledPathway, ledger: Ledger, out: Location, as_o
     manifest: the resources this run created or changed (a patient's CarePlan, tasks and
     letters as their resources, only those whose output changed); None when it changed
     nothing. Its cost grows with what changed, not with the cohort."""
-    from carepath.sinks._documents import ledger_groups
+    from carepath.sinks.documents import ledger_groups
     from carepath.sinks.fhir_ndjson import FhirParts
 
     changed = ledger.changed_in(compiled.id, run)

@@ -67,7 +67,8 @@ class PatientsIndex:
             if known is not None and (known.path, known.stamp) == (resolved, stamp):
                 refs = {r for (r,) in conn.execute(select(where_table.c.patient).where(
                     where_table.c.pathway == self.pathway))}
-                return refs, [Rejection(line, ref, reason) for line, ref, reason in orjson.loads(known.rejected)]
+                return refs, [Rejection(line, ref, reason, "patients")
+                              for line, ref, reason in orjson.loads(known.rejected)]
         patients, rejected = self.read_all(path, default_timezone)
         return set(patients), rejected
 

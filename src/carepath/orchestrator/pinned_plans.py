@@ -11,9 +11,9 @@ from pathlib import Path
 from carepath import api
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan
-from carepath.orchestrator.cohort import Rejected
 from carepath.orchestrator.pinning import VersionReused, decide
 from carepath.orchestrator.spec import RunSpec
+from carepath.records import Rejection
 from carepath.sinks.ledger import Ledger
 
 
@@ -44,7 +44,7 @@ def archived(ledger: Ledger, pathway: Path, pathway_id: str, version: str) -> Co
 
 def pinned_groups(spec: RunSpec, plans: Sequence[PatientPlan], ledger: Ledger,
                   replan: Callable[[CompiledPathway, set[str]], list[PatientPlan]],
-                  ) -> tuple[list[tuple[CompiledPathway, list[PatientPlan]]], list[Rejected]]:
+                  ) -> tuple[list[tuple[CompiledPathway, list[PatientPlan]]], list[Rejection]]:
     """The plans grouped by the version each patient is planned under (see carepath.orchestrator.pinning)."""
     compiled, run = spec.compiled, spec.run
     refs = [p.patient for p in plans]
@@ -70,7 +70,7 @@ def pinned_groups(spec: RunSpec, plans: Sequence[PatientPlan], ledger: Ledger,
             ledger.record_withdrawals(compiled.id, withdrawn(
                 previous, compiled, migration, replan(previous, decision.migrate),
                 [p for p in plans if p.patient in decision.migrate]), run)
-    refused = [Rejected("pins", 0, ref, why) for ref, why in sorted(decision.refuse.items())]
+    refused = [Rejection(0, ref, why, "pins") for ref, why in sorted(decision.refuse.items())]
     return groups, refused
 
 

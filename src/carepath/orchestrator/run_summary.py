@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from carepath.compile.compiled import CompiledPathway
-from carepath.orchestrator.cohort import Rejected
 from carepath.orchestrator.cohort_report import CohortReport
 from carepath.orchestrator.delivery import Delivered
 from carepath.orchestrator.letter_channels import channel_of
 from carepath.orchestrator.workload import Workload
+from carepath.records import Rejection
 from carepath.sinks.ledger import Recorded
 
 LETTER_STATUSES = ("scheduled", "due", "expired", "withdrawn")  # a plan letter's status at the run's as-of
@@ -28,7 +28,7 @@ class ShardReport:
     recorded: Recorded
     letters_queued: int   # due letters put on the delivery queue
     workload: Workload
-    rejected: tuple[Rejected, ...]
+    rejected: tuple[Rejection, ...]
     facts: int = 0  # new facts of urgent or safety work recorded for on-call (carepath.orchestrator.notices)
     # (patient, wake) of each plan that next changes with no new event: when a timer may re-plan it
     wakes: tuple[tuple[str, datetime], ...] = ()

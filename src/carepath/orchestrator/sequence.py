@@ -222,7 +222,7 @@ def _after_delivery(run: Executor, spec: RunSpec, ledger: Ledger, delivered: Del
     a mail server that hangs never keeps it stale)."""
     if not (delivered.failed or (delivered.sent and failed_before)):
         if delivered.sent:  # sends moved the ledger's generation, but the worklist does not show them
-            from carepath.sinks._documents import document_state
+            from carepath.sinks.documents import document_state
             from carepath.sinks.worklist import Worklist
 
             state = document_state(ledger.generation(spec.compiled.id), spec.compiled.version, spec.as_of)

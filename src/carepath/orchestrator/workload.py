@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan
-from carepath.orchestrator.cohort import Rejected
+from carepath.records import Rejection
 
 ACTIVE_TASK = ("open", "overdue")
 URGENT_SHOWN = 100  # rows of urgent work a summary lists; the rest are counted
@@ -52,7 +52,7 @@ class Workload:
                         self.letter_statuses + other.letter_statuses)
 
 
-def summary_of(p: PatientPlan, rejected: Iterable[Rejected] = ()) -> dict[str, object]:
+def summary_of(p: PatientPlan, rejected: Iterable[Rejection] = ()) -> dict[str, object]:
     """What the run summary needs of one plan (its open work, status, letters) and the
     patient's rejected lines, compact: the wake index keeps it for patients a sweep does
     not re-plan. No names."""

@@ -3,7 +3,8 @@
 No Prefect here: `carepath plan` reads records without starting any runtime.
 """
 
-from carepath.records.readers import MAX_LINE_BYTES, iter_event_lines, read_events, read_patients
+from carepath.records.judge import MAX_LINE_BYTES
+from carepath.records.readers import iter_event_lines, read_events, read_patients
 from carepath.records.types import Event, Patient, RecordsFileError, Rejection
 
 __all__ = [

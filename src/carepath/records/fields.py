@@ -8,6 +8,7 @@ what to fix; a value the user wrote is never echoed unless it cannot identify an
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -338,3 +339,37 @@ def _unknown_fields(spec: TypeSpec, data: Mapping[str, object], problems: list[s
     problems.append(
         f"data has an unknown {plural} {listed} ({spec.name} events take: {spec.describe_fields()})"
     )
+
+
+# --- wording shared by the patients and events lines ----------------------------
+
+
+def quote(value: str) -> str:
+    """An id or ref for a reason: quoted, escaped (no forged log lines), length-capped."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 82 else text[:79] + '..."'
+
+
+def ref_problem(value: object, what: str) -> str | None:
+    if value is None:
+        return f"'{what}' is missing"
+    if type(value) is not str:
+        return f"'{what}' must be text (got {json_kind(value)})"
+    if not value:
+        return f"'{what}' is empty"
+    if value != value.strip():
+        return f"'{what}' has spaces before or after it: remove them"
+    if not value.isprintable():
+        # Ids and refs reach file names, CSV cells, Prefect run names: one line, no controls.
+        return f"'{what}' holds a control character, line break or unusual space: use plain text"
+    if len(value) > MAX_REF_CHARS:
+        return f"'{what}' is longer than {MAX_REF_CHARS} characters ({len(value)}): use a shorter reference"
+    return None
+
+
+def unknown_keys(obj: dict[str, object], allowed: frozenset[str], kind: str) -> str:
+    unknown = [key for key in obj if key not in allowed]
+    listed = ", ".join(shown_key(key) for key in unknown)
+    plural = "fields" if len(unknown) > 1 else "field"
+    return f"unknown {plural} {listed} ({kind} lines take: {', '.join(sorted(allowed))})"
+

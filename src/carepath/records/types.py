@@ -54,12 +54,16 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    line: int
+    """A refused input line: the one type every reader, the event store, `carepath plan`,
+    `rejected.jsonl` and the run summaries use."""
+
+    line: int                # 1-based line number in its file (0: not a line, e.g. a refused pin)
     id: str | None           # the event id or patient ref, when it could be read
     reason: str              # what is wrong and what to fix; never names or addresses
+    file: str = "events"     # "events" | "patients" | "pins"
 
     def as_json(self) -> dict[str, object]:
-        return {"line": self.line, "id": self.id, "reason": self.reason}
+        return {"file": self.file, "line": self.line, "id": self.id, "reason": self.reason}
 
 
 def _slot_setters(cls: type, names: tuple[str, ...]) -> tuple:

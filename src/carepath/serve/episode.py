@@ -14,8 +14,8 @@ from carepath.orchestrator.event_store import EventStore
 from carepath.orchestrator.spec import RunSpec
 from carepath.records.fields import compile_event_types
 from carepath.serve.access import ADMIN
-from carepath.sinks._documents import task_record
 from carepath.sinks.base import OutputKind
+from carepath.sinks.documents import task_record
 from carepath.sinks.outbox import outbox_record
 from carepath.sinks.worklist import provenance_text, role_label
 

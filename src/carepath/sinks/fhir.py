@@ -20,8 +20,8 @@ from typing import BinaryIO
 import orjson
 
 from carepath.compile.compiled import CompiledPathway
-from carepath.sinks._documents import Instants, PatientOutputs, iso_text, patient_groups, require_aware
 from carepath.sinks.base import Output, OutputKind
+from carepath.sinks.documents import Instants, PatientOutputs, iso_text, patient_groups, require_aware
 from carepath.sinks.storage import Location, storage_for
 
 # Fixed forever: changing it changes every resource id consumers may have stored.
@@ -72,7 +72,7 @@ class _BundleFeed:
         if self.last is not None and group.patient <= self.last:
             raise ValueError(f"outputs must come grouped by patient in ref order: {group.patient} after {self.last}")
         self.last = group.patient
-        entries = self.bundle._group_entries(group, self.instants)
+        entries = self.bundle.group_entries(group, self.instants)
         self.count += len(entries)
         if self.tee is not None:
             self.tee(entries)
@@ -137,7 +137,7 @@ class FhirBundle:
         instants = Instants()
         for group in patient_groups(sorted(outputs, key=lambda o: o.patient)):
             count += len(group.plans) + len(group.tasks) + len(group.letters)
-            entries += self._group_entries(group, instants)
+            entries += self.group_entries(group, instants)
         as_of = self.as_of.isoformat()
         bundle = {
             "resourceType": "Bundle",
@@ -155,7 +155,7 @@ class FhirBundle:
     def _uuid(self, output_id: str) -> str:
         return uuid5_text(NAMESPACE_BYTES, f"{self.compiled.id}/{output_id}")
 
-    def _group_entries(self, group: PatientOutputs, instants: Instants) -> list[dict[str, object]]:
+    def group_entries(self, group: PatientOutputs, instants: Instants) -> list[dict[str, object]]:
         """One patient's entries: the CarePlan, then a Task per task and a
         CommunicationRequest per letter, each in id order."""
         patient, plans = group.patient, group.plans

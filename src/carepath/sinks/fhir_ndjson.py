@@ -19,8 +19,8 @@ from datetime import datetime
 import orjson
 
 from carepath.compile.compiled import CompiledPathway
-from carepath.sinks._documents import Instants, PatientOutputs, patient_groups, require_aware
 from carepath.sinks.base import Output, OutputKind
+from carepath.sinks.documents import Instants, PatientOutputs, patient_groups, require_aware
 from carepath.sinks.fhir import FhirBundle, _BundleFeed
 from carepath.sinks.storage import FsspecStorage, LocalStorage, Location, storage_for
 
@@ -76,7 +76,7 @@ class FhirNdjson:
         with ExitStack() as stack:
             files = _Files(self.storage, stack)
             for group in patient_groups(outputs):
-                entries = self._convert._group_entries(group, instants)
+                entries = self._convert.group_entries(group, instants)
                 written += len(entries)
                 files.add(entries)
         self.finish(files.counts)
@@ -234,7 +234,7 @@ class _PartsFeed:
         self.count = 0
 
     def add(self, group: PatientOutputs) -> None:
-        entries = self.sink._convert._group_entries(group, self.instants)
+        entries = self.sink._convert.group_entries(group, self.instants)
         only = self.sink.only
         if only is not None:
             # The entries come as the CarePlan, then the tasks, then the letters.

@@ -16,8 +16,8 @@ from typing import BinaryIO
 
 import orjson
 
-from carepath.sinks._documents import PatientOutputs
 from carepath.sinks.base import OutputKind
+from carepath.sinks.documents import PatientOutputs
 from carepath.sinks.storage import Location, storage_for
 
 FIELDS = ("id", "patient", "template", "send_at", "expires_at", "status", "sent_at")

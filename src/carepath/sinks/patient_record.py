@@ -29,8 +29,8 @@ from urllib.parse import quote
 
 import orjson
 
-from carepath.sinks._documents import require_aware, task_record
 from carepath.sinks.base import Output, OutputKind
+from carepath.sinks.documents import require_aware, task_record
 from carepath.sinks.outbox import outbox_record
 from carepath.sinks.storage import FsspecStorage, LocalStorage
 

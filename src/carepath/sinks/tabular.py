@@ -17,7 +17,8 @@ from typing import BinaryIO
 import orjson
 
 from carepath.compile.compiled import CompiledPathway
-from carepath.sinks._documents import (
+from carepath.sinks.base import Output, OutputKind
+from carepath.sinks.documents import (
     TASK_FIELDS,
     TIME_FIELDS,
     Instants,
@@ -26,7 +27,6 @@ from carepath.sinks._documents import (
     iso_text,
     task_record,
 )
-from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.storage import Location, storage_for
 
 CSV_COLUMNS: tuple[str, ...] = ("patient", *TASK_FIELDS)

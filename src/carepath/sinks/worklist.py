@@ -33,8 +33,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from carepath.compile.compiled import ClinicCalendar, CompiledPathway, Step
 from carepath.engine import calendar as clinic_calendar
-from carepath.sinks._documents import PRIORITY_RANK, Instants, PatientOutputs, instant, require_aware, task_record
 from carepath.sinks.base import Output, OutputKind
+from carepath.sinks.documents import PRIORITY_RANK, Instants, PatientOutputs, instant, require_aware, task_record
 from carepath.sinks.storage import Location, storage_for
 
 ACTIONABLE = ("overdue", "open")
