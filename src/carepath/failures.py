@@ -45,7 +45,7 @@ CATALOGUE: tuple[FailureCode, ...] = (
     FailureCode("CP-ALL-REJECTED", True, ("carepath.orchestrator.sequence.AllLinesRejected",),
                 "every line of the patients or events file was rejected: probably the wrong file (e.g. the "
                 "events file given as --patients); rejected.jsonl says why line by line"),
-    FailureCode("CP-PATHWAY", True, ("carepath.api.InvalidInput",),
+    FailureCode("CP-PATHWAY", True, ("carepath.loading.InvalidInput",),
                 "the pathway file or the migration file is not valid; the message lists the problems"),
     FailureCode("CP-VERSION-REUSED", True, ("carepath.orchestrator.pinning.VersionReused",),
                 "a pathway version that was run before now has different rules: give the changed file a new "

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import orjson
 
-from carepath import api
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine import plan
 from carepath.engine.result import PatientPlan
+from carepath.loading import InvalidInput, load_pathway_text
 from carepath.orchestrator.cohort import Rejected, Shard, read_patient_shard
 from carepath.orchestrator.delivery import Delivered
 from carepath.orchestrator.event_store import EventStore, key
@@ -38,6 +38,7 @@ from carepath.records import Patient, read_patients
 from carepath.records.fields import compile_event_types
 from carepath.records.readers import gc_paused
 from carepath.sinks.base import OutputKind, Sink, outputs_of, write_atomic
+from carepath.sinks.email import EmailLetters, SmtpSettings
 from carepath.sinks.ledger import Ledger, Recorded
 from carepath.sinks.letters import DUE, LetterFiles
 
@@ -167,8 +168,8 @@ def _archived(ledger: Ledger, pathway: Path, pathway_id: str, version: str) -> C
     if source is None:
         return "its source is not in the ledger's archive"
     try:
-        return api.load_pathway_text(pathway, source.encode(), f"{pathway} (version {version} from the ledger)")
-    except api.InvalidInput as exc:
+        return load_pathway_text(pathway, source.encode(), f"{pathway} (version {version} from the ledger)")
+    except InvalidInput as exc:
         first = exc.diagnostics[0]
         return f"it is no longer valid: {first.code} {first.message}"
 
@@ -256,13 +257,13 @@ def channel_of(compiled: CompiledPathway) -> str:
 
 
 def letter_channel(compiled: CompiledPathway, out: Path, patients: dict, plans: dict[str, PatientPlan], pdf: bool,
-                   as_of: datetime):  # noqa: ANN201 - a letters sink
+                   as_of: datetime, smtp: SmtpSettings | None = None):  # noqa: ANN201 - a letters sink
+    """The run's letter sink; `smtp`: the email channel's settings as the runtime resolved
+    them (`RunSpec.smtp`), else CAREPATH_SMTP_*."""
     files = LetterFiles(out / "letters", compiled, patients, plans, pdf=pdf)
     channel = channel_of(compiled)
     if channel == "email":
-        from carepath.sinks.email import EmailLetters
-
-        return EmailLetters(compiled, patients, plans, files, pdf=pdf)
+        return EmailLetters(compiled, patients, plans, files, pdf=pdf, settings=smtp)
     if channel == "print":
         from carepath.sinks.print_batch import PrintBatch
 

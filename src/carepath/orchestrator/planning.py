@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import IO
 
 from carepath.compile.compiled import CompiledPathway
+from carepath.engine.closure import closures
 from carepath.engine.result import PatientPlan
-from carepath.orchestrator.cohort import Partition, Rejected, partition_patients, plan_shard
+from carepath.orchestrator.cohort import Partition, Rejected, partition_patients, plan_shard, read_shard
 from carepath.records import Patient, read_patients
 from carepath.records.readers import gc_paused
+from carepath.sinks.base import outputs_of
+from carepath.sinks.worklist import Worklist
 
 __all__ = ["Cohort", "Rejected", "plan_cohort", "read_cohort", "write_patient_page", "write_plan_json",
            "write_plan_text"]
@@ -116,13 +119,8 @@ def write_plan_text(out: IO[str], compiled: CompiledPathway, as_of: datetime, co
 def write_patient_page(out: IO[str], compiled: CompiledPathway, as_of: datetime, cohort: Cohort, ref: str) -> bool:
     """One patient's whole plan as a worklist-style page (every task, done and cancelled ones
     and work beyond the worklist's horizon included); False when the cohort has no such patient."""
-    from carepath.sinks.base import outputs_of
-    from carepath.sinks.worklist import Worklist
-
     if ref not in cohort.patients:
         return False
-    from carepath.engine.closure import closures
-    from carepath.orchestrator.cohort import read_shard
 
     for result in plan_cohort(compiled, cohort, as_of):
         if result.patient == ref:

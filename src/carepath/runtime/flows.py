@@ -11,6 +11,7 @@ what was emitted, so a retried task or a re-run flow emits nothing twice.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import shutil
@@ -31,16 +32,18 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from carepath import failures
-from carepath.api import letter_channel_problem
+from carepath.loading import load_pathway
 from carepath.orchestrator import sequence
 from carepath.orchestrator.executor import ProcessPool
 from carepath.orchestrator.pinning import read_migration
+from carepath.orchestrator.preflight import letter_channel_problem
 from carepath.orchestrator.sequence import DEFAULT_SHARD_SIZE, WORK_DIR
 from carepath.orchestrator.spec import RunSpec, parse_as_of
 from carepath.orchestrator.timers import horizon, timers_before
 from carepath.outlock import output_lock
 from carepath.runtime import artifacts
 from carepath.runtime.notify import announce_facts
+from carepath.runtime.smtp_block import smtp_for_run
 from carepath.settings import SettingMissing, check_environment, check_parameters
 from carepath.sinks.ledger import check_ledger
 from carepath.sinks.storage import check_documents_url, claim_location, storage_for
@@ -222,6 +225,8 @@ def _spec(pathway: str, out: str, as_of: str | None, ledger_url: str | None, pdf
         claim_location(storage_for(spec.documents), spec.compiled.id)
     if (problem := letter_channel_problem(spec.compiled)) is not None:
         raise SettingMissing(problem)
+    # The email channel's settings (perhaps a Prefect block) read here, not in the sinks.
+    spec = dataclasses.replace(spec, smtp=smtp_for_run(spec.compiled))
     spec.out.mkdir(parents=True, exist_ok=True)
     check_ledger(spec.ledger_url, spec.out)  # `carepath run` checked before Prefect; a deployment's run checks here
     return spec
@@ -318,11 +323,10 @@ def export(pathway: str, out: str, ledger_url: str | None = None, as_of: str | N
     deployment, nightly): tasks.jsonl, tasks.csv, letters.jsonl, FHIR NDJSON in parts with
     fhir/manifest.json; fhir/bundle.json with `bundle`. `out` holds the ledger unless
     `ledger_url` names it; `as_of` defaults to the pathway's last sweep."""
-    from carepath import api
     from carepath.orchestrator.export import export_documents
     from carepath.sinks.ledger import Ledger, default_url
 
-    compiled = api.load_pathway(pathway)
+    compiled = load_pathway(pathway)
     ledger = Ledger(ledger_url or default_url(Path(out).resolve()))
     try:
         written = export_documents(compiled, ledger, Path(out).resolve(), parse_as_of(as_of) if as_of else None,
