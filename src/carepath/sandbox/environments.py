@@ -100,7 +100,7 @@ class BoundedTemplate(Template):
         parts: list[str] = []
         size, started = 0, time.monotonic()
         try:
-            for chunk in self.root_render_func(ctx):  # type: ignore[attr-defined]
+            for chunk in self.root_render_func(ctx):
                 parts.append(chunk)
                 size += len(chunk)
                 if size > MAX_RENDER_CHARS:
