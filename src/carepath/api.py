@@ -3,23 +3,36 @@ nothing inside carepath imports (the flows and the orchestrator use those packag
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from carepath.check.runner import Checked, check_paths
 from carepath.codes import Code
 from carepath.diagnostics import Diagnostic
 from carepath.loading import InvalidInput, InvalidPathway, load_pathway, load_pathway_text
-from carepath.orchestrator.export import BundleTooLarge, NothingToExport, export_documents
-from carepath.orchestrator.planning import read_cohort
-from carepath.orchestrator.preflight import RunRefused, check_run, check_run_inputs, letter_channel_problem
 from carepath.records import RecordsFileError
 from carepath.review.version_check import version_not_bumped
-from carepath.sinks.ledger import Ledger, LedgerProblem, LedgerUnavailable, check_ledger, default_url, url_problem
+
+if TYPE_CHECKING:
+    from carepath.orchestrator.preflight import RunRefused, check_run, check_run_inputs, letter_channel_problem
+
+# The run and export machinery (the orchestrator, SQLAlchemy: about a second to import) is
+# imported when first used, so `carepath validate` and `--help` start without it.
+_LATER = {name: "carepath.orchestrator.preflight"
+          for name in ("RunRefused", "check_run", "check_run_inputs", "letter_channel_problem")}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LATER:
+        return getattr(importlib.import_module(_LATER[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Defined below the orchestrator (nothing inside carepath imports this facade); named here
 # for the CLI and for callers outside the package.
 __all__ = [
-    "BundleTooLarge", "Checked", "ExportRefused", "InvalidInput", "InvalidPathway", "NothingToExport",
+    "Checked", "ExportRefused", "InvalidInput", "InvalidPathway",
     "RunRefused", "ServiceDown", "check_run", "check_run_inputs", "export", "letter_channel_problem",
     "load_cohort", "load_pathway", "load_pathway_text", "validate",
 ]
@@ -38,6 +51,8 @@ def validate(paths: list[str], *, against_git: bool = True) -> list[Checked]:
 
 def load_cohort(pathway: str | Path, patients: str | Path, events: str | Path):
     """The compiled pathway and the cohort read from files; bad lines are rejections, not errors."""
+    from carepath.orchestrator.planning import read_cohort  # see _LATER
+
     compiled = load_pathway(pathway)
     try:
         return compiled, read_cohort(compiled, patients, events)
@@ -58,6 +73,9 @@ def export(pathway: str | Path, out: str | Path, *, ledger_url: str | None = Non
            bundle: bool = False) -> dict[str, int | None]:
     """`carepath export`: the whole-cohort documents from the ledger (`ledger_url`, or the
     one in the sweeps' folder `source`) into `out`, as of the pathway's last sweep."""
+    from carepath.orchestrator.export import BundleTooLarge, NothingToExport, export_documents  # see _LATER
+    from carepath.sinks.ledger import Ledger, LedgerProblem, LedgerUnavailable, check_ledger, default_url, url_problem
+
     compiled = load_pathway(pathway)
     if ledger_url is None:
         folder = Path(source or out).resolve()

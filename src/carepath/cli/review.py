@@ -1,5 +1,6 @@
 """The review tools (carepath.review; no Prefect): graph, diff, export-fhir, and the
-preview of a release (`release preview`)."""
+preview of a release (`release preview`, whose orchestrator and ledger are imported when
+it runs: a second the other commands do not pay)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,11 @@ from pathlib import Path
 
 from carepath import api
 from carepath.cli.common import EXIT_DIFFERENT, EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE, Stop, add_as_of, add_records
-from carepath.orchestrator import release_format
-from carepath.orchestrator.pinning import read_migration
-from carepath.orchestrator.release import preview
 from carepath.review import diff_format
 from carepath.review.diff import diff_pathways
 from carepath.review.graph import markdown_page, mermaid
 from carepath.review.load import Reviewed, load_reviewed
 from carepath.review.plandefinition import plan_definition_bundle
-from carepath.sinks.ledger import LedgerProblem, LedgerUnavailable, default_url
 
 
 def _reviewed(spec: str) -> Reviewed | None:
@@ -61,6 +58,11 @@ def _export_fhir(args: argparse.Namespace) -> int:
 
 
 def _release_preview(args: argparse.Namespace) -> int:
+    from carepath.orchestrator import release_format
+    from carepath.orchestrator.pinning import read_migration
+    from carepath.orchestrator.release import preview
+    from carepath.sinks.ledger import LedgerProblem, LedgerUnavailable, default_url
+
     url = args.ledger or default_url(Path(args.out))
     try:
         result = preview(args.pathway, read_migration(args.migration), args.patients, args.events, url,

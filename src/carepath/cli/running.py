@@ -1,6 +1,7 @@
 """The commands that run pathways over a cohort and keep their outputs: run, export,
-automations, emit, backup. Prefect (the runtime) is imported only by the commands that
-reach it, so `validate` and the review tools start without it."""
+automations, emit, backup. Prefect (the runtime) and the ledger (SQLAlchemy) are imported
+only by the commands that reach them, so `validate`, `--help` and the review tools start
+without them."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from carepath import api
 from carepath.cli.arguments import StdinProblem, out_folder, positive_int, read_stdin
 from carepath.cli.common import EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_UNAVAILABLE, Stop, add_as_of, add_records
 from carepath.recording import NotRecorded, record_event
-from carepath.sinks.ledger import LedgerProblem
-from carepath.sinks.ledger_backup import backup_ledger
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -35,6 +34,7 @@ def _run(args: argparse.Namespace) -> int:
         console.quiet_console()  # before the flows are imported: Prefect sets its logging up then
     from carepath.runtime.runner import RunFailed, run_job
     from carepath.runtime.server import ServiceUnavailable
+    from carepath.sinks.ledger import LedgerProblem
 
     console.install(console.Progress())
     try:
@@ -90,6 +90,9 @@ def _emit(args: argparse.Namespace) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
+    from carepath.sinks.ledger import LedgerProblem
+    from carepath.sinks.ledger_backup import backup_ledger
+
     try:
         done = backup_ledger(args.ledger, args.to)
     except LedgerProblem as exc:
