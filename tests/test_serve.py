@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sqlite3
 import warnings
 from datetime import timedelta
@@ -21,7 +22,7 @@ with warnings.catch_warnings():  # starlette 1.10 prefers httpx2 (not in the loc
 
 from carepath.cli.main import main
 from carepath.serve.app import Settings
-from serve_site import PASSWORD, Served, serve_copy, swept, with_accounts
+from serve_site import PASSWORD, PATHWAY, Served, serve_copy, swept, with_accounts
 
 
 @pytest.fixture(scope="module")
@@ -360,8 +361,6 @@ def test_the_commands_say_what_is_missing_with_the_contract_exit_codes(tmp_path:
     assert main(["serve", "pathways/ketamine-iv.yaml", "--ledger", f"sqlite:///{tmp_path}/ledger.sqlite",
                  "--patients", str(demo / "patients.jsonl"), "--events", str(demo / "events.jsonl")]) == 1
     assert "run a sweep first" in capsys.readouterr().err
-    assert main(["users", "list"]) == 2
-    assert "--access-db" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--help"])
     listed = capsys.readouterr().out
@@ -451,3 +450,33 @@ def test_serving_a_changed_pathway_under_an_old_version_number_is_refused_at_sta
     with pytest.raises(VersionReused, match="give the changed pathway a new version"):
         Site([PATHWAY], f"sqlite:///{ledger}", tmp_path / "site" / "cohort" / "patients.jsonl",
              tmp_path / "site" / "cohort" / "events.jsonl", tmp_path / "site" / "out", clock_from(AS_OF), pdf=False)
+
+
+def test_users_add_as_the_contract_writes_it_creates_an_account_serve_finds(template: Path, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`carepath users add USER --role ROLE` with nothing else: the account lands in the
+    machine's accounts database, and a served ledger with none of its own signs it in."""
+    import io
+
+    from carepath.serve.server import ServeOptions, build
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("CAREPATH_ACCESS_DB", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO("a password long enough\n"))
+    assert main(["users", "add", "vera", "--role", "prescriber"]) == 0
+    assert (tmp_path / "data" / "carepath" / "access.sqlite").stat().st_mode & 0o777 == 0o600
+    shutil.copytree(template, tmp_path / "site")
+    (tmp_path / "site" / "out" / "access.sqlite").unlink()
+    site = tmp_path / "site"
+    app, served_site, store, warnings = build(ServeOptions(
+        [str(PATHWAY)], f"sqlite:///{site / 'out' / 'ledger.sqlite'}", str(site / "cohort" / "patients.jsonl"),
+        str(site / "cohort" / "events.jsonl"), pdf=False))
+    try:
+        assert store.path == tmp_path / "data" / "carepath" / "access.sqlite"
+        assert not any("no accounts" in w for w in warnings)
+        c = TestClient(app, base_url="http://testserver", follow_redirects=False)
+        r = c.post("/login", data={"username": "vera", "password": "a password long enough",
+                                   "csrf": csrf_of(c.get("/login").text)})
+        assert r.status_code == 303 and c.get("/").status_code == 200
+    finally:
+        served_site.close()

@@ -103,8 +103,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _where(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ledger", metavar="URL", help="the ledger: a SQLite ledger keeps the accounts database "
                                                    "(access.sqlite) beside itself")
-    p.add_argument("--access-db", metavar="PATH", help="the accounts and audit database "
-                                                       "(default: $CAREPATH_ACCESS_DB, else beside the ledger)")
+    p.add_argument("--access-db", metavar="PATH", help="the accounts and audit database (default: "
+                                                       "$CAREPATH_ACCESS_DB, else beside a SQLite --ledger, else "
+                                                       "the machine's: ~/.local/share/carepath/access.sqlite)")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -124,7 +125,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="where re-plans write letters and patient records "
                                                 "(default: the SQLite ledger's folder)")
     p.add_argument("--access-db", metavar="PATH", help="accounts and audit database (default: "
-                                                       "$CAREPATH_ACCESS_DB, else access.sqlite beside the ledger)")
+                                                       "$CAREPATH_ACCESS_DB, else access.sqlite beside the ledger "
+                                                       "when it exists, else the machine's, which `carepath users` "
+                                                       "uses when given no --ledger)")
     p.add_argument("--idle-minutes", type=float, default=15.0, help="sign out after this long idle (default 15)")
     p.add_argument("--secure-cookies", action="store_true",
                    help="always mark cookies Secure (they are on https requests, including X-Forwarded-Proto "

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from carepath.loading import load_pathway
-from carepath.serve.access import ADMIN, AccessProblem, AccessStore, AuditRow, path_for
+from carepath.serve.access import ADMIN, FILE_NAME, AccessProblem, AccessStore, AuditRow, path_for
 
 ACCESS_DB_ENV = "CAREPATH_ACCESS_DB"
 
@@ -20,13 +20,26 @@ class NoLedger(ValueError):
     """The ledger to serve does not exist yet."""
 
 
+def default_access_path() -> Path:
+    """The machine's accounts database, used when nothing names one: `carepath users add
+    USER --role ROLE` alone must create an account that `carepath serve --ledger URL` then
+    finds, whatever ledger it serves."""
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "carepath" / FILE_NAME
+
+
 def access_path(ledger_url: str | None, access_db: str | None) -> Path:
-    """--access-db, else $CAREPATH_ACCESS_DB, else `access.sqlite` beside a SQLite ledger."""
+    """--access-db, else $CAREPATH_ACCESS_DB, else `access.sqlite` beside a SQLite ledger
+    when one is named and that file exists (or the machine's has no accounts either), else
+    the machine's (`default_access_path`)."""
     chosen = access_db or os.environ.get(ACCESS_DB_ENV) or None
-    if chosen is None and ledger_url is None:
-        raise AccessProblem("name the accounts database: --ledger URL (a SQLite ledger keeps it beside itself), "
-                            f"--access-db PATH or ${ACCESS_DB_ENV}")
-    return path_for(ledger_url or "", chosen)
+    if chosen is not None:
+        return path_for(ledger_url or "", chosen)
+    fallback = default_access_path()
+    if ledger_url is None or not ledger_url.startswith("sqlite:///"):
+        return fallback
+    beside = path_for(ledger_url, None)
+    return beside if beside.exists() or not fallback.exists() else fallback
 
 
 def pathway_roles(pathways: Iterable[str | Path]) -> frozenset[str]:
