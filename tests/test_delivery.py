@@ -219,6 +219,31 @@ def test_smtp_settings_from_a_prefect_email_credentials_block() -> None:
         == (2525, "none")
 
 
+def test_the_settings_the_runtime_resolved_reach_the_email_channel_through_the_run_spec(
+        smtp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from carepath.runtime import smtp_block
+    from carepath.sinks.email import SmtpSettings, SmtpSettingsError
+
+    inbox, _, port = smtp
+    served = SmtpSettings("127.0.0.1", port, "none", "block@clinic.example", attempts=1)
+    assert "s3cret" not in repr(dataclasses.replace(served, username="u", password="s3cret"))
+    # A block named by CAREPATH_SMTP_BLOCK is read by the runtime alone (Prefect stays there)...
+    monkeypatch.setenv("CAREPATH_SMTP_BLOCK", "clinic-mail")
+    monkeypatch.setattr(smtp_block, "settings_from_block", lambda block, sender, attempts: served)
+    monkeypatch.setenv("CAREPATH_SMTP_PORT", str(free_port()))  # nothing listens: the environment is not used
+    spec = RunSpec.resolve(PATHWAY, tmp_path, AS_OF, "run-1")
+    resolved = smtp_block.smtp_for_run(spec.compiled)
+    assert resolved == served
+    # ...the sinks refuse to read it themselves, naming the setting...
+    with pytest.raises(SmtpSettingsError, match="CAREPATH_SMTP_BLOCK names a Prefect block"):
+        SmtpSettings.from_env()
+    # ...and the letters go through the settings the spec carries.
+    sequence.sweep(dataclasses.replace(spec, smtp=resolved), PATIENTS, EVENTS, shard_size=1)
+    assert inbox.messages and {sender for sender, _ in inbox.envelopes} == {"block@clinic.example"}
+
+
 def test_a_refused_recipient_is_reported_failed_and_tried_again_by_the_next_run(smtp, tmp_path: Path) -> None:
     inbox, _, _ = smtp
     real = inbox.handle_DATA

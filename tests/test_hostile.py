@@ -400,7 +400,7 @@ def test_one_hostile_line_does_not_stop_the_cohorts_plan(tmp_path: Path) -> None
 
 
 def test_a_name_is_data_in_a_letter_no_lines_no_markup_no_control_characters(tmp_path: Path) -> None:
-    from carepath.compile.sandbox import letter_environment
+    from carepath.sandbox import letter_environment
     from carepath.sinks.markup import to_html, to_text
 
     (tmp_path / "t.md.j2").write_text("# Hello {{ name }}\n\nDear {{ name }},\n\n- A real bullet.\n")
@@ -484,7 +484,7 @@ def test_validate_refuses_a_template_that_would_hang_or_explode(tmp_path: Path, 
 def test_a_letter_render_that_would_hang_or_explode_stops_with_a_template_error(tmp_path: Path, source) -> None:
     from jinja2 import TemplateError
 
-    from carepath.compile.sandbox import letter_environment
+    from carepath.sandbox import letter_environment
 
     (tmp_path / "t.md.j2").write_text(source)
     started = time.monotonic()
@@ -531,7 +531,7 @@ def test_a_template_folder_climbing_out_of_the_repository_is_refused(tmp_path: P
 def test_a_template_symlinked_out_of_the_repository_is_refused_by_validate_and_at_render(tmp_path: Path) -> None:
     from jinja2 import TemplateError
 
-    from carepath.compile.sandbox import letter_environment
+    from carepath.sandbox import letter_environment
 
     repo = tmp_path / "repo"
     repo.mkdir()

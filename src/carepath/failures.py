@@ -48,7 +48,7 @@ CATALOGUE: tuple[FailureCode, ...] = (
     FailureCode("CP-MIGRATION-REJECTED", True, ("carepath.orchestrator.sequence.MigrationRejectedLines",),
                 "a migration moved patients to rules that reject event lines their old rules accepted; the "
                 "message gives the line numbers, rejected.jsonl the reasons: correct the lines or the pathway"),
-    FailureCode("CP-PATHWAY", True, ("carepath.api.InvalidInput",),
+    FailureCode("CP-PATHWAY", True, ("carepath.loading.InvalidInput",),
                 "the pathway file or the migration file is not valid; the message lists the problems"),
     FailureCode("CP-VERSION-REUSED", True, ("carepath.orchestrator.pinning.VersionReused",),
                 "a pathway version that was run before now has different rules: give the changed file a new "

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.parser import Parser
 
 from carepath.codes import Code
-from carepath.compile.sandbox import CONDITION_FILTERS, bounded_mul, bounded_pow, condition_environment
 from carepath.model.context import Kind, Shape
+from carepath.sandbox import CONDITION_FILTERS, bounded_mul, bounded_pow, condition_environment
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,10 +263,6 @@ def check_template_tree(tree: nodes.Template, context: dict[str, Shape],
     """Names and attribute chains in a letter template, against the letter context;
     filters the letter sandbox lacks (`filters`: those it has); constant computations
     it would refuse."""
-    from jinja2 import meta
-
-    from carepath.compile.sandbox import condition_environment as _env
-
     unknown = [node for node in tree.find_all(nodes.Filter) if filters and node.name not in filters]
     for node in unknown:
         yield Finding(Code.TEMPLATE_UNKNOWN_FILTER, f"template uses the filter {node.name!r}, which letters "
@@ -282,7 +278,7 @@ def check_template_tree(tree: nodes.Template, context: dict[str, Shape],
     except TemplateSyntaxError as exc:  # e.g. an unknown test ('is shouting')
         yield Finding(Code.TEMPLATE_SYNTAX, f"template does not compile: {exc.message}", lineno=exc.lineno or 1)
         return
-    for name in sorted(undeclared - set(context) - local_names - set(_env().globals)):
+    for name in sorted(undeclared - set(context) - local_names - set(condition_environment().globals)):
         line = next((n.lineno for n in tree.find_all(nodes.Name) if n.name == name), 1)
         yield Finding(Code.TEMPLATE_UNKNOWN_VARIABLE, f"template uses {name!r}, which the engine does not provide",
                       "available: " + ", ".join(sorted(context)), lineno=line)

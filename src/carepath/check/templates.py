@@ -10,9 +10,9 @@ from jinja2 import TemplateError, TemplateSyntaxError, nodes
 from carepath.check.context import CheckContext
 from carepath.check.expressions import check_template_tree, depth, included_templates
 from carepath.codes import Code
-from carepath.compile.sandbox import inside, letter_environment, template_root
 from carepath.diagnostics import Diagnostic, Severity
 from carepath.model.context import letter_context
+from carepath.sandbox import inside, letter_environment, template_root
 
 MAX_TEMPLATE_DEPTH = 200  # nesting of a template's syntax tree; letters are a few levels deep
 

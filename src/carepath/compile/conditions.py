@@ -10,7 +10,7 @@ from jinja2 import UndefinedError
 from jinja2.exceptions import SecurityError
 
 from carepath.compile.fastpath import translate
-from carepath.compile.sandbox import condition_environment
+from carepath.sandbox import condition_environment
 
 
 class ConditionError(Exception):

@@ -22,7 +22,7 @@ from typing import Any
 
 from jinja2 import nodes
 
-from carepath.compile.sandbox import bounded_mul, condition_environment
+from carepath.sandbox import bounded_mul, condition_environment
 
 
 class Fallback(Exception):

@@ -154,7 +154,7 @@ def deliver_letters(spec: RunSpec, patients_path: str | Path, ledger: Ledger, pa
                 plans = {ref: plan_from(ref, rows[group_letters[0].id][1] or {}, group_letters)
                          for ref, group_letters in letters.items()}
                 outputs = [Output(i, OutputKind.LETTER, ref, rows[i][0]) for i, ref in group]
-                sink = letter_channel(rules, spec.out, people, plans, spec.pdf, spec.as_of)
+                sink = letter_channel(rules, spec.out, people, plans, spec.pdf, spec.as_of, spec.smtp)
                 done: list[int] = [0]
 
                 def on_sent(channel: str, outs, _done=done) -> None:  # noqa: ANN001

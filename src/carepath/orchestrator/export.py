@@ -18,8 +18,13 @@ from datetime import datetime
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.sinks.base import OutputKind
+from carepath.sinks.documents import ledger_groups, write_stale
+from carepath.sinks.fhir import FhirBundle
+from carepath.sinks.fhir_ndjson import FhirParts
 from carepath.sinks.ledger import Ledger
+from carepath.sinks.outbox import LettersJsonl
 from carepath.sinks.storage import Location, storage_for
+from carepath.sinks.tabular import TasksCsv, TasksJsonl
 
 # Resources a FHIR server takes in one transaction bundle: HAPI's and most vendors' default
 # limits sit around here; larger cohorts are loaded from the NDJSON parts.
@@ -51,12 +56,6 @@ def export_documents(compiled: CompiledPathway, ledger: Ledger, out: Location, a
     records each holds (None: it was current, and left untouched). A document is stale
     when the pathway's outputs or sends changed since it was written (the ledger's
     generation), or, for those that show it, the as-of; or when it is missing."""
-    from carepath.sinks.documents import write_stale
-    from carepath.sinks.fhir import FhirBundle
-    from carepath.sinks.fhir_ndjson import FhirParts
-    from carepath.sinks.outbox import LettersJsonl
-    from carepath.sinks.tabular import TasksCsv, TasksJsonl
-
     as_of = as_of or sweep_as_of(ledger, compiled.id)
     if as_of is None:
         raise NothingToExport(f"the ledger holds no sweep of {compiled.id}: run `carepath run` first")
@@ -88,9 +87,6 @@ def write_changes(compiled: CompiledPathway, ledger: Ledger, out: Location, as_o
     manifest: the resources this run created or changed (a patient's CarePlan, tasks and
     letters as their resources, only those whose output changed); None when it changed
     nothing. Its cost grows with what changed, not with the cohort."""
-    from carepath.sinks.documents import ledger_groups
-    from carepath.sinks.fhir_ndjson import FhirParts
-
     changed = ledger.changed_in(compiled.id, run)
     if not changed:
         return None

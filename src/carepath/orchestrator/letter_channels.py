@@ -7,6 +7,7 @@ from pathlib import Path
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan
+from carepath.sinks.email import EmailLetters, SmtpSettings
 from carepath.sinks.letters import LetterFiles
 
 CHANNELS = ("file", "email", "print")
@@ -23,13 +24,13 @@ def channel_of(compiled: CompiledPathway) -> str:
 
 
 def letter_channel(compiled: CompiledPathway, out: Path, patients: dict, plans: dict[str, PatientPlan], pdf: bool,
-                   as_of: datetime):  # noqa: ANN201 - a letters sink
+                   as_of: datetime, smtp: SmtpSettings | None = None):  # noqa: ANN201 - a letters sink
+    """The run's letter sink; `smtp`: the email channel's settings as the runtime resolved
+    them (`RunSpec.smtp`), else CAREPATH_SMTP_*."""
     files = LetterFiles(out / "letters", compiled, patients, plans, pdf=pdf)
     channel = channel_of(compiled)
     if channel == "email":
-        from carepath.sinks.email import EmailLetters
-
-        return EmailLetters(compiled, patients, plans, files, pdf=pdf)
+        return EmailLetters(compiled, patients, plans, files, pdf=pdf, settings=smtp)
     if channel == "print":
         from carepath.sinks.print_batch import PrintBatch
 

@@ -8,9 +8,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from carepath import api
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan
+from carepath.loading import InvalidInput, load_pathway_text
 from carepath.orchestrator.pinning import VersionReused, decide
 from carepath.orchestrator.spec import RunSpec
 from carepath.records import Rejection
@@ -36,8 +36,8 @@ def archived(ledger: Ledger, pathway: Path, pathway_id: str, version: str) -> Co
     if source is None:
         return "its source is not in the ledger's archive"
     try:
-        return api.load_pathway_text(pathway, source.encode(), f"{pathway} (version {version} from the ledger)")
-    except api.InvalidInput as exc:
+        return load_pathway_text(pathway, source.encode(), f"{pathway} (version {version} from the ledger)")
+    except InvalidInput as exc:
         first = exc.diagnostics[0]
         return f"it is no longer valid: {first.code} {first.message}"
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from carepath.codes import Code
 from carepath.diagnostics import Diagnostic
 from carepath.engine.aliases import IdAliases
+from carepath.loading import InvalidInput
 from carepath.source.loader import load_source
 
 
@@ -67,8 +68,6 @@ _MIGRATION_KEYS = {"pathway": str, "from": str, "to": str, "reason": str}
 
 def read_migration(path: str | Path) -> Migration:
     """The migration file, or `InvalidInput` with a positioned diagnostic per problem."""
-    from carepath.api import InvalidInput
-
     source = load_source(path)
     if source.data is None or source.diagnostics:
         raise InvalidInput(list(source.diagnostics))
@@ -117,8 +116,6 @@ def read_migration(path: str | Path) -> Migration:
 def check_against(migration: Migration, path: str, new_steps: set[str], old_steps: set[str] | None) -> None:
     """The step map names steps that exist: each old one in the old version (when known),
     each new one in the new version; `InvalidInput` otherwise."""
-    from carepath.api import InvalidInput
-
     problems = []
     for old, new in sorted(migration.steps.items()):
         if old_steps is not None and old not in old_steps:

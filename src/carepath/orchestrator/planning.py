@@ -27,6 +27,8 @@ from carepath.orchestrator.event_store import EventStore, scratch_store
 from carepath.records import Event, Patient, Rejection, read_patients
 from carepath.records.fields import TypeSpec, compile_event_types
 from carepath.records.readers import gc_paused
+from carepath.sinks.base import outputs_of
+from carepath.sinks.worklist import Worklist
 
 __all__ = ["Cohort", "plan_cohort", "read_cohort", "write_patient_page", "write_plan_json",
            "write_plan_text"]
@@ -167,9 +169,6 @@ def write_plan_text(out: IO[str], compiled: CompiledPathway, as_of: datetime, co
 def write_patient_page(out: IO[str], compiled: CompiledPathway, as_of: datetime, cohort: Cohort, ref: str) -> bool:
     """One patient's whole plan as a worklist-style page (every task, done and cancelled ones
     and work beyond the worklist's horizon included); False when the cohort has no such patient."""
-    from carepath.sinks.base import outputs_of
-    from carepath.sinks.worklist import Worklist
-
     if ref not in cohort.patients:
         return False
     from carepath.engine.closure import closures

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from carepath import api
+from carepath.codes import Code
+from carepath.diagnostics import Diagnostic
 from carepath.engine import plan
 from carepath.engine.result import PatientPlan, PlannedTask
+from carepath.loading import InvalidInput, load_pathway, load_pathway_text
 from carepath.orchestrator.pinning import Migration, check_against, id_aliases
 from carepath.records import read_patients
 from carepath.records.readers import read_events
@@ -150,28 +152,22 @@ def preview(pathway: str | Path, migration: Migration, patients_path: str | Path
     """What `carepath run PATHWAY --migration FILE --as-of AS_OF` would change, per patient."""
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
-    new = api.load_pathway(pathway)
+    new = load_pathway(pathway)
     problems = []
     if migration.pathway != new.id:
         problems.append(f"the migration is for pathway {migration.pathway}; {pathway} is {new.id}")
     if migration.to_version != new.version:
         problems.append(f"the migration moves patients to {migration.to_version}; {pathway} is version {new.version}")
     if problems:
-        from carepath.codes import Code
-        from carepath.diagnostics import Diagnostic
-
-        raise api.InvalidInput([Diagnostic(migration_path, 1, 1, str(Code.INVALID_VALUE), p) for p in problems])
+        raise InvalidInput([Diagnostic(migration_path, 1, 1, str(Code.INVALID_VALUE), p) for p in problems])
     ledger = Ledger(ledger_url)
     try:
         source = ledger.archived_source(new.id, migration.from_version)
         if source is None:
-            from carepath.codes import Code
-            from carepath.diagnostics import Diagnostic
-
-            raise api.InvalidInput([Diagnostic(migration_path, 1, 1, str(Code.INVALID_VALUE),
-                                               f"the ledger holds no {new.id} version {migration.from_version}: "
-                                               "no patient can be on it")])
-        old = api.load_pathway_text(pathway, source.encode(), f"{pathway} (version {migration.from_version})")
+            raise InvalidInput([Diagnostic(migration_path, 1, 1, str(Code.INVALID_VALUE),
+                                           f"the ledger holds no {new.id} version {migration.from_version}: "
+                                           "no patient can be on it")])
+        old = load_pathway_text(pathway, source.encode(), f"{pathway} (version {migration.from_version})")
         check_against(migration, migration_path, set(new.steps), set(old.steps))
         patients, _ = read_patients(patients_path, default_timezone=new.clinic.zone.key)
         pins = ledger.pins(new.id, sorted(patients))

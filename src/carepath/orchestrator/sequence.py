@@ -43,8 +43,10 @@ from carepath.orchestrator.run_summary import RunSummary, ShardReport
 from carepath.orchestrator.spec import RunSpec
 from carepath.orchestrator.timers import horizon as timer_horizon
 from carepath.orchestrator.wake_index import WakeIndex
+from carepath.sinks.documents import document_state
 from carepath.sinks.email import SmtpUnavailable
 from carepath.sinks.ledger import Ledger
+from carepath.sinks.worklist import Worklist
 
 
 class AllLinesRejected(Exception):
@@ -222,9 +224,6 @@ def _after_delivery(run: Executor, spec: RunSpec, ledger: Ledger, delivered: Del
     a mail server that hangs never keeps it stale)."""
     if not (delivered.failed or (delivered.sent and failed_before)):
         if delivered.sent:  # sends moved the ledger's generation, but the worklist does not show them
-            from carepath.sinks.documents import document_state
-            from carepath.sinks.worklist import Worklist
-
             state = document_state(ledger.generation(spec.compiled.id), spec.compiled.version, spec.as_of)
             ledger.mark_snapshot(spec.compiled.id, Worklist.name, state, spec.run)
         return documents

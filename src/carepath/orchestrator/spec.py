@@ -14,8 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from carepath.compile.compiled import CompiledPathway
+from carepath.loading import load_pathway_text
 from carepath.orchestrator.pinning import Migration, source_digest
+from carepath.sinks.email import SmtpSettings
 from carepath.sinks.ledger import default_url
+from carepath.sinks.storage import DOCUMENTS_ENV
 
 
 def parse_as_of(text: str | None, clock: datetime | None = None) -> datetime:
@@ -45,6 +48,9 @@ class RunSpec:
     # that workers on several hosts share; "" is `out`. Settled here, so every step of a
     # run (in any process) writes to the same place.
     documents_url: str = ""
+    # The email channel's SMTP settings when the runtime resolved them (a Prefect block is
+    # read there, where Prefect may be imported); None: the sinks read CAREPATH_SMTP_*.
+    smtp: SmtpSettings | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.as_of.tzinfo is None:
@@ -60,12 +66,9 @@ class RunSpec:
                 documents_url: str | None = None) -> RunSpec:
         """Read and compile the pathway once; InvalidInput when it is not valid. The
         documents' location: `documents_url`, else CAREPATH_DOCUMENTS_URL, else `out`."""
-        from carepath import api
-        from carepath.sinks.storage import DOCUMENTS_ENV
-
         path = Path(pathway).resolve()
         source = path.read_bytes()
-        compiled = api.load_pathway_text(path, source, str(pathway))
+        compiled = load_pathway_text(path, source, str(pathway))
         out_dir = Path(out).resolve()
         return cls(path, source, source_digest(source), compiled, as_of, out_dir, ledger_url or default_url(out_dir),
                    run, pdf, migration, documents_url or os.environ.get(DOCUMENTS_ENV, ""))

@@ -4,19 +4,38 @@ Compared on what the engine will do, not on text: every aspect is a `Fact` whose
 `key` is the compiled value (a window as a timedelta, an action list as typed actions)
 and whose `text` is what the author wrote. Re-wording `48h` as `2d`, re-ordering keys
 or editing comments is no change; moving a window by an hour is. Descriptions and
-parameter notes are documentation, not behaviour, and are not compared.
+parameter notes are documentation, not behaviour, and are not compared. The vocabulary
+(`Change`, `Fact`, `Section`...) and the comparison of facts are in `changes.py`; here,
+what the facts of each part of a pathway are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Hashable
 from pathlib import Path
 
+from carepath.check.references import parameter_uses
 from carepath.compile import compiled as c
 from carepath.model import pathway as m
 from carepath.model.durations import SyntaxProblem, parse_offset
+from carepath.review.changes import (  # noqa: F401 - Fact, Subject... re-exported: diff's vocabulary
+    NONE,
+    Change,
+    Fact,
+    Facts,
+    Kind,
+    PathwayDiff,
+    Section,
+    Subject,
+    actions_fact,
+    compare,
+    condition_fact,
+    events_fact,
+    keyed,
+    names_fact,
+    order_change,
+    plain,
+)
 from carepath.review.load import Reviewed
 from carepath.review.words import (
     actions_text,
@@ -31,179 +50,12 @@ from carepath.review.words import (
 )
 
 
-class Section(StrEnum):
-    """Headings of a diff, in the order a reviewer reads them."""
-
-    PATHWAY = "Pathway"
-    CLINIC = "Clinic"
-    PARAMETERS = "Parameters"
-    STAGES = "Stages and transitions"
-    STEPS = "Steps (clinician tasks)"
-    LETTERS = "Letters"
-    RULES = "Rules"
-    VOCABULARY = "Flags, roles and event types"
-
-
-class Kind(StrEnum):
-    ADDED = "added"
-    REMOVED = "removed"
-    CHANGED = "changed"
-
-
-@dataclass(frozen=True)
-class Subject:
-    """What a change is about: a template with `{}` for each name, e.g. 'Parameter {} [CLINIC]'."""
-
-    template: str
-    names: tuple[str, ...] = ()
-
-    def render(self, name: Callable[[str], str] = str) -> str:
-        return self.template.format(*(name(n) for n in self.names))
-
-
-@dataclass(frozen=True)
-class Change:
-    section: Section
-    kind: Kind
-    subject: Subject
-    aspect: str = ""     # what changed, e.g. "window due"; empty for added/removed
-    old: str = ""
-    new: str = ""
-    suffix: str = ""     # context both values share, e.g. "after the session_completed event"
-    code: bool = False   # old/new are expressions or literal values (shown as code in Markdown)
-    note: str = ""       # e.g. "used by rule relapse"
-
-    def sentence(self) -> str:
-        subject = self.subject.render()
-        if self.kind is Kind.ADDED:
-            return f"{subject}: added" + (f" ({self.new})" if self.new else "")
-        if self.kind is Kind.REMOVED:
-            return f"{subject}: removed" + (f" (was {self.old})" if self.old else "")
-        tail = (f" {self.suffix}" if self.suffix else "") + (f" ({self.note})" if self.note else "")
-        return f"{subject}: {self.aspect} changed from {self.old} to {self.new}{tail}"
-
-
-@dataclass(frozen=True)
-class PathwayDiff:
-    old: Reviewed
-    new: Reviewed
-    changes: tuple[Change, ...]
-
-    @property
-    def differs(self) -> bool:
-        return bool(self.changes)
-
-    @property
-    def version_not_bumped(self) -> bool:
-        """Behaviour changed under the same version: ids and provenance would not tell them apart."""
-        o, n = self.old.compiled, self.new.compiled
-        return self.differs and o.id == n.id and o.version == n.version
-
-    def by_section(self) -> dict[Section, list[Change]]:
-        grouped: dict[Section, list[Change]] = {}
-        for section in Section:
-            found = [ch for ch in self.changes if ch.section is section]
-            if found:
-                grouped[section] = found
-        return grouped
-
-
-@dataclass(frozen=True)
-class Fact:
-    key: Hashable
-    text: str
-    suffix: str = ""
-    code: bool = False
-    note: str = ""
-
-    @property
-    def full(self) -> str:
-        return f"{self.text} {self.suffix}".strip()
-
-    @property
-    def phrase(self) -> str:
-        """`full` for prose: 'at the triggering event' rather than '0 h after the triggering event'."""
-        if self.text.startswith("0 ") and self.suffix.startswith("after "):
-            return f"at {self.suffix.removeprefix('after ')}"
-        return self.full
-
-
-_NONE = Fact(None, "none")
-Facts = dict[str, Fact]
-
-
 def diff_pathways(old: Reviewed, new: Reviewed) -> PathwayDiff:
     changes: list[Change] = []
-    for compare in (_pathway, _escalation, _clinic, _parameters, _stages, _steps, _letters, _rules, _holds,
-                    _vocabulary):
-        changes.extend(compare(old, new))
+    for part in (_pathway, _escalation, _clinic, _parameters, _stages, _steps, _letters, _rules, _holds,
+                 _vocabulary):
+        changes.extend(part(old, new))
     return PathwayDiff(old, new, tuple(changes))
-
-
-# --- comparison machinery ------------------------------------------------------------
-
-
-def _compare(section: Section, subject: Subject, old: Facts, new: Facts) -> list[Change]:
-    changes = []
-    for aspect in dict.fromkeys([*old, *new]):
-        o, n = old.get(aspect, _NONE), new.get(aspect, _NONE)
-        if o.key == n.key:
-            continue
-        code, note = o.code or n.code, n.note or o.note
-        if o.suffix == n.suffix:
-            changes.append(Change(section, Kind.CHANGED, subject, aspect, o.text, n.text, o.suffix, code, note))
-        else:
-            changes.append(Change(section, Kind.CHANGED, subject, aspect, o.full, n.full, code=code, note=note))
-    return changes
-
-
-def _keyed(section: Section, old: Mapping[str, object], new: Mapping[str, object],
-           subject: Callable[[str, object], Subject], facts: Callable[[str, object, Reviewed], Facts],
-           summary: Callable[[str, object, Reviewed], str], old_r: Reviewed, new_r: Reviewed) -> list[Change]:
-    """Added, changed and removed items of a named collection (new order first, then removals)."""
-    changes = []
-    for name, item in new.items():
-        if name not in old:
-            changes.append(Change(section, Kind.ADDED, subject(name, item), new=summary(name, item, new_r)))
-        else:
-            changes += _compare(section, subject(name, item), facts(name, old[name], old_r),
-                                facts(name, item, new_r))
-    for name, item in old.items():
-        if name not in new:
-            changes.append(Change(section, Kind.REMOVED, subject(name, item), old=summary(name, item, old_r)))
-    return changes
-
-
-def _order(section: Section, subject: Subject, aspect: str, old: list[str], new: list[str]) -> list[Change]:
-    """A change of evaluation order among the items both versions have."""
-    common = set(old) & set(new)
-    o, n = [x for x in old if x in common], [x for x in new if x in common]
-    if o == n:
-        return []
-    return [Change(section, Kind.CHANGED, subject, aspect, ", ".join(o), ", ".join(n))]
-
-
-def _plain(value: Hashable, text: str | None = None, *, code: bool = False) -> Fact:
-    return Fact(value, str(value) if text is None else text, code=code)
-
-
-def _actions(actions: tuple[c.Action, ...]) -> Fact:
-    return Fact(actions, actions_text(actions))
-
-
-def _condition(condition: c.Condition | None) -> Fact:
-    if condition is None:
-        return Fact(None, "always")
-    text = " ".join(condition.source.split())
-    return Fact(text, text, code=True)
-
-
-def _events(events: frozenset[str] | None) -> Fact:
-    return Fact(events, events_text(events))
-
-
-def _names(names: frozenset[str] | tuple[str, ...]) -> Fact:
-    return Fact(frozenset(names), ", ".join(sorted(names)) or "none")
 
 
 # --- the parts of a pathway -------------------------------------------------------------
@@ -213,15 +65,15 @@ def _pathway(old: Reviewed, new: Reviewed) -> list[Change]:
     def facts(r: Reviewed) -> Facts:
         gap = r.model.sessions.min_gap
         return {
-            "id": _plain(r.compiled.id, code=True),
-            "version": _plain(r.compiled.version),
-            "title": _plain(r.compiled.title),
-            "start stage": _plain(r.compiled.start, code=True),
+            "id": plain(r.compiled.id, code=True),
+            "version": plain(r.compiled.version),
+            "title": plain(r.compiled.title),
+            "start stage": plain(r.compiled.start, code=True),
             "minimum gap between sessions": Fact(r.compiled.min_session_gap,
                                                  offset_text(r.model, gap) if gap else "none"),
         }
 
-    return _compare(Section.PATHWAY, Subject("Pathway"), facts(old), facts(new))
+    return compare(Section.PATHWAY, Subject("Pathway"), facts(old), facts(new))
 
 
 def _escalation(old: Reviewed, new: Reviewed) -> list[Change]:
@@ -229,7 +81,7 @@ def _escalation(old: Reviewed, new: Reviewed) -> list[Change]:
     def facts(r: Reviewed) -> Facts:
         raw, compiled = r.model.escalation, r.compiled.escalation
         if raw is None or compiled is None:
-            return {"tiers": _NONE}
+            return {"tiers": NONE}
         return {
             "tiers": Fact(compiled.tiers, " → ".join(compiled.tiers)),
             "delay in opening hours": Fact(compiled.delay_in_hours, offset_text(r.model, raw.delay_in_hours)),
@@ -237,7 +89,7 @@ def _escalation(old: Reviewed, new: Reviewed) -> list[Change]:
             "overdue safety work escalates again every": Fact(compiled.repeat, offset_text(r.model, raw.repeat)),
         }
 
-    return _compare(Section.PATHWAY, Subject("Escalation"), facts(old), facts(new))
+    return compare(Section.PATHWAY, Subject("Escalation"), facts(old), facts(new))
 
 
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -247,15 +99,15 @@ def _clinic(old: Reviewed, new: Reviewed) -> list[Change]:
     def facts(r: Reviewed) -> Facts:
         cal = r.compiled.clinic
         out = {
-            "name": _plain(cal.name), "phone": _plain(cal.phone), "crisis line": _plain(cal.crisis_line),
-            "time zone": _plain(str(cal.zone)),
+            "name": plain(cal.name), "phone": plain(cal.phone), "crisis line": plain(cal.crisis_line),
+            "time zone": plain(str(cal.zone)),
         }
         for day, spans in zip(_DAYS, cal.hours):
             out[f"{day} hours"] = Fact(spans, ", ".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in spans) or "closed")
         out["closed dates"] = Fact(cal.closed_dates, ", ".join(sorted(map(str, cal.closed_dates))) or "none")
         return out
 
-    return _compare(Section.CLINIC, Subject("Clinic"), facts(old), facts(new))
+    return compare(Section.CLINIC, Subject("Clinic"), facts(old), facts(new))
 
 
 def _param_key(value: object) -> Hashable:
@@ -277,8 +129,6 @@ def _param_text(value: object) -> str:
 
 def _used_by(r: Reviewed, name: str) -> str:
     """Where a parameter is read, so a reviewer sees what a changed threshold moves."""
-    from carepath.check.references import parameter_uses
-
     return ", ".join(parameter_uses(r.model, Path(r.compiled.template_dir)).get(name, []))
 
 
@@ -292,14 +142,13 @@ def _parameters(old: Reviewed, new: Reviewed) -> list[Change]:
         used = _used_by(r, name)
         return {"value": Fact(_param_key(p.value), _param_text(p.value), code=True,
                               note=f"used by {used}" if used else "not used"),
-                "source": _plain(p.source.value)}
-
+                "source": plain(p.source.value)}
     def summary(name: str, p: object, r: Reviewed) -> str:
         assert isinstance(p, m.Parameter)
         return f"{_param_text(p.value)} [{p.source.value}]"
 
     # The source tag is part of the subject, so a re-tagged parameter reads under its new tag.
-    return _keyed(Section.PARAMETERS, old.model.parameters, new.model.parameters, subject, facts, summary, old, new)
+    return keyed(Section.PARAMETERS, old.model.parameters, new.model.parameters, subject, facts, summary, old, new)
 
 
 def _step_facts(name: str, step: object, r: Reviewed) -> Facts:
@@ -318,9 +167,9 @@ def _step_facts(name: str, step: object, r: Reviewed) -> Facts:
                 f"priority {o.priority.value}" if o.priority else ""]
         overdue = f"{delta_text(o.after)} after due: {', '.join(x for x in what if x) or 'nothing'}"
     return {
-        "title": _plain(step.title),
-        "role": _plain(step.role, code=True),
-        "priority": _plain(step.priority.value),
+        "title": plain(step.title),
+        "role": plain(step.role, code=True),
+        "priority": plain(step.priority.value),
         "one task per": Fact(step.key_field, "triggering event" if step.key_field is None
                              else f"data.{step.key_field}", code=step.key_field is not None),
         "window measured from": Fact(step.anchor_field, anchor),
@@ -328,20 +177,20 @@ def _step_facts(name: str, step: object, r: Reviewed) -> Facts:
         "window due": Fact(w.due, due, due_anchor),
         "window basis": Fact(w.basis, basis_text(w.basis)),
         "clinic-closed policy": Fact(w.when_clinic_closed, closed_policy_text(w.when_clinic_closed)),
-        "window-conflict step": _plain(w.conflict_step, w.conflict_step or "none"),
-        "unmet-window flag": _plain(w.unmet_flag, w.unmet_flag or "none"),
-        "completed by": _names(step.done_by),
-        "withdrawn by": _names(step.cancelled_by),
-        "holds while open": _names(step.holds),
+        "window-conflict step": plain(w.conflict_step, w.conflict_step or "none"),
+        "unmet-window flag": plain(w.unmet_flag, w.unmet_flag or "none"),
+        "completed by": names_fact(step.done_by),
+        "withdrawn by": names_fact(step.cancelled_by),
+        "holds while open": names_fact(step.holds),
         "overdue escalation": Fact(step.overdue, overdue),
-        "safety-critical (kept through discharge)": _plain(step.safety, "yes" if step.safety else "no"),
-        "flag while open": _plain(step.flag_while_open, step.flag_while_open or "none"),
-        "window opens at the clinic's opening": _plain(w.opens_at_opening, "yes" if w.opens_at_opening else "no"),
-        "in session (keeps the session's clock after hours)": _plain(step.in_session,
+        "safety-critical (kept through discharge)": plain(step.safety, "yes" if step.safety else "no"),
+        "flag while open": plain(step.flag_while_open, step.flag_while_open or "none"),
+        "window opens at the clinic's opening": plain(w.opens_at_opening, "yes" if w.opens_at_opening else "no"),
+        "in session (keeps the session's clock after hours)": plain(step.in_session,
                                                                       "yes" if step.in_session else "no"),
-        "decisions it takes": _names(step.decisions),
-        "gates hold (a dose while open is a breach)": _plain(step.gates, step.gates or "none"),
-        "stands only while hold is in force": _plain(step.while_held, step.while_held or "none"),
+        "decisions it takes": names_fact(step.decisions),
+        "gates hold (a dose while open is a breach)": plain(step.gates, step.gates or "none"),
+        "stands only while hold is in force": plain(step.while_held, step.while_held or "none"),
     }
 
 
@@ -355,7 +204,7 @@ def _steps(old: Reviewed, new: Reviewed) -> list[Change]:
         return (f"{step.role}, {f['priority'].text}; opens {f['window opens'].phrase}; "  # type: ignore[attr-defined]
                 f"due {f['window due'].phrase}")
 
-    return _keyed(Section.STEPS, old.compiled.steps, new.compiled.steps, subject, _step_facts, summary, old, new)
+    return keyed(Section.STEPS, old.compiled.steps, new.compiled.steps, subject, _step_facts, summary, old, new)
 
 
 def _letters(old: Reviewed, new: Reviewed) -> list[Change]:
@@ -367,7 +216,7 @@ def _letters(old: Reviewed, new: Reviewed) -> list[Change]:
         expiry = own if own is not None else r.model.letter_expiry
         lasts, _ = relative(r.model, str(expiry), "its send time")
         booked = " (a booking's letter also at the session's start)" if letter.anchor_field else ""
-        return {"template": _plain(letter.template, code=True),
+        return {"template": plain(letter.template, code=True),
                 "sent": Fact((letter.send, letter.anchor_field), send, send_anchor),
                 "withheld while": Fact(letter.withheld_while,
                                        ", ".join(sorted(x.value for x in letter.withheld_while)) or "never"),
@@ -380,20 +229,20 @@ def _letters(old: Reviewed, new: Reviewed) -> list[Change]:
         f = facts(name, letter, r)
         return f"template {f['template'].text}, sent {f['sent'].phrase}"
 
-    return _keyed(Section.LETTERS, old.compiled.letters, new.compiled.letters,
+    return keyed(Section.LETTERS, old.compiled.letters, new.compiled.letters,
                   lambda name, _: Subject("Letter {}", (name,)), facts, summary, old, new)
 
 
 def _rule_facts(name: str, rule: object, r: Reviewed) -> Facts:
     assert isinstance(rule, c.Rule)
     return {
-        "triggered by": _events(rule.on),
+        "triggered by": events_fact(rule.on),
         "applies in": Fact(rule.stages, "all stages" if rule.stages is None else ", ".join(sorted(rule.stages))),
-        "condition": _condition(rule.when),
-        "matches needed in a row": _plain(rule.consecutive, str(rule.consecutive or 1)),
-        "run reset by": _names(rule.reset_by),
-        "actions until confirmed": _actions(rule.until_confirmed),
-        "actions": _actions(rule.then),
+        "condition": condition_fact(rule.when),
+        "matches needed in a row": plain(rule.consecutive, str(rule.consecutive or 1)),
+        "run reset by": names_fact(rule.reset_by),
+        "actions until confirmed": actions_fact(rule.until_confirmed),
+        "actions": actions_fact(rule.then),
     }
 
 
@@ -402,13 +251,12 @@ def _rules(old: Reviewed, new: Reviewed) -> list[Change]:
         assert isinstance(rule, c.Rule)
         when = "" if rule.when is None else f" when {' '.join(rule.when.source.split())}"
         return f"on {events_text(rule.on)}{when}: {actions_text(rule.then)}"
-
     o = {rule.id: rule for rule in old.compiled.rules}
     n = {rule.id: rule for rule in new.compiled.rules}
-    changes = _keyed(Section.RULES, o, n, lambda name, _: Subject("Rule {}", (name,)), _rule_facts, summary,
+    changes = keyed(Section.RULES, o, n, lambda name, _: Subject("Rule {}", (name,)), _rule_facts, summary,
                      old, new)
     # Rules run in file order, and a later rule sees what an earlier one did.
-    return changes + _order(Section.RULES, Subject("Rules"), "evaluation order", list(o), list(n))
+    return changes + order_change(Section.RULES, Subject("Rules"), "evaluation order", list(o), list(n))
 
 
 def _recurring_text(r: Reviewed, stage: str, rec: c.Recurring) -> str:
@@ -432,7 +280,7 @@ def _stage_facts(name: str, stage: object, r: Reviewed) -> Facts:
         blocks = "; ".join(f"weeks {b.first_week}-{b.last_week}: {b.per_week} a week" for b in stage.series.calendar)
         series = f"{stage.series.sessions} sessions" + (f" ({blocks})" if blocks else "") + \
             (f", step {stage.series.step} per slot" if stage.series.step else "")
-    out = {"on entry": _actions(stage.on_enter), "series": Fact(stage.series, series)}
+    out = {"on entry": actions_fact(stage.on_enter), "series": Fact(stage.series, series)}
     if stage.silence is not None:
         out["lost to follow-up"] = Fact(stage.silence, f"{stage.silence.task} after {delta_text(stage.silence.after)} "
                                         f"without {events_text(stage.silence.broken_by)}")
@@ -458,7 +306,7 @@ def _transition_subject(stage: str, key: str) -> Subject:
 
 def _transition_facts(_: str, item: object, r: Reviewed) -> Facts:
     t = item[1]  # type: ignore[index]
-    return {"triggered by": _events(t.on), "condition": _condition(t.when), "actions": _actions(t.then)}
+    return {"triggered by": events_fact(t.on), "condition": condition_fact(t.when), "actions": actions_fact(t.then)}
 
 
 def _transition_summary(_: str, item: object, r: Reviewed) -> str:
@@ -471,18 +319,17 @@ def _stages(old: Reviewed, new: Reviewed) -> list[Change]:
     def summary(name: str, stage: object, r: Reviewed) -> str:
         f = _stage_facts(name, stage, r)
         return "; ".join(f"{k}: {v.text}" for k, v in f.items() if v.text not in ("none", "nothing")) or "empty"
-
     o, n = old.compiled.stages, new.compiled.stages
-    changes = _keyed(Section.STAGES, o, n, lambda name, _: Subject("Stage {}", (name,)), _stage_facts, summary,
+    changes = keyed(Section.STAGES, o, n, lambda name, _: Subject("Stage {}", (name,)), _stage_facts, summary,
                      old, new)
     for name in n:
         if name not in o:
             continue
         to, tn = _transitions(o[name]), _transitions(n[name])
-        changes += _keyed(Section.STAGES, to, tn, lambda key, _, s=name: _transition_subject(s, key),
+        changes += keyed(Section.STAGES, to, tn, lambda key, _, s=name: _transition_subject(s, key),
                           _transition_facts, _transition_summary, old, new)
         # The first transition whose event and condition match wins.
-        changes += _order(Section.STAGES, Subject("Transitions from {}", (name,)), "order (first match wins)",
+        changes += order_change(Section.STAGES, Subject("Transitions from {}", (name,)), "order (first match wins)",
                           list(to), list(tn))
     return changes
 
@@ -490,30 +337,26 @@ def _stages(old: Reviewed, new: Reviewed) -> list[Change]:
 def _holds(old: Reviewed, new: Reviewed) -> list[Change]:
     def facts(_: str, hold: object, r: Reviewed) -> Facts:
         assert isinstance(hold, c.Hold)
-        return {"breached by": _names(hold.breached_by), "on breach": _actions(hold.on_breach),
-                "booked by": _names(hold.booked_by), "on booking": _actions(hold.on_booking),
-                "in force while status": _names(tuple(x.value for x in hold.while_status)),
-                "withdrawn by that status": _names(hold.withdraws)}
-
+        return {"breached by": names_fact(hold.breached_by), "on breach": actions_fact(hold.on_breach),
+                "booked by": names_fact(hold.booked_by), "on booking": actions_fact(hold.on_booking),
+                "in force while status": names_fact(tuple(x.value for x in hold.while_status)),
+                "withdrawn by that status": names_fact(hold.withdraws)}
     def summary(name: str, hold: object, r: Reviewed) -> str:
         assert isinstance(hold, c.Hold)
         return f"breached by {events_text(hold.breached_by)}: {actions_text(hold.on_breach)}"
-
-    return _keyed(Section.RULES, old.compiled.holds, new.compiled.holds,
+    return keyed(Section.RULES, old.compiled.holds, new.compiled.holds,
                   lambda name, _: Subject("Hold {}", (name,)), facts, summary, old, new)
 
 
 def _vocabulary(old: Reviewed, new: Reviewed) -> list[Change]:
     def meaning(_: str, text: object, r: Reviewed) -> Facts:
-        return {"meaning": _plain(str(text))}
-
+        return {"meaning": plain(str(text))}
     def fields(_: str, event: object, r: Reviewed) -> Facts:
         assert isinstance(event, m.EventType)
         data = tuple((k, v.type.value, v.optional, v.one_of) for k, v in event.data.items())
         text = ", ".join(f"{k}: {t}" + (" (optional)" if opt else "") + (f" one of {', '.join(one)}" if one else "")
                          for k, t, opt, one in data) or "no data"
         return {"data": Fact(frozenset(data), text)}
-
     def said(_: str, text: object, r: Reviewed) -> str:
         return str(text)
 
@@ -522,19 +365,18 @@ def _vocabulary(old: Reviewed, new: Reviewed) -> list[Change]:
 
     def flag(_: str, value: object, r: Reviewed) -> Facts:
         assert isinstance(value, m.Flag)
-        return {"meaning": _plain(value.meaning), "severity": _plain(str(value.severity))}
-
+        return {"meaning": plain(value.meaning), "severity": plain(str(value.severity))}
     def flag_said(_: str, value: object, r: Reviewed) -> str:
         assert isinstance(value, m.Flag)
         return f"{value.meaning} (severity {value.severity})"
 
     o, n = old.model, new.model
-    return (_keyed(Section.VOCABULARY, o.flags, n.flags, lambda k, _: Subject("Flag {}", (k,)), flag, flag_said,
+    return (keyed(Section.VOCABULARY, o.flags, n.flags, lambda k, _: Subject("Flag {}", (k,)), flag, flag_said,
                      old, new)
-            + _keyed(Section.VOCABULARY, o.roles, n.roles, lambda k, _: Subject("Role {}", (k,)), meaning, said,
+            + keyed(Section.VOCABULARY, o.roles, n.roles, lambda k, _: Subject("Role {}", (k,)), meaning, said,
                      old, new)
-            + _keyed(Section.VOCABULARY, o.events, n.events, lambda k, _: Subject("Event type {}", (k,)), fields,
+            + keyed(Section.VOCABULARY, o.events, n.events, lambda k, _: Subject("Event type {}", (k,)), fields,
                      described, old, new)
-            + _keyed(Section.VOCABULARY, o.facts, n.facts, lambda k, _: Subject("Fact {}", (k,)), meaning, said,
+            + keyed(Section.VOCABULARY, o.facts, n.facts, lambda k, _: Subject("Fact {}", (k,)), meaning, said,
                      old, new))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from carepath.review.diff import Change, Kind, PathwayDiff
+from carepath.review.changes import Change, Kind, PathwayDiff
 
 _MARK = {Kind.ADDED: "+", Kind.REMOVED: "-", Kind.CHANGED: "~"}
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~])")

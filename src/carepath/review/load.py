@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from carepath.api import InvalidPathway
 from carepath.check.runner import check_file
 from carepath.codes import Code
 from carepath.compile.compiled import CompiledPathway
 from carepath.compile.compiler import compile_pathway
 from carepath.diagnostics import Diagnostic
+from carepath.loading import InvalidPathway
 from carepath.model.pathway import Pathway
 
 GIT_PREFIX = "git:"

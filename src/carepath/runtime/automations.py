@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from carepath.runtime.server import ServiceUnavailable
 from carepath.source.loader import load_source
 
 BLOCK_PREFIX = "block:"
@@ -91,8 +92,6 @@ def resolve(path: Path, out: Path) -> int:
     automations file `path`; the number of automations. ServiceUnavailable when no
     Prefect server is named or it does not answer."""
     from prefect.settings import PREFECT_API_URL
-
-    from carepath.runtime.server import ServiceUnavailable
 
     automations = read(path)
     refs = block_refs(automations)

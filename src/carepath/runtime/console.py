@@ -11,6 +11,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TextIO
 
+from carepath.orchestrator.sequence import versions_note
 from carepath.sinks.storage import documents_location, storage_for
 
 
@@ -96,8 +97,6 @@ def summary_text(result) -> str:  # noqa: ANN001 - a runner.RunResult (kept impo
     lines.append(f"letters: {s['letters_written']:,} sent this run {sent_how(s.get('letter_channel', 'file'), out)}; "
                  + letters_by_status(s) + f" (see {docs.shown('letters.jsonl')})")
     if s.get("patients_on_older_versions"):
-        from carepath.orchestrator.sequence import versions_note
-
         lines.append(versions_note(s))
     if s.get("letters_failed") or s.get("letters_queued"):
         lines.append(f"letters not delivered: {s.get('letters_failed', 0):,} failed this run, "

@@ -11,7 +11,7 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 from prefect.schedules import Cron
 
-from carepath import api
+from carepath.loading import load_pathway
 from carepath.runtime.events import EVENT_NAME
 from carepath.runtime.flows import export, patient_replan, sweep
 
@@ -29,7 +29,7 @@ def event_trigger(pathway_id: str) -> DeploymentEventTrigger:
 
 
 def deployments_for(pathway: str, patients: str, events: str, out: str) -> list[RunnerDeployment]:
-    compiled = api.load_pathway(pathway)
+    compiled = load_pathway(pathway)
     params = {"pathway": str(Path(pathway).resolve()), "patients": str(Path(patients).resolve()),
               "events": str(Path(events).resolve()), "out": str(Path(out).resolve())}
     return [

@@ -11,6 +11,8 @@ from prefect.events.clients import get_events_client
 from prefect.settings import PREFECT_API_URL
 from websockets.exceptions import WebSocketException
 
+from carepath.runtime.server import ServiceUnavailable
+
 EVENT_NAME = "carepath.event.recorded"
 
 
@@ -40,8 +42,6 @@ def announce(pathway: str, ref: str, event_id: str, event_type: str) -> str | No
     try:
         asyncio.run(_send(event))
     except (OSError, TimeoutError, WebSocketException) as exc:  # ConnectionRefusedError is an OSError
-        from carepath.runtime.server import ServiceUnavailable
-
         raise ServiceUnavailable(
             f"the Prefect server at {PREFECT_API_URL.value()}",
             f"{type(exc).__name__}: {exc}. The event is recorded in the events file (the next sweep plans it); "

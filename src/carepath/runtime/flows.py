@@ -11,6 +11,7 @@ what was emitted, so a retried task or a re-run flow emits nothing twice.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import shutil
@@ -31,10 +32,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from carepath import failures
-from carepath.api import letter_channel_problem
+from carepath.loading import load_pathway
 from carepath.orchestrator import sequence, steps
 from carepath.orchestrator.executor import ProcessPool
 from carepath.orchestrator.pinning import read_migration
+from carepath.orchestrator.preflight import letter_channel_problem
 from carepath.orchestrator.sequence import DEFAULT_SHARD_SIZE, WORK_DIR
 from carepath.orchestrator.spec import RunSpec, parse_as_of
 from carepath.orchestrator.steps import Step
@@ -42,6 +44,7 @@ from carepath.orchestrator.timers import horizon, timers_before
 from carepath.outlock import output_lock
 from carepath.runtime import artifacts
 from carepath.runtime.notify import announce_facts
+from carepath.runtime.smtp_block import smtp_for_run
 from carepath.settings import SettingMissing, check_environment, check_parameters
 from carepath.sinks.ledger import check_ledger
 from carepath.sinks.storage import DOCUMENTS_ENV, check_documents_url, claim_location, storage_for
@@ -217,6 +220,8 @@ def _spec(pathway: str, out: str, as_of: str | None, ledger_url: str | None, pdf
         claim_location(storage_for(spec.documents), spec.compiled.id, DOCUMENTS_ENV)
     if (problem := letter_channel_problem(spec.compiled)) is not None:
         raise SettingMissing(problem)
+    # The email channel's settings (perhaps a Prefect block) read here, not in the sinks.
+    spec = dataclasses.replace(spec, smtp=smtp_for_run(spec.compiled))
     # `carepath run` checked the ledger before Prefect; here again, knowing the pathway (a shared ledger).
     check_ledger(spec.ledger_url, spec.out, spec.compiled.id)
     return spec
@@ -313,12 +318,11 @@ def export(pathway: str, out: str, ledger_url: str | None = None, as_of: str | N
     deployment, nightly): tasks.jsonl, tasks.csv, letters.jsonl, FHIR NDJSON in parts with
     fhir/manifest.json; fhir/bundle.json with `bundle`. `out` holds the ledger unless
     `ledger_url` names it; `as_of` defaults to the pathway's last sweep."""
-    from carepath import api
     from carepath.orchestrator.export import export_documents
     from carepath.sinks.ledger import Ledger, default_url
 
     check_parameters({"pathway": pathway, "out": out}, files=("pathway",))  # first: "" would be the cwd
-    compiled = api.load_pathway(pathway)
+    compiled = load_pathway(pathway)
     ledger = Ledger(ledger_url or default_url(Path(out).resolve()))
     try:
         written = export_documents(compiled, ledger, Path(out).resolve(), parse_as_of(as_of) if as_of else None,

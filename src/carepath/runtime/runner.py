@@ -12,6 +12,19 @@ from pathlib import Path
 
 from prefect.settings import PREFECT_API_URL
 
+from carepath.loading import InvalidInput
+from carepath.orchestrator.pinning import VersionReused
+from carepath.orchestrator.sequence import AllLinesRejected, MigrationRejectedLines
+from carepath.outlock import FolderBusy
+from carepath.runtime.flows import DEFAULT_SHARD_SIZE, sweep
+from carepath.runtime.parallel import pool_runner, sweep_parallel
+from carepath.runtime.server import ServiceUnavailable, check_api, start_temporary_server, startup_budget
+from carepath.settings import SettingMissing
+from carepath.sinks.email import SmtpUnavailable
+from carepath.sinks.ledger import LedgerProblem, LedgerUnavailable, check_ledger, default_url, shown_url
+from carepath.sinks.letters import LetterError
+from carepath.sinks.storage import LocationRefused
+
 
 class RunFailed(Exception):
     def __init__(self, flow_run_id: str, message: str, cause: BaseException | None = None) -> None:
@@ -24,15 +37,6 @@ class RunFailed(Exception):
         """Caused by the inputs or the machine (fix and re-run), not by a bug."""
         from sqlalchemy.exc import DatabaseError
 
-        from carepath.api import InvalidInput
-        from carepath.orchestrator.pinning import VersionReused
-        from carepath.orchestrator.sequence import AllLinesRejected, MigrationRejectedLines
-        from carepath.outlock import FolderBusy
-        from carepath.settings import SettingMissing
-        from carepath.sinks.ledger import LedgerProblem
-        from carepath.sinks.letters import LetterError
-        from carepath.sinks.storage import LocationRefused
-
         # DatabaseError: the ledger file is corrupt, read-only, or its disk is full.
         return isinstance(self.cause, (OSError, InvalidInput, VersionReused, LookupError, LetterError, FolderBusy,
                                        LedgerProblem, DatabaseError, AllLinesRejected, SettingMissing,
@@ -42,9 +46,6 @@ class RunFailed(Exception):
 def _check_ledger(ledger_url: str | None, out: Path) -> None:
     """The ledger before Prefect starts (seconds): a database that does not answer is a
     service failure; a corrupt or missing one (LedgerProblem) is the user's to fix."""
-    from carepath.runtime.server import ServiceUnavailable
-    from carepath.sinks.ledger import LedgerUnavailable, check_ledger, default_url
-
     try:
         check_ledger(ledger_url or default_url(out), out)
     except LedgerUnavailable as exc:
@@ -54,8 +55,6 @@ def _check_ledger(ledger_url: str | None, out: Path) -> None:
 def _call(flow, api_url: str | None, **parameters):
     """Run the flow; Prefect losing its server mid-run is a service failure, not a bug."""
     import httpx
-
-    from carepath.runtime.server import ServiceUnavailable
 
     try:
         return flow(**parameters)
@@ -73,9 +72,6 @@ def service_failure(cause: object, flow_run_id: str) -> Exception | None:
     """A run that failed because a service outside carepath kept failing (the mail server)
     is exit 69 naming it, not a user error: nothing is wrong with the inputs, and the letters
     it did not take stay in the outbox for the next run."""
-    from carepath.runtime.server import ServiceUnavailable
-    from carepath.sinks.email import SmtpUnavailable
-
     if isinstance(cause, SmtpUnavailable) and getattr(cause, "answered", False):
         return ServiceUnavailable("the SMTP server", f"{cause} (flow run {flow_run_id}). Letters it did not take "
                                   "stay in the outbox and go with the next run.", answered=True)
@@ -104,13 +100,8 @@ def run_job(pathway: str, patients: str, events: str, out: str, as_of: datetime 
     )
     from sqlalchemy.exc import DatabaseError
 
-    from carepath.runtime.flows import DEFAULT_SHARD_SIZE, sweep
-    from carepath.runtime.server import check_api, start_temporary_server, startup_budget
-
     flow, parallel = sweep, {}
     if workers > 1:
-        from carepath.runtime.parallel import pool_runner, sweep_parallel
-
         flow, parallel = sweep_parallel.with_options(task_runner=pool_runner(workers)), {"workers": workers}
     _check_ledger(ledger_url, Path(out))
     api_url = PREFECT_API_URL.value() or None
@@ -137,8 +128,6 @@ def run_job(pathway: str, patients: str, events: str, out: str, as_of: datetime 
         if (unavailable := service_failure(cause, flow_run_id)) is not None:
             raise unavailable
         if isinstance(cause, DatabaseError):  # word it without the SQL statement and its rows
-            from carepath.sinks.ledger import default_url, shown_url
-
             raise RunFailed(flow_run_id, f"the ledger {shown_url(ledger_url or default_url(Path(out)))} failed: "
                             f"{cause.orig}", cause)
         raise RunFailed(flow_run_id, str(cause) if isinstance(cause, BaseException) else (state.message or state.name),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from carepath.loading import load_pathway
 from carepath.serve.access import ADMIN, FILE_NAME, AccessProblem, AccessStore, AuditRow, path_for
 
 ACCESS_DB_ENV = "CAREPATH_ACCESS_DB"
@@ -43,11 +44,9 @@ def access_path(ledger_url: str | None, access_db: str | None) -> Path:
 
 def pathway_roles(pathways: Iterable[str | Path]) -> frozenset[str]:
     """The roles of these pathways' steps, plus the administrator."""
-    from carepath import api
-
     roles = {ADMIN}
     for path in pathways:
-        roles |= {s.role for s in api.load_pathway(path).steps.values()}
+        roles |= {s.role for s in load_pathway(path).steps.values()}
     return frozenset(roles)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 import secrets
 import threading
 import time
@@ -33,6 +34,7 @@ from carepath.orchestrator.spec import RunSpec
 from carepath.orchestrator.wake_index import WakeIndex
 from carepath.recording import NotRecorded, record_event
 from carepath.records import Patient
+from carepath.runtime.smtp_block import smtp_for_run
 from carepath.serve.access import ADMIN
 from carepath.serve.board import Board, Entry
 from carepath.serve.episode import (
@@ -48,6 +50,7 @@ from carepath.serve.episode import (
     when,
 )
 from carepath.sinks.base import Output, OutputKind
+from carepath.sinks.email import SMTP_BLOCK_ENV
 from carepath.sinks.ledger import Ledger
 from carepath.sinks.worklist import BANDS, provenance_text, role_label, window_parts
 
@@ -80,6 +83,8 @@ class Site:
         self.specs: dict[str, RunSpec] = {}
         for path in pathways:
             spec = RunSpec.resolve(path, out, now, "serve", ledger_url=ledger_url, pdf=pdf)
+            if os.environ.get(SMTP_BLOCK_ENV):  # the block is read where Prefect may be imported
+                spec = replace(spec, smtp=smtp_for_run(spec.compiled))
             if spec.compiled.id in self.specs:
                 raise ValueError(f"pathway id {spec.compiled.id!r} is given twice")
             self.specs[spec.compiled.id] = spec

@@ -35,7 +35,7 @@ import smtplib
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -43,8 +43,11 @@ from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan
 from carepath.records.fields import mailbox_problem
 from carepath.sinks.base import Output, OutputKind
+from carepath.sinks.letters import BATCH, LetterError, render_letter
+from carepath.sinks.pdf import render_pdfs
 
 SECURITY = ("starttls", "ssl", "none")
+SMTP_BLOCK_ENV = "CAREPATH_SMTP_BLOCK"  # a prefect-email block's name; read by carepath.runtime.smtp_block
 _DEFAULT_PORT = {"starttls": 587, "ssl": 465, "none": 25}
 
 
@@ -76,18 +79,18 @@ class SmtpSettings:
     security: str
     sender: str
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     attempts: int = 4
     timeout: float = 30.0
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SmtpSettings:
+        """The settings CAREPATH_SMTP_* give. A Prefect block (CAREPATH_SMTP_BLOCK) is read by
+        the runtime, which passes the settings down (`RunSpec.smtp`): Prefect stays there."""
         env = os.environ if env is None else env
-        if env.get("CAREPATH_SMTP_BLOCK"):
-            from carepath.runtime.smtp_block import settings_from_block  # Prefect stays in the runtime
-
-            return settings_from_block(env["CAREPATH_SMTP_BLOCK"], env.get("CAREPATH_SMTP_FROM") or None,
-                                       int(env.get("CAREPATH_SMTP_ATTEMPTS") or 4))
+        if env.get(SMTP_BLOCK_ENV):
+            raise SmtpSettingsError(f"{SMTP_BLOCK_ENV} names a Prefect block, which only a Prefect run reads "
+                                    "('carepath run', a deployment): set CAREPATH_SMTP_HOST and CAREPATH_SMTP_FROM "
+                                    "for this command")
         host, sender = env.get("CAREPATH_SMTP_HOST", ""), env.get("CAREPATH_SMTP_FROM", "")
         missing = [name for name, value in (("CAREPATH_SMTP_HOST", host), ("CAREPATH_SMTP_FROM", sender))
                    if not value]
@@ -128,7 +131,6 @@ class Mailer:
     def __init__(self, settings: SmtpSettings, sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings, self.sleep = settings, sleep
         self.smtp: smtplib.SMTP | None = None
-
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
         if s.security == "ssl":
@@ -221,9 +223,6 @@ class EmailLetters:
         """Mail each letter, `on_sent` as each is accepted; a letter that cannot be rendered
         or addressed, or that the server refuses for good, goes to `on_failed` with a
         reason free of patient data, and the others go on."""
-        from carepath.sinks.letters import BATCH, LetterError, render_letter
-        from carepath.sinks.pdf import render_pdfs
-
         def failed(output: Output, reason: str) -> None:
             self.refused += 1
             if on_failed is not None:

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 from jinja2 import TemplateError
 
 from carepath.compile.compiled import CompiledPathway
-from carepath.compile.sandbox import letter_environment
 from carepath.engine.result import PatientPlan, PlannedLetter
+from carepath.sandbox import letter_environment
 from carepath.sinks.base import Output, OutputKind, write_atomic
 from carepath.sinks.markup import parse, to_html, to_text
 

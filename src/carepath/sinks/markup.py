@@ -4,7 +4,7 @@ One source per letter (letter templates): `# Subject` on the first line, paragra
 separated by blank lines, `- ` bullets, `**bold**`. Everything else is text. HTML is
 produced by escaping every text span here, so a value such as a name with `<` or `&`
 can never become markup, whether it came from the template or from the patient file.
-Values are data here too: a name cannot add a line, a bullet or bold (compile.sandbox.as_data).
+Values are data here too: a name cannot add a line, a bullet or bold (carepath.sandbox.as_data).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import html
 import re
 from dataclasses import dataclass
 
-from carepath.compile.sandbox import LITERAL_STAR
+from carepath.sandbox import LITERAL_STAR
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
 
-# Values put into a letter are data, never markup (see compile.sandbox.as_data): a `*`
+# Values put into a letter are data, never markup (see carepath.sandbox.as_data): a `*`
 # from a value arrives as a stand-in, turned back into a plain `*` after markup is applied.
 _LITERAL_STAR = LITERAL_STAR
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan
 from carepath.sinks.base import Output, OutputKind
+from carepath.sinks.letters import LetterError, dated_folder, render_letter, write_letter, write_private
+from carepath.sinks.pdf import laid_out
 
 
 class PrintBatch:
@@ -36,8 +38,6 @@ class PrintBatch:
 
     def write(self, outputs: Iterable[Output], on_sent: Callable[[str, Sequence[Output]], None] | None = None,
               on_failed: Callable[[Output, str], None] | None = None) -> int:
-        from carepath.sinks.letters import LetterError, dated_folder, render_letter, write_letter
-
         outputs = list(outputs)
         if not outputs:
             return 0
@@ -75,9 +75,6 @@ class PrintBatch:
         return len(done)
 
     def _rebuild(self, pages: Sequence[Path]) -> None:
-        from carepath.sinks.letters import write_private
-        from carepath.sinks.pdf import laid_out
-
         documents = [laid_out(p.read_text(encoding="utf-8"), self.compiled.clinic.paper) for p in pages]
         every_page = [page for d in documents for page in d.pages]
         write_private(self.batch, documents[0].copy(every_page).write_pdf())

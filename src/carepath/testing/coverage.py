@@ -4,10 +4,12 @@ reactions of holds (a dose or a booking while the hold is open) and the escalati
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from carepath.compile.compiled import CompiledPathway
+from carepath.loading import InvalidPathway, load_pathway
 from carepath.testing.scenarios import Outcome
 
 
@@ -64,6 +66,22 @@ def coverage(compiled: CompiledPathway, outcomes: list[Outcome]) -> Coverage:
         result.total += len(names)
         result.exercised += len(names) - len(missing)
     return result
+
+
+def coverage_by_pathway(outcomes: Sequence[Outcome]) -> Iterator[tuple[CompiledPathway, int, Coverage]]:
+    """Per pathway the scenarios ran against (in path order): the pathway, how many
+    scenarios, and what they left unexercised. A pathway that does not validate is left
+    out: its scenarios already failed saying why."""
+    by_pathway: dict[Path, list[Outcome]] = {}
+    for outcome in outcomes:
+        if outcome.pathway_file is not None:
+            by_pathway.setdefault(outcome.pathway_file, []).append(outcome)
+    for pathway_file, group in sorted(by_pathway.items()):
+        try:
+            compiled = load_pathway(pathway_file)
+        except InvalidPathway:
+            continue
+        yield compiled, len(group), coverage(compiled, group)
 
 
 def scenario_files(paths: list[str]) -> list[Path]:

@@ -27,16 +27,17 @@ from pathlib import Path
 from unittest import mock
 
 from carepath.engine import ids
+from carepath.loading import load_pathway
+from carepath.orchestrator.planning import plan_cohort, read_cohort
+from carepath.records.readers import read_events
+from carepath.testing.scenarios import load_scenario
 
 _ID = re.compile(r"\b[tl]-[0-9a-f]{20}\b")
 
 
 def _recording_plans(compiled, patients_file: Path, events_file: Path, as_of: datetime | None) -> dict[str, str]:
     """Old id → new id of everything planning these files mints."""
-    from carepath.orchestrator.planning import plan_cohort, read_cohort
-
     minted: dict[str, tuple[str, str, str, str, str]] = {}
-
     def recording(prefix: str, pathway: str, patient: str, name: str, key: str) -> str:
         new = ids.output_id(prefix, pathway, patient, name, key)
         minted[new] = (prefix, pathway, patient, name, key)
@@ -44,8 +45,6 @@ def _recording_plans(compiled, patients_file: Path, events_file: Path, as_of: da
 
     cohort = read_cohort(compiled, patients_file, events_file)
     if as_of is None:
-        from carepath.records.readers import read_events
-
         events, _ = read_events(events_file, event_types=compiled.event_fields, patients=cohort.patients)
         as_of = max((e.at for e in events), default=datetime(2026, 1, 1).astimezone()) + timedelta(days=400)
     # The engine modules that mint task and letter ids.
@@ -56,7 +55,6 @@ def _recording_plans(compiled, patients_file: Path, events_file: Path, as_of: da
             pass
 
     old_of: dict[str, str] = {}
-
     def old(new: str, depth: int = 0) -> str:
         if new in old_of or new not in minted or depth > 5:
             return old_of.get(new, new)
@@ -87,11 +85,8 @@ def _rewrite(path: Path, mapping: dict[str, str]) -> int:
 
 
 def rekey_scenario(path: Path) -> int:
-    from carepath import api
-    from carepath.testing.scenarios import load_scenario
-
     scenario = load_scenario(path)
-    compiled = api.load_pathway((path.parent / scenario.pathway).resolve(), scenario.parameters or None)
+    compiled = load_pathway((path.parent / scenario.pathway).resolve(), scenario.parameters or None)
     patients = scenario.patients or [{"patient": "p-1", "given_name": "Test", "family_name": "Patient"}]
     only = patients[0]["patient"] if len(patients) == 1 else None
     with tempfile.TemporaryDirectory(prefix="carepath-rekey-") as tmp:
@@ -104,9 +99,7 @@ def rekey_scenario(path: Path) -> int:
 
 
 def rekey_events(pathway: Path, patients: Path, events: Path) -> int:
-    from carepath import api
-
-    return _rewrite(events, _recording_plans(api.load_pathway(pathway), patients, events, None))
+    return _rewrite(events, _recording_plans(load_pathway(pathway), patients, events, None))
 
 
 def main(argv: Iterable[str] | None = None) -> int:

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.engine.result import PatientPlan, PlannedLetter, PlannedTask
+from carepath.loading import InvalidPathway, load_pathway
 from carepath.records.fields import time_range_problem
 from carepath.source.loader import LoadedSource, load_source
 
@@ -110,7 +111,6 @@ def _load(path: Path) -> tuple[Scenario, LoadedSource]:
 
 
 def run_scenario(path: Path) -> Outcome:
-    from carepath import api
     from carepath.orchestrator.planning import Cohort, plan_cohort, read_cohort
 
     path = Path(path)
@@ -121,8 +121,8 @@ def run_scenario(path: Path) -> Outcome:
     pathway_file = (path.parent / scenario.pathway).resolve()
     outcome = Outcome(path, scenario, pathway_file=pathway_file)
     try:
-        compiled = api.load_pathway(pathway_file, scenario.parameters or None)
-    except api.InvalidPathway as exc:
+        compiled = load_pathway(pathway_file, scenario.parameters or None)
+    except InvalidPathway as exc:
         outcome.failures.append("pathway does not validate:\n" + "\n".join(d.render() for d in exc.diagnostics))
         return outcome
     if problems := _unknown_names(path, source, scenario, compiled):
