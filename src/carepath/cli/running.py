@@ -25,11 +25,18 @@ def _run(args: argparse.Namespace) -> int:
         api.check_run(args.pathway, args.patients, args.events, migration=args.migration, ledger_url=args.ledger)
     except api.RunRefused as exc:
         raise Stop(f"carepath: {exc}") from None
-    from carepath.runtime import console  # Prefect: imported once the run is sure to start
-
     # A SIGTERM (a scheduler stopping the job) unwinds like Ctrl-C, so Prefect's temporary
     # server is stopped with us rather than left running.
-    signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _run_job(args)
+    finally:  # called in-process (tests, a host program), the caller's handler comes back
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_job(args: argparse.Namespace) -> int:
+    from carepath.runtime import console  # Prefect: imported once the run is sure to start
+
     if not args.verbose:
         console.quiet_console()  # before the flows are imported: Prefect sets its logging up then
     from carepath.runtime.runner import RunFailed, run_job
