@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PATHWAY = str(ROOT / "pathways" / "ketamine-iv.yaml")
 PATIENTS = str(ROOT / "examples" / "patients.jsonl")
@@ -65,6 +67,7 @@ def test_run_with_a_bad_migration_file_exits_1(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "'to' is missing" in proc.stderr
 
 
+@pytest.mark.slow  # six `carepath emit` subprocesses, each importing Prefect
 def test_emit_appends_a_valid_event_and_refuses_a_bad_one(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_text(Path(EVENTS).read_text())

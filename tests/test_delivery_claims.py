@@ -55,6 +55,7 @@ class SlowInbox(Inbox):
         return await super().handle_DATA(server, session, envelope)
 
 
+@pytest.mark.slow  # two `carepath` processes and an SMTP server
 def test_two_processes_draining_one_queue_send_each_letter_once(new_ledger_url, tmp_path: Path,  # noqa: F811
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     cohort = tmp_path / "cohort"

@@ -182,6 +182,7 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           timeout=600, env=env, cwd=cwd)
 
 
+@pytest.mark.slow  # three `carepath emit` subprocesses, each importing Prefect
 def test_emit_of_an_exact_duplicate_says_it_was_not_appended(tmp_path: Path) -> None:
     patients, events = tmp_path / "patients.jsonl", tmp_path / "events.jsonl"
     shutil.copy(DEMO / "patients.jsonl", patients)
@@ -201,6 +202,7 @@ def test_emit_of_an_exact_duplicate_says_it_was_not_appended(tmp_path: Path) -> 
     assert "recorded event" not in second.stdout and events.stat().st_size == size
 
 
+@pytest.mark.slow  # `carepath run`: Prefect's temporary server
 def test_a_run_that_rejected_every_line_fails_and_says_so(tmp_path: Path) -> None:
     result = _cli("run", str(PATHWAY), "--patients", str(DEMO / "events.jsonl"), "--events",
                   str(DEMO / "events.jsonl"), "--out", str(tmp_path / "out"), "--no-pdf",

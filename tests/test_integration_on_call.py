@@ -32,7 +32,7 @@ import pytest
 
 from test_integration_server import BIN, ROOT, Stack, _free_port  # the same server set-up
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a Prefect server, a worker, minutes of escalation delays
 
 DELAY = timedelta(minutes=2)   # escalation_delay_in_hours and _out_of_hours in the test's pathway
 PAGE_S = 120                   # a fact → its page at the receiver (trigger run on the worker, event, automation)

@@ -139,6 +139,38 @@ def test_pdf_paper_follows_the_clinic() -> None:
     assert (round(a4.width), round(a4.height)) == (794, 1123)  # 210 x 297 mm
 
 
+@pytest.mark.parametrize("whole", [True, False], ids=["font-embedded-whole", "font-subset"])
+def test_pdf_prints_every_character_of_a_name_with_the_right_glyph(whole: bool) -> None:
+    """The letter font is cached as subsets (ASCII; the rest of Latin): a name with other
+    Latin letters or in another script still prints, each character with a glyph of a font
+    the PDF embeds (whole, as without HarfBuzz's subsetter, or subset)."""
+    import io
+
+    from fontTools.ttLib import TTFont
+
+    from carepath.sinks import pdf
+
+    if not pdf.cached_faces():
+        pytest.skip("DejaVu Sans is not installed: no cached letter font to check")
+    patient = Patient("p-009", "Zoë-Łucja Αθηνά", "Byron", "America/Los_Angeles", "zoe@example.org")  # "Dear …,"
+    html = render_letter(COMPILED, patient, _plan(_letter("welcome")), _letter("welcome")).html
+    document = pdf.laid_out(html, "letter")
+    document.write_pdf(full_fonts=whole)
+    drawn: dict[str, str] = {}  # character -> the family of the font it was printed with
+    for font in document.fonts.values():
+        embedded = TTFont(io.BytesIO(font.file_content), fontNumber=font.index)
+        cmap, order = embedded.getBestCmap(), embedded.getGlyphOrder()
+        assert not font.missing, f"{font.family}: no glyph for {sorted(font.missing)}"
+        for glyph, text in font.to_unicode.items():
+            if len(text) == 1:  # a ligature maps one glyph to several characters
+                # the embedded file holds this character at this glyph: the PDF prints it
+                assert cmap.get(ord(text)) == order[glyph], (font.family, text)
+                drawn[text] = font.family
+    assert {drawn[c] for c in "Dear"} == {"Carepath Sans"}
+    assert {drawn[c] for c in "ëŁ"} == {"Carepath Sans Latin"}  # embedded only when a letter uses it
+    assert all(c in drawn and not drawn[c].startswith("Carepath") for c in "Αθηνά")  # the system's fonts
+
+
 def test_a_batch_of_pdfs_is_rendered_in_worker_processes(monkeypatch: pytest.MonkeyPatch) -> None:
     from carepath.sinks import pdf
 

@@ -12,6 +12,7 @@ import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -47,6 +48,7 @@ def new_version(hours: int, add_step: bool, remove_letter: bool) -> str:
     return text
 
 
+@pytest.mark.slow  # five migrations of the 40-patient demo cohort, each planned twice
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), days=st.integers(20, 120), hours=st.sampled_from([30, 36, 60, 72, 96]),
        add_step=st.booleans(), remove_letter=st.booleans())

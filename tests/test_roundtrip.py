@@ -6,6 +6,7 @@ hold is lost or re-typed by YAML on the way back (think `on`, `18:00`, `0o17`).
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -98,6 +99,7 @@ pathways = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow  # 200 generated pathways, ~20 s
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(pathways)
 def test_model_dumped_to_yaml_and_loaded_again_is_equal(data: dict) -> None:

@@ -21,13 +21,16 @@ _BOLD = re.compile(r"\*\*(.+?)\*\*")
 # from a value arrives as a stand-in, turned back into a plain `*` after markup is applied.
 _LITERAL_STAR = LITERAL_STAR
 
-_CSS = """
-body { font-family: "Carepath Sans", "DejaVu Sans", Arial, sans-serif; font-size: 12pt; line-height: 1.5;
-       color: #1a1a1a; max-width: 40em; margin: 2em auto; padding: 0 1em; }
+CSS = """
+body { font-family: "Carepath Sans", "Carepath Sans Latin", "DejaVu Sans", Arial, sans-serif;
+       font-size: 12pt; line-height: 1.5; color: #1a1a1a; max-width: 40em; margin: 2em auto; padding: 0 1em; }
 h1 { font-size: 16pt; margin: 0 0 1em; }
-ul { padding-left: 1.4em; }
-li { margin: 0.2em 0; }
+ul { padding-left: 1.4em; list-style-position: inside; }
+li { margin: 0.2em 0; text-indent: -1em; }
 """
+# The letter's stylesheet as it appears in every letter's HTML: the PDF renderer parses it
+# once per process instead of once per letter (carepath.sinks.pdf).
+STYLE_ELEMENT = f"<style>{CSS}</style>"
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,6 @@ def to_html(markup: str) -> str:
     title = html.escape(doc.subject or "Letter", quote=True).replace(_LITERAL_STAR, "*")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<title>{title}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<title>{title}</title>\n{STYLE_ELEMENT}\n</head>\n<body>\n"
         + "\n".join(body) + "\n</body>\n</html>\n"
     )
