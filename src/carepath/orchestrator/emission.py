@@ -40,6 +40,7 @@ from carepath.records.readers import gc_paused
 from carepath.sinks.base import OutputKind, Sink, outputs_of, write_atomic
 from carepath.sinks.ledger import Ledger, Recorded
 from carepath.sinks.letters import DUE, LetterFiles
+from carepath.sinks.worklist_rows import READY, WorklistRows
 
 ACTIVE_TASK = ("open", "overdue")
 LETTER_STATUSES = ("scheduled", "due", "expired", "withdrawn")  # a plan letter's status at the run's as-of
@@ -219,13 +220,14 @@ def withdrawn(old: CompiledPathway, new: CompiledPathway, migration, before: Seq
 
 
 def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], ledger: Ledger, run: str,
-               ) -> tuple[Recorded, int]:
+               current: CompiledPathway | None = None) -> tuple[Recorded, int]:
     """Record the outputs of the plans that changed since they were last emitted, then
     queue their letters that are due and were never sent for the `deliver-letters` step
     (carepath.orchestrator.delivery). An unchanged plan costs one digest: a letter's
     status is part of the plan, so a letter that became due (or expired) since the last
     run changes its patient's digest. Returns what was recorded and how many letters
-    were queued."""
+    were queued. The changed patients' worklist rows are stored with them, ranked by
+    `current` (the pathway's rules now; `compiled` when not given)."""
     digests = {p.patient: hashlib.sha256(orjson.dumps(p.as_json(compiled.version))).hexdigest()[:32]
                for p in plans}
     known = ledger.plan_digests(compiled.id, list(digests))
@@ -236,6 +238,7 @@ def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], ledger: 
     recorded = ledger.record(compiled.id, [p.patient for p in changed], outputs, run)
     due = [o for o in outputs if o.kind is OutputKind.LETTER and o.body.get("status") == DUE]
     queued = ledger.queue_letters(compiled.id, ledger.unsent(due), run)
+    WorklistRows(ledger.engine, compiled.id).record(current or compiled, outputs)
     # Last: a run killed before this line re-examines these patients next time.
     ledger.set_plan_digests(compiled.id, {p.patient: digests[p.patient] for p in changed}, run)
     unchanged = sum(1 + len(p.tasks) + len(p.letters) for p in plans if known.get(p.patient) == digests[p.patient])
@@ -275,7 +278,7 @@ def _emit_groups(spec: RunSpec, groups: list[tuple[CompiledPathway, list[Patient
     recorded, queued, everyone = Recorded(), 0, []
     for compiled, plans in groups:
         if plans:
-            r, q = emit_plans(compiled, plans, ledger, spec.run)
+            r, q = emit_plans(compiled, plans, ledger, spec.run, spec.compiled)
             recorded, queued = recorded + r, queued + q
             everyone.extend(plans)
     return recorded, queued, everyone
@@ -390,16 +393,28 @@ def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime,
 
 def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
     """Rewrite the sweep's documents (the worklist) when stale; None for those left as
-    they were (`carepath.sinks._documents.write_stale`: one pass over the ledger)."""
-    from carepath.sinks._documents import write_stale
+    they were. The worklist is built from the stored per-patient rows
+    (`carepath.sinks.worklist_rows`), so its cost follows what it lists, not the cohort;
+    they are rebuilt in one pass over the ledger first when the rules changed since they
+    were complete (or a ledger from before them)."""
+    from carepath.sinks._documents import document_state, ledger_groups
     from carepath.sinks.storage import storage_for
 
     compiled, as_of = spec.compiled, spec.as_of
     out = storage_for(spec.documents)
     failed = ledger.failed_letters(compiled.id, limit=FAILED_SHOWN)
     failed_total = ledger.queued(compiled.id).get("failed", 0) if len(failed) == FAILED_SHOWN else len(failed)
-    sinks = document_sinks(compiled, out, as_of, (failed_total, failed))
-    return write_stale(ledger, compiled.id, compiled.version, sinks, as_of, spec.run)
+    (worklist,) = document_sinks(compiled, out, as_of, (failed_total, failed))
+    state = document_state(ledger.generation(compiled.id), compiled.version, as_of)
+    if ledger.snapshot_state(compiled.id, worklist.name) == state and worklist.storage.exists(worklist.name):
+        return {worklist.name: None}
+    rows = WorklistRows(ledger.engine, compiled.id)
+    if ledger.snapshot_state(compiled.id, READY) != spec.digest:
+        rows.rebuild(compiled, ledger_groups(ledger.document_rows(compiled.id, worklist.kinds)))
+        ledger.mark_snapshot(compiled.id, READY, spec.digest, spec.run)
+    written = worklist.write_from(rows.read(compiled, as_of))
+    ledger.mark_snapshot(compiled.id, worklist.name, state, spec.run)
+    return {worklist.name: written}
 
 
 def write_changes(spec: RunSpec, ledger: Ledger) -> str | None:
