@@ -87,7 +87,9 @@ tasks_table = Table(
     Column("closed_at", String(40), nullable=True),  # closed tasks: completion, else due, else earliest
     PrimaryKeyConstraint("pathway", "task", name="pk_worklist_tasks"),
     Index("ix_worklist_tasks_patient", "pathway", "patient"),
-    Index("ix_worklist_tasks_open_due", "pathway", "open", "due"),
+    # Covers the page's counts (one scan of the open rows without touching the table).
+    Index("ix_worklist_tasks_open_due", "pathway", "open", "due", "due_day", "earliest", "status", "safety", "role",
+          "priority"),
     Index("ix_worklist_tasks_closed", "pathway", "open", "closed_at"),
 )
 
@@ -254,19 +256,19 @@ class WorklistRows:
             band_totals: Counter[str] = Counter()
             role_totals: Counter[str] = Counter()
             beyond: Counter[str] = Counter()
-            for key, role, n in conn.execute(select(band, t.role, func.count()).where(mine).group_by(band, t.role)):
+            by_role: Counter[tuple[str, str]] = Counter()
+            overdue = 0
+            # One scan of the open rows (a covering index) for every count the page shows.
+            for key, role, priority, status, n in conn.execute(
+                    select(band, t.role, t.priority, t.status, func.count()).where(mine)
+                    .group_by(band, t.role, t.priority, t.status)):
                 if key is None:
                     beyond[role] += n
                 else:
                     band_totals[key] += n
                     role_totals[role] += n
-            by_role: Counter[tuple[str, str]] = Counter()
-            overdue = 0
-            for role, priority, n, late in conn.execute(
-                    select(t.role, t.priority, func.count(), func.sum(case((t.status == "overdue", 1), else_=0)))
-                    .where(mine).group_by(t.role, t.priority)):
                 by_role[(role, priority)] += n
-                overdue += int(late or 0)
+                overdue += n if status == "overdue" else 0
 
             # The safety band is grouped by patient: every candidate is read (open safety work is rare).
             safety_rows = list(conn.execute(select(t.task, t.patient, t.acknowledged, t.earliest)
@@ -276,9 +278,18 @@ class WorklistRows:
             for key in ("overdue", "today", "upcoming", "no-due"):
                 if not band_totals[key]:
                     continue
-                query = (select(t.task, t.safety).where(mine, band == key)
-                         .order_by(t.due.is_(None), func.coalesce(t.due, t.earliest), t.rank, t.earliest,
-                                   text_order(t.patient), text_order(t.task)).limit(limit))
+                # In the band's order (sinks.worklist.sort_key); the bands with a due time walk
+                # the (open, due) index and stop after `limit` rows.
+                if key == "no-due":
+                    where, first = and_(mine, t.due.is_(None), band == key), t.earliest
+                else:
+                    where = and_(mine, t.due.is_not(None), band == key)
+                    first = t.due
+                    if key == "upcoming":  # due after today ends: after now (a hint the index can use)
+                        where = and_(where, t.due > now)
+                query = (select(t.task, t.safety).where(where)
+                         .order_by(first, t.rank, t.earliest, text_order(t.patient), text_order(t.task))
+                         .limit(limit))
                 listed[key] = [(task, bool(safety), None) for task, safety in conn.execute(query)]
             closed_ids = list(conn.execute(
                 select(t.task).where(t.pathway == self.pathway, t.open == 0)

@@ -53,7 +53,8 @@ def _tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("closed_at", sa.String(40), nullable=True),
         sa.PrimaryKeyConstraint("pathway", "task", name="pk_worklist_tasks"),
         sa.Index("ix_worklist_tasks_patient", "pathway", "patient"),
-        sa.Index("ix_worklist_tasks_open_due", "pathway", "open", "due"),
+        sa.Index("ix_worklist_tasks_open_due", "pathway", "open", "due", "due_day", "earliest", "status", "safety",
+                 "role", "priority"),
         sa.Index("ix_worklist_tasks_closed", "pathway", "open", "closed_at"),
     )
     return patients, tasks
