@@ -399,12 +399,13 @@ def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
     were complete (or a ledger from before them)."""
     from carepath.sinks._documents import document_state, ledger_groups
     from carepath.sinks.storage import storage_for
+    from carepath.sinks.worklist import Worklist
 
     compiled, as_of = spec.compiled, spec.as_of
     out = storage_for(spec.documents)
     failed = ledger.failed_letters(compiled.id, limit=FAILED_SHOWN)
     failed_total = ledger.queued(compiled.id).get("failed", 0) if len(failed) == FAILED_SHOWN else len(failed)
-    (worklist,) = document_sinks(compiled, out, as_of, (failed_total, failed))
+    worklist = Worklist(out, compiled, as_of, failed_letters=(failed_total, failed))
     state = document_state(ledger.generation(compiled.id), compiled.version, as_of)
     if ledger.snapshot_state(compiled.id, worklist.name) == state and worklist.storage.exists(worklist.name):
         return {worklist.name: None}

@@ -377,7 +377,8 @@ class Worklist:
         settle_patient()
 
         bands = {b.key: [r for _, r in heaps[b.key]] for b in BANDS}
-        patients = [{**view, "open": open_by_patient[ref]} for ref, view in sorted(item for _, item in attention)]
+        patients: list[dict[str, object]] = [{**view, "open": open_by_patient[ref]}
+                                             for ref, view in sorted(item for _, item in attention)]
         page = self._assemble(as_of, horizon_end, bands, band_totals, role_totals, beyond, by_role, overdue,
                               closed_counts, [row for _, _, row in sorted(closed, reverse=True)], versions,
                               patients, attention_total, settled, letters)

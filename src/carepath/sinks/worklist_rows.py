@@ -144,11 +144,12 @@ def contribution(compiled: CompiledPathway, group: PatientOutputs) -> tuple[dict
     flags = [str(f) for f in view["flags"]] if isinstance(view["flags"], list) else []
     holds = [str(h) for h in view["holds"]] if isinstance(view["holds"], list) else []
     version = body.get("pathway_version")
-    patient = {"patient": ref, "version": str(version) if version else None, "view": orjson.dumps(view).decode(),
-               "attention": int(needs_attention(str(view["status"]), flags, holds, compiled.flag_severity)),
-               "shown": len(group.plans) + len(group.tasks), "open": len(open_rows), "done": statuses["done"],
-               "cancelled": statuses["cancelled"], "closed": sum(n for s, n in statuses.items()
-                                                                  if s not in ACTIONABLE)}
+    closed_total = sum(n for status, n in statuses.items() if status not in ACTIONABLE)
+    patient: dict[str, object] = {
+        "patient": ref, "version": str(version) if version else None, "view": orjson.dumps(view).decode(),
+        "attention": int(needs_attention(str(view["status"]), flags, holds, compiled.flag_severity)),
+        "shown": len(group.plans) + len(group.tasks), "open": len(open_rows), "done": statuses["done"],
+        "cancelled": statuses["cancelled"], "closed": closed_total}
     return patient, rows
 
 
@@ -315,9 +316,9 @@ class WorklistRows:
             for chunk in _chunks(sorted(with_safety)):
                 extra.update(conn.execute(select(p.patient).where(p.pathway == self.pathway, p.attention == 0,
                                                                   p.patient.in_(chunk))).scalars())
-            first = list(conn.execute(select(p.patient).where(p.pathway == self.pathway, p.attention == 1)
-                                      .order_by(text_order(p.patient)).limit(limit)).scalars())
-            refs = sorted(set(first) | extra)[:limit]
+            leading = list(conn.execute(select(p.patient).where(p.pathway == self.pathway, p.attention == 1)
+                                        .order_by(text_order(p.patient)).limit(limit)).scalars())
+            refs = sorted(set(leading) | extra)[:limit]
             views: dict[str, tuple[dict[str, object], int]] = {}
             for chunk in _chunks(refs):
                 for ref, view, open_ in conn.execute(select(p.patient, p.view, p.open).where(
