@@ -260,9 +260,13 @@ class WorklistRows:
             by_role: Counter[tuple[str, str]] = Counter()
             overdue = 0
             # One scan of the open rows (a covering index) for every count the page shows.
+            # Grouped over a subquery's column: PostgreSQL does not see two renderings of the
+            # band's expression (each with its own parameters) as the same.
+            banded = select(band, t.role, t.priority, t.status).where(mine).subquery()
+            b = banded.c
             for key, role, priority, status, n in conn.execute(
-                    select(band, t.role, t.priority, t.status, func.count()).where(mine)
-                    .group_by(band, t.role, t.priority, t.status)):
+                    select(b.band, b.role, b.priority, b.status, func.count())
+                    .group_by(b.band, b.role, b.priority, b.status)):
                 if key is None:
                     beyond[role] += n
                 else:
