@@ -124,3 +124,18 @@ def ledger_snapshots_delete(sink: str):  # noqa: ANN201 - a DELETE statement
     from carepath.sinks.ledger import snapshots_table
 
     return snapshots_table.delete().where(snapshots_table.c.sink == sink)
+
+
+def test_a_new_ledger_needs_no_rebuilding_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def rebuild(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the worklist rows were rebuilt from every output")
+
+    monkeypatch.setattr(WorklistRows, "rebuild", rebuild)
+    spec = RunSpec.resolve(PATHWAY, tmp_path / "out", AS_OF, "sweep-1", pdf=False)
+    sequence.sweep(spec, DEMO / "patients.jsonl", DEMO / "events.jsonl")
+    monkeypatch.undo()
+    ledger = Ledger(spec.ledger_url)
+    try:
+        assert (tmp_path / "out" / "worklist.html").read_bytes() == _by_one_pass(ledger, spec, tmp_path / "pass")
+    finally:
+        ledger.close()
