@@ -22,7 +22,9 @@ then, rep by rep, an hour later each time:
 - **2 workers ÷ 1**: full re-plans with a process pool of 2 and in process, interleaved,
   all at one as-of (after an untimed one), so that the documents are not rewritten.
 
-No Prefect (a Prefect task adds ~10 ms per step). Prints JSON lines and the summary rows.
+No Prefect (a Prefect task adds ~10 ms per step). Wall and CPU seconds (this process's:
+the sweeps run in process) are both reported; `--no-pool` skips the pool rows. Prints JSON
+lines and the summary rows.
 """
 
 from __future__ import annotations
@@ -100,9 +102,9 @@ class Cohort:
         executor = Timed(ProcessPool(workers) if workers > 1 else InProcess())
         spec = RunSpec.resolve(PATHWAY, self.out, as_of, run, pdf=False)
         before = _sizes(self.out)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         summary = sequence.sweep(spec, self.patients, self.events, executor, full=full, export=export)
-        took = time.perf_counter() - start
+        took, cpu = time.perf_counter() - start, time.process_time() - cpu
         after = _sizes(self.out)
         # What the sweep wrote: every file it created or rewrote, and the ledger's growth.
         written = sum(size for name, (size, mtime) in after.items()
@@ -110,18 +112,19 @@ class Cohort:
         written += sum(after.get(n, (0, 0))[0] - before.get(n, (0, 0))[0] for n in after if "ledger" in n)
         documents = sum(executor.steps.get(step, 0.0) for step in
                         ("write-worklist", "write-changes", "export-documents", "write-documents"))
-        return {"seconds": round(took, 3), "documents_s": round(documents, 3),
+        return {"seconds": round(took, 3), "cpu_s": round(cpu, 3), "documents_s": round(documents, 3),
                 "export_s": round(executor.steps.get("export-documents", 0.0), 3), "bytes_written": written,
                 "replanned": summary.replanned, "patients": summary.workload.patients,
                 "changed": summary.recorded.new + summary.recorded.changed, "load_1min": round(os.getloadavg()[0], 2)}
 
-    def replan_one(self, as_of: datetime, run: str) -> float:
+    def replan_one(self, as_of: datetime, run: str) -> tuple[float, float]:
+        """Wall and CPU seconds of one event-triggered re-plan (worklist included)."""
         ref = self.rng.choice(self.refs)
         self.append([ref], as_of - timedelta(minutes=1))
         spec = RunSpec.resolve(PATHWAY, self.out, as_of, run, pdf=False)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         sequence.replan_patient(spec, self.patients, self.events, ref)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
 
 
 def _sizes(folder: Path) -> dict[str, tuple[int, int]]:
@@ -143,6 +146,7 @@ def main() -> None:
     parser.add_argument("--large", type=Path, required=True)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--one-patient-samples", type=int, default=20)
+    parser.add_argument("--no-pool", action="store_true", help="skip the 2-workers ÷ 1 rows")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="carepath-incremental-") as tmp:
         small, large = Cohort(args.small, Path(tmp), "small"), Cohort(args.large, Path(tmp), "large")
@@ -167,18 +171,24 @@ def main() -> None:
         # (serial, rewritten only when their content or as-of changed) are left alone and
         # what is compared is the parallel part (the rows above show the documents' cost).
         moment += timedelta(minutes=30)
-        large.sweep(moment, "pool-warm-up", full=True)
-        for i in range(args.repeat):
+        if not args.no_pool:
+            large.sweep(moment, "pool-warm-up", full=True)
+        for i in range(0 if args.no_pool else args.repeat):
             for workers in (1, 2):
                 row = large.sweep(moment, f"pool-{workers}-{i}", full=True, workers=workers)
                 rows[f"pool-{workers}"].append(row)
                 print(json.dumps({"mode": f"full, {workers} worker(s)", **row}), flush=True)
         one: dict[str, list[float]] = {"small": [], "large": []}
+        one_cpu: dict[str, list[float]] = {"small": [], "large": []}
         for i in range(args.one_patient_samples):
             moment += timedelta(minutes=1)
             for label, cohort in (("small", small), ("large", large)):
-                one[label].append(cohort.replan_one(moment, f"one-{i}"))
-        print(json.dumps({"one_patient_s": {k: [round(v, 4) for v in vs] for k, vs in one.items()}}), flush=True)
+                wall, cpu = cohort.replan_one(moment, f"one-{i}")
+                one[label].append(wall)
+                one_cpu[label].append(cpu)
+        print(json.dumps({"one_patient_s": {k: [round(v, 4) for v in vs] for k, vs in one.items()},
+                          "one_patient_cpu_s": {k: [round(v, 4) for v in vs] for k, vs in one_cpu.items()}}),
+              flush=True)
 
         def med(mode: str, field: str = "seconds") -> float:
             return _median([float(r[field]) for r in rows[mode]])  # type: ignore[arg-type]
@@ -187,6 +197,8 @@ def main() -> None:
             "incremental_s": med("incremental"), "incremental_documents_s": med("incremental", "documents_s"),
             "full_s": med("full"), "full_documents_s": med("full", "documents_s"),
             "incremental_over_full": round(med("incremental") / med("full"), 3),
+            "incremental_cpu_s": med("incremental", "cpu_s"), "full_cpu_s": med("full", "cpu_s"),
+            "incremental_over_full_cpu": round(med("incremental", "cpu_s") / med("full", "cpu_s"), 3),
             "export_s": med("full", "export_s"),
             "incremental_bytes_per_changed_patient": round(med("incremental", "bytes_written")
                                                            / max(1, len(large.refs) // 100)),
@@ -194,7 +206,9 @@ def main() -> None:
                                        / (med("full") - med("full", "documents_s")), 3),
             "one_patient_small_s": round(_median(one["small"]), 4), "one_patient_large_s": round(_median(one["large"]), 4),
             "one_patient_large_over_small": round(_median(one["large"]) / _median(one["small"]), 2),
-            "pool_1_s": med("pool-1"), "pool_2_s": med("pool-2"), "pool_speedup": round(med("pool-1") / med("pool-2"), 2),
+            "one_patient_cpu_large_over_small": round(_median(one_cpu["large"]) / _median(one_cpu["small"]), 2),
+            **({} if args.no_pool else {"pool_1_s": med("pool-1"), "pool_2_s": med("pool-2"),
+                                        "pool_speedup": round(med("pool-1") / med("pool-2"), 2)}),
             "cpus": os.cpu_count(),
         }))
 

@@ -67,6 +67,19 @@ def _seen(out: Path) -> dict[str, object]:
     return seen
 
 
+def _worklist_of_every_output(out: Path, spec: RunSpec, folder: Path) -> bytes:
+    """worklist.html as a pass over every current output of the ledger writes it."""
+    from carepath.sinks.worklist import Worklist
+
+    ledger = Ledger(f"sqlite:///{out / 'ledger.sqlite'}")
+    try:
+        page = Worklist(folder, spec.compiled, spec.as_of)
+        page.write(ledger.current(spec.compiled.id, page.kinds))
+    finally:
+        ledger.close()
+    return (folder / page.name).read_bytes()
+
+
 def _reference_rejections(pathway: Path, patients: Path, events: Path, as_of: datetime) -> bytes:
     """rejected.jsonl as `carepath plan` judges the same files (the whole-file readers)."""
     from carepath import api
@@ -163,6 +176,10 @@ def test_incremental_sweeps_equal_full_replans(tmp_path_factory: pytest.TempPath
         assert {k: summaries["incremental"][k] for k in SUMMARY} == {k: summaries["full"][k] for k in SUMMARY}, \
             f"step {number} as of {as_of}"
         incremental, full = _seen(work / "incremental"), _seen(work / "full")
+        # The worklist is built from the stored per-patient rows: the same bytes as ranking
+        # every stored output in one pass.
+        assert full["worklist.html"] == _worklist_of_every_output(work / "full", spec, work / f"pass-{number}"), \
+            f"the worklist from stored rows differs from a pass over the outputs at step {number}"
         for key in full:
             assert incremental[key] == full[key], f"{key} differs at step {number} as of {as_of}"
         # `carepath export` from each ledger into a fresh folder: the same bytes again.

@@ -466,3 +466,15 @@ def test_incremental_sweeps_work_on_both_databases(new_ledger_url: Callable[[str
     rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
     assert any(r["id"] == earlier["id"] and "already used on line 1" in r["reason"] for r in rejected)
     assert run(later, "third")["replanned"] == 0
+    # The worklist from the stored worklist rows (SQL on this backend) is the page a pass
+    # over every output writes.
+    from carepath.sinks.worklist import Worklist
+
+    spec = RunSpec.resolve(PATHWAY, out, later, "check", ledger_url=url, pdf=False)
+    ledger = Ledger(url)
+    try:
+        page = Worklist(tmp_path / "pass", spec.compiled, later)
+        page.write(ledger.current(spec.compiled.id, page.kinds))
+    finally:
+        ledger.close()
+    assert (out / "worklist.html").read_bytes() == (tmp_path / "pass" / "worklist.html").read_bytes()

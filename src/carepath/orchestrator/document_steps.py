@@ -27,16 +27,30 @@ def document_sinks(compiled: CompiledPathway, out: Path | str, as_of: datetime,
 
 def write_documents(spec: RunSpec, ledger: Ledger) -> dict[str, int | None]:
     """Rewrite the sweep's documents (the worklist) when stale; None for those left as
-    they were (`carepath.sinks.documents.write_stale`: one pass over the ledger)."""
-    from carepath.sinks.documents import write_stale
+    they were. The worklist is built from the stored per-patient rows
+    (`carepath.sinks.worklist_rows`), so its cost follows what it lists, not the cohort;
+    they are rebuilt in one pass over the ledger first when the rules changed since they
+    were complete (or a ledger from before them)."""
+    from carepath.sinks.documents import document_state, ledger_groups
     from carepath.sinks.storage import storage_for
+    from carepath.sinks.worklist import Worklist
+    from carepath.sinks.worklist_rows import READY, WorklistRows
 
     compiled, as_of = spec.compiled, spec.as_of
     out = storage_for(spec.documents)
     failed = ledger.failed_letters(compiled.id, limit=FAILED_SHOWN)
     failed_total = ledger.queued(compiled.id).get("failed", 0) if len(failed) == FAILED_SHOWN else len(failed)
-    sinks = document_sinks(compiled, out, as_of, (failed_total, failed))
-    return write_stale(ledger, compiled.id, compiled.version, sinks, as_of, spec.run)
+    worklist = Worklist(out, compiled, as_of, failed_letters=(failed_total, failed))
+    state = document_state(ledger.generation(compiled.id), compiled.version, as_of)
+    if ledger.snapshot_state(compiled.id, worklist.name) == state and worklist.storage.exists(worklist.name):
+        return {worklist.name: None}
+    rows = WorklistRows(ledger.engine, compiled.id)
+    if ledger.snapshot_state(compiled.id, READY) != spec.digest:
+        rows.rebuild(compiled, ledger_groups(ledger.document_rows(compiled.id, worklist.kinds)))
+        ledger.mark_snapshot(compiled.id, READY, spec.digest, spec.run)
+    written = worklist.write_from(rows.read(compiled, as_of))
+    ledger.mark_snapshot(compiled.id, worklist.name, state, spec.run)
+    return {worklist.name: written}
 
 
 def write_changes(spec: RunSpec, ledger: Ledger) -> str | None:

@@ -42,6 +42,7 @@ from carepath.records.readers import gc_paused
 from carepath.sinks.base import OutputKind, outputs_of
 from carepath.sinks.ledger import Ledger, Recorded
 from carepath.sinks.letters import DUE
+from carepath.sinks.worklist_rows import WorklistRows
 
 
 @dataclass(frozen=True)
@@ -58,13 +59,15 @@ class Emitted:
                        {**self.digests, **other.digests})
 
 
-def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], ledger: Ledger, run: str) -> Emitted:
+def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], ledger: Ledger, run: str,
+               current: CompiledPathway | None = None) -> Emitted:
     """Record the outputs of the plans that changed since they were last emitted, then
     queue their letters that are due and were never sent for the `deliver-letters` step
     (carepath.orchestrator.delivery). An unchanged plan costs one digest: a letter's
     status is part of the plan, so a letter that became due (or expired) since the last
     run changes its patient's digest. The digests are stored by the caller, with each
-    patient's state (`WakeIndex.remember`)."""
+    patient's state (`WakeIndex.remember`), after these patients' worklist rows, ranked by
+    `current` (the pathway's rules now; `compiled` when not given)."""
     digests = {p.patient: hashlib.sha256(orjson.dumps(p.as_json(compiled.version))).hexdigest()[:32]
                for p in plans}
     known = ledger.plan_digests(compiled.id, list(digests))
@@ -75,6 +78,7 @@ def emit_plans(compiled: CompiledPathway, plans: Sequence[PatientPlan], ledger: 
     recorded = ledger.record(compiled.id, [p.patient for p in changed], outputs, run)
     due = [o for o in outputs if o.kind is OutputKind.LETTER and o.body.get("status") == DUE]
     queued = ledger.queue_letters(compiled.id, ledger.unsent(due), run)
+    WorklistRows(ledger.engine, compiled.id).record(current or compiled, outputs)
     unchanged = sum(1 + len(p.tasks) + len(p.letters) for p in plans if known.get(p.patient) == digests[p.patient])
     return Emitted(recorded + Recorded(unchanged=unchanged), queued, digests)
 
@@ -84,7 +88,7 @@ def _emit_groups(spec: RunSpec, groups: list[tuple[CompiledPathway, list[Patient
     emitted, everyone = Emitted(), []
     for compiled, plans in groups:
         if plans:
-            emitted += emit_plans(compiled, plans, ledger, spec.run)
+            emitted += emit_plans(compiled, plans, ledger, spec.run, spec.compiled)
             everyone.extend(plans)
     return emitted, everyone
 

@@ -15,11 +15,13 @@ from carepath.orchestrator.pinning import VersionReused, decide
 from carepath.orchestrator.spec import RunSpec
 from carepath.records import Rejection
 from carepath.sinks.ledger import Ledger
+from carepath.sinks.worklist_rows import READY
 
 
 def archive_pathway(spec: RunSpec, ledger: Ledger) -> None:
     """Archive this pathway version's source in the ledger (so patients pinned to it can
-    be planned under it later); VersionReused when the version was run with other rules."""
+    be planned under it later); VersionReused when the version was run with other rules.
+    A ledger new to the pathway has its worklist rows marked complete from the start."""
     compiled = spec.compiled
     known = ledger.remember_version(compiled.id, compiled.version, spec.digest, spec.source.decode())
     if known is not None:
@@ -28,6 +30,10 @@ def archive_pathway(spec: RunSpec, ledger: Ledger) -> None:
             f"(archived digest {known}, this file {spec.digest}); patients pinned to "
             f"{compiled.version} must not change rules silently: give the changed pathway a new version "
             "('carepath validate' in the pathway's Git work tree reports this as CP701 before it is deployed)")
+    if ledger.generation(compiled.id) == 0:
+        # Nothing recorded for this pathway yet: every re-plan from here on stores its
+        # patients' worklist rows, so they are complete without the rebuilding pass.
+        ledger.mark_snapshot(compiled.id, READY, spec.digest, spec.run)
 
 
 def archived(ledger: Ledger, pathway: Path, pathway_id: str, version: str) -> CompiledPathway | str:

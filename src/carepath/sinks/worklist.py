@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cache
 from sys import intern
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -36,6 +37,9 @@ from carepath.engine import calendar as clinic_calendar
 from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.documents import PRIORITY_RANK, Instants, PatientOutputs, instant, require_aware, task_record
 from carepath.sinks.storage import Location, storage_for
+
+if TYPE_CHECKING:
+    from carepath.sinks.worklist_rows import WorklistInput
 
 ACTIONABLE = ("overdue", "open")
 # Patients listed by name-free ref under "Patients needing attention"; the others (active
@@ -372,11 +376,28 @@ class Worklist:
                 heapq.heapreplace(heap, (_Worst(key), row))
         settle_patient()
 
-        bands = [Band(b.key, b.label, b.note, sorted((r for _, r in heaps[b.key]), key=lambda r: r.sort_key),
+        bands = {b.key: [r for _, r in heaps[b.key]] for b in BANDS}
+        patients: list[dict[str, object]] = [{**view, "open": open_by_patient[ref]}
+                                             for ref, view in sorted(item for _, item in attention)]
+        page = self._assemble(as_of, horizon_end, bands, band_totals, role_totals, beyond, by_role, overdue,
+                              closed_counts, [row for _, _, row in sorted(closed, reverse=True)], versions,
+                              patients, attention_total, settled, letters)
+        return page, count
+
+    def _assemble(self, as_of: datetime, horizon_end: datetime, rows: Mapping[str, list[Row]],
+                  band_totals: Counter[str], role_totals: Counter[str], beyond: Counter[str],
+                  by_role: Counter[tuple[str, str]], overdue: int, closed_counts: Counter[str], closed: list[Row],
+                  versions: Counter[str], patients: list[dict[str, object]], attention_total: int, settled: int,
+                  letters: list[dict[str, object]]) -> dict[str, object]:
+        """What the template shows, from the ranking's tallies (a pass over the outputs, or
+        the stored per-patient rows: `write_from`)."""
+        compiled = self.compiled
+        zone = compiled.clinic.zone
+        bands = [Band(b.key, b.label, b.note, sorted(rows.get(b.key, ()), key=lambda r: r.sort_key),
                       band_totals[b.key]) for b in BANDS if band_totals[b.key]]
         roles = sorted({role for role, _ in by_role})
         shown = sum(band_totals.values())
-        page = {
+        return {
             "patient": self.patient,
             "pathway": {"id": compiled.id, "version": compiled.version, "title": compiled.title,
                         # The versions in force, this one first: patients stay on the version they
@@ -405,10 +426,9 @@ class Worklist:
                 "done": closed_counts["done"],
                 "cancelled": closed_counts["cancelled"],
             },
-            "closed": [row for _, _, row in sorted(closed, reverse=True)],
+            "closed": closed,
             "closed_total": sum(closed_counts.values()),
-            "patients": [{**view, "open": open_by_patient[ref]}
-                         for ref, view in sorted(item for _, item in attention)],
+            "patients": patients,
             "patients_total": attention_total,
             "settled_patients": settled,
             "steps": [{"name": s.name, "title": s.title, "role": role_label(s.role), "priority": str(s.priority),
@@ -421,7 +441,46 @@ class Worklist:
                                "rows": [{"patient": ref, "letter": letter_id, "reason": reason}
                                         for ref, letter_id, reason in self.failed_letters[1]]},
         }
-        return page, count
+
+    def write_from(self, stored: WorklistInput) -> int:
+        """Write the page from the stored per-patient rows (`carepath.sinks.worklist_rows`):
+        the same bytes as a pass over every output, reading only what the page lists."""
+        compiled = self.compiled
+        zone = compiled.clinic.zone
+        as_of = self.as_of.astimezone(zone)
+        horizon_end = as_of + compiled.worklist.horizon
+        words = _Words(compiled, as_of)
+        rows: dict[str, list[Row]] = {}
+        for key, listed in stored.bands.items():
+            built = rows[key] = []
+            if key == "safety":
+                built.extend(self._row(item.output, item.output.body, zone, words, key, item.key, safety=True)
+                             for item in listed)
+                continue
+            for item in listed:
+                body, owner = item.output.body, f"task {item.output.id}"
+                earliest = instant(body, "earliest", owner)
+                if earliest is None:
+                    raise ValueError(f"{owner} has no earliest time")
+                k = sort_key(key, instant(body, "due", owner), earliest, str(body["priority"]), item.output.patient,
+                             item.output.id)
+                built.append(self._row(item.output, body, zone, words, key, k, safety=item.safety))
+        closed = sorted((self._row(o, o.body, zone, words, "closed", None) for o in stored.closed),
+                        key=lambda r: (r.closed_at, r.id), reverse=True)
+        severity = compiled.flag_severity
+        patients = []
+        for ref, view, open_count, has_safety in stored.attention:
+            shown = _patient_view(ref, view, severity)
+            if has_safety:  # open safety work is the patient's summary: no good news beside it
+                shown = {**shown, "needs_attention": True,
+                         "flags": [(name, level) for name, level in shown["flags"] if level != "good"]}  # type: ignore[attr-defined]
+            patients.append({**shown, "open": open_count})
+        page = self._assemble(as_of, horizon_end, rows, stored.band_totals, stored.role_totals, stored.beyond,
+                              stored.by_role, stored.overdue, stored.closed_counts, closed, stored.versions,
+                              patients, stored.attention_total, stored.settled, [])
+        self._write_page(page)
+        self.written = stored.shown
+        return stored.shown
 
     def _row(self, output: Output, body: Mapping[str, object], zone: ZoneInfo, words: _Words, band: str,
              key: tuple[object, ...] | None, *, safety: bool = False) -> Row:

@@ -16,7 +16,13 @@ from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.ledger.dialect import chunks, serialize_writers
 from carepath.sinks.ledger.documents import advance
 from carepath.sinks.ledger.repository import Repository
-from carepath.sinks.ledger.schema import outputs_table, patient_state_table, sends_table
+from carepath.sinks.ledger.schema import (
+    outputs_table,
+    patient_state_table,
+    sends_table,
+    worklist_patients_table,
+    worklist_tasks_table,
+)
 
 # The channels that sent letters, each found through the key's index (a loose index scan
 # that SQLite and PostgreSQL both run in a few steps, however many sends there are).
@@ -75,7 +81,8 @@ class Outputs(Repository):
 
     def retire_patients(self, pathway: str, patients: Sequence[str], run: str) -> int:
         """Retire every output of these patients (they left the patients file) and forget
-        their plans' digests and wakes, so that a patient who comes back is recorded afresh.
+        their plans' digests, wakes and worklist rows, so that a patient who comes back is
+        recorded afresh.
         One transaction; what they were sent stays recorded as sent. Returns the outputs retired."""
         retired = 0
         with self.engine.begin() as conn:
@@ -83,8 +90,8 @@ class Outputs(Repository):
                 retired += conn.execute(update(outputs_table).where(
                     outputs_table.c.pathway == pathway, outputs_table.c.patient.in_(chunk),
                     outputs_table.c.retired == 0).values(retired=1, updated_run=run)).rowcount
-                conn.execute(patient_state_table.delete().where(patient_state_table.c.pathway == pathway,
-                                                                patient_state_table.c.patient.in_(chunk)))
+                for table in (patient_state_table, worklist_patients_table, worklist_tasks_table):
+                    conn.execute(table.delete().where(table.c.pathway == pathway, table.c.patient.in_(chunk)))
             if retired:
                 advance(conn, pathway)
         return retired

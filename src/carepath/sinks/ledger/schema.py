@@ -218,3 +218,45 @@ facts_table = Table(
     Index("ix_notified_facts_patient", "pathway", "patient"),
     Index("ix_notified_facts_pending", "pathway", "announced"),
 )
+
+
+# What each patient contributes to worklist.html (carepath.sinks.worklist_rows).
+worklist_patients_table = Table(
+    "worklist_patients", ledger_metadata,
+    Column("pathway", String(200), nullable=False),
+    Column("patient", String(200), nullable=False),
+    Column("version", String(64), nullable=True),   # the care plan's pathway_version as stored
+    Column("view", Text, nullable=False),           # JSON: stage, status, flags, holds
+    Column("attention", Integer, nullable=False),   # 1: status, holds or flags alone need attention
+    Column("shown", Integer, nullable=False),       # care-plan and task outputs (the page's count)
+    Column("open", Integer, nullable=False),        # open or overdue tasks
+    Column("done", Integer, nullable=False),
+    Column("cancelled", Integer, nullable=False),
+    Column("closed", Integer, nullable=False),      # every task not open or overdue
+    PrimaryKeyConstraint("pathway", "patient", name="pk_worklist_patients"),
+    Index("ix_worklist_patients_attention", "pathway", "attention", "patient"),
+)
+
+worklist_tasks_table = Table(
+    "worklist_tasks", ledger_metadata,
+    Column("pathway", String(200), nullable=False),
+    Column("task", String(80), nullable=False),
+    Column("patient", String(200), nullable=False),
+    Column("open", Integer, nullable=False),         # 1: open or overdue; 0: one of the last closed
+    Column("status", String(16), nullable=False),
+    Column("safety", Integer, nullable=False),       # the step is safety-critical (sinks.worklist.safety_critical)
+    Column("role", String(200), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("rank", Integer, nullable=False),         # sinks.documents.PRIORITY_RANK, as the band's order uses it
+    Column("due", String(40), nullable=True),        # UTC, fixed width (sorts as the instants do)
+    Column("due_day", String(10), nullable=True),    # the due's date in the clinic's zone
+    Column("earliest", String(40), nullable=False),
+    Column("acknowledged", Integer, nullable=False),
+    Column("closed_at", String(40), nullable=True),  # closed tasks: completion, else due, else earliest
+    PrimaryKeyConstraint("pathway", "task", name="pk_worklist_tasks"),
+    Index("ix_worklist_tasks_patient", "pathway", "patient"),
+    # Covers the page's counts (one scan of the open rows without touching the table).
+    Index("ix_worklist_tasks_open_due", "pathway", "open", "due", "due_day", "earliest", "status", "safety", "role",
+          "priority"),
+    Index("ix_worklist_tasks_closed", "pathway", "open", "closed_at"),
+)
