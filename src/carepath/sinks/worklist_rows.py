@@ -40,6 +40,7 @@ from sqlalchemy import (
 from carepath.compile.compiled import CompiledPathway
 from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.documents import PRIORITY_RANK, PatientOutputs, instant
+from carepath.sinks.ledger.dialect import serialize_writers
 from carepath.sinks.ledger.schema import outputs_table, worklist_patients_table, worklist_tasks_table
 from carepath.sinks.worklist import ACTIONABLE, CLOSED_SHOWN, needs_attention, safety_critical, safety_sort_keys
 
@@ -175,13 +176,17 @@ class WorklistRows:
                 conn.execute(table.insert(), rows[start:start + _BATCH])
 
     def record(self, compiled: CompiledPathway, outputs: Iterable[Output]) -> None:
-        """After a re-plan recorded these patients' complete current outputs."""
+        """After a re-plan recorded these patients' complete current outputs. Under the
+        writers' lock: two hosts re-planning one patient at once would each delete nothing,
+        then insert the same rows."""
         with self.engine.begin() as conn:
+            serialize_writers(conn, f"worklist:{self.pathway}")
             self.replace(conn, compiled, groups_of(outputs))
 
     def rebuild(self, compiled: CompiledPathway, groups: Iterable[PatientOutputs]) -> None:
         """Every patient's rows anew, from one pass over the ledger's current outputs."""
         with self.engine.begin() as conn:
+            serialize_writers(conn, f"worklist:{self.pathway}")
             for table in (patients_table, tasks_table):
                 conn.execute(table.delete().where(table.c.pathway == self.pathway))
             batch: list[PatientOutputs] = []
