@@ -46,7 +46,8 @@ def choose(spec: RunSpec, patients_path: str, events_path: str, work: Path, shar
                     sharing=lambda refs: {p for _, p in store.shared(refs)})
     # A patients file with every line rejected is the wrong file (the run then fails
     # saying so): it must not empty every document on its way.
-    removed = 0 if bad and not patients else retire_removed(spec, ledger, store, index, patients)
+    removed = 0 if bad and not patients else retire_removed(spec, ledger, store, index, patients,
+                                                            ingested.restarted)
     reasons = dict(due.reasons)
     if not full and everyone:
         why = "migration" if not ingested.restarted else "first run" if ingested.first else "events file replaced"
@@ -60,14 +61,18 @@ def choose(spec: RunSpec, patients_path: str, events_path: str, work: Path, shar
 
 
 def retire_removed(spec: RunSpec, ledger: Ledger, store: EventStore, index: WakeIndex,
-                   patients: Mapping[str, object]) -> int:
+                   patients: Mapping[str, object], restarted: bool = False) -> int:
     """A patient planned before whose line has left the patients file (removed, or now
     rejected) leaves every document too, as they leave the run's summary: their outputs
     are retired in the ledger (which moves its generation, so the worklist, task lists and
     FHIR are rewritten without them), their record file is deleted, and their wake row is
     dropped, so that, back in the file, they are planned as new. Their sent letters stay
-    recorded as sent. Each part is idempotent: a run killed half-way finishes it next time."""
+    recorded as sent. Each part is idempotent: a run killed half-way finishes it next time.
+    An events file read anew (`restarted`: replaced, or `--full`) dropped every wake row,
+    so the patients are then found from the ledger's current outputs instead."""
     gone = index.absent(patients)
+    if restarted:
+        gone = sorted(set(gone) | {ref for ref in ledger.current_patients(spec.compiled.id) if ref not in patients})
     if not gone:
         return 0
     ledger.retire_patients(spec.compiled.id, gone, spec.run)

@@ -79,6 +79,13 @@ class Outputs(Repository):
                 advance(conn, pathway)
         return Recorded(len(new), len(changed), len(outputs) - len(new) - len(changed), len(gone))
 
+    def current_patients(self, pathway: str) -> set[str]:
+        """Every patient with current outputs (a scan of the pathway's outputs: for the rare
+        runs that re-plan everyone)."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(outputs_table.c.patient).where(
+                outputs_table.c.pathway == pathway, outputs_table.c.retired == 0).distinct()).scalars())
+
     def retire_patients(self, pathway: str, patients: Sequence[str], run: str) -> int:
         """Retire every output of these patients (they left the patients file) and forget
         their plans' digests, wakes and worklist rows, so that a patient who comes back is
