@@ -73,7 +73,7 @@ def workload(plans: Iterable[PatientPlan], compiled: CompiledPathway, as_of: dat
 def workload_of(summaries: Iterable[tuple[str, dict]], compiled: CompiledPathway, as_of: datetime) -> Workload:
     """The counts and top rows of the patients' open work as of `as_of` (the worklist's
     bands are the as-of's: a task due tomorrow is `today`'s work tomorrow)."""
-    from carepath.sinks.worklist import band_of, needs_attention, safety_critical, safety_sort_keys, sort_key
+    from carepath.sinks.worklist_bands import band_of, needs_attention, safety_critical, safety_sort_keys, sort_key
 
     open_tasks: Counter = Counter()
     statuses: Counter = Counter()

@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from carepath.serve.access import ADMIN, AccessProblem, AccessStore, Session
 from carepath.serve.site import ACTIONS, Refused, Site
-from carepath.sinks.worklist import role_label
+from carepath.sinks.worklist_text import role_label
 
 SESSION_COOKIE = "carepath_session"
 LOGIN_COOKIE = "carepath_login"     # the sign-in form's CSRF token (double submit: cookie and field)

@@ -1,5 +1,5 @@
 """The live worklist's index: every open task of a pathway, kept in memory in the bands
-and order of `worklist.html` (`carepath.sinks.worklist.band_of`/`sort_key`), so a page
+and order of `worklist.html` (`carepath.sinks.worklist_bands.band_of`/`sort_key`), so a page
 costs the same at 1k patients as at 20k.
 
 Built once from the ledger's current outputs, then kept current one patient at a time
@@ -21,7 +21,7 @@ from sortedcontainers import SortedList
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.sinks.base import Output, OutputKind
-from carepath.sinks.worklist import ACTIONABLE, BANDS, band_of, safety_critical, sort_key
+from carepath.sinks.worklist_bands import ACTIONABLE, BANDS, band_of, safety_critical, sort_key
 
 BAND_KEYS = tuple(b.key for b in BANDS)
 

@@ -17,7 +17,7 @@ from carepath.serve.access import ADMIN
 from carepath.sinks.base import OutputKind
 from carepath.sinks.documents import task_record
 from carepath.sinks.outbox import outbox_record
-from carepath.sinks.worklist import provenance_text, role_label
+from carepath.sinks.worklist_text import provenance_text, role_label
 
 ACKNOWLEDGED = "task_acknowledged"
 

@@ -52,7 +52,8 @@ from carepath.serve.episode import (
 from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.email import SMTP_BLOCK_ENV
 from carepath.sinks.ledger import Ledger
-from carepath.sinks.worklist import BANDS, provenance_text, role_label, window_parts
+from carepath.sinks.worklist_bands import BANDS
+from carepath.sinks.worklist_text import provenance_text, role_label, window_parts
 
 Clock = Callable[[], datetime]
 log = logging.getLogger("carepath.serve")

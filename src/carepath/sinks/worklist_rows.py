@@ -42,7 +42,7 @@ from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.documents import PRIORITY_RANK, PatientOutputs, instant
 from carepath.sinks.ledger.dialect import serialize_writers
 from carepath.sinks.ledger.schema import outputs_table, worklist_patients_table, worklist_tasks_table
-from carepath.sinks.worklist import ACTIONABLE, CLOSED_SHOWN, needs_attention, safety_critical, safety_sort_keys
+from carepath.sinks.worklist_bands import ACTIONABLE, CLOSED_SHOWN, needs_attention, safety_critical, safety_sort_keys
 
 READY = "worklist-rows"  # the document-state row naming the rules digest the rows are complete for
 _BATCH = 500
