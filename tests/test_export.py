@@ -11,10 +11,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 
 from carepath.cli.main import main
 from carepath.orchestrator import export, sequence
 from carepath.orchestrator.spec import RunSpec
+from carepath.sinks.fhir import NAMESPACE
+from carepath.sinks.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHWAY = str(ROOT / "pathways" / "ketamine-iv.yaml")
@@ -130,7 +133,8 @@ def test_export_since_a_sweep_holds_exactly_what_later_sweeps_and_event_runs_cha
     swept, replanned = patients[0], patients[1]
     # A later sweep re-plans one patient after an event line; an event-triggered run another.
     events = tmp_path / "events.jsonl"
-    events.write_text((DEMO / "events.jsonl").read_text() + _assessment("e-since-1", swept, "2026-03-05T16:00:00+00:00"))
+    events.write_text((DEMO / "events.jsonl").read_text()
+                      + _assessment("e-since-1", swept, "2026-03-05T16:00:00+00:00"))
     sweep(out, as_of=AS_OF + timedelta(minutes=30), run="sweep-2", events=events)
     with events.open("a") as handle:
         handle.write(_assessment("e-since-2", replanned, "2026-03-05T17:10:00+00:00"))
@@ -145,21 +149,15 @@ def test_export_since_a_sweep_holds_exactly_what_later_sweeps_and_event_runs_cha
     assert not (since / "tasks.jsonl").exists()
     # Exactly what changed after the first sweep: the two patients' changed resources (as the
     # whole export shows them now), and letters whose status a later send changed; nobody else.
-    from carepath.sinks.ledger import Ledger
-
     ledger = Ledger(f"sqlite:///{out / 'ledger.sqlite'}")
     try:
         with ledger.engine.connect() as conn:
-            import sqlalchemy
-
             by_run = {r.id for r in conn.execute(sqlalchemy.text(
                 "SELECT id FROM outputs WHERE retired = 0 AND updated_run IN ('sweep-2', 'event-1')"))}
             sent = {r.output_id for r in conn.execute(sqlalchemy.text(
                 "SELECT output_id FROM letter_sends s JOIN outputs o ON o.id = s.output_id WHERE o.retired = 0"))}
     finally:
         ledger.close()
-    from carepath.sinks.fhir import NAMESPACE
-
     fhir_ids = {str(uuid.uuid5(NAMESPACE, f"ketamine-iv/{output}")) for output in by_run | sent}
     expected = {key for key, resource in everything.items() if resource["id"] in fhir_ids}
     assert set(changed) == expected and len(changed) < len(everything)
