@@ -70,10 +70,19 @@ class ServiceDown(Exception):
 
 
 def export(pathway: str | Path, out: str | Path, *, ledger_url: str | None = None, source: str | Path | None = None,
-           bundle: bool = False) -> dict[str, int | None]:
+           bundle: bool = False, since: str | None = None) -> dict[str, int | None]:
     """`carepath export`: the whole-cohort documents from the ledger (`ledger_url`, or the
-    one in the sweeps' folder `source`) into `out`, as of the pathway's last sweep."""
-    from carepath.orchestrator.export import BundleTooLarge, NothingToExport, export_documents  # see _LATER
+    one in the sweeps' folder `source`) into `out`, as of the pathway's last sweep; with
+    `since` (a sweep stamp or an ISO instant) only `fhir/` with what changed after it."""
+    from carepath.orchestrator.export import (  # see _LATER
+        BundleTooLarge,
+        NothingToExport,
+        SinceOverWholeExport,
+        UnknownSince,
+        export_documents,
+        export_since,
+        since_generation,
+    )
     from carepath.sinks.ledger import Ledger, LedgerProblem, LedgerUnavailable, check_ledger, default_url, url_problem
 
     compiled = load_pathway(pathway)
@@ -92,9 +101,15 @@ def export(pathway: str | Path, out: str | Path, *, ledger_url: str | None = Non
     except LedgerUnavailable as exc:
         raise ServiceDown(str(exc)) from None
     try:
+        if since is not None:
+            if bundle:
+                raise ExportRefused("--bundle is for the whole cohort: leave it out with --since")
+            since_generation(ledger, compiled.id, since)  # a bad stamp is refused before --out is made
+            Path(out).mkdir(parents=True, exist_ok=True)
+            return export_since(compiled, ledger, Path(out).resolve(), since)
         Path(out).mkdir(parents=True, exist_ok=True)
         return export_documents(compiled, ledger, Path(out).resolve(), bundle=bundle)
-    except (BundleTooLarge, NothingToExport) as exc:
+    except (BundleTooLarge, NothingToExport, UnknownSince, SinceOverWholeExport) as exc:
         raise ExportRefused(str(exc)) from None
     finally:
         ledger.close()

@@ -61,7 +61,8 @@ def _run_job(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     try:
-        written = api.export(args.pathway, args.out, ledger_url=args.ledger, source=args.source, bundle=args.bundle)
+        written = api.export(args.pathway, args.out, ledger_url=args.ledger, source=args.source, bundle=args.bundle,
+                             since=args.since)
     except api.ExportRefused as exc:
         raise Stop(f"carepath: export: {exc}") from None
     except api.ServiceDown as exc:
@@ -173,7 +174,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
                                    "(fhir/Task.0001.ndjson, ... of at most 100,000 resources each, listed in "
                                    "fhir/manifest.json) into DIR, from the ledger the sweeps keep, as of the "
                                    "pathway's last sweep; fhir/bundle.json only with --bundle (refused above "
-                                   "10,000 resources, what a FHIR server takes in one transaction). No Prefect.")
+                                   "10,000 resources, what a FHIR server takes in one transaction). With --since "
+                                   "STAMP, only fhir/ parts and manifest holding the resources created or changed "
+                                   "after that sweep, by any run (a FHIR Bulk Data $export?_since=). No Prefect.")
     p.add_argument("pathway", metavar="PATHWAY")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--ledger", metavar="URL", help="SQLAlchemy URL of the ledger")
@@ -181,6 +184,10 @@ def add_export(sub: argparse._SubParsersAction) -> None:
                         help="the --out folder of the sweeps (its ledger.sqlite)")
     p.add_argument("--out", required=True, type=out_folder, metavar="DIR")
     p.add_argument("--bundle", action="store_true", help="also fhir/bundle.json (one FHIR collection bundle)")
+    p.add_argument("--since", metavar="STAMP",
+                   help="only what changed after this sweep: its stamp (a changes/ folder's name, e.g. "
+                        "20260105T090000Z-000042) or an ISO instant with offset (the last sweep at or before it); "
+                        "writes fhir/ only, into a folder that holds no whole-cohort export")
     p.set_defaults(func=_export)
 
 

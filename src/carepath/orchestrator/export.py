@@ -14,7 +14,8 @@ the same bytes, whether its outputs came from incremental sweeps or a full re-pl
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 
 from carepath.compile.compiled import CompiledPathway
 from carepath.sinks.base import OutputKind
@@ -40,6 +41,18 @@ class NothingToExport(LookupError):
     """The ledger holds no sweep of this pathway."""
 
 
+class UnknownSince(ValueError):
+    """`--since` is neither a sweep stamp nor an ISO instant, or names no sweep this ledger recorded."""
+
+
+class SinceOverWholeExport(ValueError):
+    """`--since` aimed at a folder that holds a whole-cohort export, which it would leave half-replaced."""
+
+
+# A sweep's stamp (see `stamp_of`): its as-of in UTC and the ledger's generation after it.
+STAMP = re.compile(r"\d{8}T\d{6}Z-\d{6,}")
+
+
 def sweep_as_of(ledger: Ledger, pathway: str) -> datetime | None:
     """The as-of of the pathway's last sweep in this ledger (what an export shows by default)."""
     state = ledger.snapshot_state(pathway, LAST_SWEEP)
@@ -47,7 +60,63 @@ def sweep_as_of(ledger: Ledger, pathway: str) -> datetime | None:
 
 
 def remember_sweep(ledger: Ledger, pathway: str, as_of: datetime, run: str) -> None:
+    """The sweep's as-of (what an export shows by default), and the sweep itself under its
+    stamp, so that `export --since` can name it (also a sweep that changed nothing)."""
     ledger.mark_snapshot(pathway, LAST_SWEEP, as_of.isoformat(), run)
+    generation = ledger.generation(pathway)
+    ledger.record_sweep(pathway, stamp_of(as_of, generation), _utc_key(as_of), generation, run)
+
+
+def _utc_key(instant: datetime) -> str:
+    """UTC at fixed width, so that text order is time order."""
+    return f"{instant.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}Z"
+
+
+def since_generation(ledger: Ledger, pathway: str, since: str) -> int:
+    """The ledger generation `--since` stands for: the one after the sweep of that stamp
+    (`20260105T090000Z-000042`, a `changes/` folder's name), or after the last sweep whose
+    as-of is at or before that ISO instant (with its UTC offset)."""
+    if STAMP.fullmatch(since):
+        generation = ledger.sweep_generation(pathway, since)
+        if generation is None:
+            raise UnknownSince(f"--since {since}: this ledger recorded no sweep of {pathway} with that stamp "
+                               "(the stamps are the names of the sweeps' changes/ folders)")
+        return generation
+    try:
+        instant = datetime.fromisoformat(since)
+    except ValueError:
+        instant = None
+    if instant is None or instant.tzinfo is None:
+        raise UnknownSince(f"--since {since!r} is neither a sweep stamp (like 20260105T090000Z-000042, a changes/ "
+                           "folder's name) nor an ISO instant with its UTC offset (like 2026-01-05T09:00:00+00:00)")
+    found = ledger.sweep_at(pathway, _utc_key(instant))
+    if found is None:
+        raise UnknownSince(f"--since {since}: this ledger recorded no sweep of {pathway} at or before that instant")
+    return found[1]
+
+
+def export_since(compiled: CompiledPathway, ledger: Ledger, out: Location, since: str) -> dict[str, int | None]:
+    """`export --since`: `fhir/` parts and manifest holding only the resources created or
+    changed after the sweep `since` names (a Bulk Data `$export?_since=`), whichever run
+    changed them — a later sweep, an event-triggered re-plan, a letter's send. Read by the
+    ledger's generation, so its cost grows with what changed. The whole-cohort documents'
+    state is left alone: this is not the export that keeps them current."""
+    generation = since_generation(ledger, compiled.id, since)
+    as_of = sweep_as_of(ledger, compiled.id)
+    if as_of is None:  # a recorded sweep always remembers its as-of
+        raise NothingToExport(f"the ledger holds no sweep of {compiled.id}: run `carepath run` first")
+    storage = storage_for(out)
+    if storage.exists(TasksJsonl.name) or FhirParts(out, compiled, as_of).whole_export():
+        raise SinceOverWholeExport(
+            "--out holds a whole-cohort export (tasks.jsonl or fhir/manifest.json without _since): "
+            "give --since its own folder")
+    changed = ledger.changed_since(compiled.id, generation)
+    ids = set().union(*changed.values()) if changed else set()
+    sink = FhirParts(storage, compiled, as_of, only=ids.__contains__, since=since)
+    with sink.feed() as feed:
+        for group in ledger_groups(ledger.document_rows(compiled.id, FhirParts.kinds, patients=sorted(changed))):
+            feed.add(group)
+    return {sink.name: sink.written}
 
 
 def export_documents(compiled: CompiledPathway, ledger: Ledger, out: Location, as_of: datetime | None = None, *,
@@ -76,8 +145,6 @@ def export_documents(compiled: CompiledPathway, ledger: Ledger, out: Location, a
 def stamp_of(as_of: datetime, generation: int) -> str:
     """A sweep's folder name: its as-of (UTC, sortable) and the ledger's generation after it,
     so two sweeps at one as-of that both changed something get two folders."""
-    from datetime import UTC
-
     return f"{as_of.astimezone(UTC):%Y%m%dT%H%M%SZ}-{generation:06d}"
 
 

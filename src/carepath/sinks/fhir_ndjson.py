@@ -198,7 +198,19 @@ class FhirParts:
         self.written = 0
 
     def present(self) -> bool:
-        return self.storage.exists(self.name)
+        """The whole export's manifest is there: one a `_since` export wrote lists only a
+        part of the cohort, so a whole export over it must rewrite the files."""
+        return self.whole_export()
+
+    def whole_export(self) -> bool:
+        """The folder holds a whole-cohort export (a manifest without `_since`)."""
+        if not self.storage.exists(self.name):
+            return False
+        try:
+            request = orjson.loads(self.storage.read_bytes(self.name)).get("request", "")
+        except (orjson.JSONDecodeError, AttributeError):
+            return False  # unreadable: rewritten by the next whole export
+        return "?_since=" not in str(request)
 
     @contextmanager
     def feed(self) -> Iterator[_PartsFeed]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 
 from carepath.sinks.base import Output, OutputKind
 from carepath.sinks.ledger.dialect import chunks, insert, insert_new
@@ -42,7 +42,7 @@ class LetterQueue(Repository):
         with self.engine.begin() as conn:
             if insert_new(conn, sends_table, ["channel", "output_id"], rows):
                 # letters.jsonl shows sends: it must be rewritten
-                advance(conn, pathway)
+                _sent_since(conn, pathway, [o.id for o in outputs], advance(conn, pathway))
 
     def queue_letters(self, pathway: str, letters: Sequence[Output], run: str) -> int:
         """Queue due letters for the `deliver-letters` step (a letter already queued, or
@@ -84,7 +84,8 @@ class LetterQueue(Repository):
                     [{"channel": channel, "output_id": i, "sent_at": sent_at, "run": run} for i in chunk])
                 conn.execute(stmt.on_conflict_do_nothing(index_elements=["channel", "output_id"]))
                 conn.execute(queue_table.delete().where(q.pathway == pathway, q.letter_id.in_(chunk)))
-            advance(conn, pathway)  # letters.jsonl shows sends: it must be rewritten
+            # letters.jsonl shows sends: it must be rewritten
+            _sent_since(conn, pathway, list(letter_ids), advance(conn, pathway))
 
     def settle_failed(self, pathway: str, token: str, reasons: dict[str, str]) -> None:
         """Letters that could not be rendered or sent: kept on the queue as failed, with a
@@ -156,3 +157,10 @@ class LetterQueue(Repository):
                                                                     o.retired == 0))
                 plans.update((r.patient, orjson.loads(r.body)) for r in rows)
         return {i: (body, plans.get(patient)) for i, (patient, body) in letters.items()}
+
+
+def _sent_since(conn: Connection, pathway: str, letter_ids: list[str], generation: int) -> None:
+    """A send changes what the letter exports (its status): `export --since` must see it."""
+    o = outputs_table.c
+    for chunk in chunks(letter_ids):
+        conn.execute(update(outputs_table).where(o.pathway == pathway, o.id.in_(chunk)).values(changed_gen=generation))

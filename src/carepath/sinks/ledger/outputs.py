@@ -62,21 +62,23 @@ class Outputs(Repository):
             new = [o for o in outputs if o.id not in existing]
             changed = [o for o in outputs if o.id in existing and existing[o.id] != (o.digest, 0)]
             gone = [i for i, (_, retired) in existing.items() if i not in wanted and not retired]
+            if not (new or changed or gone):
+                return Recorded(0, 0, len(outputs), 0)
+            generation = advance(conn, pathway)
             for batch in chunks(new):
                 conn.execute(outputs_table.insert(), [
                     {"id": o.id, "kind": o.kind.value, "patient": o.patient, "pathway": pathway,
                      "digest": o.digest, "body": orjson.dumps(o.body).decode(), "retired": 0,
-                     "first_run": run, "updated_run": run} for o in batch])
+                     "first_run": run, "updated_run": run, "changed_gen": generation} for o in batch])
             for o in changed:
                 conn.execute(update(outputs_table).where(outputs_table.c.pathway == pathway,
                                                          outputs_table.c.id == o.id).values(
-                    digest=o.digest, body=orjson.dumps(o.body).decode(), retired=0, updated_run=run))
+                    digest=o.digest, body=orjson.dumps(o.body).decode(), retired=0, updated_run=run,
+                    changed_gen=generation))
             for chunk in chunks(gone):
                 conn.execute(update(outputs_table).where(outputs_table.c.pathway == pathway,
                                                          outputs_table.c.id.in_(chunk))
-                             .values(retired=1, updated_run=run))
-            if new or changed or gone:
-                advance(conn, pathway)
+                             .values(retired=1, updated_run=run, changed_gen=generation))
         return Recorded(len(new), len(changed), len(outputs) - len(new) - len(changed), len(gone))
 
     def current_patients(self, pathway: str) -> set[str]:
@@ -100,7 +102,12 @@ class Outputs(Repository):
                 for table in (patient_state_table, worklist_patients_table, worklist_tasks_table):
                     conn.execute(table.delete().where(table.c.pathway == pathway, table.c.patient.in_(chunk)))
             if retired:
-                advance(conn, pathway)
+                generation = advance(conn, pathway)
+                for chunk in chunks(list(patients)):
+                    conn.execute(update(outputs_table).where(
+                        outputs_table.c.pathway == pathway, outputs_table.c.patient.in_(chunk),
+                        outputs_table.c.retired == 1, outputs_table.c.updated_run == run)
+                        .values(changed_gen=generation))
         return retired
 
     def current(self, pathway: str, kinds: Iterable[OutputKind] | None = None) -> Iterator[Output]:
@@ -182,6 +189,17 @@ class Outputs(Repository):
         found: dict[str, set[str]] = {}
         with self.engine.connect() as conn:
             for r in conn.execute(select(o.patient, o.id).where(o.pathway == pathway, o.updated_run == run,
+                                                                o.retired == 0)):
+                found.setdefault(r.patient, set()).add(r.id)
+        return found
+
+    def changed_since(self, pathway: str, generation: int) -> dict[str, set[str]]:
+        """The current outputs whose exported state changed after that generation, by
+        patient, whichever run changed them (a sweep, an event-triggered re-plan, a send)."""
+        o = outputs_table.c
+        found: dict[str, set[str]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(select(o.patient, o.id).where(o.pathway == pathway, o.changed_gen > generation,
                                                                 o.retired == 0)):
                 found.setdefault(r.patient, set()).add(r.id)
         return found

@@ -26,9 +26,28 @@ outputs_table = Table(
     Column("retired", Integer, nullable=False, default=0),  # 1: no longer in the patient's plan
     Column("first_run", String(64), nullable=False),
     Column("updated_run", String(64), nullable=False),
+    # The pathway generation at which what the output exports last changed (its body,
+    # its retirement, its letter's first send; revision 0008): `export --since` compares
+    # it with a sweep's, so changes made by event-triggered runs are included too.
+    Column("changed_gen", Integer, nullable=False, server_default="0"),
     PrimaryKeyConstraint("pathway", "id", name="pk_outputs"),
     Index("ix_outputs_pathway_patient", "pathway", "patient"),
     Index("ix_outputs_pathway_updated_run", "pathway", "updated_run"),  # a sweep's change feed
+    Index("ix_outputs_pathway_changed_gen", "pathway", "changed_gen"),  # export --since
+)
+
+# Every sweep (revision 0008): its stamp (the `changes/<sweep-stamp>/` folder name, also
+# when it changed nothing), as-of and the generation after it, so `export --since STAMP`
+# knows the stamp and where in the ledger's history it stands.
+sweeps_table = Table(
+    "sweeps", ledger_metadata,
+    Column("pathway", String(200), nullable=False),
+    Column("stamp", String(40), nullable=False),
+    Column("as_of", String(40), nullable=False),   # UTC, fixed width (sorts as the instants do)
+    Column("generation", Integer, nullable=False),
+    Column("run", String(64), nullable=False),
+    PrimaryKeyConstraint("pathway", "stamp", name="pk_sweeps"),
+    Index("ix_sweeps_pathway_as_of", "pathway", "as_of"),
 )
 
 # Per pathway: two pathways' documents (in their own output folders) sharing one ledger

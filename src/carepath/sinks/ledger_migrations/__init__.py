@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 # Oldest first; the last is the schema the ledger's code queries (the table definitions
 # in carepath.sinks.ledger.schema). A new revision file appends its id here.
-REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
+REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
 HEAD = REVISIONS[-1]
 VERSION_TABLE = "carepath_ledger_version"
 
