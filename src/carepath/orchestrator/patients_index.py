@@ -19,7 +19,7 @@ from sqlalchemy import select
 from carepath.records import Patient, read_patients
 from carepath.records.readers import read_patient_at
 from carepath.records.types import Rejection
-from carepath.sinks.ledger.dialect import chunks
+from carepath.sinks.ledger.dialect import chunks, serialize_writers
 from carepath.sinks.ledger.schema import file_table, where_table
 
 
@@ -42,6 +42,9 @@ class PatientsIndex:
         except OSError:
             return patients, rejected  # read, then gone: nothing to index
         with self.engine.begin() as conn:
+            # Under the writers' lock: runs sharing the ledger that index one file at once
+            # would each delete nothing and insert the same rows.
+            serialize_writers(conn, f"patients-index:{self.pathway}")
             known = conn.execute(select(file_table.c.path, file_table.c.stamp).where(
                 file_table.c.pathway == self.pathway)).first()
             if known is not None and tuple(known) == (resolved, stamp):
